@@ -1,0 +1,3 @@
+"""TF MobileNetV2 -> PyTorch conversion: sources, the ONNX and MMdnn paths, the canonical backbone."""
+
+from convert import _guard  # noqa: F401  (must run before torch or TF load)

@@ -1,0 +1,209 @@
+"""The canonical backbone: torchvision's MobileNetV2 layout, carrying the source's TF semantics.
+
+Mapping is by execution order and shape: every reader yields conv/BN/dense layers in the order they
+run, which is the order of torchvision's modules. Nothing is transposed here (readers already hold
+PyTorch layouts), so a weight in the wrong layout fails the shape check instead of being "fixed" by
+trying permutations until something fits.
+
+TF semantics kept as parameter values on torchvision's own modules (state-dict keys unchanged):
+  - padding: TF SAME on stride-2 convs pads (0 before, 1 after) on even sizes; torchvision pads 1 on
+    both sides. Such convs become `Conv2dSame`, which pads like TF for any input size;
+  - BN eps: the source's (TF 1e-3; torchvision 1e-5);
+  - BN momentum: PyTorch momentum = 1 - TF decay (Keras momentum 0.999 -> 0.001).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convert.errors import fail
+from convert.spec import TF_DEFAULT_BN_DECAY, BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
+
+ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d that pads like TF's SAME for whatever input size arrives (extra pixel after)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        t, b = tf_same_pads(x.shape[-2], kh, sh)
+        left, r = tf_same_pads(x.shape[-1], kw, sw)
+        return super().forward(F.pad(x, (left, r, t, b)))
+
+
+@dataclass(frozen=True)
+class Slot:
+    key: str  # torchvision module path, e.g. features.3.conv.1.0
+    kind: str  # conv | depthwise | bn | dense
+    shape: tuple[int, ...]
+
+
+def torchvision_slots(alpha: float, num_classes: int) -> list[Slot]:
+    """torchvision's MobileNetV2 parameter slots in execution order (built on the meta device)."""
+    from torchvision.models import mobilenet_v2
+
+    with torch.device("meta"):
+        m = mobilenet_v2(width_mult=alpha, num_classes=num_classes)
+    out = []
+    for key, mod in m.named_modules():
+        if isinstance(mod, nn.Conv2d):
+            kind = "depthwise" if mod.groups > 1 else "conv"
+            out.append(Slot(key, kind, tuple(mod.weight.shape)))
+        elif isinstance(mod, nn.BatchNorm2d):
+            out.append(Slot(key, "bn", (mod.num_features,)))
+        elif isinstance(mod, nn.Linear):
+            out.append(Slot(key, "dense", tuple(mod.weight.shape)))
+    return out
+
+
+def _layer_kind(layer) -> str:
+    if isinstance(layer, ConvSpec):
+        return "depthwise" if layer.depthwise else "conv"
+    return "bn" if isinstance(layer, BNSpec) else "dense"
+
+
+def _layer_shape(layer) -> tuple[int, ...]:
+    if isinstance(layer, ConvSpec):
+        return tuple(layer.weight.shape)
+    if isinstance(layer, BNSpec):
+        return tuple(layer.gamma.shape)
+    return tuple(layer.weight.shape)
+
+
+def _first_mismatch(layers: list, slots: list[Slot]) -> int:
+    for i, (layer, slot) in enumerate(zip(layers, slots)):
+        if _layer_kind(layer) != slot.kind or _layer_shape(layer) != slot.shape:
+            return i
+    return min(len(layers), len(slots)) if len(layers) != len(slots) else -1
+
+
+def describe_found(spec: ModelSpec) -> str:
+    convs = spec.convs
+    dw = sum(c.depthwise for c in convs)
+    k = sorted({c.weight.shape[-1] for c in convs})
+    return f"{len(convs)} convolutions ({dw} depthwise, kernel sizes {k}), {len(spec.bns)} BatchNorms"
+
+
+@dataclass
+class Canonical:
+    """The mapped backbone: torchvision-keyed tensors plus the semantics to rebuild it with."""
+
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
+    """Assign the spec's layers to torchvision's slots, inferring alpha and the number of classes."""
+    dense = spec.dense
+    has_head = dense is not None
+    num_classes = dense.weight.shape[0] if has_head else 1000
+    layers = spec.layers if has_head else spec.layers + [None]  # type: ignore[list-item]
+    best: tuple[int, float] | None = None
+    for alpha in ALPHAS:
+        slots = torchvision_slots(alpha, num_classes)
+        body = layers if has_head else spec.layers
+        cmp_slots = slots if has_head else slots[:-1]
+        bad = _first_mismatch(body, cmp_slots)
+        if bad == -1:
+            return _assign(spec, slots, alpha, num_classes, has_head, where)
+        if best is None or bad > best[0]:
+            best = (bad, alpha)
+    expect = torchvision_slots(1.0, num_classes)
+    n_conv = sum(s.kind in ("conv", "depthwise") for s in expect)
+    n_dw = sum(s.kind == "depthwise" for s in expect)
+    i, alpha = best  # type: ignore[misc]
+    slots = torchvision_slots(alpha, num_classes)
+    at = ""
+    if i < len(spec.layers) and i < len(slots):
+        layer = spec.layers[i]
+        at = (f"; closest is alpha {alpha:g}, which differs at layer {i} '{layer.name}' "
+              f"({_layer_kind(layer)} {_layer_shape(layer)} where {slots[i].key} needs {slots[i].kind} {slots[i].shape})")
+    raise fail(f"{where}: not a MobileNetV2: found {describe_found(spec)}; a MobileNetV2 has {n_conv} "
+               f"convolutions ({n_dw} depthwise, 3x3) and {n_conv} BatchNorms{at}")
+
+
+def _padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str) -> str:
+    k = conv.weight.shape[-1]
+    if conv.pads == (k // 2,) * 4:
+        return "symmetric"
+    if conv.pads == tf_same_pads(hw[0], k, conv.stride) + tf_same_pads(hw[1], k, conv.stride):
+        return "tf_same"
+    raise fail(f"{where}: conv '{conv.name}' pads {conv.pads}: neither TF SAME nor symmetric padding")
+
+
+def _assign(spec: ModelSpec, slots: list[Slot], alpha: float, num_classes: int, has_head: bool, where: str) -> Canonical:
+    sd: dict[str, torch.Tensor] = {}
+    bn_meta: dict[str, dict[str, float]] = {}
+    padding: dict[str, str] = {}
+    hw = spec.input_shape[:2]
+    decays_known = all(b.decay is not None for b in spec.bns)
+    for layer, slot in zip(spec.layers, slots):
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+        if isinstance(layer, ConvSpec):
+            if layer.bias is not None and np.any(layer.bias != 0):
+                raise fail(f"{where}: conv '{layer.name}' has a bias; MobileNetV2 convs have none (BN follows)")
+            sd[slot.key + ".weight"] = t(layer.weight)
+            padding[slot.key] = _padding_mode(layer, hw, where)
+            hw = (math.ceil(hw[0] / layer.stride), math.ceil(hw[1] / layer.stride))
+        elif isinstance(layer, BNSpec):
+            for name, arr in (("weight", layer.gamma), ("bias", layer.beta), ("running_mean", layer.mean), ("running_var", layer.var)):
+                sd[f"{slot.key}.{name}"] = t(arr)
+            sd[f"{slot.key}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+            decay = layer.decay if layer.decay is not None else TF_DEFAULT_BN_DECAY
+            bn_meta[slot.key] = {"eps": layer.eps, "momentum": round(1.0 - decay, 12)}
+        elif isinstance(layer, DenseSpec):
+            sd[slot.key + ".weight"] = t(layer.weight)
+            sd[slot.key + ".bias"] = t(layer.bias)
+    if not has_head:
+        head = slots[-1]
+        sd[head.key + ".weight"] = torch.zeros(head.shape)
+        sd[head.key + ".bias"] = torch.zeros(head.shape[0])
+    for key, value in sd.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise fail(f"{where}: weights of {key.rsplit('.', 1)[0]} contain NaN or Inf")
+    meta = {
+        "arch": "mobilenet_v2",
+        "alpha": alpha,
+        "num_classes": num_classes,
+        "head": {"classes": num_classes, "source_layer": spec.dense.name} if has_head else None,
+        "input_size": list(spec.input_shape[:2]),
+        "input_range": list(spec.input_range),
+        "layout": {"input": "NCHW", "color": "RGB"},
+        "bn": bn_meta,
+        "padding": padding,
+        "bn_folded": any(b.folded for b in spec.bns),
+        "momentum_from": "source" if decays_known else f"default: 1 - TF default decay {TF_DEFAULT_BN_DECAY}",
+    }
+    return Canonical(sd, meta)
+
+
+def build(meta: dict[str, Any]) -> nn.Module:
+    """torchvision's MobileNetV2 with the semantics in `meta` (padding, eps, momentum); no weights."""
+    from torchvision.models import mobilenet_v2
+
+    try:
+        model = mobilenet_v2(width_mult=float(meta["alpha"]), num_classes=int(meta["num_classes"]))
+        modules = dict(model.named_modules())
+        for key, mode in meta["padding"].items():
+            conv = modules[key]
+            if mode == "tf_same":
+                same = Conv2dSame(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                  padding=0, groups=conv.groups, bias=conv.bias is not None)
+                parent, _, child = key.rpartition(".")
+                setattr(modules[parent], child, same)
+            elif mode != "symmetric":
+                raise fail(f"unknown padding mode {mode!r} for {key}")
+        for key, bn in meta["bn"].items():
+            modules[key].eps = float(bn["eps"])
+            modules[key].momentum = float(bn["momentum"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise fail(f"checkpoint metadata does not describe a MobileNetV2 ({type(e).__name__}: {e})")
+    return model

@@ -1,0 +1,103 @@
+"""The ported checkpoint: a torchvision-keyed state dict plus metadata, loadable without running code.
+
+File layout (``torch.save`` of a plain dict, read back with ``torch.load(weights_only=True)``, which
+refuses any pickle that would construct objects other than tensors and primitive containers):
+
+    {"format": "tfport.ported", "version": 1,
+     "state_dict": {torchvision key: tensor},
+     "metadata": JSON string (see README "Checkpoint format")}
+
+The state dict alone loads into ``torchvision.models.mobilenet_v2(width_mult=alpha,
+num_classes=k)`` with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from convert.atomic import atomic_path
+from convert.errors import fail
+
+FORMAT = "tfport.ported"
+VERSION = 1
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file; of a folder (SavedModel), over its files' relative names and hashes."""
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_dir():
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            h.update(str(f.relative_to(p)).encode())
+            h.update(sha256_file(f).encode())
+        return h.hexdigest()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save(path: str | Path, state_dict: dict, metadata: dict[str, Any]) -> str:
+    """Write atomically; returns the file's sha256 (what certificates bind to)."""
+    import torch
+
+    payload = {"format": FORMAT, "version": VERSION, "state_dict": state_dict,
+               "metadata": json.dumps(metadata, sort_keys=True)}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return sha256_file(path)
+
+
+def load(path: str | Path) -> tuple[dict, dict[str, Any]]:
+    """(state_dict, metadata); any unreadable, unsafe or foreign file is one TfportError."""
+    import torch
+
+    p = Path(path)
+    if not p.exists():
+        raise fail(f"{p}: no such file")
+    if p.is_dir():
+        raise fail(f"{p}: is a folder, expected a ported checkpoint file")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise fail(f"{p}: refused: the pickle would construct objects that are not tensors ({first[:160]})")
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError, TypeError) as e:
+        raise fail(f"{p}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise fail(f"{p}: not a tfport ported checkpoint (no '{FORMAT}' header)")
+    if obj.get("version") != VERSION:
+        raise fail(f"{p}: checkpoint version {obj.get('version')!r}; this tfport reads version {VERSION}")
+    sd, meta = obj.get("state_dict"), obj.get("metadata")
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise fail(f"{p}: checkpoint state_dict is not a mapping of tensors")
+    try:
+        metadata = json.loads(meta)
+    except (TypeError, json.JSONDecodeError) as e:
+        raise fail(f"{p}: checkpoint metadata is not JSON ({e})")
+    if not isinstance(metadata, dict):
+        raise fail(f"{p}: checkpoint metadata is not a JSON object")
+    for key, value in sd.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise fail(f"{p}: {key} contains NaN or Inf")
+    return sd, metadata
+
+
+def load_module(path: str | Path):
+    """The canonical backbone as an nn.Module in eval mode, with `.tfport_meta` attached."""
+    from convert.canonical import build
+
+    sd, meta = load(path)
+    model = build(meta)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise fail(f"{path}: weights do not fit the MobileNetV2 the metadata describes ({str(e).splitlines()[0][:200]})")
+    model.eval()
+    model.tfport_meta = meta
+    return model

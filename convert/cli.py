@@ -1,0 +1,127 @@
+"""`python -m convert`: make sample models, convert TF MobileNetV2s to PyTorch.
+
+Heavy frameworks (TF, torch) load inside the handlers, so `--help` and usage errors stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from convert.errors import TfportError
+
+EPILOG = """examples:
+  python -m convert sample samples/                     # every sample form, alpha 1.0, 224x224
+  python -m convert sample samples/ --alpha 0.35 --size 128x192 --forms slim_pb keras2_h5
+  python -m convert tf2torch mobilenet_v2.pb            # -> ported.pth (+ ported.onnx)
+  python -m convert tf2torch model.h5 -o out/model.pth --via both
+
+exit codes: 0 ok, 1 the port does not reproduce its source, 2 bad input or usage"""
+
+
+def quiet_frameworks() -> None:
+    """TF and Keras log to stderr at import; keep stderr for our one-line errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 224 or 128x192")
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: need H or HxW, each at least 32")
+    return parts[0], parts[1]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, log_path=False)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    quiet_frameworks()
+    from convert.sample import SampleSpec, write_samples
+
+    console = _console()
+    spec = SampleSpec(alpha=args.alpha, size=args.size, classes=args.classes, seed=args.seed)
+    with console.status("generating") as status:
+        paths = write_samples(args.out_dir, spec, tuple(args.forms), progress=lambda f: status.update(f"writing {f}"))
+    for form, path in paths.items():
+        console.print(f"{form:12s} {path}")
+    console.print(f"DONE: {len(paths)} sample model(s) in {args.out_dir}")
+    return 0
+
+
+def cmd_tf2torch(args: argparse.Namespace) -> int:
+    quiet_frameworks()
+    from convert import pipeline
+    from convert.report import print_summary
+
+    console = _console()
+    with console.status("starting") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            console.log(msg)
+
+        result = pipeline.convert(args.src, args.output, via=args.via, input_size=args.input_size,
+                                  probes=args.probes, seed=args.seed, progress=progress)
+    print_summary(console, result)
+    if not result.ok:
+        console.print(f"FAILED: the port does not reproduce {args.src} (tolerance {pipeline.REL_TOL:g}); nothing written")
+        return 1
+    console.print(f"PASSED: wrote {result.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from convert.sample import ALPHAS, FORMS
+
+    parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0],
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sample", help="write sample TF MobileNetV2s in every form", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--alpha", type=float, default=1.0, choices=ALPHAS)
+    p.add_argument("--size", type=parse_size, default=(224, 224), help="H or HxW (default 224)")
+    p.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
+    p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("tf2torch", help="convert a TF MobileNetV2 to a verified PyTorch checkpoint", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", type=Path, help="frozen .pb, SavedModel folder, .h5 or .keras")
+    p.add_argument("-o", "--output", type=Path, default=Path("ported.pth"))
+    p.add_argument("--via", choices=("onnx", "mmdnn", "both"), default="onnx")
+    p.add_argument("--input-size", type=parse_size, default=None, help="HxW, where the graph leaves it open")
+    p.add_argument("--probes", type=int, default=64, help="seeded probe inputs compared against TF")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tf2torch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TfportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,44 @@
+"""Seeded probe inputs and the error measure every conversion summary reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def probe_inputs(n: int, hw: tuple[int, int], value_range: tuple[float, float] = (-1.0, 1.0), seed: int = 0) -> np.ndarray:
+    """NHWC float32 images in the source's input range: smooth structure plus pixel noise."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    coarse = rng.uniform(-1, 1, (n, max(h // 8, 2), max(w // 8, 2), 3))
+    ys = np.linspace(0, coarse.shape[1] - 1, h).round().astype(int)
+    xs = np.linspace(0, coarse.shape[2] - 1, w).round().astype(int)
+    img = np.clip(coarse[:, ys][:, :, xs] + rng.normal(0, 0.15, (n, h, w, 3)), -1, 1)
+    lo, hi = value_range
+    return ((img + 1) / 2 * (hi - lo) + lo).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely `port` reproduces `ref` on the probe inputs."""
+
+    what: str
+    max_abs: float
+    rel: float  # max |port - ref| / max |ref|
+    top1_agree: float | None = None  # fraction of probes with the same argmax (logits only)
+
+    def ok(self, tol: float) -> bool:
+        return self.rel <= tol and (self.top1_agree is None or self.top1_agree == 1.0)
+
+
+def agreement(what: str, port: np.ndarray, ref: np.ndarray, logits: bool = False) -> Agreement:
+    port = np.asarray(port, np.float64).reshape(len(port), -1)
+    ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
+    if port.shape != ref.shape:
+        return Agreement(what, float("inf"), float("inf"), 0.0 if logits else None)
+    diff = np.abs(port - ref)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    scale = float(np.abs(ref).max()) or 1.0
+    top1 = float(np.mean(port.argmax(1) == ref.argmax(1))) if logits else None
+    return Agreement(what, max_abs, max_abs / scale, top1)

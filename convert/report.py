@@ -1,0 +1,51 @@
+"""The conversion summary table."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from convert.pipeline import REL_TOL, ConversionResult
+
+
+def _fmt_counts(values) -> str:
+    return ", ".join(f"{v:g}×{n}" if isinstance(v, float) else f"{v}×{n}" for v, n in Counter(values).most_common())
+
+
+def print_summary(console, result: ConversionResult) -> None:
+    from rich.table import Table
+
+    src = result.source
+    table = Table(title=f"{src.path} ({src.form})", show_lines=False)
+    table.add_column("")
+    for p in result.paths:
+        table.add_column(f"via {p.via}")
+    metas = [p.canonical.meta for p in result.paths]
+    rows = [
+        ("layers mapped", [f"{len(m['padding'])} conv, {len(m['bn'])} BN, {'1 dense' if m['head'] else 'no head'}" for m in metas]),
+        ("alpha / input", [f"{m['alpha']:g} / {m['input_size'][0]}x{m['input_size'][1]}" for m in metas]),
+        ("classes", [str(m["num_classes"]) for m in metas]),
+        ("BN eps", [_fmt_counts(b["eps"] for b in m["bn"].values()) for m in metas]),
+        ("BN momentum", [_fmt_counts(b["momentum"] for b in m["bn"].values()) + f" ({m['momentum_from']})" for m in metas]),
+        ("BN statistics", ["folded (eval only)" if m["bn_folded"] else "kept" for m in metas]),
+        ("padding", [_fmt_counts(m["padding"].values()) for m in metas]),
+        ("seconds", [f"{p.seconds:.1f}" for p in result.paths]),
+    ]
+    for name, vals in rows:
+        table.add_row(name, *vals)
+    for what in dict.fromkeys(a.what for p in result.paths for a in p.agreements):
+        cells = []
+        for p in result.paths:
+            a = next((a for a in p.agreements if a.what == what), None)
+            if a is None:
+                cells.append("")
+                continue
+            mark = "[green]ok[/]" if a.ok(REL_TOL) else "[red]FAIL[/]"
+            top1 = f", top-1 {a.top1_agree:.0%}" if a.top1_agree is not None else ""
+            cells.append(f"rel {a.rel:.2e} (max |Δ| {a.max_abs:.2e}{top1}) {mark}")
+        table.add_row(what, *cells)
+    console.print(table)
+    for a in result.cross:
+        console.print(f"{a.what}: rel {a.rel:.2e} " + ("[green]ok[/]" if a.ok(1e-6) else "[red]FAIL[/]"))
+    for p in result.paths:
+        for note in p.notes:
+            console.print(f"[yellow]note ({p.via}):[/] {note}")

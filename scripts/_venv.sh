@@ -1,0 +1,19 @@
+# Sourced by scripts/*: create or reuse the virtualenv for this exact requirements set.
+# The venv lives outside the clone, keyed by the hash of requirements.txt + pyproject.toml,
+# so CI runs and later sessions on the same machine reuse it instead of reinstalling torch/TF.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KEY="$(cat "$ROOT/requirements.txt" | sha256sum | cut -c1-12)"
+VENV="${TFPORT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tfport/venvs/$KEY}"
+if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
+    echo "setting up virtualenv $VENV (first run only; torch and TensorFlow are large)" >&2
+    python3.11 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -r "$ROOT/requirements.txt"
+    touch "$VENV/.complete"
+fi
+# The project itself runs from the source tree: no install step that could go stale.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
+export PATH="$VENV/bin:$PATH"
+PY="$VENV/bin/python"

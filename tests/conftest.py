@@ -1,0 +1,56 @@
+"""Shared, session-scoped fixtures: sample models are generated once and reused by every test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import convert  # noqa: F401  (import-order guard before torch/TF)
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Samples:
+    """Generates sample models on demand, each (alpha, size, form) once per session."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._paths: dict[tuple, Path] = {}
+        self._models: dict = {}
+
+    def get(self, form: str, alpha: float = 1.0, size: tuple[int, int] = (96, 96)) -> Path:
+        from convert.sample import SampleSpec, keras2_model, write_samples
+
+        key = (form, alpha, size)
+        if key not in self._paths:
+            spec = SampleSpec(alpha=alpha, size=size)
+            if spec not in self._models:  # one seeded Keras build serves every form of a spec
+                self._models[spec] = keras2_model(spec)
+            (path,) = write_samples(self.root / spec.tag, spec, (form,), k2=self._models[spec]).values()
+            self._paths[key] = path
+        return self._paths[key]
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory) -> Samples:
+    return Samples(tmp_path_factory.mktemp("samples"))
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m ...` as a user would, from the repo on PYTHONPATH."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int = 2, mentions: str = "") -> str:
+    """Exit code, exactly one `error:` line, and no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert mentions in errors[0], errors[0]
+    return errors[0]

@@ -1,0 +1,79 @@
+"""The checkpoint format: whole-or-nothing writes, no code execution, one-line refusals."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from convert import checkpoint
+from convert.errors import TfportError
+
+
+class _Payload:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_roundtrip(tmp_path):
+    sd = {"features.0.0.weight": torch.randn(3, 3)}
+    sha = checkpoint.save(tmp_path / "p.pth", sd, {"alpha": 1.0})
+    loaded, meta = checkpoint.load(tmp_path / "p.pth")
+    assert torch.equal(loaded["features.0.0.weight"], sd["features.0.0.weight"])
+    assert meta == {"alpha": 1.0}
+    assert sha == checkpoint.sha256_file(tmp_path / "p.pth")
+
+
+def test_pickle_payload_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "PWNED"
+    bad = tmp_path / "evil.pth"
+    torch.save({"format": "tfport.ported", "version": 1, "state_dict": {}, "metadata": _Payload(str(marker))}, bad,
+               pickle_protocol=2)
+    with pytest.raises(TfportError, match="refused"):
+        checkpoint.load(bad)
+    assert not marker.exists()
+
+
+def test_plain_pickle_is_refused(tmp_path):
+    marker = tmp_path / "PWNED"
+    bad = tmp_path / "evil.pth"
+    bad.write_bytes(pickle.dumps(_Payload(str(marker))))
+    with pytest.raises(TfportError):
+        checkpoint.load(bad)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"PK\x03\x04garbage"], ids=["empty", "zeros", "bad-zip"])
+def test_corrupt_files(tmp_path, content):
+    p = tmp_path / "x.pth"
+    p.write_bytes(content)
+    with pytest.raises(TfportError):
+        checkpoint.load(p)
+
+
+def test_truncated_checkpoint(tmp_path):
+    p = tmp_path / "p.pth"
+    checkpoint.save(p, {"w": torch.randn(64, 64)}, {})
+    p.write_bytes(p.read_bytes()[:500])
+    with pytest.raises(TfportError):
+        checkpoint.load(p)
+
+
+def test_nan_weights_refused(tmp_path):
+    p = tmp_path / "p.pth"
+    checkpoint.save(p, {"w": torch.tensor([1.0, float("nan")])}, {})
+    with pytest.raises(TfportError, match="NaN"):
+        checkpoint.load(p)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    target = tmp_path / "missing" / "p.pth"
+    with pytest.raises(TfportError, match="does not exist"):
+        checkpoint.save(target, {"w": torch.ones(1)}, {})
+    assert not any(tmp_path.rglob("*p.pth*"))
