@@ -29,6 +29,12 @@ from convert.spec import TF_DEFAULT_BN_DECAY, BNSpec, ConvSpec, DenseSpec, Model
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 
+def _make_divisible_tv(v: float, divisor: int = 8) -> int:
+    """torchvision's (and Keras's) channel rounding for width multipliers."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
 class Conv2dSame(nn.Conv2d):
     """Conv2d that pads like TF's SAME for whatever input size arrives (extra pixel after)."""
 

@@ -94,7 +94,9 @@ def _keras_source(path: Path, form: str, loader: Callable, input_size) -> Source
         raise fail(f"{path}: cannot load as a Keras model ({type(e).__name__}: {msg})")
     spec = read_keras(model, str(path))
     gd = frozen_graph_def(model)
-    _, info = read_graph(gd, str(path), spec.input_shape[:2])
+    graph_spec, info = read_graph(gd, str(path), spec.input_shape[:2])
+    if len(graph_spec.layers) == len(spec.layers):  # probe points live in the frozen graph
+        spec.taps = graph_spec.taps
     spec.origin = form
     return Source(path, form, sha256_file(path), gd, info, spec, model)
 

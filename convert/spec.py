@@ -65,6 +65,9 @@ class ModelSpec:
     input_range: tuple[float, float] = (-1.0, 1.0)
     origin: str = ""  # "keras2", "keras3", "graph", "onnx", "mmdnn"
     notes: list[str] = field(default_factory=list)
+    # per layer index: where that layer's probe points are in the source graph
+    # (":bn" after normalisation, ":act" after ReLU6, ":out" after the residual add; "" for dense)
+    taps: dict[int, dict[str, str]] = field(default_factory=dict)
 
     @property
     def convs(self) -> list[ConvSpec]:

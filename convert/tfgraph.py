@@ -155,6 +155,10 @@ class GraphReader:
                 spec, out_size = self._conv(n, ins, src_size)
                 layers.append(spec)
                 sizes[n.name] = out_size
+            elif n.op == "Mul" and layers and isinstance(layers[-1], ConvSpec) and self._is_conv_output(ins[0], layers[-1]):
+                bn = self._decomposed_bn(n, ins)
+                if bn is not None:
+                    layers.append(bn)
             elif n.op in _BN_OPS:
                 if n.attr["is_training"].b:
                     raise fail(f"{self.where}: BatchNorm '{n.name}' is in training mode; export the graph for inference")
@@ -175,7 +179,82 @@ class GraphReader:
         if logits is None and layers and isinstance(layers[-1], DenseSpec):
             logits = output
         info = GraphInfo(ph.name + ":0", pooled, logits, output, dims, counts)
-        return ModelSpec(layers=layers, input_shape=(h, w, 3), origin="graph"), info
+        spec = ModelSpec(layers=layers, input_shape=(h, w, 3), origin="graph")
+        spec.taps = self._taps(layers)
+        return spec, info
+
+    # --- probe points ---------------------------------------------------------------------
+    def _follow(self, name: str, ops: set[str]):
+        """The single data consumer of `name` (through pass-through ops) if its op is in `ops`."""
+        cs = [c for c in self.consumers.get(name, []) if c.op not in ("NoOp",)]
+        while len(cs) == 1 and cs[0].op in _PASS_THROUGH:
+            cs = self.consumers.get(cs[0].name, [])
+        return cs[0] if len(cs) == 1 and cs[0].op in ops else None
+
+    def _taps(self, layers: list) -> dict[int, dict[str, str]]:
+        """Per layer index, the tensors after normalisation (:bn), after ReLU6 (:act), after the residual add (:out)."""
+        taps: dict[int, dict[str, str]] = {}
+        for i, layer in enumerate(layers):
+            if isinstance(layer, BNSpec):
+                node = layer.name.split("#")[0]
+                t = {":bn": node + ":0"}
+                act = self._follow(node, {"Relu6"})
+                if act is not None:
+                    t[":act"] = act.name + ":0"
+                add = self._follow(node, {"AddV2", "Add"})
+                if add is not None:
+                    t[":out"] = add.name + ":0"
+                taps[i] = t
+            elif isinstance(layer, DenseSpec):
+                taps[i] = {"": (self._follow(layer.name, {"BiasAdd", "Add", "AddV2"}) or self.nodes[layer.name]).name + ":0"}
+        return taps
+
+    def _is_conv_output(self, inp: str, conv: ConvSpec) -> bool:
+        node = self.producer(inp)
+        return node is not None and node.name == conv.name
+
+    def _decomposed_bn(self, mul, ins) -> BNSpec | None:
+        """Keras 3's BN in a frozen graph: y = x * a + b with a, b computed from constants.
+
+        The statistics are not separable from a and b, so this is a folded BN (eval-mode faithful):
+        mean 0, var 1, gamma = a * sqrt(1 + eps), beta = b."""
+        add = self._follow(mul.name, {"AddV2", "Add"})
+        if add is None:
+            return None
+        a = self.evaluate(ins[1])
+        b_in = next(i for i in add.input if _name(i) != mul.name and not i.startswith("^"))
+        b = self.evaluate(b_in)
+        if a is None or b is None:
+            return None
+        eps = 1e-3
+        a = a.astype(np.float64).reshape(-1)
+        return BNSpec(add.name + "#folded", (a * np.sqrt(1 + eps)).astype(np.float32), b.astype(np.float32).reshape(-1),
+                      np.zeros_like(a, np.float32), np.ones_like(a, np.float32), eps, folded=True)
+
+    def evaluate(self, inp: str) -> np.ndarray | None:
+        """Value of a tensor that depends on constants only (evaluated in TF), else None."""
+        c = self.const(inp)
+        if c is not None:
+            return c
+        stack, seen = [_name(inp)], set()
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            node = self.nodes.get(name)
+            if node is None or node.op == "Placeholder":
+                return None
+            stack.extend(_name(i) for i in node.input)
+        import tensorflow as tf
+
+        if not hasattr(self, "_sess"):
+            graph = tf.Graph()
+            with graph.as_default():
+                tf.compat.v1.import_graph_def(self.gd, name="")
+            self._sess = tf.compat.v1.Session(graph=graph)
+        t = inp if ":" in inp else inp + ":0"
+        return np.asarray(self._sess.run(t))
 
     def _bias_after(self, n) -> np.ndarray:
         for c in self.consumers.get(n.name, []):

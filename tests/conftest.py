@@ -40,6 +40,27 @@ def samples(tmp_path_factory) -> Samples:
     return Samples(tmp_path_factory.mktemp("samples"))
 
 
+@pytest.fixture(scope="session")
+def converted(samples, tmp_path_factory):
+    """convert(case) -> (source path, ported.pth, ConversionResult), each case converted once per session."""
+    from convert import pipeline
+
+    out_root = tmp_path_factory.mktemp("ported")
+    cache: dict[str, tuple] = {}
+
+    def get(case):
+        key = "-".join(map(str, case)).replace(" ", "").replace(",", "x").replace("(", "").replace(")", "")
+        if key not in cache:
+            form, alpha, size = case
+            src = samples.get(form, alpha, size)
+            (out_root / key).mkdir()
+            out = out_root / key / "ported.pth"
+            cache[key] = (src, out, pipeline.convert(src, out, probes=64))
+        return cache[key]
+
+    return get
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m ...` as a user would, from the repo on PYTHONPATH."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")

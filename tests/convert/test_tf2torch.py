@@ -36,24 +36,6 @@ CASES = [
 IDS = [f"{f}-a{a:g}-{s[0]}x{s[1]}" for f, a, s in CASES]
 
 
-@pytest.fixture(scope="module")
-def converted(samples, tmp_path_factory):
-    """Convert each case once; tests below read the results."""
-    out_root = tmp_path_factory.mktemp("ported")
-    cache: dict[str, tuple] = {}
-
-    def get(case):
-        key = "-".join(map(str, case))
-        if key not in cache:
-            form, alpha, size = case
-            src = samples.get(form, alpha, size)
-            out = out_root / f"{key}.pth"
-            cache[key] = (src, out, pipeline.convert(src, out, probes=64))
-        return cache[key]
-
-    return get
-
-
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_port_reproduces_tf(converted, case):
     src_path, out, result = converted(case)

@@ -1,0 +1,300 @@
+"""The MMdnn path: the real MMdnn 0.3.1 (TF parser -> IR -> PyTorch emitter), kept as it emits.
+
+Two outputs, because users hold the first and the toolkit needs the second:
+  - MMdnn's emitted PyTorch model, code and weights exactly as MMdnn writes them (every BatchNorm with
+    `momentum=0.0`, which is what the diagnosis downstream is about), loaded by :func:`load_emitted`;
+  - the canonical backbone, mapped from MMdnn's IR and IR weights by :func:`read_mmdnn_ir`.
+
+What MMdnn is given: the source's frozen GraphDef (MMdnn's `TensorflowParser2`, its frozen-graph
+parser), with the input node, its (H, W, 3) shape and the output node. MMdnn reads fused BatchNorm
+only; a graph whose BN is decomposed (Keras 3) is routed through tf_keras when the Keras 3 model is
+at hand (`mmdnn_keras3`) and refused otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convert.errors import TfportError, fail
+from convert.spec import ModelSpec
+
+MMDNN_VERSION = "0.3.1"
+_FUSED_BN_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+# What run_mmdnn leaves in out_dir, by role: MMdnn's IR, then MMdnn's emitted PyTorch model.
+IR_STEM = "mmdnn_ir"  # .json, .pb, .npy: MMdnn's parser writes all three
+CODE_NAME = "mmdnn_model.py"
+WEIGHTS_NAME = "mmdnn_model.npy"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MmdnnResult:
+    """Where MMdnn's files are, what it was asked to convert, and how long each step took."""
+
+    ir_json: Path
+    ir_pb: Path
+    ir_weights: Path
+    code: Path
+    weights: Path
+    input: str  # node names MMdnn was given
+    output: str
+    input_shape: tuple[int, int, int]  # H, W, C
+    parse_s: float  # TensorflowParser2: frozen graph -> IR (graph + weights), wall time
+    emit_s: float  # PytorchEmitter: IR -> code + weights, wall time
+    route: str  # "frozen graph" or how the graph MMdnn saw was made
+    log: str  # what MMdnn printed
+
+
+@dataclass(frozen=True)
+class _Input:
+    graph_def: object
+    input: str
+    output: str
+    route: str
+
+
+def _mmdnn_input(source) -> _Input:
+    """The frozen graph MMdnn can parse: the source's own, or a tf_keras rebuild of a Keras 3 model."""
+    where = str(source.path)
+    counts = source.info.op_counts
+    if any(counts.get(op) for op in _FUSED_BN_OPS) or not source.spec.bns:
+        return _Input(source.graph_def, source.info.input, source.info.output, "frozen graph")
+    if source.form == "keras3" and source.keras_model is not None:
+        from convert.mmdnn_keras3 import rebuild_in_tf_keras
+        from convert.sample import frozen_graph_def
+        from convert.tfgraph import read_graph
+
+        rebuilt = rebuild_in_tf_keras(source.keras_model, where)
+        gd = frozen_graph_def(rebuilt)
+        _, info = read_graph(gd, where, source.spec.input_shape[:2])
+        if not any(info.op_counts.get(op) for op in _FUSED_BN_OPS):
+            raise fail(f"{where}: the tf_keras rebuild of this Keras 3 model still has no fused BatchNorm; "
+                       "use --via onnx")
+        return _Input(gd, info.input, info.output, "Keras 3 model rebuilt in tf_keras (fused BatchNorm) for MMdnn")
+    raise fail(f"{where}: BatchNorm is decomposed into Mul/Add in this graph (a Keras 3 export), which MMdnn "
+               f"{MMDNN_VERSION} mis-parses into a broken model; convert the .keras file, save the model with "
+               "tf_keras, or use --via onnx")
+
+
+def _node(tensor: str) -> str:
+    return tensor.split(":")[0]
+
+
+@contextlib.contextmanager
+def _quiet_tf() -> Iterator[None]:
+    """MMdnn calls TF-1 APIs that log deprecation warnings; keep them out of the user's terminal."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _mmdnn_failure(step: str, where: str, e: Exception, log: str) -> TfportError:
+    said = [line for line in log.splitlines() if line.strip() and "is saved as" not in line]
+    detail = said[-1].strip() if said else (str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return fail(f"{where}: MMdnn {MMDNN_VERSION} cannot {step} this model ({type(e).__name__}: {detail[:200]})")
+
+
+def _mmdnn_step(step: str, where: str, log: io.StringIO, fn: Callable[[], None]) -> float:
+    """Run one MMdnn step under the compatibility shims, its prints kept in `log`; wall seconds."""
+    from convert.mmdnn_compat import mmdnn_compat
+
+    t0 = time.perf_counter()
+    with mmdnn_compat(), _quiet_tf(), contextlib.redirect_stdout(log):
+        try:
+            fn()
+        except TfportError:
+            raise
+        except Exception as e:  # MMdnn signals what it cannot handle with assert, KeyError, ...
+            raise _mmdnn_failure(step, where, e, log.getvalue()) from e
+    return time.perf_counter() - t0
+
+
+def run_mmdnn(source, out_dir: str | Path, progress: Progress = lambda s: None) -> MmdnnResult:
+    """Run MMdnn's TF parser and PyTorch emitter on `source` (a convert.sources.Source).
+
+    Writes mmdnn_ir.{json,pb,npy}, mmdnn_model.py and mmdnn_model.npy into out_dir, all or none."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise fail(f"{out}: output folder does not exist")
+    where = str(source.path)
+    inp = _mmdnn_input(source)
+    hwc = tuple(int(d) for d in source.spec.input_shape)
+    work = Path(tempfile.mkdtemp(prefix=".mmdnn.", dir=out))
+    log = io.StringIO()
+    try:
+        frozen = work / "frozen.pb"
+        frozen.write_bytes(inp.graph_def.SerializeToString())
+        ir = str(work / IR_STEM)
+
+        def parse() -> None:
+            from mmdnn.conversion.tensorflow.tensorflow_frozenparser import TensorflowParser2
+
+            TensorflowParser2(str(frozen), [list(hwc)], [_node(inp.input)], [_node(inp.output)]).run(ir)
+
+        def emit() -> None:
+            from mmdnn.conversion.pytorch.pytorch_emitter import PytorchEmitter
+
+            PytorchEmitter((ir + ".pb", ir + ".npy")).run(str(work / CODE_NAME), str(work / WEIGHTS_NAME), "test")
+
+        progress(f"MMdnn {MMDNN_VERSION}: TF frozen graph -> IR (TensorflowParser2)")
+        parse_s = _mmdnn_step("parse", where, log, parse)
+        progress(f"MMdnn {MMDNN_VERSION}: IR -> PyTorch code and weights (PytorchEmitter)")
+        emit_s = _mmdnn_step("emit PyTorch code for", where, log, emit)
+        unsupported = [line for line in log.getvalue().splitlines() if "has not supported operator" in line]
+        if unsupported:
+            raise fail(f"{where}: MMdnn {MMDNN_VERSION} left ops out of the PyTorch code ({unsupported[0].strip()})")
+        frozen.unlink()
+        names = [IR_STEM + ".json", IR_STEM + ".pb", IR_STEM + ".npy", CODE_NAME, WEIGHTS_NAME]
+        for name in names:
+            if not (work / name).is_file():
+                raise fail(f"{where}: MMdnn {MMDNN_VERSION} did not write {name}")
+        moved: list[Path] = []
+        try:
+            for name in names:
+                os.replace(work / name, out / name)
+                moved.append(out / name)
+        except OSError as e:
+            for f in moved:
+                f.unlink(missing_ok=True)
+            raise fail(f"{out}: cannot write MMdnn's files ({e.strerror})") from e
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return MmdnnResult(
+        ir_json=out / (IR_STEM + ".json"), ir_pb=out / (IR_STEM + ".pb"), ir_weights=out / (IR_STEM + ".npy"),
+        code=out / CODE_NAME, weights=out / WEIGHTS_NAME, input=_node(inp.input), output=_node(inp.output),
+        input_shape=hwc, parse_s=parse_s, emit_s=emit_s, route=inp.route, log=log.getvalue(),
+    )
+
+
+def load_emitted(code_path: str | Path, weights_path: str | Path):
+    """MMdnn's emitted PyTorch model (`KitModel`), in eval mode, as MMdnn users load it, minus the pickle.
+
+    The emitted file is Python that MMdnn generated (by this tool, or by MMdnn wherever the user ran
+    it): importing it runs it, exactly as MMdnn's own instructions do (`imp.load_source`, here on
+    importlib). Only load code you generated or trust. Its `load_weights` would unpickle the weights
+    with `np.load(allow_pickle=True)`; it is replaced before the model is built by the restricted
+    reader, so the weights file itself can never run code."""
+    import torch
+
+    from convert.mmdnn_compat import load_source, read_weights
+
+    code_path, weights_path = Path(code_path), Path(weights_path)
+    try:
+        code = code_path.read_bytes()
+    except OSError as e:
+        raise fail(f"{code_path}: cannot read ({e.strerror})") from e
+    weights = read_weights(weights_path)  # checked before any emitted code runs
+    name = "tfport_mmdnn_" + hashlib.sha256(code).hexdigest()[:16]
+    try:
+        module = load_source(name, code_path)
+    except SyntaxError as e:
+        raise fail(f"{code_path}: not MMdnn-emitted Python (SyntaxError at line {e.lineno})") from e
+    if not hasattr(module, "KitModel") or not hasattr(module, "load_weights"):
+        raise fail(f"{code_path}: not an MMdnn PyTorch model (no KitModel / load_weights)")
+    module.load_weights = lambda weight_file: weights  # the generated module's own loader unpickles
+    try:
+        model = module.KitModel(str(weights_path))
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        detail = str(e).splitlines()[0][:160] if str(e) else ""
+        raise fail(f"{weights_path}: weights do not fit {code_path.name} ({type(e).__name__}: {detail})") from e
+    if not isinstance(model, torch.nn.Module):
+        raise fail(f"{code_path}: KitModel is not a torch.nn.Module")
+    return model.eval()
+
+
+def read_mmdnn_ir(result: MmdnnResult) -> ModelSpec:
+    """MMdnn's IR graph and weights -> ModelSpec (see convert.mmdnn_ir)."""
+    from convert.mmdnn_ir import read_ir
+
+    spec = read_ir(result.ir_pb, result.ir_weights)
+    if spec.input_shape != result.input_shape:
+        raise fail(f"{result.ir_pb}: IR input {spec.input_shape} differs from the {result.input_shape} MMdnn was given")
+    return spec
+
+
+def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, output) of MMdnn's emitted model for NHWC inputs.
+
+    The emitted forward returns only the graph's output (softmax); the logits are the output of the
+    last conv/linear module it runs (slim: the 1x1 classifier conv; Keras: the Dense)."""
+    import torch
+
+    last: list[torch.Tensor] = []
+
+    def keep(_mod, _inp, out) -> None:
+        last[:] = [out]
+
+    weighted = (torch.nn.Conv2d, torch.nn.Linear)
+    hooks = [m.register_forward_hook(keep) for m in model.modules() if isinstance(m, weighted)]
+    logits, outputs = [], []
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x_nhwc), batch):
+                chunk = x_nhwc[i : i + batch]
+                y = model(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2))))
+                outputs.append(y.reshape(len(chunk), -1).numpy())  # MMdnn's squeeze drops a batch of 1
+                logits.append(last[0].reshape(len(chunk), -1).numpy())
+    finally:
+        for h in hooks:
+            h.remove()
+    return np.concatenate(logits), np.concatenate(outputs)
+
+
+def emitted_bn_momenta(model) -> dict[str, float]:
+    """Every BatchNorm momentum in MMdnn's emitted model, by module name."""
+    import torch
+
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    return {name: m.momentum for name, m in model.named_modules() if isinstance(m, bn)}
+
+
+def convert_path(source, x: np.ndarray, ref: dict[str, np.ndarray], progress: Progress):
+    """The `--via mmdnn` step of convert.pipeline: MMdnn's artifacts, the canonical backbone, agreements."""
+    import warnings
+
+    from convert.canonical import to_torchvision
+    from convert.pipeline import PathResult, with_source_semantics
+    from convert.probe import agreement
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tfport-mmdnn-") as tmp:
+        res = run_mmdnn(source, tmp, progress)
+        progress("MMdnn IR -> canonical torchvision layout")
+        spec = with_source_semantics(read_mmdnn_ir(res), source.spec)
+        canonical = to_torchvision(spec, str(source.path))
+        progress("MMdnn's emitted PyTorch model on the probe inputs")
+        model = load_emitted(res.code, res.weights)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Implicit dimension choice for softmax")  # MMdnn's F.softmax(x)
+            logits, out = emitted_outputs(model, x)
+        artifacts = {".mmdnn.py": res.code.read_bytes(), ".mmdnn.npy": res.weights.read_bytes()}
+    result = PathResult("mmdnn", canonical, artifacts=artifacts)
+    result.agreements.append(agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=True))
+    if "logits" in ref:
+        result.agreements.append(agreement("MMdnn emitted model vs TF: logits", logits, ref["logits"], logits=True))
+    momenta = sorted(set(emitted_bn_momenta(model).values()))
+    result.notes.append(f"MMdnn's emitted model sets BatchNorm momentum {momenta} (PyTorch semantics): "
+                        + ("running statistics never update in train mode" if momenta == [0.0] else "as emitted"))
+    if res.route != "frozen graph":
+        result.notes.append(res.route)
+    result.notes.append(f"MMdnn {MMDNN_VERSION} wall time: parse {res.parse_s:.2f} s, emit {res.emit_s:.2f} s")
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,156 @@
+"""What `parity check` can be pointed at, each loaded without running code from the file.
+
+A registry: the first loader whose `accepts` says yes loads the candidate. Every candidate is a
+torch module plus the semantics it declares (eps, momentum, padding, input range), read from the
+module itself where it can be — a check must look at what the port does, not at what it claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from convert.errors import fail
+
+
+@dataclass
+class Candidate:
+    kind: str  # ported | state_dict | mmdnn | onnx2torch
+    path: Path
+    sha256: str
+    module: Any  # torch.nn.Module
+    meta: dict[str, Any] = field(default_factory=dict)  # declared semantics / provenance
+    torchvision_layout: bool = True  # module paths are torchvision's (full probe points)
+    input_layout: str = "NCHW"
+    output_is_probabilities: bool = False
+
+
+@dataclass(frozen=True)
+class _Loader:
+    name: str
+    accepts: Callable[[Path], bool]
+    load: Callable[[Path], Candidate]
+
+
+LOADERS: list[_Loader] = []
+
+
+def register(name: str, accepts: Callable[[Path], bool]):
+    def deco(fn: Callable[[Path], Candidate]):
+        if any(entry.name == name for entry in LOADERS):
+            raise ValueError(f"candidate loader {name!r} registered twice")
+        LOADERS.append(_Loader(name, accepts, fn))
+        return fn
+    return deco
+
+
+def _is_tfport(path: Path) -> bool:
+    if path.suffix != ".pth" or not path.is_file():
+        return False
+    from convert import checkpoint
+
+    try:
+        checkpoint.load(path)
+    except Exception:  # noqa: BLE001  (tfport's own loader reports the real problem below)
+        return _has_tfport_header(path)
+    return True
+
+
+def _has_tfport_header(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.endswith("data.pkl") and b"tfport.ported" in z.read(name) for name in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+@register("ported", _is_tfport)
+def _load_ported(path: Path) -> Candidate:
+    from convert import checkpoint
+
+    model = checkpoint.load_module(path)
+    return Candidate("ported", path, checkpoint.sha256_file(path), model, dict(model.tfport_meta))
+
+
+@register("state_dict", lambda p: p.suffix in (".pth", ".pt", ".bin") and p.is_file())
+def _load_state_dict(path: Path) -> Candidate:
+    """A plain torchvision-keyed state dict: plain torchvision semantics, nothing declared."""
+    import pickle
+
+    import torch
+    from torchvision.models import mobilenet_v2
+
+    from convert import checkpoint
+
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise fail(f"{path}: refused: the pickle would construct objects that are not tensors ({str(e).splitlines()[0][:120]})")
+    except Exception as e:  # noqa: BLE001
+        raise fail(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})")
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or "features.0.0.weight" not in sd or "classifier.1.weight" not in sd:
+        raise fail(f"{path}: not a torchvision MobileNetV2 state dict (no features.0.0.weight / classifier.1.weight)")
+    from convert.canonical import ALPHAS, _make_divisible_tv
+
+    first = int(sd["features.0.0.weight"].shape[0])
+    alphas = [a for a in ALPHAS if _make_divisible_tv(32 * a) == first]
+    k = int(sd["classifier.1.weight"].shape[0])
+    for alpha in alphas:
+        model = mobilenet_v2(width_mult=alpha, num_classes=k)
+        try:
+            model.load_state_dict(sd, strict=True)
+        except RuntimeError:
+            continue
+        model.eval()
+        meta = {"alpha": alpha, "num_classes": k, "input_range": None,
+                "input_size": None, "bn_folded": False, "declared": False}
+        return Candidate("state_dict", path, checkpoint.sha256_file(path), model, meta)
+    raise fail(f"{path}: state dict does not fit torchvision's MobileNetV2 at any alpha {ALPHAS}")
+
+
+@register("mmdnn", lambda p: p.suffix == ".py" and p.is_file())
+def _load_mmdnn(path: Path) -> Candidate:
+    """MMdnn's emitted PyTorch code + its weights .npy beside it (same stem)."""
+    from convert import checkpoint, mmdnn_path
+
+    weights = next((w for w in (path.with_suffix(".npy"), path.parent / (path.stem + "_weights.npy")) if w.exists()), None)
+    if weights is None:
+        raise fail(f"{path}: MMdnn emitted code needs its weights file beside it ({path.with_suffix('.npy').name})")
+    model = mmdnn_path.load_emitted(path, weights)
+    model.eval()
+    sha = checkpoint.sha256_file(path)
+    return Candidate("mmdnn", path, sha, model, {"declared": False, "weights": str(weights)},
+                     torchvision_layout=False, output_is_probabilities=True)
+
+
+@register("onnx2torch", lambda p: p.suffix == ".onnx" and p.is_file())
+def _load_onnx(path: Path) -> Candidate:
+    """The PyTorch module onnx2torch builds from the ONNX export (NHWC input, as tf2onnx left it)."""
+    import onnx
+
+    from convert import checkpoint, onnx_path
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise fail(f"{path}: not a readable ONNX model ({type(e).__name__})")
+    module = onnx_path.onnx_to_torch_module(model).eval()
+    return Candidate("onnx2torch", path, checkpoint.sha256_file(path), module, {"declared": False},
+                     torchvision_layout=False, input_layout="NHWC", output_is_probabilities=True)
+
+
+def load_candidate(path: str | Path) -> Candidate:
+    p = Path(path)
+    if not p.exists():
+        raise fail(f"{p}: no such file")
+    if p.is_dir():
+        raise fail(f"{p}: is a folder; expected ported.pth, a state dict, MMdnn's emitted .py or an .onnx")
+    for loader in LOADERS:
+        if loader.accepts(p):
+            return loader.load(p)
+    raise fail(f"{p}: unknown candidate type; expected one of: {', '.join(entry.name for entry in LOADERS)}")

@@ -1,0 +1,77 @@
+"""The parity certificate: bound to the checkpoint's sha256, read by the trainer's gate.
+
+Written beside the checkpoint as `<checkpoint>.parity.json` only when parity passes. It records the
+tolerances, the modes that passed (a port whose BN statistics were folded is certified for eval-mode
+BN only), the BN momentum and its half-life in steps, and the tool version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from convert.atomic import write_text
+from convert.errors import TfportError
+
+SUFFIX = ".parity.json"
+
+
+class GateError(Exception):
+    """The trainer must refuse this backbone (exit 1): no passing certificate for exactly these weights."""
+
+    exit_code = 1
+
+
+def path_for(ckpt: str | Path) -> Path:
+    p = Path(ckpt)
+    return p.with_name(p.name + SUFFIX)
+
+
+def write(report, ckpt: str | Path) -> Path:
+    cert = {
+        "format": "tfport.parity-certificate", "version": 1,
+        "checkpoint": {"name": Path(ckpt).name, "sha256": report.candidate["sha256"]},
+        "source": {"path": report.source["path"], "sha256": report.source["sha256"]},
+        "tolerances": {"atol": report.config["atol"], "rtol": report.config["rtol"]},
+        "modes_passed": report.modes_passed,
+        "bn": {"folded": report.candidate["bn_folded"], "momentum": report.hazard["bn_momentum"],
+               "half_life_steps": report.hazard["half_life_steps"]},
+        "tool_version": report.config["tool_version"],
+    }
+    target = path_for(ckpt)
+    write_text(target, json.dumps(cert, indent=2, sort_keys=True))
+    return target
+
+
+def read(ckpt: str | Path) -> dict[str, Any] | None:
+    p = path_for(ckpt)
+    if not p.exists():
+        return None
+    try:
+        cert = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TfportError(f"{p}: unreadable parity certificate ({type(e).__name__})")
+    if not isinstance(cert, dict) or cert.get("format") != "tfport.parity-certificate":
+        raise TfportError(f"{p}: not a tfport parity certificate")
+    return cert
+
+
+def check_for_training(ckpt_path: str | Path, bn_mode: str) -> dict[str, Any]:
+    """Raise GateError unless a passing certificate exists for exactly this checkpoint and BN mode."""
+    from convert.checkpoint import sha256_file
+
+    cert = read(ckpt_path)
+    if cert is None:
+        raise GateError(f"{ckpt_path}: no parity certificate; run `python -m parity check {ckpt_path}` first "
+                        "(or --no-parity-gate)")
+    sha = sha256_file(ckpt_path)
+    if cert.get("checkpoint", {}).get("sha256") != sha:
+        raise GateError(f"{ckpt_path}: the parity certificate is for other weights (sha256 differs); re-run parity")
+    modes = cert.get("modes_passed") or []
+    if "eval" not in modes:
+        raise GateError(f"{ckpt_path}: parity did not pass")
+    if bn_mode == "train" and "train" not in modes:
+        raise GateError(f"{ckpt_path}: certified for eval-mode BatchNorm only (BN statistics folded or train mode "
+                        "not verified); use --bn eval")
+    return cert

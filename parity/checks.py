@@ -1,0 +1,276 @@
+"""Semantic checks: each one verdict, its evidence, the cause and the fix. A registry, one function each.
+
+Why each exists (DESIGN.md): a port can match TF in eval mode and still ruin training, or match on one
+input size and not another. These look at what the candidate *does* (its modules, its weights, one
+train-mode step), against what the source says.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    evidence: str
+    cause: str = ""
+    fix: str = ""
+    point: str | None = None  # probe point the finding localises to
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+CHECKS: dict[str, Callable[[Any], CheckResult | None]] = {}
+REPAIR = "run `python -m convert repair PORTED --source SRC -o fixed.pth`"
+
+
+def check(name: str):
+    def deco(fn):
+        if name in CHECKS:
+            raise ValueError(f"check {name!r} registered twice")
+        CHECKS[name] = fn
+        return fn
+    return deco
+
+
+def _bn_modules(ctx) -> list[tuple[str, Any]]:
+    import torch
+
+    return [(n, m) for n, m in ctx.candidate.module.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def _point_of_bn(ctx, index: int) -> str | None:
+    bn_points = [p for p in ctx.points if p.suffix == ":bn"]
+    return bn_points[index].name if index < len(bn_points) else None
+
+
+@check("bn_eps")
+def bn_eps(ctx) -> CheckResult:
+    """BN eps per layer vs the source (TF 1e-3, torchvision 1e-5)."""
+    src = [b.eps for b in ctx.source.spec.bns]
+    cand = [float(m.eps) for _, m in _bn_modules(ctx)]
+    if len(src) != len(cand):
+        return CheckResult("bn_eps", False, f"candidate has {len(cand)} BatchNorms, source {len(src)}")
+    bad = [i for i, (a, b) in enumerate(zip(cand, src)) if not math.isclose(a, b, rel_tol=1e-6)]
+    if not bad:
+        return CheckResult("bn_eps", True, f"all {len(src)} BN eps equal the source's ({_summary(src)})")
+    i = bad[0]
+    return CheckResult("bn_eps", False, f"{len(bad)} BN layer(s) use an eps other than the source's: first "
+                       f"{_bn_modules(ctx)[i][0]} eps={cand[i]:g}, source {src[i]:g}",
+                       cause="BatchNorm epsilon differs from the TF source (TF default 1e-3, torchvision 1e-5)",
+                       fix=f"set eps={src[i]:g} on those BatchNorm2d modules; {REPAIR}",
+                       point=_point_of_bn(ctx, i), details={"layers": [_bn_modules(ctx)[j][0] for j in bad]})
+
+
+def _summary(values) -> str:
+    u = sorted(set(values))
+    return ", ".join(f"{v:g}" for v in u[:4])
+
+
+def half_life(momentum: float) -> float:
+    """Steps for the running statistics to move halfway to new data: ln 0.5 / ln(1 - m)."""
+    if momentum <= 0:
+        return math.inf
+    if momentum >= 1:
+        return 1.0
+    return math.log(0.5) / math.log(1.0 - momentum)
+
+
+@check("bn_momentum")
+def bn_momentum(ctx) -> CheckResult:
+    """Momentum semantics: 0 = stats never move; >= 0.5 = TF decay copied; faithful = 1 - decay."""
+    expected = [1.0 - (b.decay if b.decay is not None else 0.999) for b in ctx.source.spec.bns]
+    mods = _bn_modules(ctx)
+    cand = [m.momentum for _, m in mods]
+    measured = ctx.measured_momentum
+    hl = half_life(min((c for c in cand if c is not None), default=0.0))
+    details = {"expected": _summary(expected), "declared": _summary([c for c in cand if c is not None]),
+               "measured_one_step": measured, "half_life_steps": hl}
+    if any(c is None for c in cand):
+        return CheckResult("bn_momentum", False, "BN momentum None (cumulative average): not TF's exponential decay",
+                           cause="momentum=None makes running stats a cumulative average",
+                           fix=f"set momentum={expected[0]:g}; {REPAIR}", point=_point_of_bn(ctx, 0), details=details)
+    zero = [i for i, c in enumerate(cand) if c == 0.0]
+    if zero:
+        return CheckResult("bn_momentum", False,
+                           f"{len(zero)}/{len(cand)} BatchNorms have momentum=0.0"
+                           + (f"; one train-mode step moved the running mean by {measured:g}×(batch − running)" if measured is not None else ""),
+                           cause="momentum 0: in train mode the running statistics never move, so a head trained on "
+                                 "batch statistics is validated on stale ones (MMdnn emits this)",
+                           fix=f"set momentum={expected[0]:g} (1 − TF decay) or keep BN in eval mode; {REPAIR}",
+                           point=_point_of_bn(ctx, zero[0]), details=details)
+    copied = [i for i, c in enumerate(cand) if c >= 0.5]
+    if copied:
+        return CheckResult("bn_momentum", False,
+                           f"{len(copied)}/{len(cand)} BatchNorms have momentum={cand[copied[0]]:g}",
+                           cause="TF's decay was copied into PyTorch: PyTorch momentum is 1 − decay, so running "
+                                 "statistics follow the last batch",
+                           fix=f"set momentum={expected[copied[0]]:g}; {REPAIR}", point=_point_of_bn(ctx, copied[0]),
+                           details=details)
+    off = [i for i, (c, e) in enumerate(zip(cand, expected)) if not math.isclose(c, e, rel_tol=1e-6, abs_tol=1e-9)]
+    if off:
+        i = off[0]
+        return CheckResult("bn_momentum", False, f"{mods[i][0]} momentum={cand[i]:g}, faithful value 1 − decay = {expected[i]:g}",
+                           cause="BN momentum is not 1 − the source's decay", fix=f"set momentum={expected[i]:g}; {REPAIR}",
+                           point=_point_of_bn(ctx, i), details=details)
+    if measured is not None and not math.isclose(measured, cand[0], rel_tol=0.05, abs_tol=1e-6):
+        return CheckResult("bn_momentum", False, f"declared momentum {cand[0]:g} but one train-mode step moved the "
+                           f"running mean by {measured:g}×", cause="running statistics do not update as declared",
+                           fix=REPAIR, point=_point_of_bn(ctx, 0), details=details)
+    return CheckResult("bn_momentum", True, f"momentum {_summary(cand)} = 1 − decay; one train-mode step measured "
+                       f"{measured:g}; running statistics move halfway to new data in {hl:.0f} steps", details=details)
+
+
+@check("bn_statistics")
+def bn_statistics(ctx) -> CheckResult:
+    """Running statistics equal the source's: a checkpoint saved after train-mode passes fails here."""
+    if not ctx.candidate.torchvision_layout:
+        return None  # type: ignore[return-value]
+    mods = _bn_modules(ctx)
+    for i, ((name, m), b) in enumerate(zip(mods, ctx.source.spec.bns)):
+        if b.folded:
+            continue
+        rm, rv = m.running_mean.detach().numpy(), m.running_var.detach().numpy()
+        if not (np.allclose(rm, b.mean, rtol=1e-6, atol=1e-7) and np.allclose(rv, b.var, rtol=1e-6, atol=1e-7)):
+            same_affine = np.allclose(m.weight.detach().numpy(), b.gamma) and np.allclose(m.bias.detach().numpy(), b.beta)
+            cause = ("running statistics were updated after conversion (the checkpoint was saved after train-mode "
+                     "forward passes)" if same_affine else "BN parameters differ from the source")
+            return CheckResult("bn_statistics", False, f"{name}: running mean/var differ from the source's "
+                               f"(max |Δmean| {np.abs(rm - b.mean).max():.3g})", cause=cause,
+                               fix=f"keep the model in eval mode before saving; {REPAIR}", point=_point_of_bn(ctx, i))
+    n_folded = sum(b.folded for b in ctx.source.spec.bns)
+    return CheckResult("bn_statistics", True, f"running statistics of {len(mods) - n_folded} BN layers equal the source's")
+
+
+@check("padding")
+def padding(ctx) -> CheckResult:
+    """Per conv: TF SAME pads (0, 1) on stride-2 at even sizes; torchvision pads (1, 1). Static + numeric."""
+    from convert.canonical import Conv2dSame, _padding_mode
+
+    if not ctx.candidate.torchvision_layout:
+        return None  # type: ignore[return-value]
+    import torch
+
+    convs = [(n, m) for n, m in ctx.candidate.module.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    hw = ctx.source.spec.input_shape[:2]
+    bad = []
+    for (name, m), c in zip(convs, ctx.source.spec.convs):
+        want = _padding_mode(c, hw, str(ctx.source.path))
+        have = "tf_same" if isinstance(m, Conv2dSame) else ("symmetric" if m.padding == (m.kernel_size[0] // 2,) * 2 else f"{m.padding}")
+        if want == "tf_same" and have == "symmetric" and m.stride[0] == 2:
+            bad.append((name, want, have))
+        elif want == "symmetric" and have != "symmetric":
+            bad.append((name, want, have))
+        hw = (math.ceil(hw[0] / c.stride), math.ceil(hw[1] / c.stride))
+    numeric = ctx.padding_numeric
+    if bad:
+        name = bad[0][0]
+        unit = name.rsplit(".", 1)[0]
+        return CheckResult("padding", False, f"{len(bad)} conv(s) pad unlike the source: first {name} pads {bad[0][2]}, "
+                           f"the source pads {bad[0][1]}" + (f"; at {numeric['size']} the output differs by {numeric['max_abs']:.3g}" if numeric else ""),
+                           cause="TF SAME padding on stride-2 convs is asymmetric (0 before, 1 after on even sizes); "
+                                 "PyTorch's padding=1 is symmetric, shifting every later feature by half a pixel",
+                           fix=f"pad like TF (Conv2dSame / F.pad(x, (0, 1, 0, 1)) before a padding-0 conv); {REPAIR}",
+                           point=f"{unit}:bn", details={"convs": [b[0] for b in bad], "numeric": numeric})
+    return CheckResult("padding", True, "every conv pads as the source does" +
+                       (f"; confirmed numerically at {numeric['size']} (max |Δ| {numeric['max_abs']:.2g} vs the "
+                        "source-semantics reference)" if numeric else ""), details={"numeric": numeric})
+
+
+@check("mode")
+def mode(ctx) -> CheckResult:
+    """The checkpoint loads in eval mode; and parity also holds in train mode (batch statistics)."""
+    m = ctx.candidate.module
+    if m.training:
+        return CheckResult("mode", False, "the candidate loads in train mode", cause="a model left in train mode "
+                           "normalises with batch statistics and applies dropout at inference",
+                           fix="call model.eval() after loading (backbones.load does)")
+    train = [r for r in ctx.results if r.mode == "train"]
+    if ctx.train_skipped:
+        return CheckResult("mode", True, f"loads in eval mode; train mode not compared: {ctx.train_skipped}",
+                           details={"train_mode": "not compared"})
+    failed = [r for r in train if not r.passed]
+    if failed:
+        return CheckResult("mode", False, f"loads in eval mode, but in train mode {len(failed)}/{len(train)} points "
+                           f"differ from TF; first {failed[0].point} (max |Δ| {failed[0].max_abs:.3g})",
+                           cause="train-mode BatchNorm does not reproduce TF's batch-statistics normalisation",
+                           fix=REPAIR, point=failed[0].point)
+    return CheckResult("mode", True, f"loads in eval mode; train mode (batch statistics) matches TF at all {len(train)} points")
+
+
+@check("preprocessing")
+def preprocessing(ctx) -> CheckResult:
+    """Input range recorded and consistent with the source: TF MobileNetV2 expects [-1, 1]."""
+    want = list(ctx.source.spec.input_range)
+    have = ctx.candidate.meta.get("input_range")
+    if have is None:
+        return CheckResult("preprocessing", False, "the candidate records no input preprocessing",
+                           cause="without the input range, users feed ImageNet mean/std normalised images (torchvision's "
+                                 "convention) to a network trained on [-1, 1]", fix=f"record input_range {want}; {REPAIR}",
+                           point="features.0:bn")
+    if list(have) != want:
+        return CheckResult("preprocessing", False, f"the candidate declares input {have}, the source expects {want}",
+                           cause="input normalisation differs from the source's (TF MobileNetV2: x / 127.5 − 1)",
+                           fix=f"feed inputs in {want}; {REPAIR}", point="features.0:bn")
+    return CheckResult("preprocessing", True, f"input range {have} recorded, as the source expects")
+
+
+@check("layout")
+def layout(ctx) -> CheckResult:
+    """Weights in the right layout: OIHW convs, (C, 1, kH, kW) depthwise, RGB colour order — compared, never permuted to fit."""
+    if not ctx.candidate.torchvision_layout:
+        return None  # type: ignore[return-value]
+    import torch
+
+    convs = [(n, m) for n, m in ctx.candidate.module.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    for (name, m), c in zip(convs, ctx.source.spec.convs):
+        w = m.weight.detach().numpy()
+        if w.shape == c.weight.shape and np.array_equal(w, c.weight):
+            continue
+        unit = name.rsplit(".", 1)[0]
+        for hypothesis, transform in LAYOUT_FAULTS.items():
+            t = transform(c.weight)
+            if t is not None and t.shape == w.shape and np.array_equal(w, t):
+                cause, fix = hypothesis
+                return CheckResult("layout", False, f"{name}: weight equals the source's {cause}", cause=cause,
+                                   fix=fix, point=f"{unit}:bn")
+        return CheckResult("layout", False, f"{name}: weight differs from the source's (max |Δ| "
+                           f"{np.abs(w - c.weight).max() if w.shape == c.weight.shape else 'shape ' + str(w.shape)})",
+                           cause="weights differ from the source", fix=REPAIR, point=f"{unit}:bn")
+    return CheckResult("layout", True, "NCHW input; every conv weight equals the source's in OIHW / (C, 1, kH, kW); RGB order")
+
+
+LAYOUT_FAULTS: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray | None]] = {
+    ("kernel transposed spatially (H and W swapped)", "transpose kernels as HWIO -> OIHW (3, 2, 0, 1), depthwise HWC1 -> (2, 3, 0, 1)"):
+        lambda w: w.transpose(0, 1, 3, 2),
+    ("with input colour channels reversed (BGR instead of RGB)", "feed RGB, or flip the first conv's input channels"):
+        lambda w: w[:, ::-1] if w.shape[1] == 3 else None,
+}
+
+
+@check("activation")
+def activation(ctx) -> CheckResult:
+    """ReLU6 where TF has Relu6 (a plain ReLU passes every value above 6 through)."""
+    import torch
+
+    if not ctx.candidate.torchvision_layout:
+        return None  # type: ignore[return-value]
+    wrong = [(n, type(m).__name__) for n, m in ctx.candidate.module.named_modules()
+             if n.endswith(".2") and isinstance(m, torch.nn.ReLU) and not isinstance(m, torch.nn.ReLU6)]
+    if wrong:
+        unit = wrong[0][0].rsplit(".", 1)[0]
+        return CheckResult("activation", False, f"{len(wrong)} activation(s) are {wrong[0][1]}, TF uses Relu6: first {wrong[0][0]}",
+                           cause="ReLU instead of ReLU6: activations above 6 are not clipped", fix="use nn.ReLU6",
+                           point=f"{unit}:act")
+    return CheckResult("activation", True, "all activations are ReLU6, as in TF")

@@ -1,0 +1,102 @@
+"""`python -m parity check PORTED`: layer-by-layer parity against TF, ONNX Runtime and torchvision."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from convert.errors import TfportError
+
+EPILOG = """examples:
+  python -m parity check ported.pth                      # source found from the checkpoint's metadata
+  python -m parity check ported.pth --source mobilenet_v2.pb --json report.json --junit parity.xml --html report/
+  python -m parity check mmdnn_emitted.py --source model.pb   # MMdnn's emitted code (+ weights .npy beside it)
+
+exit codes: 0 pass, 1 parity failed, 2 bad input or usage"""
+
+
+def _against(text: str) -> tuple[str, ...]:
+    from parity.run import REFERENCES
+
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in items if t not in REFERENCES]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown reference(s) {bad}; choose from {','.join(REFERENCES)}")
+    return items
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from convert.cli import quiet_frameworks
+
+    quiet_frameworks()
+    from rich.console import Console
+
+    from parity import certificate, report
+    from parity.candidates import load_candidate
+    from parity.metrics import Tolerance
+    from parity.run import ParityConfig, resolve_source, run
+
+    console = Console(highlight=False, log_path=False)
+    for out in (args.json, args.junit):
+        if out is not None and not out.parent.is_dir():
+            raise TfportError(f"{out}: output folder {out.parent} does not exist")
+    cfg = ParityConfig(tol=Tolerance(atol=args.atol, rtol=args.rtol), probes=args.probes, seed=args.seed,
+                       against=args.against)
+    with console.status("loading") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            console.log(msg)
+
+        progress(f"loading candidate {args.ported}")
+        cand = load_candidate(args.ported)
+        progress("loading source")
+        source = resolve_source(cand, args.source)
+        rep = run(cand, source, cfg, progress)
+    report.print_table(console, rep)
+    if args.json:
+        report.write_json(rep, args.json)
+    if args.junit:
+        report.write_junit(rep, args.junit)
+    if args.html:
+        console.print(f"HTML report: {report.write_html(rep, args.html)}")
+    cert = certificate.path_for(args.ported)
+    if rep.passed and cand.kind == "ported":
+        certificate.write(rep, args.ported)
+        console.print(f"certificate: {cert} (modes: {', '.join(rep.modes_passed)})")
+    elif cert.exists():
+        cert.unlink()  # a stale certificate must not outlive a failing check
+    console.print(rep.summary())
+    return 0 if rep.passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__.splitlines()[0], epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("check", help="check a port against its TF source", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ported", type=Path, help="ported.pth, a torchvision state dict, MMdnn's emitted .py, or an .onnx")
+    p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
+    p.add_argument("--against", type=_against, default=("tf", "onnx", "torchvision"))
+    p.add_argument("--atol", type=float, default=1e-5)
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--probes", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--junit", type=Path)
+    p.add_argument("--html", type=Path, help="folder for index.html and per_layer_error.png")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TfportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,103 @@
+"""Probe points, named by torchvision's module paths, and their capture in PyTorch.
+
+Names (DESIGN.md): the unit's torchvision path plus where in the unit the point sits —
+`features.0:bn` after normalisation, `features.0:act` after ReLU6, `features.3:out` a residual block's
+output, `pool` the pooled features, `classifier.1` the logits. A project BN that is not inside a
+Conv2dNormActivation is named by its own path (`features.3.conv.3:bn`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from convert.canonical import Slot
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    slot_index: int  # index into torchvision_slots (and into the source's layers)
+    suffix: str  # ":bn" | ":act" | ":out" | "" (dense) | "pool"
+    module: str  # torchvision module path whose output this is (hook target)
+    channels: int
+
+
+def _unit_of_bn(key: str, slot_keys: set[str]) -> tuple[str, str | None]:
+    """(unit path, activation module path or None) for a BN module path."""
+    parent, _, idx = key.rpartition(".")
+    conv_key = f"{parent}.0"
+    if idx == "1" and conv_key in slot_keys:  # Conv2dNormActivation: [conv, bn, relu6]
+        return parent, f"{parent}.2"
+    return key, None
+
+
+def points_for(slots: list[Slot]) -> list[Point]:
+    """All probe points of a torchvision MobileNetV2, in execution order."""
+    keys = {s.key for s in slots}
+    pts: list[Point] = []
+    for i, s in enumerate(slots):
+        if s.kind == "bn":
+            unit, act = _unit_of_bn(s.key, keys)
+            pts.append(Point(f"{unit}:bn", i, ":bn", s.key, s.shape[0]))
+            if act:
+                pts.append(Point(f"{unit}:act", i, ":act", act, s.shape[0]))
+            elif s.key.startswith("features.") and ".conv." in s.key:
+                block = s.key.split(".conv.")[0]
+                pts.append(Point(f"{block}:out", i, ":out", block, s.shape[0]))
+        elif s.kind == "dense":
+            pts.append(Point("pool", i, "pool", "features", s.shape[1]))
+            pts.append(Point(s.key, i, "", s.key, s.shape[0]))
+    return pts
+
+
+class Capture:
+    """Forward hooks on a torchvision-structured model collecting every probe point in one pass."""
+
+    def __init__(self, model, points: list[Point]) -> None:
+        import torch
+
+        self.values: dict[str, list] = {p.name: [] for p in points}
+        self.handles = []
+        modules = dict(model.named_modules())
+        for p in points:
+            mod = modules.get(p.module)
+            if mod is None:
+                continue
+            if p.suffix == "pool":
+                hook = self._pool_hook(p.name, torch)
+            else:
+                hook = self._hook(p.name)
+            self.handles.append(mod.register_forward_hook(hook))
+
+    def _hook(self, name: str):
+        def hook(_mod, _inp, out):
+            self.values[name].append(out.detach().numpy().copy())
+        return hook
+
+    def _pool_hook(self, name: str, torch):
+        def hook(_mod, _inp, out):
+            self.values[name].append(torch.nn.functional.adaptive_avg_pool2d(out, 1).flatten(1).detach().numpy())
+        return hook
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def result(self):
+        import numpy as np
+
+        return {k: np.concatenate(v) for k, v in self.values.items() if v}
+
+
+def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
+    """Probe point name -> TF tensor name, through the source's per-layer taps (aligned by layer index)."""
+    out: dict[str, str] = {}
+    for p in points:
+        if p.suffix == "pool":
+            if pooled:
+                out[p.name] = pooled
+            continue
+        tensor = taps.get(p.slot_index, {}).get(p.suffix)
+        if tensor:
+            out[p.name] = tensor
+    return out

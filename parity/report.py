@@ -1,0 +1,171 @@
+"""Reports: terminal table, JSON (schema below), JUnit XML, HTML with a per-layer error plot.
+
+JSON schema (version 1):
+  {"schema": "tfport.parity-report/1", "passed": bool, "summary": str,
+   "candidate": {path, kind, sha256, bn_folded}, "source": {path, form, sha256, alpha, input_size, num_classes},
+   "config": {atol, rtol, probes, seed, against, modes, tool_version},
+   "first_divergent": point result | null,
+   "points": [{point, reference, mode, shape, max_abs, mean_abs, rel_l2, cosine, worst_index, bound, passed}],
+   "checks": [{name, passed, evidence, cause, fix, point, details}],
+   "hazard": {bn_momentum, half_life_steps, never_moves, measured_one_step},
+   "modes_passed": [...], "notes": [...]}
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from convert.atomic import atomic_path, write_text
+from parity.run import ParityReport
+
+
+def _finite(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    return v
+
+
+def to_json(report: ParityReport) -> dict:
+    first = report.first_divergent
+    return _finite({
+        "schema": "tfport.parity-report/1", "passed": report.passed, "summary": report.summary(),
+        "candidate": report.candidate, "source": report.source, "config": report.config,
+        "first_divergent": first.to_json() if first else None,
+        "points": [r.to_json() for r in report.results], "checks": [c.to_json() for c in report.checks],
+        "hazard": report.hazard, "modes_passed": report.modes_passed, "notes": report.notes,
+    })
+
+
+def write_json(report: ParityReport, path: str | Path) -> None:
+    write_text(path, json.dumps(to_json(report), indent=2, sort_keys=True) + "\n")
+
+
+def write_junit(report: ParityReport, path: str | Path) -> None:
+    """A testcase per probe point (per reference and mode) and per check, so CI lists them."""
+    suite = ET.Element("testsuite", name="tfport.parity", tests=str(len(report.results) + len(report.checks)))
+    failures = 0
+    for r in report.results:
+        gating = r.reference != "torchvision"
+        case = ET.SubElement(suite, "testcase", classname=f"parity.{r.reference}.{r.mode}", name=r.point)
+        if gating and not r.passed:
+            failures += 1
+            ET.SubElement(case, "failure", message=f"max |Δ| {r.max_abs:.3g} > {r.bound:.3g}").text = (
+                f"rel_l2 {r.rel_l2:.3g}, cosine {r.cosine:.6f}, worst at {list(r.worst_index)}")
+        elif not gating:
+            ET.SubElement(case, "system-out").text = f"informational: max |Δ| {r.max_abs:.3g} vs plain torchvision"
+    for c in report.checks:
+        case = ET.SubElement(suite, "testcase", classname="parity.checks", name=c.name)
+        if not c.passed:
+            failures += 1
+            ET.SubElement(case, "failure", message=c.evidence).text = f"cause: {c.cause}\nfix: {c.fix}"
+    suite.set("failures", str(failures))
+    with atomic_path(path) as tmp:
+        ET.ElementTree(suite).write(tmp, encoding="unicode", xml_declaration=True)
+
+
+def plot(report: ParityReport, path: str | Path) -> None:
+    """Per-layer max |Δ| on a log scale, one line per reference and mode, tolerance bound shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list] = {}
+    for r in report.results:
+        series.setdefault(f"{r.reference} ({r.mode})", []).append(r)
+    fig, ax = plt.subplots(figsize=(14, 5))
+    tf_order = [r.point for r in report.results if r.reference == "tf"]
+    order = list(dict.fromkeys(tf_order + [r.point for r in report.results]))
+    idx = {p: i for i, p in enumerate(order)}
+    for label, rs in series.items():
+        ax.semilogy([idx[r.point] for r in rs], [max(r.max_abs, 1e-12) for r in rs], marker=".", label=label)
+    tf_eval = [r for r in report.results if r.reference == "tf" and r.mode == "eval"]
+    if tf_eval:
+        ax.semilogy([idx[r.point] for r in tf_eval], [r.bound for r in tf_eval], "k--", lw=0.8, label="tolerance")
+    first = report.first_divergent
+    if first:
+        ax.axvline(idx[first.point], color="red", lw=0.8)
+        ax.annotate(f"first divergent: {first.point}", (idx[first.point], ax.get_ylim()[1]), color="red",
+                    ha="left", va="top", fontsize=8)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels(order, rotation=90, fontsize=5)
+    ax.set_ylabel("max |candidate − reference|")
+    ax.set_title(report.summary(), fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_html(report: ParityReport, folder: str | Path) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plot(report, folder / "per_layer_error.png")
+    first = report.first_divergent
+    rows = "".join(
+        f"<tr class='{'bad' if not r.passed and r.reference != 'torchvision' else ''}"
+        f"{' first' if first and r is first else ''}'><td>{html.escape(r.point)}</td><td>{r.reference}</td><td>{r.mode}</td>"
+        f"<td>{r.max_abs:.3g}</td><td>{r.mean_abs:.3g}</td><td>{r.rel_l2:.3g}</td><td>{r.cosine:.6f}</td>"
+        f"<td>{list(r.worst_index)}</td><td>{'ok' if r.passed else 'DIFF'}</td></tr>" for r in report.results)
+    checks = "".join(
+        f"<tr class='{'' if c.passed else 'bad'}'><td>{c.name}</td><td>{'pass' if c.passed else 'FAIL'}</td>"
+        f"<td>{html.escape(c.evidence)}</td><td>{html.escape(c.cause)}</td><td>{html.escape(c.fix)}</td></tr>"
+        for c in report.checks)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tfport parity</title>
+<style>body{{font-family:sans-serif}} td,th{{padding:2px 6px;font-size:12px}} .bad{{background:#fdd}}
+.first{{outline:2px solid red}}</style></head><body>
+<h1>{html.escape(report.summary())}</h1>
+<p>candidate {html.escape(report.candidate['path'])} ({report.candidate['kind']}, sha256 {report.candidate['sha256'][:12]}…)
+· source {html.escape(report.source['path'])} · tolerance atol {report.config['atol']:g} + rtol {report.config['rtol']:g}·max|ref|</p>
+<img src="per_layer_error.png" style="max-width:100%">
+<h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>evidence</th><th>cause</th><th>fix</th></tr>{checks}</table>
+<h2>Probe points</h2><table><tr><th>point</th><th>reference</th><th>mode</th><th>max |Δ|</th><th>mean |Δ|</th>
+<th>rel L2</th><th>cosine</th><th>worst at</th><th></th></tr>{rows}</table></body></html>"""
+    write_text(folder / "index.html", page)
+    return folder / "index.html"
+
+
+def print_table(console, report: ParityReport) -> None:
+    from rich.table import Table
+
+    first = report.first_divergent
+    t = Table(title=f"parity: {report.candidate['path']} vs {report.source['path']}")
+    for col in ("point", "mode", "vs TF max |Δ|", "rel L2", "cosine", "vs torchvision max |Δ|", ""):
+        t.add_column(col)
+    tv = {(r.point, r.mode): r for r in report.results if r.reference == "torchvision"}
+    for r in (r for r in report.results if r.reference == "tf"):
+        plain = tv.get((r.point, r.mode))
+        style = "bold red" if first is not None and r is first else ("red" if not r.passed else None)
+        t.add_row(r.point, r.mode, f"{r.max_abs:.2e}", f"{r.rel_l2:.2e}", f"{r.cosine:.6f}",
+                  f"{plain.max_abs:.2e}" if plain else "", "ok" if r.passed else "DIFF" + (" ← first" if r is first else ""),
+                  style=style)
+    console.print(t)
+    for r in report.results:
+        if r.reference == "onnx":
+            console.print(f"ONNX Runtime output: max |Δ| {r.max_abs:.2e} {'ok' if r.passed else 'DIFF'}")
+    declared = [r for r in report.results if r.reference == "torchvision+declared"]
+    if declared:
+        bad = [r for r in declared if not r.passed]
+        console.print(f"torchvision + declared semantics: {len(declared) - len(bad)}/{len(declared)} points equal the candidate"
+                      + (f"; undeclared deviation first at {bad[0].point}" if bad else ""))
+    ct = Table(title="semantic checks")
+    for col in ("check", "verdict", "evidence", "cause → fix"):
+        ct.add_column(col)
+    for c in report.checks:
+        ct.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.evidence,
+                   "" if c.passed else f"{c.cause} → {c.fix}")
+    console.print(ct)
+    h = report.hazard
+    hl = "never" if h["never_moves"] else f"{h['half_life_steps']:.0f} steps"
+    console.print(f"train-mode hazard: BN momentum {h['bn_momentum']:g}; running statistics move halfway to new data in {hl}")
+    for n in report.notes:
+        console.print(f"[yellow]note:[/] {n}")

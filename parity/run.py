@@ -1,0 +1,327 @@
+"""Run parity: capture every probe point of the candidate and its references, compare, check, decide."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from convert.errors import fail
+from parity.checks import CHECKS, CheckResult, half_life
+from parity.metrics import PointResult, Tolerance, compare
+from parity.points import Capture, Point, points_for, tf_tensors_for
+
+TOOL_VERSION = "0.1.0"
+REFERENCES = ("tf", "onnx", "torchvision")
+
+
+@dataclass(frozen=True)
+class ParityConfig:
+    tol: Tolerance = Tolerance()
+    # Train mode normalises with batch statistics, which TF's FusedBatchNorm (training) and PyTorch
+    # compute differently in float32: correct ports measured max|Δ|/max|ref| <= 6.6e-4 (224, batch 8).
+    train_tol: Tolerance = Tolerance(atol=1e-4, rtol=2e-3)
+    probes: int = 8
+    seed: int = 0
+    against: tuple[str, ...] = REFERENCES
+    modes: tuple[str, ...] = ("eval", "train")
+
+
+@dataclass
+class ParityReport:
+    candidate: dict[str, Any]
+    source: dict[str, Any]
+    config: dict[str, Any]
+    results: list[PointResult]
+    checks: list[CheckResult]
+    hazard: dict[str, Any]
+    modes_passed: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def first_divergent(self) -> PointResult | None:
+        return next((r for r in self.results if r.reference == "tf" and r.mode == "eval" and not r.passed), None)
+
+    @property
+    def passed(self) -> bool:
+        gating = [r for r in self.results if r.reference in ("tf", "onnx", "torchvision+declared") and r.mode == "eval"]
+        return bool(gating) and all(gating) and all(self.checks)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def summary(self) -> str:
+        n_fail = sum(not r.passed for r in self.results if r.reference == "tf" and r.mode == "eval")
+        bad = [c.name for c in self.checks if not c.passed]
+        first = self.first_divergent
+        return (f"{'PASSED' if self.passed else 'FAILED'}: {sum(1 for r in self.results if r.reference == 'tf' and r.mode == 'eval')} "
+                f"points vs TF ({n_fail} divergent{', first ' + first.point if first else ''}); checks failed: "
+                f"{', '.join(bad) if bad else 'none'}")
+
+
+@dataclass
+class _Ctx:
+    """What checks read."""
+
+    candidate: Any
+    source: Any
+    points: list[Point]
+    results: list[PointResult]
+    measured_momentum: float | None = None
+    padding_numeric: dict | None = None
+    train_skipped: str = ""
+
+
+def resolve_source(candidate, source_arg: str | Path | None):
+    from convert.checkpoint import sha256_file
+    from convert.sources import load_source
+
+    recorded = candidate.meta.get("source") or {}
+    path = Path(source_arg) if source_arg else (Path(recorded["path"]) if recorded.get("path") else None)
+    if path is None:
+        raise fail(f"{candidate.path}: records no source; give --source SRC")
+    if not path.exists():
+        raise fail(f"{path}: source not found" + ("" if source_arg else f" (recorded in {candidate.path}); give --source SRC"))
+    if recorded.get("sha256") and sha256_file(path) != recorded["sha256"]:
+        raise fail(f"{path}: sha256 differs from the one recorded in {candidate.path.name}: not the model it was ported from")
+    size = candidate.meta.get("input_size")
+    return load_source(path, tuple(size) if size else None)
+
+
+def _nchw(a: np.ndarray) -> np.ndarray:
+    return a.transpose(0, 3, 1, 2) if a.ndim == 4 else a
+
+
+def _capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+    import torch
+
+    cap = Capture(model, points)
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x_nchw), batch):
+                model(torch.from_numpy(np.ascontiguousarray(x_nchw[i : i + batch])))
+    finally:
+        cap.close()
+    return cap.result()
+
+
+def _capture_generic(model, x: np.ndarray, batch: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Modules not laid out like torchvision: BN outputs in call order, plus the final output."""
+    import torch
+
+    calls: list[list[np.ndarray]] = []
+    outs = []
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for i in range(0, len(x), batch):
+        seen: list[np.ndarray] = []
+        hs = [m.register_forward_hook(lambda _m, _i, o, seen=seen: seen.append(o.detach().numpy().copy())) for m in bns]
+        try:
+            with torch.no_grad():
+                out = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])))
+        finally:
+            for h in hs:
+                h.remove()
+        calls.append(seen)
+        outs.append(out.detach().numpy().reshape(len(out), -1))
+    per_bn = [np.concatenate([c[k] for c in calls]) for k in range(min(len(c) for c in calls))] if calls else []
+    return per_bn, np.concatenate(outs)
+
+
+def _train_graph(gd):
+    """The source graph with every fused BN in training mode: TF's own batch-statistics reference."""
+    import tensorflow as tf
+
+    g = tf.compat.v1.GraphDef()
+    g.CopyFrom(gd)
+    n = 0
+    for node in g.node:
+        if node.op.startswith("FusedBatchNorm"):
+            node.attr["is_training"].b = True
+            n += 1
+    return g, n
+
+
+def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callable[[str], None] = lambda s: None) -> ParityReport:
+    import torch
+
+    from convert.canonical import build, to_torchvision, torchvision_slots
+    from convert.probe import probe_inputs
+    from convert.tfgraph import TFRunner
+
+    torch.manual_seed(cfg.seed)
+    src_can = to_torchvision(source.spec, str(source.path))
+    alpha, k = src_can.meta["alpha"], src_can.meta["num_classes"]
+    slots = torchvision_slots(alpha, k)
+    points = points_for(slots)
+    tensors = tf_tensors_for(points, source.spec.taps, source.info.pooled)
+    hw = source.spec.input_shape[:2]
+    x = probe_inputs(cfg.probes, hw, tuple(source.spec.input_range), cfg.seed)
+    x_nchw = x.transpose(0, 3, 1, 2)
+    tf_runner = TFRunner(source.graph_def, source.info)
+    batch = tf_runner.batch or cfg.probes
+    results: list[PointResult] = []
+    notes: list[str] = []
+
+    progress("TF: capturing probe points (eval)")
+    names = list(tensors)
+    tf_vals = dict(zip(names, (_nchw(v) for v in tf_runner.run(x, [tensors[n] for n in names]))))
+    progress("candidate: capturing probe points (eval)")
+    cand = candidate.module
+    if candidate.torchvision_layout:
+        cand_vals = _capture_torch(cand, points, x_nchw, batch)
+        for p in points:
+            if p.name in tf_vals and p.name in cand_vals:
+                results.append(compare(p.name, "tf", "eval", cand_vals[p.name], tf_vals[p.name], cfg.tol))
+        cand_logits = cand_vals.get(slots[-1].key)
+    else:
+        xin = x if candidate.input_layout == "NHWC" else x_nchw
+        per_bn, out = _capture_generic(cand, xin, batch)
+        bn_points = [p for p in points if p.suffix == ":bn"]
+        for p, v in zip(bn_points, per_bn):
+            if p.name in tf_vals:
+                ref = tf_vals[p.name]
+                results.append(compare(p.name, "tf", "eval", v if v.shape == ref.shape else _nchw(v), ref, cfg.tol))
+        if len(per_bn) != len(bn_points):
+            notes.append(f"candidate ran {len(per_bn)} BatchNorm modules, the source has {len(bn_points)}")
+        cand_logits = None
+        if "output" not in tf_vals:
+            (tf_vals["output"],) = tf_runner.run(x, [source.info.output])
+        results.append(compare("output", "tf", "eval", out, tf_vals["output"], cfg.tol))
+
+    if "onnx" in cfg.against:
+        _onnx_reference(candidate, source, x, cand_logits, cfg, results, notes, progress)
+
+    ctx = _Ctx(candidate, source, points, results)
+    if candidate.torchvision_layout and "torchvision" in cfg.against:
+        progress("torchvision: plain and with the declared semantics")
+        _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, results)
+    if candidate.torchvision_layout:
+        ctx.padding_numeric = _padding_numeric(candidate, src_can, hw)
+        ctx.measured_momentum = _measure_momentum(cand, x_nchw[: max(batch, 2)])
+
+    if "train" in cfg.modes and candidate.torchvision_layout:
+        g_train, n_fused = _train_graph(source.graph_def)
+        if candidate.meta.get("bn_folded") or n_fused != len(source.spec.bns):
+            ctx.train_skipped = "BN statistics folded in the source graph or the port (eval-mode BN only)"
+        else:
+            progress("TF and candidate: probe points in train mode (batch statistics)")
+            tr = TFRunner(g_train, source.info)
+            tf_train = dict(zip(names, (_nchw(v) for v in tr.run(x, [tensors[n] for n in names]))))
+            model = copy.deepcopy(cand).train()
+            for m in model.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.eval()
+            train_vals = _capture_torch(model, points, x_nchw, batch)
+            for p in points:
+                if p.name in tf_train and p.name in train_vals and p.suffix != "":
+                    results.append(compare(p.name, "tf", "train", train_vals[p.name], tf_train[p.name], cfg.train_tol))
+    elif "train" in cfg.modes:
+        ctx.train_skipped = "candidate is not laid out like torchvision; repair it first"
+
+    checks = []
+    for fn in CHECKS.values():
+        res = fn(ctx)
+        if res is not None:
+            checks.append(res)
+    momenta = [m.momentum for m in cand.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    mom = min((m for m in momenta if m is not None), default=0.0)
+    hl = half_life(mom)
+    hazard = {"bn_momentum": mom, "half_life_steps": None if math.isinf(hl) else hl,
+              "never_moves": mom == 0.0, "measured_one_step": ctx.measured_momentum}
+    eval_ok = all(r.passed for r in results if r.mode == "eval" and r.reference != "torchvision") and all(checks)
+    train_res = [r for r in results if r.mode == "train"]
+    modes = (["eval"] if eval_ok else []) + (["train"] if eval_ok and train_res and all(train_res) else [])
+    return ParityReport(
+        candidate={"path": str(candidate.path), "kind": candidate.kind, "sha256": candidate.sha256,
+                   "bn_folded": bool(candidate.meta.get("bn_folded"))},
+        source={"path": str(source.path), "form": source.form, "sha256": source.sha256, "alpha": alpha,
+                "input_size": list(hw), "num_classes": k},
+        config={"atol": cfg.tol.atol, "rtol": cfg.tol.rtol, "train_atol": cfg.train_tol.atol,
+                "train_rtol": cfg.train_tol.rtol, "probes": cfg.probes, "seed": cfg.seed,
+                "against": list(cfg.against), "modes": list(cfg.modes), "tool_version": TOOL_VERSION},
+        results=results, checks=checks, hazard=hazard, modes_passed=modes, notes=notes)
+
+
+def _onnx_reference(candidate, source, x, cand_logits, cfg, results, notes, progress) -> None:
+    from convert.onnx_path import OrtRunner
+
+    onnx_name = (candidate.meta.get("artifacts") or {}).get("onnx.onnx")
+    if not onnx_name:
+        notes.append("no ONNX export recorded beside the candidate: ONNX Runtime reference skipped")
+        return
+    path = Path(candidate.path).parent / onnx_name
+    if not path.exists():
+        notes.append(f"ONNX export {path} is missing: ONNX Runtime reference skipped")
+        return
+    if cand_logits is None:
+        return
+    progress("ONNX Runtime: final output")
+    ort = OrtRunner(path.read_bytes())
+    (out,) = ort.run(x, [ort.sess.get_outputs()[0].name])
+    probs = np.exp(cand_logits - cand_logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    is_prob = np.allclose(out.sum(1), 1.0, atol=1e-4) and (out >= 0).all()
+    results.append(compare("output", "onnx", "eval", probs if is_prob else cand_logits, out, cfg.tol))
+
+
+def _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, results) -> None:
+    """Plain torchvision with the candidate's weights (deviations shown), and torchvision with the
+    declared semantics (must equal the candidate: any other deviation is undeclared and fails)."""
+    from torchvision.models import mobilenet_v2
+
+    from convert.canonical import build
+
+    sd = candidate.module.state_dict()
+    meta = candidate.meta
+    plain = mobilenet_v2(width_mult=float(meta.get("alpha", 1.0)), num_classes=int(sd["classifier.1.weight"].shape[0]))
+    plain.load_state_dict(sd)
+    refs = {"torchvision": plain.eval()}
+    if meta.get("bn") and meta.get("padding"):
+        declared = build(meta)
+        declared.load_state_dict(sd)
+        refs["torchvision+declared"] = declared.eval()
+    for ref_name, model in refs.items():
+        vals = _capture_torch(model, points, x_nchw, batch)
+        for p in points:
+            if p.name in vals and p.name in cand_vals:
+                results.append(compare(p.name, ref_name, "eval", cand_vals[p.name], vals[p.name], cfg.tol))
+
+
+def _padding_numeric(candidate, src_can, hw) -> dict | None:
+    """Run candidate and the source-semantics model (same weights) at an even size, where TF SAME is
+    asymmetric: equal outputs confirm the padding numerically."""
+    import torch
+
+    from convert.canonical import build
+
+    size = (hw[0] + hw[0] % 2, hw[1] + hw[1] % 2)
+    ref = build(src_can.meta)
+    ref.load_state_dict(candidate.module.state_dict())
+    ref.eval()
+    for m_ref, m_c in zip(ref.modules(), candidate.module.modules()):  # compare padding alone: same BN semantics
+        if isinstance(m_ref, torch.nn.BatchNorm2d) and isinstance(m_c, torch.nn.BatchNorm2d):
+            m_ref.eps = m_c.eps
+    x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (2, 3, *size)).astype(np.float32))
+    with torch.no_grad():
+        a = candidate.module.features(x)
+        b = ref.features(x)
+    return {"size": f"{size[0]}x{size[1]}", "max_abs": float((a - b).abs().max())}
+
+
+def _measure_momentum(model, x_nchw=None) -> float | None:
+    """One train-mode step of each BN (copies) on a batch of mean 1 from zeroed running statistics:
+    the running mean then holds exactly the update factor the module really applies."""
+    import torch
+
+    factors = []
+    for bn in (b for b in model.modules() if isinstance(b, torch.nn.BatchNorm2d)):
+        b = copy.deepcopy(bn).train()
+        with torch.no_grad():
+            b.running_mean.zero_()
+            b(torch.ones(4, b.num_features, 4, 4) + torch.linspace(-0.5, 0.5, 4).view(4, 1, 1, 1))
+        factors.append(float(b.running_mean.mean()))
+    return min(factors) if factors else None
