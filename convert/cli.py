@@ -17,6 +17,7 @@ EPILOG = """examples:
   python -m convert sample samples/ --alpha 0.35 --size 128x192 --forms slim_pb keras2_h5
   python -m convert tf2torch mobilenet_v2.pb            # -> ported.pth (+ ported.onnx)
   python -m convert tf2torch model.h5 -o out/model.pth --via both
+  python -m convert repair out/model.mmdnn.py --source model.h5 -o fixed.pth   # MMdnn's output -> canonical
 
 exit codes: 0 ok, 1 the port does not reproduce its source, 2 bad input or usage"""
 
@@ -85,6 +86,24 @@ def cmd_tf2torch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    quiet_frameworks()
+    from convert.pipeline import REL_TOL
+    from convert.repair import repair
+
+    console = _console()
+    with console.status("repairing") as status:
+        agreements, out = repair(args.ported, args.output, args.source, progress=status.update)
+    for a in agreements:
+        console.print(f"{a.what}: rel {a.rel:.2e} (max |Δ| {a.max_abs:.2e}) {'ok' if a.ok(REL_TOL) else 'FAIL'}")
+    if out is None:
+        console.print(f"FAILED: with the source's semantics the weights of {args.ported} still do not reproduce the "
+                      "source; repair changes semantics, never weights; nothing written")
+        return 1
+    console.print(f"PASSED: wrote {out} (BN eps, momentum = 1 − decay, TF padding, eval mode, input range from the source)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from convert.sample import ALPHAS, FORMS
 
@@ -111,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probes", type=int, default=64, help="seeded probe inputs compared against TF")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tf2torch)
+
+    p = sub.add_parser("repair", help="rebuild any port as the canonical backbone with the source's semantics",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ported", type=Path, help="ported.pth, a torchvision state dict, or MMdnn's emitted .py (+ .npy)")
+    p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=cmd_repair)
     return parser
 
 

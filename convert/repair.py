@@ -1,0 +1,139 @@
+"""`convert repair`: any candidate's weights + the semantics the source prescribes = the canonical backbone.
+
+The weights come from the candidate (a tfport checkpoint, a plain torchvision state dict, or MMdnn's
+emitted weights file, read without running MMdnn's code or any pickle); everything a parity check can
+prescribe — BN eps, momentum = 1 − decay, TF SAME padding, eval mode, the input range — comes from the
+TF source. Weights themselves are never "fixed": a port whose weights differ from the source fails
+the verification here and nothing is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from convert.errors import fail
+
+
+def _torchvision_state_dict(path: Path) -> tuple[dict, dict]:
+    """(state dict, metadata) from a tfport checkpoint or a plain torchvision-keyed state dict."""
+    import pickle
+
+    from convert import checkpoint
+
+    try:
+        return checkpoint.load(path)
+    except Exception as e:  # noqa: BLE001  (fall back to a plain state dict below)
+        if "refused" in str(e):
+            raise
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise fail(f"{path}: refused: the pickle would construct objects that are not tensors ({str(e).splitlines()[0][:120]})")
+    except Exception as e:  # noqa: BLE001
+        raise fail(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})")
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise fail(f"{path}: not a state dict of tensors")
+    return sd, {}
+
+
+def _mmdnn_state_dict(code: Path, slots) -> dict:
+    """MMdnn's emitted weights (PyTorch layouts: its emitter transposes HWIO -> OIHW) in execution order."""
+    from convert.mmdnn_compat import read_weights
+
+    weights_path = code.with_suffix(".npy")
+    if not weights_path.exists():
+        raise fail(f"{code}: MMdnn's weights file {weights_path.name} is not beside the emitted code")
+    entries = list(read_weights(weights_path).values())
+    tensors: list[tuple[str, dict]] = []
+    for e in entries:
+        if "mean" in e and "var" in e:
+            tensors.append(("bn", e))
+        elif "weights" in e and e["weights"].ndim in (2, 4):
+            tensors.append(("w", e))
+    sd: dict[str, torch.Tensor] = {}
+    if len(tensors) != len(slots):
+        raise fail(f"{code}: MMdnn's weights hold {len(tensors)} layers, a MobileNetV2 of this source has {len(slots)}")
+    for (kind, e), slot in zip(tensors, slots):
+        if slot.kind == "bn":
+            if kind != "bn":
+                raise fail(f"{code}: expected BatchNorm weights for {slot.key}")
+            c = slot.shape[0]
+            sd[slot.key + ".weight"] = torch.from_numpy(np.asarray(e.get("scale", np.ones(c)), np.float32))
+            sd[slot.key + ".bias"] = torch.from_numpy(np.asarray(e.get("bias", np.zeros(c)), np.float32))
+            sd[slot.key + ".running_mean"] = torch.from_numpy(np.asarray(e["mean"], np.float32))
+            sd[slot.key + ".running_var"] = torch.from_numpy(np.asarray(e["var"], np.float32))
+            sd[slot.key + ".num_batches_tracked"] = torch.tensor(0)
+        else:
+            w = np.asarray(e["weights"], np.float32)
+            if slot.kind == "dense" and w.ndim == 4:  # slim's 1x1 logits conv
+                w = w[:, :, 0, 0]
+            sd[slot.key + ".weight"] = torch.from_numpy(np.ascontiguousarray(w))
+            if slot.kind == "dense":
+                sd[slot.key + ".bias"] = torch.from_numpy(np.asarray(e.get("bias", np.zeros(w.shape[0])), np.float32))
+    return sd
+
+
+def repair(ported: str | Path, output: str | Path, source_path: str | Path | None = None, probes: int = 64,
+           progress=lambda s: None):
+    """Returns (agreements, output path or None). Writes only when the repaired port reproduces TF."""
+    from convert import checkpoint
+    from convert.canonical import build, to_torchvision, torchvision_slots
+    from convert.pipeline import REL_TOL, TOOL_VERSION, _torch_outputs
+    from convert.probe import agreement, probe_inputs
+    from convert.sources import load_source
+    from convert.tfgraph import TFRunner
+
+    ported, output = Path(ported), Path(output)
+    if not ported.exists():
+        raise fail(f"{ported}: no such file")
+    if not output.parent.is_dir():
+        raise fail(f"{output}: output folder {output.parent} does not exist")
+    meta_in: dict = {}
+    sd = None
+    if ported.suffix != ".py":
+        sd, meta_in = _torchvision_state_dict(ported)
+    recorded = (meta_in.get("source") or {}).get("path")
+    src = source_path or recorded
+    if not src:
+        raise fail(f"{ported}: records no source; give --source SRC")
+    if recorded and source_path is None and meta_in.get("source", {}).get("sha256"):
+        if checkpoint.sha256_file(src) != meta_in["source"]["sha256"]:
+            raise fail(f"{src}: sha256 differs from the one recorded in {ported.name}")
+    progress(f"loading source {src}")
+    source = load_source(src, tuple(meta_in["input_size"]) if meta_in.get("input_size") else None)
+    prescribed = to_torchvision(source.spec, str(source.path))
+    slots = torchvision_slots(prescribed.meta["alpha"], prescribed.meta["num_classes"])
+    if sd is None:
+        sd = _mmdnn_state_dict(ported, slots)
+    model = build(prescribed.meta)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise fail(f"{ported}: weights do not fit the source's MobileNetV2 ({str(e).splitlines()[0][:160]})")
+    model.eval()
+    progress("verifying the repaired port against TF")
+    x = probe_inputs(probes, source.spec.input_shape[:2], source.spec.input_range)
+    ref_pooled, ref_logits = TFRunner(source.graph_def, source.info).run(x, [source.info.pooled, source.info.logits])
+    pooled, logits = _torch_outputs(model, x)
+    agreements = [agreement("repaired vs TF: pooled features", pooled, ref_pooled),
+                  agreement("repaired vs TF: logits", logits, ref_logits, logits=True)]
+    if not all(a.ok(REL_TOL) for a in agreements):
+        return agreements, None
+    meta = dict(prescribed.meta)
+    meta.update({"format_version": 1, "tool": {"name": "tfport", "version": TOOL_VERSION},
+                 "source": {"path": str(Path(source.path).resolve()), "sha256": source.sha256, "form": source.form,
+                            "input": source.info.input, "output": source.info.output},
+                 "path": f"repair of {ported.name}",
+                 "conversion_check": {a.what: {"rel": a.rel, "max_abs": a.max_abs, "top1_agree": a.top1_agree}
+                                      for a in agreements}})
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for key in state:
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0)
+    checkpoint.save(output, state, meta)
+    return agreements, output

@@ -1,0 +1,131 @@
+"""`python -m parity check` and `convert repair` end to end: MMdnn's real artifact, reports, certificate, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+
+from tests.conftest import assert_one_line_error, run_cli
+
+CASE = ("keras2_h5", 1.0, (96, 96))
+
+
+@pytest.fixture(scope="module")
+def both(samples, tmp_path_factory):
+    """A conversion through both paths: ported.pth, ported.onnx, MMdnn's ported.mmdnn.{py,npy}."""
+    from convert import pipeline
+
+    d = tmp_path_factory.mktemp("both")
+    src = samples.get(*CASE)
+    result = pipeline.convert(src, d / "ported.pth", via="both", probes=16)
+    assert result.ok
+    return src, d
+
+
+def test_canonical_port_passes_with_reports(both, tmp_path):
+    src, d = both
+    proc = run_cli("parity", "check", str(d / "ported.pth"), "--json", str(tmp_path / "r.json"),
+                   "--junit", str(tmp_path / "r.xml"), "--html", str(tmp_path / "html"), "--probes", "4")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("PASSED")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["schema"] == "tfport.parity-report/1" and report["passed"] is True
+    assert report["modes_passed"] == ["eval", "train"]
+    points = {p["point"] for p in report["points"] if p["reference"] == "tf"}
+    assert {"features.0:bn", "features.0:act", "features.3:out", "features.18:act", "pool", "classifier.1"} <= points
+    suite = ET.parse(tmp_path / "r.xml").getroot()
+    assert suite.get("failures") == "0" and int(suite.get("tests")) == len(suite.findall("testcase"))
+    assert (tmp_path / "html" / "index.html").exists()
+    assert (tmp_path / "html" / "per_layer_error.png").read_bytes()[:4] == b"\x89PNG"
+    cert = json.loads((d / "ported.pth.parity.json").read_text())
+    from convert.checkpoint import sha256_file
+
+    assert cert["checkpoint"]["sha256"] == sha256_file(d / "ported.pth")
+    assert cert["modes_passed"] == ["eval", "train"]
+    assert cert["bn"]["half_life_steps"] == pytest.approx(692.8, abs=0.1)
+
+
+def test_mmdnn_emitted_passes_numerics_fails_momentum(both, tmp_path):
+    src, d = both
+    proc = run_cli("parity", "check", str(d / "ported.mmdnn.py"), "--source", str(src), "--json",
+                   str(tmp_path / "m.json"), "--probes", "4")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "m.json").read_text())
+    tf_eval = [p for p in report["points"] if p["reference"] == "tf" and p["mode"] == "eval"]
+    assert len(tf_eval) == 53 and all(p["passed"] for p in tf_eval)  # 52 BN outputs + final output
+    (mom,) = [c for c in report["checks"] if c["name"] == "bn_momentum"]
+    assert not mom["passed"] and "never move" in mom["cause"] and "momentum=0.001" in mom["fix"]
+    assert report["hazard"]["never_moves"] is True
+
+
+def test_repair_mmdnn_output_passes_eval_and_train(both, tmp_path):
+    src, d = both
+    fixed = tmp_path / "fixed.pth"
+    proc = run_cli("convert", "repair", str(d / "ported.mmdnn.py"), "--source", str(src), "-o", str(fixed))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    proc = run_cli("parity", "check", str(fixed), "--probes", "4", "--json", str(tmp_path / "f.json"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert json.loads((tmp_path / "f.json").read_text())["modes_passed"] == ["eval", "train"]
+
+
+def test_repair_cannot_fix_wrong_weights(both, tmp_path):
+    """Repair changes semantics, never weights: a transposed kernel stays a failure and nothing is written."""
+    src, d = both
+    from convert import checkpoint
+
+    sd, meta = checkpoint.load(d / "ported.pth")
+    sd["features.2.conv.1.0.weight"] = sd["features.2.conv.1.0.weight"].transpose(2, 3).contiguous()
+    bad = tmp_path / "bad.pth"
+    checkpoint.save(bad, sd, meta)
+    proc = run_cli("convert", "repair", str(bad), "-o", str(tmp_path / "fixed.pth"))
+    assert proc.returncode == 1 and not (tmp_path / "fixed.pth").exists()
+
+
+def test_plain_state_dict_fails_on_semantics(both, tmp_path):
+    """The state dict alone, in plain torchvision: symmetric padding and eps 1e-5 are caught and named."""
+    src, d = both
+    from convert import checkpoint
+
+    sd, _ = checkpoint.load(d / "ported.pth")
+    torch.save(sd, tmp_path / "plain.pth")
+    proc = run_cli("parity", "check", str(tmp_path / "plain.pth"), "--source", str(src), "--probes", "4",
+                   "--json", str(tmp_path / "p.json"))
+    assert proc.returncode == 1
+    report = json.loads((tmp_path / "p.json").read_text())
+    failed = {c["name"] for c in report["checks"] if not c["passed"]}
+    assert {"bn_eps", "padding", "bn_momentum", "preprocessing"} <= failed
+    assert report["first_divergent"]["point"] == "features.0:bn"
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_bad_inputs(both, tmp_path):
+    src, d = both
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes((d / "ported.pth").read_bytes()[:1000])
+    assert_one_line_error(run_cli("parity", "check", str(corrupt), "--source", str(src)), 2, "corrupt.pth")
+
+    assert_one_line_error(run_cli("parity", "check", str(tmp_path / "nope.pth")), 2, "no such file")
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(d / "ported.pth", moved / "ported.pth")
+    other = tmp_path / "other.h5"
+    other.write_bytes(src.read_bytes() + b"\0")  # same model, different bytes: sha256 differs
+    assert_one_line_error(run_cli("parity", "check", str(moved / "ported.pth"), "--source", str(other)), 2, "sha256")
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pth"
+    torch.save({"features.0.0.weight": _Payload(str(marker))}, evil)
+    assert_one_line_error(run_cli("parity", "check", str(evil), "--source", str(src)), 2, "refused")
+    assert not marker.exists()
