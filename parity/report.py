@@ -38,7 +38,7 @@ def to_json(report: ParityReport) -> dict:
     return _finite({
         "schema": "tfport.parity-report/1", "passed": report.passed, "summary": report.summary(),
         "candidate": report.candidate, "source": report.source, "config": report.config,
-        "first_divergent": first.to_json() if first else None,
+        "first_divergent": first.to_json() if first is not None else None,
         "points": [r.to_json() for r in report.results], "checks": [c.to_json() for c in report.checks],
         "hazard": report.hazard, "modes_passed": report.modes_passed, "notes": report.notes,
     })
@@ -91,7 +91,7 @@ def plot(report: ParityReport, path: str | Path) -> None:
     if tf_eval:
         ax.semilogy([idx[r.point] for r in tf_eval], [r.bound for r in tf_eval], "k--", lw=0.8, label="tolerance")
     first = report.first_divergent
-    if first:
+    if first is not None:
         ax.axvline(idx[first.point], color="red", lw=0.8)
         ax.annotate(f"first divergent: {first.point}", (idx[first.point], ax.get_ylim()[1]), color="red",
                     ha="left", va="top", fontsize=8)
@@ -113,7 +113,7 @@ def write_html(report: ParityReport, folder: str | Path) -> Path:
     first = report.first_divergent
     rows = "".join(
         f"<tr class='{'bad' if not r.passed and r.reference != 'torchvision' else ''}"
-        f"{' first' if first and r is first else ''}'><td>{html.escape(r.point)}</td><td>{r.reference}</td><td>{r.mode}</td>"
+        f"{' first' if first is not None and r is first else ''}'><td>{html.escape(r.point)}</td><td>{r.reference}</td><td>{r.mode}</td>"
         f"<td>{r.max_abs:.3g}</td><td>{r.mean_abs:.3g}</td><td>{r.rel_l2:.3g}</td><td>{r.cosine:.6f}</td>"
         f"<td>{list(r.worst_index)}</td><td>{'ok' if r.passed else 'DIFF'}</td></tr>" for r in report.results)
     checks = "".join(

@@ -59,7 +59,7 @@ class ParityReport:
         bad = [c.name for c in self.checks if not c.passed]
         first = self.first_divergent
         return (f"{'PASSED' if self.passed else 'FAILED'}: {sum(1 for r in self.results if r.reference == 'tf' and r.mode == 'eval')} "
-                f"points vs TF ({n_fail} divergent{', first ' + first.point if first else ''}); checks failed: "
+                f"points vs TF ({n_fail} divergent{', first ' + first.point if first is not None else ''}); checks failed: "
                 f"{', '.join(bad) if bad else 'none'}")
 
 

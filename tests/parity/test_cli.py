@@ -124,6 +124,14 @@ def test_bad_inputs(both, tmp_path):
     other.write_bytes(src.read_bytes() + b"\0")  # same model, different bytes: sha256 differs
     assert_one_line_error(run_cli("parity", "check", str(moved / "ported.pth"), "--source", str(other)), 2, "sha256")
 
+    from convert import checkpoint
+
+    sd, _ = checkpoint.load(d / "ported.pth")
+    torch.save(sd, tmp_path / "plain.pth")  # a state dict records no source
+    assert_one_line_error(run_cli("parity", "check", str(tmp_path / "plain.pth")), 2, "--source")
+    assert_one_line_error(run_cli("parity", "check", str(d / "ported.pth"), "--source", str(tmp_path / "gone.pb")), 2,
+                          "not found")
+
     marker = tmp_path / "PWNED"
     evil = tmp_path / "evil.pth"
     torch.save({"features.0.0.weight": _Payload(str(marker))}, evil)
