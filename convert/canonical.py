@@ -210,6 +210,6 @@ def build(meta: dict[str, Any]) -> nn.Module:
         for key, bn in meta["bn"].items():
             modules[key].eps = float(bn["eps"])
             modules[key].momentum = float(bn["momentum"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise fail(f"checkpoint metadata does not describe a MobileNetV2 ({type(e).__name__}: {e})")
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise fail(f"checkpoint metadata does not describe a MobileNetV2 ({type(e).__name__}: {str(e)[:120]})")
     return model

@@ -92,8 +92,13 @@ def load_module(path: str | Path):
     """The canonical backbone as an nn.Module in eval mode, with `.tfport_meta` attached."""
     from convert.canonical import build
 
+    from convert.errors import TfportError
+
     sd, meta = load(path)
-    model = build(meta)
+    try:
+        model = build(meta)
+    except TfportError as e:
+        raise fail(f"{path}: {e}") from None
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:

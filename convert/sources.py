@@ -134,4 +134,16 @@ LOADERS: dict[str, Callable[[Path, object], Source]] = {
 
 def load_source(path: str | Path, input_size: tuple[int, int] | None = None) -> Source:
     p = Path(path)
-    return LOADERS[detect_form(p)](p, input_size)
+    source = LOADERS[detect_form(p)](p, input_size)
+    _require_finite(source)
+    return source
+
+
+def _require_finite(source: Source) -> None:
+    """NaN/Inf weights make every comparison meaningless: refuse them up front, naming the layer."""
+    import numpy as np
+
+    for layer in source.spec.layers:
+        for name, value in vars(layer).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise fail(f"{source.path}: layer '{layer.name}' has NaN or Inf in its {name}")

@@ -132,6 +132,7 @@ class GraphReader:
         counts: dict[str, int] = {}
         for n in order:
             counts[n.op] = counts.get(n.op, 0) + 1
+        _refuse_other_architectures(counts, self.where)
         layers: list = []
         pooled = logits = None
         pooled_node = None
@@ -302,8 +303,34 @@ class GraphReader:
         return ConvSpec(n.name, np.ascontiguousarray(torch_w), stride, depthwise, pads, padding == "SAME"), out
 
 
+def _refuse_other_architectures(counts: dict[str, int], where: str) -> None:
+    """A MobileNetV2 has 17 depthwise convs, 10 residual adds, no max-pooling and no concatenation."""
+    dw = counts.get("DepthwiseConv2dNative", 0)
+    convs = counts.get("Conv2D", 0)
+    adds = counts.get("AddV2", 0) + counts.get("Add", 0)
+    pools = counts.get("MaxPool", 0)
+    concat = counts.get("ConcatV2", 0)
+    if dw == 17 and not pools and not concat:
+        return
+    if concat:
+        guess = "Inception-like (concatenated branches)"
+    elif pools and not dw:
+        guess = "ResNet/VGG-like (max-pooling, no depthwise convs)"
+    elif dw and adds == 0:
+        guess = "MobileNet v1-like (depthwise convs, no residual adds)"
+    else:
+        guess = "an unknown architecture"
+    raise fail(f"{where}: not a MobileNetV2: found {convs} Conv2D, {dw} depthwise, {pools} MaxPool, {concat} ConcatV2, "
+               f"{adds} Add ops — {guess}; a MobileNetV2 has 17 depthwise convs, residual adds and no max-pooling")
+
+
 def read_graph(gd, where: str, input_size: tuple[int, int] | None = None) -> tuple[ModelSpec, GraphInfo]:
-    return GraphReader(gd, where, input_size).read()
+    """A malformed graph (missing inputs, wrong attribute types, bad tensors) is bad input, not a bug."""
+    try:
+        return GraphReader(gd, where, input_size).read()
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
+        detail = str(e).splitlines()[0][:120] if str(e) else ""
+        raise fail(f"{where}: malformed graph ({type(e).__name__}: {detail})") from None
 
 
 class TFRunner:

@@ -1,0 +1,154 @@
+"""Backbones by name: each gives a feature extractor (images -> pooled features (N, C)), C, and its
+input preprocessing. torchvision models start from random init or a local state-dict file (nothing
+is downloaded); a path ending in ``.pth`` is a ported checkpoint, loaded by ``backbones.ported``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backbones import preprocess as pp
+from convert.errors import fail
+
+if TYPE_CHECKING:
+    from torch import nn
+
+PORTED_SUFFIX = ".pth"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A torchvision backbone: how to build it and which part of it is the feature body."""
+
+    name: str
+    dim: int
+    build: Callable[[], nn.Module]  # random init, weights=None
+    body: Callable[[nn.Module], nn.Module]  # the convolutional trunk, before pooling
+    preprocess: str = "imagenet"
+
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def register(entry: Entry) -> Entry:
+    if entry.name in REGISTRY:
+        raise ValueError(f"backbone {entry.name!r} registered twice")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def _tv(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import torchvision.models
+
+        return getattr(torchvision.models, name)(weights=None)
+
+    return build
+
+
+def _resnet_body(m: nn.Module) -> nn.Module:
+    from torch import nn
+
+    return nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4)
+
+
+def _features(m: nn.Module) -> nn.Module:
+    return m.features
+
+
+register(Entry("resnet34", 512, _tv("resnet34"), _resnet_body))
+register(Entry("resnet50", 2048, _tv("resnet50"), _resnet_body))
+register(Entry("vgg16_bn", 512, _tv("vgg16_bn"), _features))
+register(Entry("mobilenet_v2", 1280, _tv("mobilenet_v2"), _features))
+
+
+def _pooled(body: nn.Module) -> nn.Module:
+    """body -> global average pool -> (N, C): the one interface the head sees."""
+    from torch import nn
+
+    return nn.Sequential(body, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+
+
+@dataclass
+class Backbone:
+    name: str
+    features: nn.Module
+    dim: int
+    preprocess: pp.Preprocess
+    # identity of the weights, for reports and for checking that a resumed run uses the same ones
+    source: dict[str, Any] = field(default_factory=dict)
+    ported: str | None = None  # path of a ported checkpoint (what the parity gate is asked about)
+
+
+def is_ported(spec: str) -> bool:
+    return spec.endswith(PORTED_SUFFIX)
+
+
+def known() -> str:
+    return ", ".join([*REGISTRY, f"PATH{PORTED_SUFFIX}"])
+
+
+def check_name(spec: str) -> None:
+    if not (is_ported(spec) or spec in REGISTRY):
+        raise fail(f"unknown backbone {spec!r}; known: {known()}")
+
+
+def _brief(e: Exception) -> str:
+    """The informative line of a torch error (load_state_dict puts a generic header first)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+    return (lines[1] if len(lines) > 1 and lines[0].startswith("Error(s)") else lines[0])[:200]
+
+
+def _load_state_dict(model: nn.Module, weights: Path, name: str) -> None:
+    import pickle
+    import zipfile
+
+    import torch
+
+    if not weights.is_file():
+        raise fail(f"--weights {weights}: no such file")
+    try:
+        sd = torch.load(weights, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise fail(f"--weights {weights}: not a readable state dict ({type(e).__name__}: {_brief(e)})") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise fail(f"--weights {weights}: expected a state dict (name -> tensor) for torchvision {name}")
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise fail(f"--weights {weights}: does not fit torchvision {name} ({_brief(e)})") from None
+
+
+def build(spec: str, weights: str | None = None) -> Backbone:
+    """Resolve a name or a ported checkpoint path to a Backbone (torch's global RNG seeds random init)."""
+    from convert.checkpoint import sha256_file
+
+    if is_ported(spec):
+        if weights is not None:
+            raise fail(f"--weights is for torchvision backbones; {spec} carries its own weights")
+        return _ported(spec)
+    check_name(spec)
+    entry = REGISTRY[spec]
+    model = entry.build()
+    source: dict[str, Any] = {"kind": "torchvision", "name": spec, "weights": None}
+    if weights is not None:
+        _load_state_dict(model, Path(weights), spec)
+        source.update(weights=str(weights), sha256=sha256_file(weights))
+    return Backbone(spec, _pooled(entry.body(model)), entry.dim, pp.get(entry.preprocess), source)
+
+
+def _ported(path: str) -> Backbone:
+    from backbones.ported import load
+    from convert.checkpoint import sha256_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise fail(f"{path}: no such ported checkpoint")
+    model = load(p)
+    meta = getattr(model, "tfport_meta", None) or {}
+    dim = model.classifier[-1].in_features
+    source = {"kind": "ported", "path": str(p), "sha256": sha256_file(p)}
+    return Backbone(p.name, _pooled(model.features), dim, pp.from_meta(meta), source, ported=str(p))

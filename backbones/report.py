@@ -1,0 +1,87 @@
+"""What a run shows and leaves behind: the fastai-style epoch table, loud warnings, the CSV log and
+the loss-curve PNG. Files are written atomically (temporary file beside the target, then rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.panel import Panel
+
+from convert.atomic import atomic_path, write_text
+
+if TYPE_CHECKING:
+    from backbones.results import EpochResult
+
+COLUMNS = ("epoch", "train_loss", "valid_loss", "time")
+
+
+def clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m:02d}:{s:02d}"
+
+
+def header() -> str:
+    return f"{COLUMNS[0]:<6} {COLUMNS[1]:<11} {COLUMNS[2]:<11} {COLUMNS[3]}"
+
+
+def row(e: EpochResult) -> str:
+    """fastai's layout: 0-based epoch, six decimals, nan printed as nan; wide values push, never merge."""
+    return f"{e.epoch:<6} {e.train_loss:<11.6f} {e.valid_loss:<11.6f} {clock(e.seconds)}"
+
+
+def warn(console: Console, title: str, line: str, text: str) -> None:
+    """Loud: a plain one-line WARNING (for logs and grep) and a red panel with the explanation."""
+    console.print(f"WARNING: {title}: {line}", style="bold red", highlight=False, soft_wrap=True)
+    console.print(Panel(text, title=title, border_style="bold red"), highlight=False)
+
+
+def write_csv(path: Path, epochs: Sequence[EpochResult]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["epoch", "train_loss", "valid_loss", "seconds", "lr"])
+    for e in epochs:
+        w.writerow([e.epoch, repr(e.train_loss), repr(e.valid_loss), f"{e.seconds:.3f}", repr(e.lr)])
+    write_text(path, buf.getvalue())
+
+
+def _plottable(v: float) -> float:
+    """matplotlib draws nan as a gap; inf would stretch the axis."""
+    return v if math.isfinite(v) else float("nan")
+
+
+def plot(path: Path, epochs: Sequence[EpochResult], title: str) -> None:
+    """Per-batch train loss, per-epoch train/valid loss, log scale (explosions span decades)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    per_epoch = max((len(e.batch_losses) for e in epochs), default=1) or 1
+    xs, ys = [], []
+    for e in epochs:
+        for b, loss in enumerate(e.batch_losses):
+            xs.append(e.epoch + (b + 1) / per_epoch)
+            ys.append(_plottable(loss))
+    ax.plot(xs, ys, color="tab:blue", alpha=0.35, lw=0.8, label="train (batch)")
+    ends = [e.epoch + 1 for e in epochs]
+    ax.plot(ends, [_plottable(e.train_loss) for e in epochs], "o-", color="tab:blue", label="train")
+    ax.plot(ends, [_plottable(e.valid_loss) for e in epochs], "s-", color="tab:red", label="valid")
+    bad = [e.epoch + 1 for e in epochs if not math.isfinite(e.valid_loss)]
+    for x in bad:
+        ax.axvline(x, color="tab:red", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE loss (normalised coordinates)")
+    ax.set_title(title + ("  (dotted: valid loss nan/inf)" if bad else ""), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

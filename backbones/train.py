@@ -1,0 +1,332 @@
+"""The one-cycle trainer: any registered backbone, the shared head, explicit freeze and BN policies.
+
+A run is: validate everything (settings, data, backbone, parity gate, --resume plan) -> only then
+create the output folder -> epochs of AdamW + OneCycleLR, each followed by validation, a table row,
+an atomic checkpoint and the CSV log -> the loss-curve PNG and result.json. A non-finite training
+loss stops the run at once (the weights would be garbage from that step on) with a line naming the
+epoch and batch; a non-finite validation loss is recorded, as fastai shows it, and fails the run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.optim.lr_scheduler import OneCycleLR
+from torch.utils.data.distributed import DistributedSampler
+
+from backbones import augment, bn, dist, gate, registry, report, state
+from backbones import data as kdata
+from backbones import preprocess as pp
+from backbones.config import DIV_FACTOR, FINAL_DIV_FACTOR, PCT_START, TrainConfig
+from backbones.dist import Context
+from backbones.head import RegressionHead
+from backbones.results import EpochResult, TrainResult
+from convert.atomic import write_text
+from convert.checkpoint import sha256_file
+from convert.errors import fail
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, epoch: int, batch: int, batches: int, value: float) -> None:
+        super().__init__(f"train loss is {value} at epoch {epoch}, batch {batch} (of {batches}; both 0-based)")
+
+
+class KeypointModel(nn.Module):
+    """Backbone features -> head. A fully frozen backbone runs without autograd (it needs no grads)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        needs_grad = any(p.requires_grad for p in self.backbone.parameters())
+        with torch.set_grad_enabled(needs_grad and torch.is_grad_enabled()):
+            f = self.backbone(x)
+        return self.head(f)
+
+
+class Source(Protocol):
+    def __len__(self) -> int: ...
+    def batch(self, idx: torch.Tensor, aug: augment.Affine | None) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class ImageSource:
+    """Images from memory -> [augment] -> backbone preprocessing."""
+
+    def __init__(self, split: kdata.KeypointSet, prep: pp.Preprocess) -> None:
+        self.split, self.prep = split, prep
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def batch(self, idx: torch.Tensor, aug: augment.Affine | None) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.split.images[idx].float() / 255, self.split.targets[idx]
+        if aug is not None:
+            a = aug[idx]
+            x, y = a.images(x), a.points(y)
+        return self.prep(x), y
+
+
+class FeatureSource:
+    """Backbone features computed once (see `cacheable`)."""
+
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        self.features, self.targets = features, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def batch(self, idx: torch.Tensor, aug: augment.Affine | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features[idx], self.targets[idx]
+
+
+def cacheable(cfg: TrainConfig) -> bool:
+    """The backbone is a fixed function of the image — frozen weights, BN on running statistics that
+    never update, no augmentation — so its features can be computed once and the head trained on them."""
+    return cfg.feature_cache and cfg.freeze == "backbone" and cfg.bn == "eval" and not cfg.augment
+
+
+def eval_chunks(n: int, size: int, ctx: Context) -> list[tuple[torch.Tensor, int]]:
+    """This rank's share of an eval pass over n samples: chunk k of `size` goes to rank k % world.
+
+    Every chunk holds exactly `size` indices (the last one padded by repeating its first index;
+    the int says how many are real): the backbone then always runs on batches of the training batch
+    size, and oneDNN gives each image the same features bit for bit whether it comes in a training
+    batch or in a chunk here (for another batch size it may differ in the last bit, which AdamW
+    amplifies within a few steps)."""
+    chunks = torch.arange(n).split(size)
+    out = []
+    for c in chunks[ctx.rank::ctx.world]:
+        real = len(c)
+        out.append((torch.cat([c, c[:1].expand(size - real)]), real))
+    return out
+
+
+@torch.no_grad()
+def compute_features(backbone: nn.Module, dim: int, src: ImageSource, size: int, ctx: Context) -> torch.Tensor:
+    """Features of a whole split on every rank: each computes its chunks, the disjoint rows are summed."""
+    backbone.eval()
+    full = torch.zeros(len(src), dim)
+    for idx, real in eval_chunks(len(src), size, ctx):
+        full[idx[:real]] = backbone(src.batch(idx, None)[0])[:real]
+    return ctx.sum(full)
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, src: Source, size: int, ctx: Context) -> float:
+    """Mean squared error over the whole split (eval mode), summed across ranks."""
+    net.eval()
+    sse = torch.zeros(2, dtype=torch.float64)
+    for idx, real in eval_chunks(len(src), size, ctx):
+        x, y = src.batch(idx, None)
+        err = ((net(x)[:real] - y[:real]) ** 2).sum().double()
+        sse += torch.stack([err, torch.tensor(float(y[:real].numel()), dtype=torch.float64)])
+    total = ctx.sum(sse)
+    return float(total[0] / total[1])
+
+
+def _progress(err: Console, ctx: Context) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), console=err,
+                    transient=True, disable=not (ctx.main and err.is_terminal))
+
+
+class Trainer:
+    """One run, set up in __init__ (all validation happens there, before any file is written)."""
+
+    def __init__(self, cfg: TrainConfig, ctx: Context, console: Console, err: Console) -> None:
+        self.cfg, self.ctx, self.console, self.err = cfg.validate(), ctx, console, err
+        if cfg.bs % ctx.world:
+            raise fail(f"--bs {cfg.bs} does not split evenly over {ctx.world} processes (--bs is the global batch)")
+        self.local_bs = cfg.bs // ctx.world
+        self.out = Path(cfg.out)
+        self.ckpt = self.out / state.NAME
+        if cfg.resume and not self.ckpt.is_file():
+            raise fail(f"--resume: no checkpoint {self.ckpt}")
+        if not cfg.resume and self.ckpt.exists():
+            raise fail(f"{self.out} already holds a run ({state.NAME}); "
+                       "pass --resume to continue it or choose another --out")
+        self.data = kdata.load(cfg.data, cfg.img_size)
+        self.n_batches = len(self.data.train) // cfg.bs  # fastai drops the last partial training batch
+        if self.n_batches == 0:
+            raise fail(f"--bs {cfg.bs}: larger than the {len(self.data.train)} training images")
+
+        torch.manual_seed(cfg.seed)  # random-init backbones and the head start from the seed
+        self.backbone = registry.build(cfg.backbone, cfg.weights)
+        if self.backbone.ported:
+            if cfg.parity_gate:
+                gate.check(self.backbone.ported, cfg.bn)
+            else:
+                ckpt = self.backbone.ported
+                report.warn(err, "PARITY GATE SKIPPED", f"--no-parity-gate: {ckpt} has no certificate check",
+                            gate.SKIPPED.format(ckpt=ckpt))
+        self.prep = pp.get(cfg.preprocess) if cfg.preprocess else self.backbone.preprocess
+        self.policy = bn.BN_POLICIES[cfg.bn]
+        features = self.backbone.features
+        if ctx.world > 1 and self.policy.batch_stats:
+            dist.to_cross_rank(features)  # batch statistics of the global batch, as in one process
+        if cfg.bn_momentum is not None:
+            bn.set_momentum(features, cfg.bn_momentum)
+        bn.set_trainable(features, freeze=cfg.freeze, policy=self.policy)
+        self.head = RegressionHead(self.backbone.dim, hidden=cfg.hidden, dropout=cfg.dropout)
+        self.model = KeypointModel(features, self.head)
+        self.frozen = {n for n, p in self.model.named_parameters() if not p.requires_grad}
+        self.plan = {**cfg.plan(), "backbone_source": self.backbone.source,
+                     "labels_sha256": sha256_file(Path(cfg.data) / kdata.LABELS)}
+        self.saved = state.load(self.ckpt) if cfg.resume else None
+        if self.saved is not None:
+            state.check_plan(self.ckpt, self.saved["plan"], self.plan)
+        self.total_steps = cfg.epochs * self.n_batches
+        if PCT_START * self.total_steps <= 1:  # OneCycleLR divides by its warm-up length minus one step
+            raise fail(f"--epochs {cfg.epochs} x {self.n_batches} batches = {self.total_steps} steps: one-cycle needs "
+                       f"at least {int(1 / PCT_START) + 1} (more epochs or a smaller --bs)")
+        self.forecasts = bn.forecast(features, self.total_steps) if self.policy.batch_stats else []
+
+    # ------------------------------------------------------------------ set-up that computes
+    def _sources(self) -> tuple[nn.Module, Source, Source]:
+        train = ImageSource(self.data.train, self.prep)
+        valid = ImageSource(self.data.valid, self.prep)
+        if not self.cached:
+            return self.model, train, valid
+        feats, dim, size = self.backbone.features, self.backbone.dim, self.local_bs
+        return (self.head, FeatureSource(compute_features(feats, dim, train, size, self.ctx), self.data.train.targets),
+                FeatureSource(compute_features(feats, dim, valid, size, self.ctx), self.data.valid.targets))
+
+    @property
+    def cached(self) -> bool:
+        return cacheable(self.cfg)
+
+    def _restore(self, opt: torch.optim.Optimizer, sched: OneCycleLR) -> tuple[int, list[EpochResult]]:
+        if self.saved is None:
+            return 0, []
+        result = self.model.load_state_dict(self.saved["model"], strict=False)
+        if result.unexpected_keys or set(result.missing_keys) != self.frozen:
+            raise fail(f"--resume: {self.ckpt} does not fit this model ({len(result.unexpected_keys)} unexpected, "
+                       f"{len(set(result.missing_keys) - self.frozen)} missing tensors)")
+        opt.load_state_dict(self.saved["optimizer"])
+        sched.load_state_dict(self.saved["scheduler"])
+        history = [EpochResult(**{**e, "batch_losses": tuple(e["batch_losses"])}) for e in self.saved["history"]]
+        return int(self.saved["epoch"]), history
+
+    def _save(self, epoch: int, opt: torch.optim.Optimizer, sched: OneCycleLR, history: list[EpochResult]) -> None:
+        model = {k: v for k, v in self.model.state_dict().items() if k not in self.frozen}
+        state.save(self.ckpt, {"epoch": epoch, "model": model, "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "history": [asdict(e) for e in history],
+                               "plan": self.plan})
+        report.write_csv(self.out / "log.csv", history)
+
+    def _intro(self) -> str:
+        cfg = self.cfg
+        how = "features cached" if self.cached else "backbone runs every batch"
+        return (f"{cfg.backbone}: head on {'frozen backbone' if cfg.freeze == 'backbone' else 'full fine-tune'}, "
+                f"BN {cfg.bn}; {self.data.describe()}; bs {cfg.bs} x {self.n_batches} batches/epoch, "
+                f"max_lr {cfg.max_lr:g}, {cfg.epochs} epochs; inputs {self.prep.name}; {how}"
+                + (f"; {self.ctx.world} processes" if self.ctx.world > 1 else ""))
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> TrainResult:
+        cfg, ctx = self.cfg, self.ctx
+        for f in self.forecasts:
+            if not f.follows:
+                report.warn(self.err, "BN running statistics cannot follow", f.describe(), bn_warning(f))
+        net, train_src, valid_src = self._sources()
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.max_lr, weight_decay=cfg.weight_decay)
+        sched = OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=self.total_steps, pct_start=PCT_START,
+                           div_factor=DIV_FACTOR, final_div_factor=FINAL_DIV_FACTOR)
+        start, history = self._restore(opt, sched)
+        if ctx.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        stepper = net
+        if ctx.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            stepper = DistributedDataParallel(net)
+        sampler = DistributedSampler(train_src, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=cfg.seed)
+        self.console.print(self._intro(), highlight=False, soft_wrap=True)
+        self.console.print(report.header(), highlight=False)
+        for e in history:
+            self.console.print(report.row(e), highlight=False)
+        stop = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
+        status, reason = "done", ""
+        try:
+            for epoch in range(start, stop):
+                e = self._epoch(epoch, net, stepper, opt, sched, sampler, train_src, valid_src)
+                history.append(e)
+                self.console.print(report.row(e), highlight=False)
+                if ctx.main:
+                    self._save(epoch + 1, opt, sched, history)
+        except NonFiniteLoss as exc:
+            status, reason = "stopped", str(exc)
+        result = TrainResult(cfg, tuple(history), status, reason, self.cached, ctx.world,
+                             tuple(self.forecasts), self.backbone.source)
+        if status == "done" and result.bad_valid_epochs:
+            result = replace(result, status="failed",
+                             reason=f"valid loss not finite at epochs {result.bad_valid_epochs}")
+        elif status == "done" and stop < cfg.epochs:
+            result = replace(result, status="paused",
+                             reason=f"paused after epoch {stop - 1} as asked (--stop-after); continue with --resume")
+        if ctx.main:
+            title = f"{cfg.backbone}  bs {cfg.bs}  max_lr {cfg.max_lr:g}  BN {cfg.bn}"
+            report.plot(self.out / "loss.png", history, title)
+            write_text(self.out / "result.json", result.to_json())
+        return result
+
+    def _epoch(self, epoch: int, net: nn.Module, stepper: nn.Module, opt: torch.optim.Optimizer, sched: OneCycleLR,
+               sampler: DistributedSampler, train_src: Source, valid_src: Source) -> EpochResult:
+        cfg, ctx = self.cfg, self.ctx
+        t0 = time.perf_counter()
+        torch.manual_seed(state.epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout: same draws on resume
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler))
+        aug = None
+        if cfg.augment:
+            g = torch.Generator().manual_seed(state.epoch_seed(cfg.seed, epoch))
+            aug = augment.sample(augment.AugmentSpec(), self.data.train.targets, g)
+        local = self.local_bs
+        net.train()
+        bn.apply_mode(self.backbone.features, self.policy)
+        losses: list[float] = []
+        with _progress(self.err, ctx) as bar:
+            task = bar.add_task(f"epoch {epoch}", total=self.n_batches, loss="-")
+            for b in range(self.n_batches):
+                x, y = train_src.batch(order[b * local:(b + 1) * local], aug)
+                loss = F.mse_loss(stepper(x), y)
+                total = ctx.sum(torch.stack([loss.detach() * y.numel(), torch.tensor(float(y.numel()))]))
+                value = float(total[0] / total[1])
+                if not math.isfinite(value):
+                    raise NonFiniteLoss(epoch, b, self.n_batches, value)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(value)
+                bar.update(task, advance=1, loss=f"{value:.4f}")
+        valid = evaluate(net, valid_src, self.local_bs, ctx)
+        return EpochResult(epoch, sum(losses) / len(losses), valid, time.perf_counter() - t0,
+                           sched.get_last_lr()[0], tuple(losses))
+
+
+def bn_warning(f: bn.Forecast) -> str:
+    return (f"{f.describe()}.\n\nWith --bn train the head trains on batch statistics but is validated on the "
+            f"running statistics, which stay close to the source's: validation sees features the head never "
+            f"trained on, and its loss can explode while the training loss falls. Use --bn eval (what Keras "
+            f"does with a frozen BatchNormalization) or a momentum that follows, e.g. --bn-momentum 0.1.")
+
+
+def train(cfg: TrainConfig, *, ctx: Context | None = None, console: Console | None = None,
+          err: Console | None = None) -> TrainResult:
+    """Library entry point; the CLI adds process-group set-up and the final line."""
+    ctx = ctx or Context()
+    console = console or Console(quiet=not ctx.main, highlight=False)
+    err = err or Console(stderr=True, quiet=not ctx.main, highlight=False)
+    return Trainer(cfg, ctx, console, err).run()

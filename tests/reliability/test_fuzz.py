@@ -1,0 +1,117 @@
+"""Fuzzing the readers: mutated GraphDefs, checkpoints, metadata and MMdnn weights files.
+
+Whatever the bytes, nothing but TfportError may escape. CI runs a bounded number of examples;
+`scripts/fuzz` runs the same tests with many more (HYPOTHESIS_PROFILE=long).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from convert import checkpoint
+from convert.errors import TfportError
+
+settings.register_profile("ci", max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("long", max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+_CHECKPOINT: dict[str, bytes] = {}  # large inputs, kept out of hypothesis' example reports
+mutations = st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=40)
+
+
+def _mutate(data: bytes, muts, cut: float | None) -> bytes:
+    b = bytearray(data)
+    for pos, val in muts:
+        b[int(pos * len(b))] = val
+    return bytes(b[: int(cut * len(b))] if cut is not None else b)
+
+
+@pytest.fixture(scope="module")
+def small_graph(samples):
+    _CHECKPOINT["graph"] = samples.get("slim_pb", 0.35, (96, 96)).read_bytes()
+    return "graph"
+
+
+@given(muts=mutations, cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_graph_reader(small_graph, muts, cut):
+    from convert.tfgraph import parse_graph_def, read_graph
+
+    data = _mutate(_CHECKPOINT[small_graph], muts, cut)
+    try:
+        gd = parse_graph_def(data, "fuzz.pb")
+        read_graph(gd, "fuzz.pb")
+    except TfportError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(converted):
+    """Bytes kept out of the test's arguments, so a failing example's report stays readable."""
+    _, ported, _ = converted(("keras2_pb", 0.35, (96, 96)))
+    _CHECKPOINT["bytes"] = ported.read_bytes()
+    return "bytes"
+
+
+@given(muts=mutations, cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_checkpoint_bytes(good_checkpoint, tmp_path_factory, muts, cut):
+    p = tmp_path_factory.mktemp("fz") / "p.pth"
+    p.write_bytes(_mutate(_CHECKPOINT[good_checkpoint], muts, cut))
+    try:
+        checkpoint.load_module(p)
+    except TfportError:
+        pass
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                           max_leaves=6)
+
+
+@given(key=st.sampled_from(["alpha", "num_classes", "padding", "bn", "input_range", "head"]), value=json_values,
+       drop=st.lists(st.integers(0, 400), max_size=3), reshape=st.booleans())
+def test_checkpoint_structure(good_checkpoint, tmp_path_factory, key, value, drop, reshape):
+    """Mutated metadata values, missing state-dict keys, wrong shapes."""
+    obj = torch.load(io.BytesIO(_CHECKPOINT[good_checkpoint]), weights_only=True)
+    meta = json.loads(obj["metadata"])
+    meta[key] = value
+    obj["metadata"] = json.dumps(meta)
+    keys = list(obj["state_dict"])
+    for i in drop:
+        obj["state_dict"].pop(keys[i % len(keys)], None)
+    if reshape:
+        k = keys[len(drop) % len(keys)]
+        obj["state_dict"][k] = torch.zeros(3, 1)
+    p = tmp_path_factory.mktemp("fz") / "p.pth"
+    torch.save(obj, p)
+    try:
+        checkpoint.load_module(p)
+    except TfportError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def mmdnn_weights(tmp_path_factory):
+    p = tmp_path_factory.mktemp("w") / "w.npy"
+    np.save(p, np.array({"conv": {"weights": np.ones((4, 3, 3, 3), np.float32)}, "bn": {"mean": np.zeros(4)}},
+                        dtype=object), allow_pickle=True)
+    return p.read_bytes()
+
+
+@given(muts=mutations, cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_mmdnn_weights_reader(mmdnn_weights, tmp_path_factory, muts, cut):
+    from convert.mmdnn_compat import read_weights
+
+    p = tmp_path_factory.mktemp("fz") / "w.npy"
+    p.write_bytes(_mutate(mmdnn_weights, muts, cut))
+    try:
+        read_weights(p)
+    except TfportError:
+        pass
