@@ -53,39 +53,60 @@ def save(path: str | Path, state_dict: dict, metadata: dict[str, Any]) -> str:
     return sha256_file(path)
 
 
-def load(path: str | Path) -> tuple[dict, dict[str, Any]]:
-    """(state_dict, metadata); any unreadable, unsafe or foreign file is one TfportError."""
+def _torch_load(path: Path):
+    """torch.load restricted to tensors and plain containers; every failure is one TfportError."""
     import torch
 
-    p = Path(path)
-    if not p.exists():
-        raise fail(f"{p}: no such file")
-    if p.is_dir():
-        raise fail(f"{p}: is a folder, expected a ported checkpoint file")
+    if not path.exists():
+        raise fail(f"{path}: no such file")
+    if path.is_dir():
+        raise fail(f"{path}: is a folder, expected a checkpoint file")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).splitlines()[0] if str(e) else ""
-        raise fail(f"{p}: refused: the pickle would construct objects that are not tensors ({first[:160]})")
+        raise fail(f"{path}: refused: the pickle would construct objects that are not tensors ({first[:160]})")
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, KeyError, TypeError) as e:
-        raise fail(f"{p}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
+        raise fail(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
+
+
+def _require_tensors(path: Path, sd) -> dict:
+    import torch
+
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise fail(f"{path}: checkpoint state_dict is not a mapping of tensors")
+    for key, value in sd.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise fail(f"{path}: {key} contains NaN or Inf")
+    return sd
+
+
+def load(path: str | Path) -> tuple[dict, dict[str, Any]]:
+    """(state_dict, metadata) of a tfport checkpoint; any unreadable, unsafe or foreign file is one TfportError."""
+    p = Path(path)
+    obj = _torch_load(p)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise fail(f"{p}: not a tfport ported checkpoint (no '{FORMAT}' header)")
     if obj.get("version") != VERSION:
         raise fail(f"{p}: checkpoint version {obj.get('version')!r}; this tfport reads version {VERSION}")
-    sd, meta = obj.get("state_dict"), obj.get("metadata")
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise fail(f"{p}: checkpoint state_dict is not a mapping of tensors")
     try:
-        metadata = json.loads(meta)
+        metadata = json.loads(obj.get("metadata"))
     except (TypeError, json.JSONDecodeError) as e:
         raise fail(f"{p}: checkpoint metadata is not JSON ({e})")
     if not isinstance(metadata, dict):
         raise fail(f"{p}: checkpoint metadata is not a JSON object")
-    for key, value in sd.items():
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise fail(f"{p}: {key} contains NaN or Inf")
-    return sd, metadata
+    return _require_tensors(p, obj.get("state_dict")), metadata
+
+
+def load_any(path: str | Path) -> tuple[dict, dict[str, Any]]:
+    """A tfport checkpoint, or a plain state dict (bare or under "state_dict") with empty metadata."""
+    p = Path(path)
+    obj = _torch_load(p)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return load(p)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    return _require_tensors(p, obj), {}
 
 
 def load_module(path: str | Path):

@@ -17,30 +17,6 @@ import torch
 from convert.errors import fail
 
 
-def _torchvision_state_dict(path: Path) -> tuple[dict, dict]:
-    """(state dict, metadata) from a tfport checkpoint or a plain torchvision-keyed state dict."""
-    import pickle
-
-    from convert import checkpoint
-
-    try:
-        return checkpoint.load(path)
-    except Exception as e:  # noqa: BLE001  (fall back to a plain state dict below)
-        if "refused" in str(e):
-            raise
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise fail(f"{path}: refused: the pickle would construct objects that are not tensors ({str(e).splitlines()[0][:120]})")
-    except Exception as e:  # noqa: BLE001
-        raise fail(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})")
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise fail(f"{path}: not a state dict of tensors")
-    return sd, {}
-
-
 def _mmdnn_state_dict(code: Path, slots) -> dict:
     """MMdnn's emitted weights (PyTorch layouts: its emitter transposes HWIO -> OIHW) in execution order."""
     from convert.mmdnn_compat import read_weights
@@ -96,7 +72,7 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     meta_in: dict = {}
     sd = None
     if ported.suffix != ".py":
-        sd, meta_in = _torchvision_state_dict(ported)
+        sd, meta_in = checkpoint.load_any(ported)
     recorded = (meta_in.get("source") or {}).get("path")
     src = source_path or recorded
     if not src:

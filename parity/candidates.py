@@ -78,22 +78,12 @@ def _load_ported(path: Path) -> Candidate:
 @register("state_dict", lambda p: p.suffix in (".pth", ".pt", ".bin") and p.is_file())
 def _load_state_dict(path: Path) -> Candidate:
     """A plain torchvision-keyed state dict: plain torchvision semantics, nothing declared."""
-    import pickle
-
-    import torch
     from torchvision.models import mobilenet_v2
 
     from convert import checkpoint
 
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise fail(f"{path}: refused: the pickle would construct objects that are not tensors ({str(e).splitlines()[0][:120]})")
-    except Exception as e:  # noqa: BLE001
-        raise fail(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})")
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or "features.0.0.weight" not in sd or "classifier.1.weight" not in sd:
+    sd, _ = checkpoint.load_any(path)
+    if "features.0.0.weight" not in sd or "classifier.1.weight" not in sd:
         raise fail(f"{path}: not a torchvision MobileNetV2 state dict (no features.0.0.weight / classifier.1.weight)")
     from convert.canonical import ALPHAS, _make_divisible_tv
 
