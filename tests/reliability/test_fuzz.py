@@ -20,7 +20,8 @@ from convert import checkpoint
 from convert.errors import TfportError
 
 settings.register_profile("ci", max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-settings.register_profile("long", max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+settings.register_profile("long", max_examples=int(os.environ.get("TFPORT_FUZZ_EXAMPLES", "1500")), deadline=None,
+                          suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 _CHECKPOINT: dict[str, bytes] = {}  # large inputs, kept out of hypothesis' example reports
