@@ -270,7 +270,8 @@ def read_weights(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
         raise fail(f"{path}: no such file") from None
     except pickle.UnpicklingError as e:
         raise fail(f"{path}: unsafe or corrupt MMdnn weights file ({e})") from e
-    except (ValueError, EOFError, OSError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001  corrupt bytes make numpy's header parser and the unpickler raise
+        # anything (SyntaxError, tokenize.TokenError, MemoryError for a huge declared array, ...)
         detail = str(e).splitlines()[0] if str(e) else "truncated"
         raise fail(f"{path}: corrupt MMdnn weights file ({type(e).__name__}: {detail})") from e
     value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
