@@ -1,0 +1,617 @@
+"""Benchmarks with targets: every main job's cost as a ratio measured side by side in one run.
+
+Each target compares a tfport command with the least the same job can cost, measured in the same run
+on the same machine, adjacent in time (a 2-core machine shared with other work has no stable absolute
+time; ratios of neighbours do hold): `parity check` against the bare forward passes of the backends it
+runs, `convert tf2torch` against tf2onnx and MMdnn run alone, `--help` against `python -c pass`, the
+trainer with and without its feature cache and against a hand-written loop. Peak RSS comes from the
+kernel's rusage of each child process (os.wait4). The scaling table (no target) shows how conversion
+and parity grow with input size and alpha.
+
+    scripts/bench [--json bench_results.json] [--work DIR] [--only SECTION ...] [--profile]
+
+Exit codes: 0 every measured target holds; 1 a target is missed or a measured command failed;
+2 bad usage. Targets that cannot be measured yet (e.g. a trainer flag missing) are shown, not failed.
+The helpers it runs live beside it: bench_samples.py (set-up), bench_forward.py, bench_mmdnn.py,
+bench_loop.py (baselines), bench_scaling.py (scaling rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = Path(__file__).resolve().parent
+GB = 1e9  # decimal gigabytes, as the targets are stated
+SCHEMA = "tfport.bench/1"
+
+# ----------------------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """One benchmark target: a ratio (or a size) and the bound it must keep."""
+
+    key: str
+    group: str
+    what: str  # numerator / denominator, in words
+    op: str  # "<=" or ">="
+    limit: float
+    unit: str = "x"  # "x" (ratio) or "GB"
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"target {self.key}: op {self.op!r} is not one of {sorted(OPS)}")
+
+    def holds(self, value: float) -> bool:
+        return OPS[self.op](value, self.limit)
+
+    @property
+    def bound(self) -> str:
+        return f"{'≤' if self.op == '<=' else '≥'} {self.limit:g}{'×' if self.unit == 'x' else ' ' + self.unit}"
+
+
+OPS: dict[str, Callable[[float, float], bool]] = {"<=": lambda v, lim: v <= lim, ">=": lambda v, lim: v >= lim}
+
+TARGETS: tuple[Target, ...] = (
+    Target("parity_overhead", "parity",
+           "`parity check` (224, 8 probes, eval+train) / bare forwards of its backends + imports", "<=", 1.5),
+    Target("convert_onnx_overhead", "conversion", "`convert tf2torch --via onnx` / `python -m tf2onnx.convert` alone",
+           "<=", 1.3),
+    Target("convert_mmdnn_overhead", "conversion", "`convert tf2torch --via mmdnn` / MMdnn alone (compat layer)",
+           "<=", 1.3),
+    Target("startup_parity", "start-up", "`python -m parity --help` / `python -c pass`", "<=", 3.0),
+    Target("startup_convert", "start-up", "`python -m convert --help` / `python -c pass`", "<=", 3.0),
+    Target("trainer_cache_speedup", "trainer", "head-only epoch (after the first) without / with feature cache",
+           ">=", 20.0),
+    Target("trainer_throughput", "trainer", "uncached trainer throughput / hand-written PyTorch loop", ">=", 0.9),
+    Target("memory_parity", "memory", "peak RSS of `parity check` (224, batch 8)", "<=", 3.0, "GB"),
+    Target("memory_convert_onnx", "memory", "peak RSS of `convert tf2torch --via onnx` (224)", "<=", 3.0, "GB"),
+    Target("memory_convert_mmdnn", "memory", "peak RSS of `convert tf2torch --via mmdnn` (224)", "<=", 3.0, "GB"),
+)
+TARGET_BY_KEY = {t.key: t for t in TARGETS}
+
+HOLDS, MISSED, FAILED, NOT_MEASURABLE = "holds", "missed", "failed", "not measurable"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One child process, timed by wall clock, its peak RSS from the kernel."""
+
+    name: str
+    cmd: tuple[str, ...]
+    seconds: float
+    maxrss_bytes: int
+    rc: int
+    log: str = ""  # file holding its stdout + stderr
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A target, what was measured for it and whether it holds."""
+
+    target: Target
+    value: float | None  # the ratio (or GB); None when not measured
+    measured: str = ""  # the figures behind the value, e.g. "82.3 s / 27.0 s"
+    note: str = ""
+    failed: bool = False  # a command it needs failed
+    runs: tuple[str, ...] = ()  # names of the runs it was computed from (numerator first)
+
+    @property
+    def status(self) -> str:
+        if self.failed:
+            return FAILED
+        if self.value is None or not math.isfinite(self.value):
+            return NOT_MEASURABLE
+        return HOLDS if self.target.holds(self.value) else MISSED
+
+    def __bool__(self) -> bool:
+        return self.status in (HOLDS, NOT_MEASURABLE)
+
+    def to_json(self) -> dict:
+        return {"key": self.target.key, "group": self.target.group, "what": self.target.what,
+                "op": self.target.op, "limit": self.target.limit, "unit": self.target.unit,
+                "value": _finite(self.value), "status": self.status, "measured": self.measured,
+                "note": self.note, "runs": list(self.runs)}
+
+
+_UNSET = object()
+
+
+def ratio(target: Target, num: Run | None, den: Run | None, *, num_s=_UNSET, den_s=_UNSET, note: str = "") -> Outcome:
+    """num / den: the runs' wall times, or the seconds given (None given: could not be measured).
+
+    A failed run fails the target; a run that did not happen leaves it not measurable."""
+    runs = tuple(r.name for r in (num, den) if r is not None)
+    for r in (num, den):
+        if r is not None and not r.ok:
+            return Outcome(target, None, note=f"{r.name} exited {r.rc} (log: {r.log})", failed=True, runs=runs)
+    a = (num.seconds if num is not None else None) if num_s is _UNSET else num_s
+    b = (den.seconds if den is not None else None) if den_s is _UNSET else den_s
+    if a is None or b is None:
+        return Outcome(target, None, note=note or "not run", runs=runs)
+    if b <= 0:
+        return Outcome(target, None, f"{_secs(a)} / {_secs(b)}", note="denominator is zero", runs=runs)
+    return Outcome(target, a / b, f"{_secs(a)} / {_secs(b)}", note=note, runs=runs)
+
+
+def _secs(s: float) -> str:
+    return f"{s:.3f} s" if s < 1 else f"{s:.1f} s"
+
+
+def memory(target: Target, run: Run | None) -> Outcome:
+    if run is None:
+        return Outcome(target, None, note="not run")
+    if not run.ok:
+        return Outcome(target, None, note=f"{run.name} exited {run.rc} (log: {run.log})", failed=True, runs=(run.name,))
+    gb = run.maxrss_bytes / GB
+    return Outcome(target, gb, f"{gb:.2f} GB peak", runs=(run.name,))
+
+
+def not_measurable(target: Target, why: str) -> Outcome:
+    return Outcome(target, None, note=why)
+
+
+@dataclass
+class BenchResult:
+    outcomes: list[Outcome]
+    runs: dict[str, Run] = field(default_factory=dict)
+    scaling: list[dict] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(self.outcomes)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys((HOLDS, MISSED, FAILED, NOT_MEASURABLE), 0)
+        for o in self.outcomes:
+            out[o.status] += 1
+        return out
+
+    def summary(self) -> str:
+        c = self.counts()
+        missed = [o.target.key for o in self.outcomes if o.status in (MISSED, FAILED)]
+        return (f"{'PASSED' if self.passed else 'FAILED'}: {c[HOLDS]} of {len(self.outcomes)} targets hold, "
+                f"{c[MISSED]} missed, {c[FAILED]} failed, {c[NOT_MEASURABLE]} not measurable"
+                + (f" ({', '.join(missed)})" if missed else "") + f"; {self.seconds:.0f} s")
+
+    def to_json(self) -> str:
+        data = {"schema": SCHEMA, "passed": self.passed, "summary": self.summary(), "seconds": self.seconds,
+                "env": self.env, "targets": [o.to_json() for o in self.outcomes],
+                "runs": {k: {**asdict(r), "cmd": list(r.cmd)} for k, r in self.runs.items()},
+                "scaling": self.scaling}
+        return json.dumps(_finite(data), indent=2, allow_nan=False)
+
+
+def _finite(v):
+    """nan/inf -> None, recursively: JSON every parser reads."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+# ----------------------------------------------------------------------------------------- tables
+
+STATUS_STYLE = {HOLDS: "green", MISSED: "bold red", FAILED: "bold red", NOT_MEASURABLE: "yellow"}
+
+
+def targets_table(outcomes: Sequence[Outcome]):
+    from rich.table import Table
+
+    t = Table(title="tfport benchmarks: ratios measured side by side in one run", title_justify="left")
+    for col in ("group", "target", "measured", "value", "target", "status"):
+        t.add_column(col, justify="right" if col in ("value",) else "left", overflow="fold")
+    for o in outcomes:
+        unit = "×" if o.target.unit == "x" else " " + o.target.unit
+        value = "—" if o.value is None or not math.isfinite(o.value) else f"{o.value:.2f}{unit}"
+        status = f"[{STATUS_STYLE[o.status]}]{o.status}[/]" + (f"\n{o.note}" if o.note else "")
+        t.add_row(o.target.group, o.target.what, o.measured, value, o.target.bound, status)
+    return t
+
+
+def scaling_table(rows: Sequence[dict]):
+    from rich.table import Table
+
+    t = Table(title="scaling (one process, imports excluded): conversion --via onnx and parity per model",
+              title_justify="left")
+    for col in ("alpha", "input", "convert s", "× ref", "parity s", "× ref", "points", "peak RSS GB (that model)"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(f"{r['alpha']:g}", f"{r['size']}", f"{r['convert_s']:.1f}", f"{r.get('convert_x', 0):.2f}",
+                  f"{r['parity_s']:.1f}", f"{r.get('parity_x', 0):.2f}", str(r.get("points", "")),
+                  f"{r.get('maxrss_mb', 0) / 1000:.2f}")
+    return t
+
+
+# ----------------------------------------------------------------------------------------- running
+
+
+def run_timed(name: str, cmd: Sequence[str], *, cwd: Path, log_dir: Path, timeout: float = 420.0,
+              env: dict | None = None) -> Run:
+    """Run cmd as a child, wall-timed; peak RSS from os.wait4's rusage (this child and what it waited for)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{name}.log"
+    with open(log, "wb") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = t0 + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.005)
+        seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
+    return Run(name, tuple(str(c) for c in cmd), seconds, int(usage.ru_maxrss) * 1024, proc.returncode, str(log))
+
+
+class Bench:
+    """The run's state: where things go, the runs so far, and how to start a child."""
+
+    def __init__(self, work: Path, console, *, python: str = sys.executable, reps: int = 5) -> None:
+        self.work, self.console, self.python, self.reps = work, console, python, reps
+        self.inputs = work / "inputs"
+        self.out = work / "run"
+        self.logs = self.out / "logs"
+        self.runs: dict[str, Run] = {}
+        self.scaling: list[dict] = []
+        self.outcomes: dict[str, Outcome] = {}
+        self.manifest: dict = {}
+
+    def run(self, name: str, cmd: Sequence[str], **kw) -> Run:
+        r = run_timed(name, cmd, cwd=self.out, log_dir=self.logs, **kw)
+        self.runs[name] = r
+        mark = "" if r.ok else f"  [bold red]exit {r.rc}[/] (see {r.log})"
+        self.console.log(f"{name:<24} {r.seconds:7.2f} s  {r.maxrss_bytes / GB:5.2f} GB{mark}")
+        return r
+
+    def py(self, *args: str) -> list[str]:
+        return [self.python, *args]
+
+    def record(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.target.key] = outcome
+
+    # --- inputs (set-up, not timed) ---------------------------------------------------------
+    def model(self, alpha: float, size: int) -> dict:
+        return self.manifest[f"{FORM}:{float(alpha)}:{int(size)}"]  # keys as bench_samples.py writes them
+
+    def ensure_samples(self, models: Sequence[tuple[float, int]]) -> None:
+        key = _sha(ROOT / "convert" / "sample.py")[:12]
+        folder = self.inputs / f"samples-{key}"
+        folder.mkdir(parents=True, exist_ok=True)
+        specs = [f"{float(a)}:{int(s)}" for a, s in models]
+        r = run_timed("setup_samples", self.py(str(SCRIPTS / "bench_samples.py"), str(folder), FORM, *specs),
+                      cwd=self.work, log_dir=self.work / "setup-logs", timeout=600)
+        if not r.ok:
+            raise SystemExit(f"error: generating the sample models failed (log: {r.log})")
+        self.manifest = json.loads((folder / "manifest.json").read_text())
+
+    def ensure_data(self) -> Path | None:
+        key = _sha(ROOT / "backbones" / "synth.py")[:12] if (ROOT / "backbones" / "synth.py").exists() else "none"
+        folder = self.inputs / f"noses-{TRAIN_N}-{key}"
+        if (folder / "labels.csv").is_file():
+            return folder
+        r = run_timed("setup_data", self.py("-m", "backbones", "make-data", str(folder), "--n", str(TRAIN_N),
+                                            "--size", str(TRAIN_IMG)), cwd=self.work, log_dir=self.work / "setup-logs")
+        return folder if r.ok and (folder / "labels.csv").is_file() else None
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+FORM = "keras2_pb"  # frozen Keras graph: free batch dimension, so parity runs batch 8 (slim graphs fix 1)
+MAIN = (1.0, 224)
+SIZES = (96, 160, 224, 320)  # at alpha 1.0
+ALPHAS = (0.35, 1.0, 1.4)  # at 224
+TRAIN_N, TRAIN_IMG, TRAIN_BS, TRAIN_EPOCHS = 160, 96, 16, 3
+
+
+def scaling_models() -> list[tuple[float, int]]:
+    models = [(1.0, s) for s in SIZES] + [(a, 224) for a in ALPHAS if a != 1.0]
+    return sorted(set(models), key=lambda m: (m[0] != 1.0, m[0], m[1]))
+
+
+# ----------------------------------------------------------------------------------------- sections
+
+
+def section_startup(b: Bench) -> None:
+    """Each command `reps` times, interleaved; the minimum of each (start-up noise only adds)."""
+    cmds = {"python_pass": b.py("-c", "pass"), "parity_help": b.py("-m", "parity", "--help"),
+            "convert_help": b.py("-m", "convert", "--help")}
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    last: dict[str, Run] = {}
+    for _ in range(b.reps):
+        for k, cmd in cmds.items():
+            r = run_timed(f"{k}", cmd, cwd=b.out, log_dir=b.logs)
+            last[k] = r
+            times[k].append(r.seconds)
+    for k, r in last.items():
+        b.runs[k] = Run(k, r.cmd, min(times[k]), r.maxrss_bytes, r.rc, r.log)
+        b.console.log(f"{k:<24} min {min(times[k]):.3f} s, median {statistics.median(times[k]):.3f} s of {b.reps}")
+    base = b.runs["python_pass"]
+    b.record(ratio(TARGET_BY_KEY["startup_parity"], b.runs["parity_help"], base, note=f"min of {b.reps}"))
+    b.record(ratio(TARGET_BY_KEY["startup_convert"], b.runs["convert_help"], base, note=f"min of {b.reps}"))
+
+
+def section_conversion(b: Bench) -> None:
+    m = b.model(*MAIN)
+    src = m["path"]
+    tf2onnx = b.run("tf2onnx_alone", b.py("-m", "tf2onnx.convert", "--input", src, "--inputs", m["input"],
+                                          "--outputs", m["output"], "--output", str(b.out / "tf2onnx_alone.onnx")))
+    via_onnx = b.run("convert_via_onnx", b.py("-m", "convert", "tf2torch", src, "-o", str(b.out / "p224.pth"),
+                                              "--via", "onnx"))
+    h, w = m["input_shape"][:2]
+    mm = b.run("mmdnn_alone", b.py(str(SCRIPTS / "bench_mmdnn.py"), src, str(b.out / "mmdnn_alone"), m["input"],
+                                   m["output"], str(h), str(w)))
+    via_mm = b.run("convert_via_mmdnn", b.py("-m", "convert", "tf2torch", src, "-o", str(b.out / "p224_mmdnn.pth"),
+                                             "--via", "mmdnn"))
+    b.record(ratio(TARGET_BY_KEY["convert_onnx_overhead"], via_onnx, tf2onnx, note="convert default: 64 probes"))
+    b.record(ratio(TARGET_BY_KEY["convert_mmdnn_overhead"], via_mm, mm, note="convert default: 64 probes"))
+    b.record(memory(TARGET_BY_KEY["memory_convert_onnx"], via_onnx))
+    b.record(memory(TARGET_BY_KEY["memory_convert_mmdnn"], via_mm))
+
+
+def section_parity(b: Bench) -> None:
+    m = b.model(*MAIN)
+    ported = b.out / "p224.pth"
+    if not ported.is_file() or not (b.out / "p224.onnx").is_file():  # --only parity: convert first, untimed
+        r = b.run("setup_convert", b.py("-m", "convert", "tf2torch", m["path"], "-o", str(ported), "--via", "onnx"))
+        if not r.ok:
+            for key in ("parity_overhead", "memory_parity"):
+                b.record(Outcome(TARGET_BY_KEY[key], None, note=f"conversion failed (log: {r.log})", failed=True))
+            return
+    parity = b.run("parity_check", b.py("-m", "parity", "check", str(ported), "--probes", "8",
+                                        "--json", str(b.out / "parity_report.json")))
+    bare = b.run("bare_forwards", b.py(str(SCRIPTS / "bench_forward.py"), m["path"], str(ported),
+                                       str(b.out / "p224.onnx"), "--probes", "8"))
+    b.record(ratio(TARGET_BY_KEY["parity_overhead"], parity, bare,
+                   note="bare: TF eval+train, 4 torch forwards, ORT, imports"))
+    b.record(memory(TARGET_BY_KEY["memory_parity"], parity))
+
+
+def _epoch_seconds(result_json: Path) -> list[float] | None:
+    try:
+        data = json.loads(result_json.read_text())
+        return [float(e["seconds"]) for e in data["epochs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def section_trainer(b: Bench) -> None:
+    speed, thr = TARGET_BY_KEY["trainer_cache_speedup"], TARGET_BY_KEY["trainer_throughput"]
+    helper = subprocess.run(b.py("-m", "backbones", "train", "--help"), cwd=b.out, capture_output=True, text=True)
+    missing = [f for f in ("--no-feature-cache", "--epochs", "--bs", "--out", "--img-size") if f not in helper.stdout]
+    if helper.returncode != 0 or missing:
+        why = "trainer not ready: " + (f"`backbones train --help` exited {helper.returncode}" if helper.returncode
+                                       else f"flags missing: {', '.join(missing)}")
+        b.record(not_measurable(speed, why))
+        b.record(not_measurable(thr, why))
+        return
+    data = b.ensure_data()
+    if data is None:
+        b.record(not_measurable(speed, "`backbones make-data` failed"))
+        b.record(not_measurable(thr, "`backbones make-data` failed"))
+        return
+    common = ["-m", "backbones", "train", "--backbone", "mobilenet_v2", "--data", str(data), "--epochs",
+              str(TRAIN_EPOCHS), "--bs", str(TRAIN_BS), "--img-size", str(TRAIN_IMG)]
+    for d in ("train_cached", "train_uncached"):
+        shutil.rmtree(b.out / d, ignore_errors=True)
+    cached = b.run("train_cached", b.py(*common, "--out", str(b.out / "train_cached")))
+    uncached = b.run("train_uncached", b.py(*common, "--out", str(b.out / "train_uncached"), "--no-feature-cache"))
+    loop = b.run("hand_loop", b.py(str(SCRIPTS / "bench_loop.py"), str(data), "--epochs", str(TRAIN_EPOCHS),
+                                   "--bs", str(TRAIN_BS), "--img-size", str(TRAIN_IMG)))
+    ec = _epoch_seconds(b.out / "train_cached" / "result.json") if cached.ok else None
+    eu = _epoch_seconds(b.out / "train_uncached" / "result.json") if uncached.ok else None
+    el = _loop_seconds(Path(loop.log)) if loop.ok else None
+    note = f"mean of epochs 1..{TRAIN_EPOCHS - 1}; {TRAIN_N} images at {TRAIN_IMG}px, bs {TRAIN_BS}"
+    no_epochs = "ran, but wrote no per-epoch seconds (result.json epochs[].seconds)"
+    if (cached.ok and ec is None) or (uncached.ok and eu is None):
+        b.record(not_measurable(speed, "trainer " + no_epochs))
+    else:
+        b.record(ratio(speed, uncached, cached, num_s=_after_first(eu), den_s=_after_first(ec), note=note))
+    if (loop.ok and el is None) or (uncached.ok and eu is None):
+        b.record(not_measurable(thr, "trainer or hand loop " + no_epochs))
+    else:  # throughput trainer / loop = epoch time of the loop / epoch time of the trainer
+        b.record(ratio(thr, loop, uncached, num_s=_after_first(el), den_s=_after_first(eu), note=note))
+    b.console.log(f"epoch seconds: cached {_fmt(ec)}, uncached {_fmt(eu)}, hand loop {_fmt(el)}")
+
+
+def _after_first(xs: list[float] | None) -> float | None:
+    """Mean epoch time after the first (which pays one-off costs: warm-up, allocation)."""
+    return statistics.mean(xs[1:]) if xs and len(xs) > 1 else None
+
+
+def _loop_seconds(log: Path) -> list[float] | None:
+    try:
+        return [float(x) for x in json.loads(log.read_text().strip().splitlines()[-1])["epoch_s"]]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _fmt(xs: list[float] | None) -> str:
+    return "—" if xs is None else "[" + ", ".join(f"{x:.2f}" for x in xs) + "]"
+
+
+def section_scaling(b: Bench) -> None:
+    srcs = [b.model(a, s)["path"] for a, s in scaling_models()]
+    r = b.run("scaling", b.py(str(SCRIPTS / "bench_scaling.py"), str(b.out / "scaling"), *srcs,
+                              "--convert-probes", "8", "--parity-probes", "2", "--against", "tf"), timeout=480)
+    rows = []
+    for line in Path(r.log).read_text().splitlines():
+        if line.startswith("{") and '"source"' in line:
+            rows.append(json.loads(line))
+    by_path = {b.model(a, s)["path"]: (a, s) for a, s in scaling_models()}
+    for row in rows:
+        row["alpha"], row["size"] = by_path.get(row["source"], (float("nan"), 0))
+    ref = next((x for x in rows if (x["alpha"], x["size"]) == MAIN), None)
+    for row in rows:
+        if ref:
+            row["convert_x"] = row["convert_s"] / ref["convert_s"]
+            row["parity_x"] = row["parity_s"] / ref["parity_s"]
+    b.scaling = rows
+
+
+SECTIONS: dict[str, Callable[[Bench], None]] = {
+    "startup": section_startup, "conversion": section_conversion, "parity": section_parity,
+    "trainer": section_trainer, "scaling": section_scaling,
+}
+SECTION_TARGETS = {
+    "startup": ("startup_parity", "startup_convert"),
+    "conversion": ("convert_onnx_overhead", "convert_mmdnn_overhead", "memory_convert_onnx", "memory_convert_mmdnn"),
+    "parity": ("parity_overhead", "memory_parity"),
+    "trainer": ("trainer_cache_speedup", "trainer_throughput"),
+    "scaling": (),
+}
+
+
+# ----------------------------------------------------------------------------------------- profiles
+
+# target -> (run whose command is profiled, the module or script it runs)
+PROFILED = {"parity_overhead": "parity_check", "memory_parity": "parity_check",
+            "convert_onnx_overhead": "convert_via_onnx", "memory_convert_onnx": "convert_via_onnx",
+            "convert_mmdnn_overhead": "convert_via_mmdnn", "memory_convert_mmdnn": "convert_via_mmdnn",
+            "startup_parity": "parity_help", "startup_convert": "convert_help",
+            "trainer_cache_speedup": "train_cached", "trainer_throughput": "train_uncached"}
+
+
+def profile_missed(b: Bench, outcomes: Sequence[Outcome], top: int = 25) -> dict[str, str]:
+    """Re-run the tfport command of every missed target under cProfile; print and keep the top entries."""
+    import io
+    import pstats
+
+    done: dict[str, str] = {}
+    folder = b.out / "profiles"
+    folder.mkdir(parents=True, exist_ok=True)
+    for o in outcomes:
+        name = PROFILED.get(o.target.key)
+        if o.status != MISSED or name is None or name in done or name not in b.runs:
+            continue
+        cmd = list(b.runs[name].cmd)
+        if name.startswith("train_"):  # a fresh run folder
+            out_i = cmd.index("--out") + 1
+            cmd[out_i] = cmd[out_i] + "_profiled"
+            shutil.rmtree(cmd[out_i], ignore_errors=True)
+        prof = folder / f"{name}.prof"
+        r = run_timed(f"profile_{name}", [cmd[0], "-m", "cProfile", "-o", str(prof), *cmd[1:]], cwd=b.out,
+                      log_dir=b.logs, timeout=600)
+        if not prof.is_file():
+            done[name] = f"profiling failed (exit {r.rc}, log {r.log})"
+            continue
+        text = io.StringIO()
+        stats = pstats.Stats(str(prof), stream=text).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(top)
+        stats.sort_stats("tottime").print_stats(15)
+        done[name] = text.getvalue()
+        (folder / f"{name}.txt").write_text(done[name])
+        b.console.rule(f"profile of {name} ({r.seconds:.1f} s under cProfile): {prof}")
+        b.console.print(done[name], highlight=False, markup=False)
+    return done
+
+
+# ----------------------------------------------------------------------------------------- main
+
+
+def environment() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout)
+    except OSError:
+        commit, dirty = "", False
+    return {"cpus": os.cpu_count(), "loadavg_start": list(os.getloadavg()), "python": sys.version.split()[0],
+            "commit": commit, "dirty": dirty, "form": FORM, "host": os.uname().nodename}
+
+
+def default_work() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "tfport" / "bench"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="sections: " + ", ".join(SECTIONS) + "\nexit codes: 0 all measured targets "
+                                "hold, 1 a target missed or a command failed, 2 bad usage")
+    p.add_argument("--json", type=Path, default=Path("bench_results.json"), help="results file (default %(default)s)")
+    p.add_argument("--work", type=Path, default=default_work(),
+                   help="sample models and data (kept between runs) and this run's outputs (default %(default)s)")
+    p.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
+    p.add_argument("--skip", nargs="+", choices=list(SECTIONS), default=[], help="leave these sections out")
+    p.add_argument("--reps", type=int, default=5, help="repetitions of each start-up command (default 5)")
+    p.add_argument("--profile", action="store_true",
+                   help="re-run the command behind every missed target under cProfile and print the top entries")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    console = Console(highlight=False, log_path=False, width=None if sys.stdout.isatty() else 150)
+    if args.json.parent and not args.json.parent.is_dir():
+        console.print(f"error: {args.json}: folder {args.json.parent} does not exist")
+        return 2
+    sections = [s for s in (args.only or SECTIONS) if s not in args.skip]
+    t0 = time.perf_counter()
+    env = environment()
+    if env["loadavg_start"][0] > (env["cpus"] or 1):
+        console.print(f"[yellow]note: load average {env['loadavg_start'][0]:.1f} on {env['cpus']} CPUs: other work "
+                      "is running; ratios are measured side by side, absolute times are not comparable[/]")
+    b = Bench(args.work.resolve(), console, reps=args.reps)
+    shutil.rmtree(b.out, ignore_errors=True)
+    b.out.mkdir(parents=True)
+    with console.status("set-up: sample models (generated once, kept in --work)"):
+        needs = [MAIN] + (scaling_models() if "scaling" in sections else [])
+        b.ensure_samples(sorted(set(needs)))
+    for s in sections:
+        console.rule(s)
+        SECTIONS[s](b)
+    outcomes = [b.outcomes[k] for t in TARGETS for k in [t.key] if k in b.outcomes]
+    env["loadavg_end"] = list(os.getloadavg())
+    result = BenchResult(outcomes, b.runs, b.scaling, env, time.perf_counter() - t0)
+    console.print(targets_table(outcomes))
+    if b.scaling:
+        console.print(scaling_table(b.scaling))
+    if args.profile:
+        env["profiles"] = {k: str(b.out / "profiles" / f"{k}.prof") for k in profile_missed(b, outcomes)}
+    args.json.write_text(result.to_json() + "\n")
+    console.print(f"results: {args.json}   logs: {b.logs}")
+    console.print(result.summary())
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

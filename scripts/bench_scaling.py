@@ -1,0 +1,82 @@
+"""Scaling rows for `scripts/bench.py`: conversion and parity time per model, in one process.
+
+Imports are paid once, before the first model, so each row shows what grows with the model (input
+size, alpha) rather than the constant start-up of TF and torch. Per model: `convert.pipeline.convert`
+(--via onnx, P probes, the checkpoint and .onnx written), then `parity.run.run` on that checkpoint
+(Q probes, eval + train, against the given references). One JSON line per model on stdout, with
+the peak RSS of that model's conversion + parity (the peak is reset between models where Linux allows).
+
+    python scripts/bench_scaling.py OUT_DIR --convert-probes 8 --parity-probes 2 --against tf SRC [SRC ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from convert import _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench_scaling.py")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("sources", nargs="+")
+    ap.add_argument("--convert-probes", type=int, default=8)
+    ap.add_argument("--parity-probes", type=int, default=2)
+    ap.add_argument("--against", default="tf")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    from convert.cli import quiet_frameworks
+
+    quiet_frameworks()
+    t0 = time.perf_counter()
+    import tensorflow  # noqa: F401
+    import torch  # noqa: F401
+
+    from convert.pipeline import convert
+    from parity.candidates import load_candidate
+    from parity.run import ParityConfig, resolve_source, run
+
+    print(json.dumps({"imports_s": time.perf_counter() - t0}), flush=True)
+    for src in args.sources:
+        _reset_peak()
+        out = args.out / (Path(src).stem + ".pth")
+        t = time.perf_counter()
+        res = convert(src, out, via="onnx", probes=args.convert_probes)
+        conv_s = time.perf_counter() - t
+        t = time.perf_counter()
+        cand = load_candidate(out)
+        rep = run(cand, resolve_source(cand, None), ParityConfig(probes=args.parity_probes,
+                                                                 against=tuple(args.against.split(","))))
+        parity_s = time.perf_counter() - t
+        print(json.dumps({"source": src, "convert_s": conv_s, "convert_ok": res.ok, "parity_s": parity_s,
+                          "parity_passed": rep.passed, "points": len(rep.results),
+                          "maxrss_mb": _peak_mb()}), flush=True)
+    return 0
+
+
+def _reset_peak() -> None:
+    """Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM), so each model gets its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_mb() -> float:
+    """Peak RSS since the last reset (VmHWM), else the process's peak so far (ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""scripts/bench.py's own logic: targets as data, ratios and statuses, the table, the JSON, the exit code.
+
+Nothing here times anything: timings are the bench's output, never a test's assertion.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("tfport_bench", ROOT / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+T = bench.TARGET_BY_KEY
+
+
+def _run(name: str, seconds: float = 1.0, rc: int = 0, rss: int = 2_000_000_000) -> bench.Run:
+    return bench.Run(name, ("python", name), seconds, rss, rc, f"/logs/{name}.log")
+
+
+def test_target_keys_unique_and_every_target_has_a_section():
+    keys = [t.key for t in bench.TARGETS]
+    assert len(keys) == len(set(keys))
+    covered = {k for ks in bench.SECTION_TARGETS.values() for k in ks}
+    assert covered == set(keys)
+    assert set(bench.SECTION_TARGETS) == set(bench.SECTIONS)
+
+
+@pytest.mark.parametrize("key,limit", [
+    ("parity_overhead", 1.5), ("convert_onnx_overhead", 1.3), ("convert_mmdnn_overhead", 1.3),
+    ("startup_parity", 3.0), ("startup_convert", 3.0), ("trainer_cache_speedup", 20.0),
+    ("trainer_throughput", 0.9), ("memory_parity", 3.0), ("memory_convert_onnx", 3.0), ("memory_convert_mmdnn", 3.0),
+], ids=lambda v: str(v))
+def test_targets_are_the_issue_s(key, limit):
+    assert T[key].limit == limit
+
+
+@pytest.mark.parametrize("key,value,status", [
+    ("parity_overhead", 1.49, bench.HOLDS),
+    ("parity_overhead", 1.5, bench.HOLDS),  # the bound itself holds
+    ("parity_overhead", 1.51, bench.MISSED),
+    ("trainer_cache_speedup", 20.0, bench.HOLDS),
+    ("trainer_cache_speedup", 19.9, bench.MISSED),
+    ("trainer_throughput", 0.95, bench.HOLDS),
+    ("trainer_throughput", 0.5, bench.MISSED),
+    ("parity_overhead", None, bench.NOT_MEASURABLE),
+    ("parity_overhead", float("nan"), bench.NOT_MEASURABLE),
+], ids=["under", "at-bound", "over", "ge-at-bound", "ge-under", "ge-over", "ge-low", "none", "nan"])
+def test_status_follows_op_and_limit(key, value, status):
+    assert bench.Outcome(T[key], value).status == status
+
+
+def test_unknown_op_is_refused():
+    with pytest.raises(ValueError, match="op"):
+        bench.Target("x", "g", "what", "<", 1.0)
+
+
+def test_ratio_of_two_runs():
+    o = bench.ratio(T["convert_onnx_overhead"], _run("num", 26.0), _run("den", 20.0))
+    assert o.value == pytest.approx(1.3)
+    assert o.status == bench.HOLDS
+    assert o.measured == "26.0 s / 20.0 s"
+    assert o.runs == ("num", "den")
+
+
+def test_ratio_prefers_given_seconds_and_formats_short_times():
+    o = bench.ratio(T["startup_parity"], _run("a", 9.0), _run("b", 9.0), num_s=0.075, den_s=0.025)
+    assert o.value == pytest.approx(3.0)
+    assert o.measured == "0.075 s / 0.025 s"
+
+
+def test_failed_run_fails_the_target_and_names_its_log():
+    o = bench.ratio(T["parity_overhead"], _run("parity_check", rc=2), _run("bare"))
+    assert o.status == bench.FAILED
+    assert "parity_check exited 2" in o.note and "/logs/parity_check.log" in o.note
+
+
+def test_missing_seconds_is_not_measurable():
+    o = bench.ratio(T["trainer_cache_speedup"], _run("u"), _run("c"), num_s=None, den_s=None)
+    assert o.status == bench.NOT_MEASURABLE
+
+
+def test_memory_in_decimal_gb():
+    o = bench.memory(T["memory_parity"], _run("parity_check", rss=4_200_000_000))
+    assert o.value == pytest.approx(4.2)
+    assert o.status == bench.MISSED
+    assert bench.memory(T["memory_parity"], _run("p", rss=2_999_000_000)).status == bench.HOLDS
+
+
+@pytest.mark.parametrize("statuses,code", [
+    ([1.0], 0), ([None], 0), ([1.0, None], 0), ([2.0], 1), ([1.0, 2.0], 1),
+], ids=["holds", "not-measurable", "mixed-ok", "missed", "one-missed"])
+def test_exit_code(statuses, code):
+    result = bench.BenchResult([bench.Outcome(T["parity_overhead"], v) for v in statuses])
+    assert result.exit_code == code
+    assert bool(result) is (code == 0)
+    assert result.summary().startswith("PASSED" if code == 0 else "FAILED")
+
+
+def test_failed_command_fails_the_run():
+    result = bench.BenchResult([bench.Outcome(T["parity_overhead"], None, failed=True)])
+    assert result.exit_code == 1
+
+
+def test_json_is_strict_and_complete():
+    outcomes = [bench.ratio(T["parity_overhead"], _run("parity_check", 80.0), _run("bare", 20.0)),
+                bench.not_measurable(T["trainer_throughput"], "trainer not ready"),
+                bench.Outcome(T["memory_parity"], float("inf"))]
+    result = bench.BenchResult(outcomes, {"parity_check": _run("parity_check", 80.0)},
+                               [{"alpha": 1.0, "size": 224, "convert_s": 10.0, "parity_s": float("nan")}],
+                               {"cpus": 2}, 12.5)
+    text = result.to_json()
+    data = json.loads(text)  # strict: no NaN/Infinity tokens
+    assert "NaN" not in text and "Infinity" not in text
+    assert data["schema"] == bench.SCHEMA and data["passed"] is False
+    by_key = {t["key"]: t for t in data["targets"]}
+    assert by_key["parity_overhead"]["value"] == pytest.approx(4.0)
+    assert by_key["parity_overhead"]["status"] == bench.MISSED
+    assert by_key["parity_overhead"]["limit"] == 1.5 and by_key["parity_overhead"]["op"] == "<="
+    assert by_key["trainer_throughput"]["value"] is None
+    assert by_key["trainer_throughput"]["note"] == "trainer not ready"
+    assert by_key["memory_parity"]["status"] == bench.NOT_MEASURABLE
+    assert data["runs"]["parity_check"]["cmd"] == ["python", "parity_check"]
+    assert data["scaling"][0]["parity_s"] is None
+
+
+def test_table_shows_every_target_with_its_bound_and_status():
+    from rich.console import Console
+
+    outcomes = [bench.Outcome(t, t.limit * (2 if t.op == "<=" else 0.5)) for t in bench.TARGETS]
+    console = Console(record=True, width=200)
+    console.print(bench.targets_table(outcomes))
+    text = console.export_text()
+    for t in bench.TARGETS:
+        assert t.bound in text
+    assert text.count(bench.MISSED) == len(bench.TARGETS)
+
+
+def test_scaling_table_renders():
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    rows = [{"alpha": 0.35, "size": 224, "convert_s": 8.0, "convert_x": 0.8, "parity_s": 5.0, "parity_x": 0.5,
+             "points": 197, "maxrss_mb": 2100.0}]
+    console.print(bench.scaling_table(rows))
+    assert "0.35" in console.export_text()
+
+
+def test_scaling_models_cover_sizes_and_alphas_once():
+    models = bench.scaling_models()
+    assert len(models) == len(set(models))
+    assert {(1.0, s) for s in bench.SIZES} <= set(models)
+    assert {(a, 224) for a in bench.ALPHAS} <= set(models)
+
+
+def test_run_timed_reports_exit_code_and_peak_rss(tmp_path):
+    ok = bench.run_timed("ok", [sys.executable, "-c", "print('hi')"], cwd=tmp_path, log_dir=tmp_path / "logs")
+    assert ok.ok and ok.maxrss_bytes > 0 and ok.seconds > 0
+    assert Path(ok.log).read_text().strip() == "hi"
+    bad = bench.run_timed("bad", [sys.executable, "-c", "raise SystemExit(3)"], cwd=tmp_path, log_dir=tmp_path / "logs")
+    assert bad.rc == 3 and not bad.ok
+
+
+def test_run_timed_kills_at_timeout(tmp_path):
+    r = bench.run_timed("slow", [sys.executable, "-c", "import time; time.sleep(30)"], cwd=tmp_path,
+                        log_dir=tmp_path, timeout=0.3)
+    assert not r.ok and not math.isinf(r.seconds)
+
+
+@pytest.mark.parametrize("xs,mean", [([5.0, 1.0, 3.0], 2.0), ([5.0], None), (None, None), ([], None)],
+                         ids=["three", "one", "none", "empty"])
+def test_epochs_after_the_first(xs, mean):
+    assert bench._after_first(xs) == mean
+
+
+def test_epoch_seconds_from_the_trainer_s_result_json(tmp_path):
+    good = tmp_path / "result.json"
+    good.write_text(json.dumps({"epochs": [{"seconds": 2.5}, {"seconds": 1.5}]}))
+    assert bench._epoch_seconds(good) == [2.5, 1.5]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"epochs": [{"time": 1}]}))
+    assert bench._epoch_seconds(bad) is None
+    assert bench._epoch_seconds(tmp_path / "missing.json") is None
+
+
+def test_loop_seconds_from_the_last_log_line(tmp_path):
+    log = tmp_path / "hand_loop.log"
+    log.write_text('a warning\n{"epoch_s": [3.0, 2.0], "train": 128}\n')
+    assert bench._loop_seconds(log) == [3.0, 2.0]
+    log.write_text("Traceback ...\n")
+    assert bench._loop_seconds(log) is None
