@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
+from convert.argtypes import DEFAULT_PROBES
+from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
 from convert.errors import TfportError
 
 EPILOG = """examples:
@@ -105,7 +106,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convert.sample import ALPHAS, FORMS
+    from convert.argtypes import ALPHAS, FORMS
 
     parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0],
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,10 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tf2torch", help="convert a TF MobileNetV2 to a verified PyTorch checkpoint", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", type=Path, help="frozen .pb, SavedModel folder, .h5 or .keras")
-    p.add_argument("-o", "--output", type=Path, default=Path("ported.pth"))
+    p.add_argument("-o", "--output", type=Path, default="ported.pth")
     p.add_argument("--via", choices=("onnx", "mmdnn", "both"), default="onnx")
     p.add_argument("--input-size", type=parse_size, default=None, help="HxW, where the graph leaves it open")
-    p.add_argument("--probes", type=int, default=64, help="seeded probe inputs compared against TF")
+    p.add_argument("--probes", type=int, default=DEFAULT_PROBES,
+                   help="seeded probe inputs compared against TF (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tf2torch)
 

@@ -17,8 +17,7 @@ import numpy as np
 
 from convert.errors import fail
 
-FORMS = ("slim_pb", "keras2_h5", "keras2_pb", "keras3", "savedmodel", "transfer_h5")
-ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+from convert.argtypes import ALPHAS, FORMS  # noqa: F401  (re-exported: the CLI reads them without numpy)
 
 
 @dataclass(frozen=True)

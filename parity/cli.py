@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
 from convert.errors import TfportError
 
 EPILOG = """examples:

@@ -1,0 +1,23 @@
+"""Argument types and choices the CLIs need before any heavy import.
+
+`--help` must cost little more than starting Python (issue 7: ≤ 3× `python -c pass`), so what the
+parsers need lives here: no numpy, TF, torch, or even pathlib (which pulls urllib and ipaddress in).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+FORMS = ("slim_pb", "keras2_h5", "keras2_pb", "keras3", "savedmodel", "transfer_h5")
+ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+# probe inputs `tf2torch` verifies on: a wrong mapping moves every probe, so 16 catch what 64 did (the
+# fault tests) at a quarter of the forward passes; `parity check` is the deep, layer-by-layer test
+DEFAULT_PROBES = 16
+
+
+def path(text: str):
+    """argparse type: a pathlib.Path, imported when an argument is parsed rather than when help is shown."""
+    from pathlib import Path
+
+    return Path(text)
+
