@@ -346,6 +346,10 @@ class TFRunner:
         self.sess = tf.compat.v1.Session(graph=self.graph)
         self.batch = info.input_shape[0]  # None: any batch; slim graphs fix it to 1
 
+    def close(self) -> None:
+        """Release the session's buffers now rather than when the garbage collector gets to it."""
+        self.sess.close()
+
     def run(self, x: np.ndarray, fetches: list[str], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
         step = self.batch or 16
         outs: list[list[np.ndarray]] = [[] for _ in fetches]
@@ -355,4 +359,4 @@ class TFRunner:
                 acc.append(np.asarray(r).reshape(len(x[i : i + step]), -1) if r.ndim != 4 or r.shape[1:3] == (1, 1) else r)
             if progress:
                 progress(min(i + step, len(x)))
-        return [np.concatenate(o) for o in outs]
+        return [o[0] if len(o) == 1 else np.concatenate(o) for o in outs]

@@ -86,7 +86,7 @@ class Capture:
     def result(self):
         import numpy as np
 
-        return {k: np.concatenate(v) for k, v in self.values.items() if v}
+        return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in self.values.items() if v}
 
 
 def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:

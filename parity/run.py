@@ -192,6 +192,8 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
             (tf_vals["output"],) = tf_runner.run(x, [source.info.output])
         results.append(compare("output", "tf", "eval", out, tf_vals["output"], cfg.tol))
 
+    del tf_vals  # peak memory: every capture is compared, then dropped (scripts/bench: memory_parity)
+    tf_runner.close()
     if "onnx" in cfg.against:
         _onnx_reference(candidate, source, x, cand_logits, cfg, results, notes, progress)
 
@@ -199,6 +201,8 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
     if candidate.torchvision_layout and "torchvision" in cfg.against:
         progress("torchvision: plain and with the declared semantics")
         _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, results)
+    if candidate.torchvision_layout:
+        del cand_vals
     if candidate.torchvision_layout:
         ctx.padding_numeric = _padding_numeric(candidate, src_can, hw)
         ctx.measured_momentum = _measure_momentum(cand, x_nchw[: max(batch, 2)])
@@ -211,6 +215,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
             progress("TF and candidate: probe points in train mode (batch statistics)")
             tr = TFRunner(g_train, source.info)
             tf_train = dict(zip(names, (_nchw(v) for v in tr.run(x, [tensors[n] for n in names]))))
+            tr.close()
             model = copy.deepcopy(cand).train()
             for m in model.modules():
                 if isinstance(m, torch.nn.Dropout):
@@ -219,6 +224,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
             for p in points:
                 if p.name in tf_train and p.name in train_vals and p.suffix != "":
                     results.append(compare(p.name, "tf", "train", train_vals[p.name], tf_train[p.name], cfg.train_tol))
+            del tf_train, train_vals
     elif "train" in cfg.modes:
         ctx.train_skipped = "candidate is not laid out like torchvision; repair it first"
 
@@ -289,6 +295,7 @@ def _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, re
         for p in points:
             if p.name in vals and p.name in cand_vals:
                 results.append(compare(p.name, ref_name, "eval", cand_vals[p.name], vals[p.name], cfg.tol))
+        del vals
 
 
 def _padding_numeric(candidate, src_can, hw) -> dict | None:
