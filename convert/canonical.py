@@ -14,6 +14,7 @@ TF semantics kept as parameter values on torchvision's own modules (state-dict k
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from convert.errors import fail
 from convert.spec import TF_DEFAULT_BN_DECAY, BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,843; a 1280 x 100k head is already 512 MB
 
 
 def _make_divisible_tv(v: float, divisor: int = 8) -> int:
@@ -54,6 +56,12 @@ class Slot:
 
 def torchvision_slots(alpha: float, num_classes: int) -> list[Slot]:
     """torchvision's MobileNetV2 parameter slots in execution order (built on the meta device)."""
+    return list(_slots(float(alpha), int(num_classes)))
+
+
+@functools.lru_cache(maxsize=16)
+def _slots(alpha: float, num_classes: int) -> tuple[Slot, ...]:
+    """Cached: building even a meta-device MobileNetV2 costs ~0.13 s, and a parity run asks ~5 times."""
     from torchvision.models import mobilenet_v2
 
     with torch.device("meta"):
@@ -67,7 +75,7 @@ def torchvision_slots(alpha: float, num_classes: int) -> list[Slot]:
             out.append(Slot(key, "bn", (mod.num_features,)))
         elif isinstance(mod, nn.Linear):
             out.append(Slot(key, "dense", tuple(mod.weight.shape)))
-    return out
+    return tuple(out)
 
 
 def _layer_kind(layer) -> str:
@@ -113,7 +121,9 @@ def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
     num_classes = dense.weight.shape[0] if has_head else 1000
     layers = spec.layers if has_head else spec.layers + [None]  # type: ignore[list-item]
     best: tuple[int, float] | None = None
-    for alpha in ALPHAS:
+    # the likeliest width first: the one whose stem has as many filters as the spec's first layer
+    stem = spec.layers[0].weight.shape[0] if spec.layers and isinstance(spec.layers[0], ConvSpec) else 32
+    for alpha in sorted(ALPHAS, key=lambda a: abs(_make_divisible_tv(32 * a) - stem)):
         slots = torchvision_slots(alpha, num_classes)
         body = layers if has_head else spec.layers
         cmp_slots = slots if has_head else slots[:-1]
@@ -192,11 +202,22 @@ def _assign(spec: ModelSpec, slots: list[Slot], alpha: float, num_classes: int, 
 
 
 def build(meta: dict[str, Any]) -> nn.Module:
-    """torchvision's MobileNetV2 with the semantics in `meta` (padding, eps, momentum); no weights."""
+    """torchvision's MobileNetV2 with the semantics in `meta` (padding, eps, momentum).
+
+    Its tensors are allocated, not initialised (every caller loads a state dict next): torchvision's
+    random initialisation would cost ~0.15 s per model for values that are overwritten anyway."""
     from torchvision.models import mobilenet_v2
 
     try:
-        model = mobilenet_v2(width_mult=float(meta["alpha"]), num_classes=int(meta["num_classes"]))
+        alpha, classes = float(meta["alpha"]), int(meta["num_classes"])
+        # metadata is input: a width or class count no MobileNetV2 has would allocate without bound
+        # (alpha 40 is ~22 GB; the fuzzer's first such example had the OOM killer end the process)
+        if not any(math.isclose(alpha, a) for a in ALPHAS):
+            raise fail(f"checkpoint metadata: alpha {alpha:g} is not a MobileNetV2 width ({', '.join(map(str, ALPHAS))})")
+        if not 1 <= classes <= MAX_CLASSES:
+            raise fail(f"checkpoint metadata: num_classes {classes} is outside 1..{MAX_CLASSES}")
+        with torch.device("meta"):
+            model = mobilenet_v2(width_mult=alpha, num_classes=classes)
         modules = dict(model.named_modules())
         for key, mode in meta["padding"].items():
             conv = modules[key]
@@ -210,6 +231,6 @@ def build(meta: dict[str, Any]) -> nn.Module:
         for key, bn in meta["bn"].items():
             modules[key].eps = float(bn["eps"])
             modules[key].momentum = float(bn["momentum"])
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
         raise fail(f"checkpoint metadata does not describe a MobileNetV2 ({type(e).__name__}: {str(e)[:120]})")
-    return model
+    return model.to_empty(device="cpu")

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,31 +266,31 @@ def emitted_bn_momenta(model) -> dict[str, float]:
     return {name: m.momentum for name, m in model.named_modules() if isinstance(m, bn)}
 
 
-def convert_path(source, x: np.ndarray, ref: dict[str, np.ndarray], progress: Progress):
-    """The `--via mmdnn` step of convert.pipeline: MMdnn's artifacts, the canonical backbone, agreements."""
-    import warnings
+def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Progress, side=None):
+    """The `--via mmdnn` step of convert.pipeline: MMdnn's artifacts, the canonical backbone, agreements.
 
-    from convert.canonical import to_torchvision
+    `side` (convert.torch_side) runs the PyTorch half: MMdnn's emitted model and the canonical backbone."""
     from convert.pipeline import PathResult, with_source_semantics
     from convert.probe import agreement
+    from convert.torch_side import CanonicalRef, LocalSide
 
+    side = side or LocalSide()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tfport-mmdnn-") as tmp:
         res = run_mmdnn(source, tmp, progress)
-        progress("MMdnn IR -> canonical torchvision layout")
+        progress("MMdnn's emitted PyTorch model and the canonical backbone on the probe inputs")
+        emitted = side.submit("emitted", str(res.code), str(res.weights), x)
         spec = with_source_semantics(read_mmdnn_ir(res), source.spec)
-        canonical = to_torchvision(spec, str(source.path))
-        progress("MMdnn's emitted PyTorch model on the probe inputs")
-        model = load_emitted(res.code, res.weights)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Implicit dimension choice for softmax")  # MMdnn's F.softmax(x)
-            logits, out = emitted_outputs(model, x)
+        mapped = side.submit("canonical_outputs", "mmdnn", spec, str(source.path), x)
         artifacts = {".mmdnn.py": res.code.read_bytes(), ".mmdnn.npy": res.weights.read_bytes()}
-    result = PathResult("mmdnn", canonical, artifacts=artifacts)
+        logits, out, bn_momenta = emitted()  # before the folder with MMdnn's files goes
+    meta, pooled, canon_logits = mapped()
+    result = PathResult("mmdnn", CanonicalRef("mmdnn", meta), artifacts=artifacts)
+    result.outputs = (pooled, canon_logits)  # type: ignore[attr-defined]
     result.agreements.append(agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=True))
     if "logits" in ref:
         result.agreements.append(agreement("MMdnn emitted model vs TF: logits", logits, ref["logits"], logits=True))
-    momenta = sorted(set(emitted_bn_momenta(model).values()))
+    momenta = sorted(set(bn_momenta.values()))
     result.notes.append(f"MMdnn's emitted model sets BatchNorm momentum {momenta} (PyTorch semantics): "
                         + ("running statistics never update in train mode" if momenta == [0.0] else "as emitted"))
     if res.route != "frozen graph":

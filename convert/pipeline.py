@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from convert.argtypes import DEFAULT_PROBES
 from convert.errors import fail
 
 TOOL_VERSION = "0.1.0"
@@ -49,16 +52,9 @@ class ConversionResult:
 
 def _torch_outputs(model, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(pooled features, logits) of a torchvision MobileNetV2 for NHWC inputs."""
-    import torch
+    from convert.torch_side import torch_outputs
 
-    pooled, logits = [], []
-    with torch.no_grad():
-        for i in range(0, len(x_nhwc), 16):
-            x = torch.from_numpy(np.ascontiguousarray(x_nhwc[i : i + 16].transpose(0, 3, 1, 2)))
-            p = torch.nn.functional.adaptive_avg_pool2d(model.features(x), 1).flatten(1)
-            pooled.append(p.numpy())
-            logits.append(model.classifier(p).numpy())
-    return np.concatenate(pooled), np.concatenate(logits)
+    return torch_outputs(model, x_nhwc)
 
 
 def _canonical_module(canonical):
@@ -87,10 +83,10 @@ def with_source_semantics(path_spec, source_spec):
     return path_spec
 
 
-def _via_onnx(source, x: np.ndarray, ref: dict[str, np.ndarray], progress: Progress) -> PathResult:
+def _via_onnx(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Progress, side) -> PathResult:
     from convert import onnx_path
-    from convert.canonical import to_torchvision
     from convert.probe import agreement
+    from convert.torch_side import CanonicalRef
 
     t0 = time.perf_counter()
     progress("tf2onnx: converting the frozen graph")
@@ -98,38 +94,38 @@ def _via_onnx(source, x: np.ndarray, ref: dict[str, np.ndarray], progress: Progr
     progress("onnx.checker")
     onnx_path.check_onnx(model)
     data = model.SerializeToString()
-    progress("ONNX -> canonical torchvision layout")
+    progress("ONNX -> canonical torchvision layout, run on the probe inputs")
     spec = with_source_semantics(onnx_path.read_onnx(model, str(source.path), source.spec.input_shape[:2]), source.spec)
-    canonical = to_torchvision(spec, str(source.path))
-    result = PathResult("onnx", canonical, artifacts={".onnx": data})
+    pending = side.submit("canonical_outputs", "onnx", spec, str(source.path), x)  # the worker runs it meanwhile
     progress("ONNX Runtime on the probe inputs")
     ort = onnx_path.OrtRunner(data)
     (out,) = ort.run(x, [ort.sess.get_outputs()[0].name])
+    meta, pooled, logits = pending()
+    result = PathResult("onnx", CanonicalRef("onnx", meta), artifacts={".onnx": data})
+    result.outputs = (pooled, logits)  # type: ignore[attr-defined]
     result.agreements.append(agreement("ONNX Runtime vs TF: output", out, ref["output"], logits=True))
     result.seconds = time.perf_counter() - t0
-    if canonical.meta["bn_folded"]:
+    if meta["bn_folded"]:
         result.notes.append("tf2onnx folded BatchNorm statistics away (decomposed BN in the source graph): "
                             "the port is faithful in eval mode only")
     return result
 
 
-def _via_mmdnn(source, x: np.ndarray, ref: dict[str, np.ndarray], progress: Progress) -> PathResult:
+def _via_mmdnn(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Progress, side) -> PathResult:
     try:
         from convert import mmdnn_path
     except ImportError:
         raise fail("--via mmdnn: the MMdnn path is not available in this build")
-    return mmdnn_path.convert_path(source, x, ref, progress)
+    return mmdnn_path.convert_path(source, x, ref, progress, side)
 
 
 VIAS: dict[str, Callable[..., PathResult]] = {"onnx": _via_onnx, "mmdnn": _via_mmdnn}
 
 
 def convert(src: str | Path, output: str | Path, via: str = "onnx", input_size: tuple[int, int] | None = None,
-            probes: int = 64, seed: int = 0, progress: Progress = lambda s: None) -> ConversionResult:
+            probes: int = DEFAULT_PROBES, seed: int = 0, progress: Progress = lambda s: None) -> ConversionResult:
     """Convert, verify every path against TF on seeded probes, and only then write the outputs."""
-    from convert.probe import agreement, probe_inputs
-    from convert.sources import load_source
-    from convert.tfgraph import TFRunner
+    from convert.torch_side import open_side
 
     output = Path(output)
     if not output.parent.is_dir():
@@ -137,32 +133,74 @@ def convert(src: str | Path, output: str | Path, via: str = "onnx", input_size: 
     vias = ["onnx", "mmdnn"] if via == "both" else [via]
     if any(v not in VIAS for v in vias):
         raise fail(f"unknown --via {via!r}; choose onnx, mmdnn or both")
+    side = open_side()  # first: a worker imports torch while TF loads here
+    try:
+        return _convert(src, output, vias, input_size, probes, seed, progress, side)
+    finally:
+        side.close()
+
+
+def _convert(src, output: Path, vias: list[str], input_size, probes: int, seed: int, progress: Progress,
+             side) -> ConversionResult:
+    from convert.probe import agreement, probe_inputs
+    from convert.sources import load_source
+    from convert.tfgraph import TFRunner
+
     progress(f"loading {src}")
     source = load_source(src, input_size)
     x = probe_inputs(probes, source.spec.input_shape[:2], source.spec.input_range, seed)
-    progress(f"TF reference on {probes} probe inputs")
+    progress(f"TF reference on {probes} probe inputs, alongside the conversion")
     fetch = {"output": source.info.output, "pooled": source.info.pooled, "logits": source.info.logits}
     fetch = {k: v for k, v in fetch.items() if v}
-    tf_out = dict(zip(fetch, TFRunner(source.graph_def, source.info).run(x, list(fetch.values()))))
-    paths = []
-    for v in vias:
-        res = VIAS[v](source, x, tf_out, progress)
-        progress(f"{v}: canonical backbone on the probe inputs")
-        pooled, logits = _torch_outputs(_canonical_module(res.canonical), x)
-        if "pooled" in tf_out:
-            res.agreements.append(agreement("canonical vs TF: pooled features", pooled, tf_out["pooled"]))
-        if "logits" in tf_out and res.canonical.meta["head"]:
-            res.agreements.append(agreement("canonical vs TF: logits", logits, tf_out["logits"], logits=True))
-        res.outputs = (pooled, logits)  # type: ignore[attr-defined]
-        paths.append(res)
+
+    def reference() -> dict[str, np.ndarray]:
+        runner = TFRunner(source.graph_def, source.info)
+        try:
+            return dict(zip(fetch, runner.run(x, list(fetch.values()))))
+        finally:
+            runner.close()
+
+    # TF runs natively, off the GIL, while tf2onnx / MMdnn (mostly Python) convert in this thread
+    with ThreadPoolExecutor(1, thread_name_prefix="tf-reference") as pool:
+        tf_out = _Pending(pool.submit(reference))
+        paths = [_path(v, source, x, tf_out, progress, side) for v in vias]
     result = ConversionResult(source, paths)
     if len(paths) == 2:
         a, b = paths
         result.cross.append(agreement("canonical via onnx vs via mmdnn: pooled", a.outputs[0], b.outputs[0]))  # type: ignore[attr-defined]
         result.cross.append(agreement("canonical via onnx vs via mmdnn: logits", a.outputs[1], b.outputs[1], logits=True))  # type: ignore[attr-defined]
     if result.ok:
-        _write(result, output)
+        _write(result, output, side)
     return result
+
+
+class _Pending(Mapping):
+    """The TF reference outputs, waited for where first read (a Mapping over a Future)."""
+
+    def __init__(self, future: Future) -> None:
+        self.future = future
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.future.result()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.future.result())
+
+    def __len__(self) -> int:
+        return len(self.future.result())
+
+
+def _path(v: str, source, x: np.ndarray, tf_out: Mapping[str, np.ndarray], progress: Progress, side) -> PathResult:
+    """One conversion path, then the canonical backbone's agreement with TF."""
+    from convert.probe import agreement
+
+    res = VIAS[v](source, x, tf_out, progress, side)
+    pooled, logits = res.outputs  # type: ignore[attr-defined]
+    if "pooled" in tf_out:
+        res.agreements.append(agreement("canonical vs TF: pooled features", pooled, tf_out["pooled"]))
+    if "logits" in tf_out and res.canonical.meta["head"]:
+        res.agreements.append(agreement("canonical vs TF: logits", logits, tf_out["logits"], logits=True))
+    return res
 
 
 def _metadata(result: ConversionResult, chosen: PathResult, output: Path) -> dict[str, Any]:
@@ -188,9 +226,8 @@ def _artifact_path(output: Path, suffix: str) -> Path:
     return output.parent / (output.stem + suffix)
 
 
-def _write(result: ConversionResult, output: Path) -> None:
+def _write(result: ConversionResult, output: Path, side) -> None:
     """Write the extra artifacts and the checkpoint; on any failure remove what this run wrote."""
-    from convert import checkpoint
     from convert.atomic import write_bytes
 
     # prefer the path that keeps BN statistics: mmdnn, else onnx
@@ -202,7 +239,7 @@ def _write(result: ConversionResult, output: Path) -> None:
                 target = _artifact_path(output, suffix)
                 write_bytes(target, data)
                 written.append(target)
-        checkpoint.save(output, chosen.canonical.state_dict, _metadata(result, chosen, output))
+        side.save(chosen.canonical.key, str(output), _metadata(result, chosen, output))
         result.output = output
     except BaseException:
         for f in written:

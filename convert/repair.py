@@ -54,7 +54,7 @@ def _mmdnn_state_dict(code: Path, slots) -> dict:
     return sd
 
 
-def repair(ported: str | Path, output: str | Path, source_path: str | Path | None = None, probes: int = 64,
+def repair(ported: str | Path, output: str | Path, source_path: str | Path | None = None, probes: int = 16,
            progress=lambda s: None):
     """Returns (agreements, output path or None). Writes only when the repaired port reproduces TF."""
     from convert import checkpoint

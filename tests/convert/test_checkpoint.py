@@ -77,3 +77,21 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(TfportError, match="does not exist"):
         checkpoint.save(target, {"w": torch.ones(1)}, {})
     assert not any(tmp_path.rglob("*p.pth*"))
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("alpha", 40.0, "alpha 40 is not a MobileNetV2 width"),
+    ("alpha", float("nan"), "not a MobileNetV2 width"),
+    ("alpha", 1e308 * 10, "not a MobileNetV2 width"),
+    ("num_classes", 10**9, "num_classes 1000000000 is outside"),
+    ("num_classes", 0, "outside 1.."),
+    ("num_classes", float("inf"), "does not describe a MobileNetV2"),
+], ids=["alpha-40", "alpha-nan", "alpha-inf", "classes-1e9", "classes-0", "classes-inf"])
+def test_metadata_that_would_allocate_without_bound_is_refused(tmp_path, key, value, message):
+    """Found by the fuzzer: alpha 40 in a checkpoint's metadata built a ~22 GB model and the OOM killer
+    ended the process. Refused before anything is allocated."""
+    from convert.canonical import build
+
+    meta = {"alpha": 1.0, "num_classes": 1000, "padding": {}, "bn": {}, key: value}
+    with pytest.raises(TfportError, match=message):
+        build(meta)

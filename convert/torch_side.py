@@ -1,0 +1,194 @@
+"""Everything `tf2torch` does in PyTorch, in this process or in a worker that imports torch meanwhile.
+
+Why a worker: a conversion needs TF and torch, and importing either costs seconds of single-threaded
+Python (here TF ~5.5 s, torch + torchvision ~6 s). Started at the beginning of `convert`, before TF
+loads, a spawned worker imports torch while this process imports TF, reads the graph and runs
+tf2onnx or MMdnn; the two imports overlap on two cores (scripts/bench: convert_*_overhead). The
+worker keeps the canonical backbones; only numpy arrays, specs and JSON-able dicts cross the pipe.
+
+Where torch is already imported (tests, library callers, the bench's scaling rows) there is nothing
+to overlap and the same `LocalSide` runs in-process. `TFPORT_TORCH_WORKER=0` forces that too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from convert.errors import TfportError
+
+
+@dataclass(frozen=True)
+class CanonicalRef:
+    """What the pipeline needs of a canonical backbone held by a side: its key and metadata."""
+
+    key: str
+    meta: dict[str, Any]
+
+
+class LocalSide:
+    """The torch work itself: canonical mapping, probe forwards, MMdnn's emitted model, the checkpoint."""
+
+    def __init__(self) -> None:
+        self.canonicals: dict[str, Any] = {}  # key -> convert.canonical.Canonical
+
+    def warm_up(self) -> None:
+        """Import torch and torchvision (the worker does this while its parent imports TF)."""
+        import torchvision.models  # noqa: F401  (torch with it; ~6 s, most of it torch._dynamo via torchvision.ops)
+
+        import convert.canonical  # noqa: F401
+
+    def canonical(self, key: str, spec, where: str) -> dict[str, Any]:
+        from convert.canonical import to_torchvision
+
+        self.canonicals[key] = to_torchvision(spec, where)
+        return self.canonicals[key].meta
+
+    def submit(self, name: str, *args: Any) -> Callable[[], Any]:
+        """Run a method now; the worker's version runs it meanwhile. Returns what gives the result."""
+        value = getattr(self, name)(*args)
+        return lambda: value
+
+    def canonical_outputs(self, key: str, spec, where: str, x_nhwc: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Map the spec to the canonical backbone `key`, then run it: (metadata, pooled, logits)."""
+        meta = self.canonical(key, spec, where)
+        return (meta, *self.outputs(key, x_nhwc))
+
+    def outputs(self, key: str, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled features, logits) of the canonical backbone `key` on NHWC probes."""
+        from convert.canonical import build
+
+        c = self.canonicals[key]
+        model = build(c.meta)
+        model.load_state_dict(c.state_dict, strict=True)
+        return torch_outputs(model.eval(), x_nhwc)
+
+    def emitted(self, code: str, weights: str, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        """MMdnn's emitted model on the probes: (logits, output, BN momentum per module)."""
+        import warnings
+
+        from convert.mmdnn_path import emitted_bn_momenta, emitted_outputs, load_emitted
+
+        model = load_emitted(code, weights)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Implicit dimension choice for softmax")  # MMdnn's F.softmax(x)
+            logits, out = emitted_outputs(model, x_nhwc)
+        return logits, out, emitted_bn_momenta(model)
+
+    def save(self, key: str, output: str, metadata: dict[str, Any]) -> None:
+        from convert import checkpoint
+
+        checkpoint.save(Path(output), self.canonicals[key].state_dict, metadata)
+
+    def close(self) -> None:
+        self.canonicals.clear()
+
+
+def torch_outputs(model, x_nhwc: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled features, logits) of a torchvision MobileNetV2 for NHWC inputs."""
+    import torch
+
+    pooled, logits = [], []
+    with torch.no_grad():
+        for i in range(0, len(x_nhwc), batch):
+            x = torch.from_numpy(np.ascontiguousarray(x_nhwc[i : i + batch].transpose(0, 3, 1, 2)))
+            p = torch.nn.functional.adaptive_avg_pool2d(model.features(x), 1).flatten(1)
+            pooled.append(p.numpy())
+            logits.append(model.classifier(p).numpy())
+    return np.concatenate(pooled), np.concatenate(logits)
+
+
+class WorkerSide:
+    """LocalSide's methods, run in a spawned process, answered in order; TfportError comes back as such."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked TF or OpenMP state
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="tfport-torch")
+        self.proc.start()
+        child.close()
+        self._sent = self._received = 0
+        self._answers: dict[int, tuple[str, Any]] = {}
+        self.submit("warm_up")  # answered once torch is in; nobody waits for it
+
+    def submit(self, name: str, *args: Any) -> Callable[[], Any]:
+        """Send a request now; the returned callable waits for its answer."""
+        try:
+            self.conn.send((name, args))
+        except (OSError, ValueError) as e:
+            raise RuntimeError(f"tfport's torch worker is gone (exit code {self.proc.exitcode}): {e}") from None
+        ticket, self._sent = self._sent, self._sent + 1
+        return lambda: self._result(ticket)
+
+    def _result(self, ticket: int) -> Any:
+        while ticket not in self._answers:
+            try:
+                answer = self.conn.recv()
+            except (EOFError, OSError) as e:
+                self.proc.join(2)
+                raise RuntimeError(f"tfport's torch worker stopped (exit code {self.proc.exitcode}): {e}") from None
+            self._answers[self._received], self._received = answer, self._received + 1
+        status, value = self._answers.pop(ticket)
+        if status == "fail":
+            raise TfportError(value)
+        if status == "error":
+            raise RuntimeError("in tfport's torch worker:\n" + value)
+        return value
+
+    def canonical_outputs(self, key: str, spec, where: str, x_nhwc: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+        return self.submit("canonical_outputs", key, spec, where, x_nhwc)()
+
+    def emitted(self, code: str, weights: str, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        return self.submit("emitted", str(code), str(weights), x_nhwc)()
+
+    def save(self, key: str, output: str, metadata: dict[str, Any]) -> None:
+        return self.submit("save", key, str(output), metadata)()
+
+    def close(self) -> None:
+        """Tell the worker to stop, without waiting: its teardown (torch's) takes ~1 s and every answer
+        it owes has been read. A daemon, it is ended with this process at the latest."""
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.conn.close()
+
+
+def _serve(conn) -> None:
+    """The worker's loop: one (method, args) request at a time, answered ("ok"|"fail"|"error", value)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
+    from convert.cli import quiet_frameworks
+
+    quiet_frameworks()
+    side = LocalSide()
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        name, args = msg
+        try:
+            conn.send(("ok", getattr(side, name)(*args)))
+        except TfportError as e:
+            conn.send(("fail", str(e)))
+        except BaseException:  # a bug: its traceback goes to the parent, which raises it
+            conn.send(("error", traceback.format_exc()))
+
+
+def open_side() -> LocalSide | WorkerSide:
+    """A worker where it can overlap torch's import with TF's, else in-process."""
+    if "torch" in sys.modules or os.environ.get("TFPORT_TORCH_WORKER", "1") == "0":
+        return LocalSide()
+    return WorkerSide()
