@@ -4,7 +4,8 @@ Imports are paid once, before the first model, so each row shows what grows with
 size, alpha) rather than the constant start-up of TF and torch. Per model: `convert.pipeline.convert`
 (--via onnx, P probes, the checkpoint and .onnx written), then `parity.run.run` on that checkpoint
 (Q probes, eval + train, against the given references). One JSON line per model on stdout, with
-the peak RSS of that model's conversion + parity (the peak is reset between models where Linux allows).
+the process's peak RSS during that model's conversion + parity (reset between models where Linux
+allows) and its RSS before it: the difference is what that model needs on top of what stays loaded.
 
     python scripts/bench_scaling.py OUT_DIR --convert-probes 8 --parity-probes 2 --against tf SRC [SRC ...]
 """
@@ -42,8 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     from parity.run import ParityConfig, resolve_source, run
 
     print(json.dumps({"imports_s": time.perf_counter() - t0}), flush=True)
+    # warm-up, untimed: first-call costs (tf2onnx's lazy imports, oneDNN kernel set-up) would
+    # otherwise land on whichever model comes first and read as growth
+    convert(args.sources[0], args.out / "warm-up.pth", via="onnx", probes=1)
     for src in args.sources:
         _reset_peak()
+        rss_before = _rss_mb()
         out = args.out / (Path(src).stem + ".pth")
         t = time.perf_counter()
         res = convert(src, out, via="onnx", probes=args.convert_probes)
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         parity_s = time.perf_counter() - t
         print(json.dumps({"source": src, "convert_s": conv_s, "convert_ok": res.ok, "parity_s": parity_s,
                           "parity_passed": rep.passed, "points": len(rep.results),
-                          "maxrss_mb": _peak_mb()}), flush=True)
+                          "maxrss_mb": _peak_mb(), "rss_before_mb": rss_before}), flush=True)
     return 0
 
 
@@ -65,6 +70,13 @@ def _reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _peak_mb() -> float:

@@ -181,10 +181,10 @@ def test_run_timed_kills_at_timeout(tmp_path):
     assert not r.ok and not math.isinf(r.seconds)
 
 
-@pytest.mark.parametrize("xs,mean", [([5.0, 1.0, 3.0], 2.0), ([5.0], None), (None, None), ([], None)],
-                         ids=["three", "one", "none", "empty"])
-def test_epochs_after_the_first(xs, mean):
-    assert bench._after_first(xs) == mean
+@pytest.mark.parametrize("xs,fastest", [([5.0, 3.0, 1.0], 1.0), ([0.5, 3.0, 2.0], 2.0), ([5.0], None), (None, None),
+                                         ([], None)], ids=["three", "first-ignored", "one", "none", "empty"])
+def test_fastest_epoch_after_the_first(xs, fastest):
+    assert bench._after_first(xs) == fastest
 
 
 def test_epoch_seconds_from_the_trainer_s_result_json(tmp_path):
@@ -203,3 +203,29 @@ def test_loop_seconds_from_the_last_log_line(tmp_path):
     assert bench._loop_seconds(log) == [3.0, 2.0]
     log.write_text("Traceback ...\n")
     assert bench._loop_seconds(log) is None
+
+
+def test_memory_takes_the_larger_of_kernel_peak_and_process_tree_sum():
+    r = bench.Run("convert_via_onnx", ("python",), 1.0, 1_000_000_000, 0, "", 0.0, 2_500_000_000)
+    assert bench.memory(T["memory_convert_onnx"], r).value == pytest.approx(2.5)
+    r = bench.Run("convert_via_onnx", ("python",), 1.0, 1_000_000_000, 0, "", 0.0, 0)
+    assert bench.memory(T["memory_convert_onnx"], r).value == pytest.approx(1.0)
+
+
+def test_run_timed_sums_a_child_and_its_worker(tmp_path):
+    """A parent holding 200 MB while a worker it spawned holds 300 MB: the kernel's peak is per process
+    (the larger one), the job used both at once; the sampled tree sum sees ~500 MB (convert runs its
+    torch worker beside itself like this)."""
+    touch = "b = bytearray({n}); b[::4096] = b'x' * len(b[::4096])"
+    worker = touch.format(n=300_000_000) + "; import time; time.sleep(1.0)"
+    code = (touch.format(n=200_000_000) + "; import subprocess, sys; "
+            f"subprocess.run([sys.executable, '-c', {worker!r}])")
+    r = bench.run_timed("tree", [sys.executable, "-c", code], cwd=tmp_path, log_dir=tmp_path)
+    assert r.ok
+    assert r.maxrss_bytes >= 300_000_000  # (no upper bound: a forked child's peak counts its parent's pages
+    assert r.tree_peak_bytes >= 500_000_000  # until exec, and pytest's own process is large by now)
+    assert r.peak_bytes >= r.tree_peak_bytes
+
+
+def test_tree_rss_of_a_missing_process_is_zero():
+    assert bench.tree_rss_bytes(2**22 + 12345) == 0
