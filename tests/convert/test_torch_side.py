@@ -1,0 +1,94 @@
+"""convert.torch_side: the worker process gives exactly what the in-process side gives, errors included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convert.errors import TfportError
+
+
+@pytest.fixture(scope="module")
+def source(samples):
+    from convert.sources import load_source
+
+    return load_source(samples.get("keras2_pb"))
+
+
+@pytest.fixture(scope="module")
+def worker():
+    from convert.torch_side import WorkerSide
+
+    side = WorkerSide()
+    yield side
+    side.close()
+
+
+@pytest.fixture(scope="module")
+def probes(source):
+    from convert.probe import probe_inputs
+
+    return probe_inputs(3, source.spec.input_shape[:2], source.spec.input_range, seed=5)
+
+
+def test_worker_outputs_equal_in_process_outputs_bit_for_bit(source, worker, probes):
+    from convert.torch_side import LocalSide
+
+    meta_w, pooled_w, logits_w = worker.canonical_outputs("a", source.spec, "src", probes)
+    meta_l, pooled_l, logits_l = LocalSide().canonical_outputs("a", source.spec, "src", probes)
+    assert meta_w == meta_l
+    assert pooled_w.shape == (3, 1280) and logits_w.shape == (3, 1000)
+    assert np.array_equal(pooled_w, pooled_l) and np.array_equal(logits_w, logits_l)
+
+
+def test_requests_answered_in_order_when_several_are_pending(source, worker, probes):
+    first = worker.submit("canonical_outputs", "b", source.spec, "src", probes[:1])
+    second = worker.submit("canonical_outputs", "c", source.spec, "src", probes)
+    _, _, logits_all = second()  # waited for out of order
+    _, _, logits_one = first()
+    assert logits_one.shape == (1, 1000) and logits_all.shape == (3, 1000)
+    np.testing.assert_allclose(logits_one[0], logits_all[0], rtol=1e-5, atol=1e-5)
+
+
+def test_worker_saves_a_checkpoint_that_loads(source, worker, probes, tmp_path):
+    from convert import checkpoint
+
+    meta, _, _ = worker.canonical_outputs("d", source.spec, "src", probes)
+    worker.save("d", str(tmp_path / "p.pth"), {**meta, "note": "from the worker"})
+    model = checkpoint.load_module(tmp_path / "p.pth")
+    assert model.tfport_meta["note"] == "from the worker"
+
+
+def test_bad_input_in_the_worker_is_a_tfport_error_with_the_same_message(source, worker, probes):
+    """Not a MobileNetV2 (half its layers): the one-line error crosses the process boundary unchanged."""
+    import dataclasses
+
+    from convert.torch_side import LocalSide
+
+    half = dataclasses.replace(source.spec, layers=source.spec.layers[:40])
+    with pytest.raises(TfportError) as local:
+        LocalSide().canonical("x", half, "half.pb")
+    with pytest.raises(TfportError) as remote:
+        worker.canonical_outputs("x", half, "half.pb", probes)
+    assert str(remote.value) == str(local.value) and "not a MobileNetV2" in str(remote.value)
+    # and the worker still serves
+    assert worker.canonical_outputs("e", source.spec, "src", probes[:1])[1].shape == (1, 1280)
+
+
+def test_a_worker_that_dies_is_reported_not_waited_for(source, probes):
+    from convert.torch_side import WorkerSide
+
+    side = WorkerSide()
+    side.proc.kill()
+    side.proc.join(10)
+    with pytest.raises(RuntimeError, match="torch worker (stopped|is gone)"):
+        side.canonical_outputs("a", source.spec, "src", probes)
+    side.close()
+
+
+def test_in_process_where_torch_is_loaded_or_asked(monkeypatch):
+    import torch  # noqa: F401  (loaded: nothing to overlap)
+
+    from convert.torch_side import LocalSide, open_side
+
+    assert isinstance(open_side(), LocalSide)
