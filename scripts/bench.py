@@ -265,6 +265,24 @@ def scaling_table(rows: Sequence[dict]):
     return t
 
 
+def markdown(result: BenchResult) -> str:
+    """The targets (and scaling rows) as Markdown tables: what the README carries."""
+    lines = ["| group | ratio | measured | value | target | status |", "|---|---|---|---:|---|---|"]
+    for o in result.outcomes:
+        unit = "×" if o.target.unit == "x" else " " + o.target.unit
+        value = "—" if o.value is None or not math.isfinite(o.value) else f"{o.value:.2f}{unit}"
+        what = o.target.what.replace("|", "\\|")
+        lines.append(f"| {o.target.group} | {what} | {o.measured} | {value} | {o.target.bound} | {o.status} |")
+    if result.scaling:
+        lines += ["", "| alpha | input | convert s | × (1.0, 224) | parity s | × (1.0, 224) | peak RSS GB | +GB for it |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in result.scaling:
+            lines.append(f"| {r['alpha']:g} | {r['size']} | {r['convert_s']:.1f} | {r.get('convert_x', 0):.2f} | "
+                         f"{r['parity_s']:.1f} | {r.get('parity_x', 0):.2f} | {r.get('maxrss_mb', 0) / 1000:.2f} | "
+                         f"{(r.get('maxrss_mb', 0) - r.get('rss_before_mb', 0)) / 1000:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------------------- running
 
 
@@ -614,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
     p.add_argument("--skip", nargs="+", choices=list(SECTIONS), default=[], help="leave these sections out")
     p.add_argument("--reps", type=int, default=5, help="repetitions of each start-up command (default 5)")
+    p.add_argument("--markdown", type=Path, help="also write the tables as Markdown (the README's copy)")
     p.add_argument("--profile", action="store_true",
                    help="re-run the command behind every missed target under cProfile and print the top entries")
     return p
@@ -655,6 +674,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         env["profiles"] = {k: str(b.out / "profiles" / f"{k}.prof") for k in profile_missed(b, outcomes)}
     args.json.write_text(result.to_json() + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown(result))
     console.print(f"results: {args.json}   logs: {b.logs}")
     console.print(result.summary())
     return result.exit_code

@@ -229,3 +229,14 @@ def test_run_timed_sums_a_child_and_its_worker(tmp_path):
 
 def test_tree_rss_of_a_missing_process_is_zero():
     assert bench.tree_rss_bytes(2**22 + 12345) == 0
+
+
+def test_markdown_carries_every_target_and_scaling_row():
+    outcomes = [bench.ratio(T["parity_overhead"], _run("parity_check", 30.0), _run("bare_forwards", 20.0)),
+                bench.memory(T["memory_parity"], _run("parity_check", rss=3_500_000_000))]
+    rows = [{"alpha": 1.0, "size": 224, "convert_s": 7.1, "convert_x": 1.0, "parity_s": 3.4, "parity_x": 1.0,
+             "points": 197, "maxrss_mb": 2440.0, "rss_before_mb": 1900.0}]
+    md = bench.markdown(bench.BenchResult(outcomes, scaling=rows))
+    assert "| parity | `parity check`" in md and "| 1.50× | ≤ 1.5× | holds |" in md
+    assert "| 3.50 GB | ≤ 3 GB | missed |" in md
+    assert "| 1 | 224 | 7.1 | 1.00 | 3.4 | 1.00 | 2.44 | 0.54 |" in md
