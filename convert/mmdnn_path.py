@@ -230,8 +230,11 @@ def read_mmdnn_ir(result: MmdnnResult) -> ModelSpec:
     return spec
 
 
-def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """(logits, output) of MMdnn's emitted model for NHWC inputs.
+
+    Batch 4: the emitted forward is straight-line code whose locals keep every intermediate tensor
+    alive until it returns (~80 MB per 224 image), so its peak memory grows with the batch.
 
     The emitted forward returns only the graph's output (softmax); the logits are the output of the
     last conv/linear module it runs (slim: the 1x1 classifier conv; Keras: the Dense)."""

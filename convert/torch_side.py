@@ -90,7 +90,7 @@ class LocalSide:
         self.canonicals.clear()
 
 
-def torch_outputs(model, x_nhwc: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def torch_outputs(model, x_nhwc: np.ndarray, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """(pooled features, logits) of a torchvision MobileNetV2 for NHWC inputs."""
     import torch
 

@@ -340,8 +340,8 @@ def tree_rss_bytes(pid: int) -> int:
 class Bench:
     """The run's state: where things go, the runs so far, and how to start a child."""
 
-    def __init__(self, work: Path, console, *, python: str = sys.executable, reps: int = 5) -> None:
-        self.work, self.console, self.python, self.reps = work, console, python, reps
+    def __init__(self, work: Path, console, *, python: str = sys.executable, reps: int = 5, pair_reps: int = 2) -> None:
+        self.work, self.console, self.python, self.reps, self.pair_reps = work, console, python, reps, pair_reps
         self.inputs = work / "inputs"
         self.out = work / "run"
         self.logs = self.out / "logs"
@@ -356,6 +356,24 @@ class Bench:
         mark = "" if r.ok else f"  [bold red]exit {r.rc}[/] (see {r.log})"
         self.console.log(f"{name:<24} {r.seconds:7.2f} s  {r.peak_bytes / GB:5.2f} GB  load {r.load1:.1f}{mark}")
         return r
+
+    def interleaved(self, jobs: Sequence[tuple[str, Sequence[str]]], reps: int) -> list[Run]:
+        """Each job `reps` times, interleaved (a, b, a, b): per job the fastest wall time (noise on a
+        shared machine only adds) and the largest peak memory; a failed run stands for the job."""
+        done: dict[str, list[Run]] = {name: [] for name, _ in jobs}
+        for _ in range(max(1, reps)):
+            for name, cmd in jobs:
+                done[name].append(self.run(name, cmd))
+        out = []
+        for name, _ in jobs:
+            rs = done[name]
+            failed = next((r for r in rs if not r.ok), None)
+            best = failed or min(rs, key=lambda r: r.seconds)
+            r = Run(name, best.cmd, best.seconds, max(x.maxrss_bytes for x in rs), best.rc, best.log, best.load1,
+                    max(x.tree_peak_bytes for x in rs))
+            self.runs[name] = r
+            out.append(r)
+        return out
 
     def py(self, *args: str) -> list[str]:
         return [self.python, *args]
@@ -431,17 +449,21 @@ def section_startup(b: Bench) -> None:
 def section_conversion(b: Bench) -> None:
     m = b.model(*MAIN)
     src = m["path"]
-    tf2onnx = b.run("tf2onnx_alone", b.py("-m", "tf2onnx.convert", "--input", src, "--inputs", m["input"],
-                                          "--outputs", m["output"], "--output", str(b.out / "tf2onnx_alone.onnx")))
-    via_onnx = b.run("convert_via_onnx", b.py("-m", "convert", "tf2torch", src, "-o", str(b.out / "p224.pth"),
-                                              "--via", "onnx"))
+    tf2onnx, via_onnx = b.interleaved([
+        ("tf2onnx_alone", b.py("-m", "tf2onnx.convert", "--input", src, "--inputs", m["input"], "--outputs",
+                               m["output"], "--output", str(b.out / "tf2onnx_alone.onnx"))),
+        ("convert_via_onnx", b.py("-m", "convert", "tf2torch", src, "-o", str(b.out / "p224.pth"), "--via", "onnx")),
+    ], b.pair_reps)
     h, w = m["input_shape"][:2]
-    mm = b.run("mmdnn_alone", b.py(str(SCRIPTS / "bench_mmdnn.py"), src, str(b.out / "mmdnn_alone"), m["input"],
-                                   m["output"], str(h), str(w)))
-    via_mm = b.run("convert_via_mmdnn", b.py("-m", "convert", "tf2torch", src, "-o", str(b.out / "p224_mmdnn.pth"),
-                                             "--via", "mmdnn"))
-    b.record(ratio(TARGET_BY_KEY["convert_onnx_overhead"], via_onnx, tf2onnx, note="convert default: 16 probes"))
-    b.record(ratio(TARGET_BY_KEY["convert_mmdnn_overhead"], via_mm, mm, note="convert default: 16 probes"))
+    mm, via_mm = b.interleaved([
+        ("mmdnn_alone", b.py(str(SCRIPTS / "bench_mmdnn.py"), src, str(b.out / "mmdnn_alone"), m["input"],
+                             m["output"], str(h), str(w))),
+        ("convert_via_mmdnn", b.py("-m", "convert", "tf2torch", src, "-o", str(b.out / "p224_mmdnn.pth"),
+                                   "--via", "mmdnn")),
+    ], b.pair_reps)
+    note = f"convert default: 16 probes; fastest of {b.pair_reps}, interleaved"
+    b.record(ratio(TARGET_BY_KEY["convert_onnx_overhead"], via_onnx, tf2onnx, note=note))
+    b.record(ratio(TARGET_BY_KEY["convert_mmdnn_overhead"], via_mm, mm, note=note))
     b.record(memory(TARGET_BY_KEY["memory_convert_onnx"], via_onnx))
     b.record(memory(TARGET_BY_KEY["memory_convert_mmdnn"], via_mm))
 
@@ -455,12 +477,14 @@ def section_parity(b: Bench) -> None:
             for key in ("parity_overhead", "memory_parity"):
                 b.record(Outcome(TARGET_BY_KEY[key], None, note=f"conversion failed (log: {r.log})", failed=True))
             return
-    parity = b.run("parity_check", b.py("-m", "parity", "check", str(ported), "--probes", "8",
-                                        "--json", str(b.out / "parity_report.json")))
-    bare = b.run("bare_forwards", b.py(str(SCRIPTS / "bench_forward.py"), m["path"], str(ported),
-                                       str(b.out / "p224.onnx"), "--probes", "8"))
+    parity, bare = b.interleaved([
+        ("parity_check", b.py("-m", "parity", "check", str(ported), "--probes", "8",
+                              "--json", str(b.out / "parity_report.json"))),
+        ("bare_forwards", b.py(str(SCRIPTS / "bench_forward.py"), m["path"], str(ported), str(b.out / "p224.onnx"),
+                               "--probes", "8")),
+    ], b.pair_reps)
     b.record(ratio(TARGET_BY_KEY["parity_overhead"], parity, bare,
-                   note="bare: TF eval+train, 4 torch forwards, ORT, imports"))
+                   note=f"bare: TF eval+train, 4 torch forwards, ORT, imports; fastest of {b.pair_reps}, interleaved"))
     b.record(memory(TARGET_BY_KEY["memory_parity"], parity))
 
 
@@ -632,6 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
     p.add_argument("--skip", nargs="+", choices=list(SECTIONS), default=[], help="leave these sections out")
     p.add_argument("--reps", type=int, default=5, help="repetitions of each start-up command (default 5)")
+    p.add_argument("--pair-reps", type=int, default=2,
+                   help="repetitions of each conversion and parity pair, interleaved (default 2)")
     p.add_argument("--markdown", type=Path, help="also write the tables as Markdown (the README's copy)")
     p.add_argument("--profile", action="store_true",
                    help="re-run the command behind every missed target under cProfile and print the top entries")
@@ -652,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if env["loadavg_start"][0] > (env["cpus"] or 1):
         console.print(f"[yellow]note: load average {env['loadavg_start'][0]:.1f} on {env['cpus']} CPUs: other work "
                       "is running; ratios are measured side by side, absolute times are not comparable[/]")
-    b = Bench(args.work.resolve(), console, reps=args.reps)
+    b = Bench(args.work.resolve(), console, reps=args.reps, pair_reps=args.pair_reps)
     shutil.rmtree(b.out, ignore_errors=True)
     b.out.mkdir(parents=True)
     # installed packages run from compiled bytecode; a shell with PYTHONDONTWRITEBYTECODE=1 would

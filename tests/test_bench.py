@@ -240,3 +240,19 @@ def test_markdown_carries_every_target_and_scaling_row():
     assert "| parity | `parity check`" in md and "| 1.50× | ≤ 1.5× | holds |" in md
     assert "| 3.50 GB | ≤ 3 GB | missed |" in md
     assert "| 1 | 224 | 7.1 | 1.00 | 3.4 | 1.00 | 2.44 | 0.54 |" in md
+
+
+def test_interleaved_keeps_the_fastest_time_and_largest_peak(tmp_path):
+    b = bench.Bench(tmp_path, _QuietConsole(), python=sys.executable)
+    b.out.mkdir(parents=True)
+    slow_then_fast = ("import os, time, pathlib; p = pathlib.Path('n'); n = int(p.read_text()) if p.exists() else 0; "
+                      "p.write_text(str(n + 1)); time.sleep(0.6 if n == 0 else 0.05)")
+    (a,) = b.interleaved([("a", [sys.executable, "-c", slow_then_fast])], 2)
+    assert a.ok and a.seconds < 0.5  # the second, fast repetition
+    (f,) = b.interleaved([("f", [sys.executable, "-c", "raise SystemExit(4)"])], 2)
+    assert f.rc == 4 and b.runs["f"].rc == 4
+
+
+class _QuietConsole:
+    def log(self, *a, **k) -> None:
+        pass
