@@ -251,8 +251,8 @@ def targets_table(outcomes: Sequence[Outcome]):
 def scaling_table(rows: Sequence[dict]):
     from rich.table import Table
 
-    t = Table(title="scaling (one process, imports and first-call costs excluded): conversion --via onnx (8 probes) "
-                    "and parity (2 probes, eval + train, against TF) per model",
+    t = Table(title="scaling (one process, imports and first-call costs excluded, fastest of 2): conversion --via onnx "
+                    "(8 probes) and parity (2 probes, eval + train, against TF) per model",
               title_justify="left")
     for col in ("alpha", "input", "convert s", "× ref", "parity s", "× ref", "points", "peak RSS GB",
                 "+GB for it"):
@@ -554,7 +554,7 @@ def _fmt(xs: list[float] | None) -> str:
 def section_scaling(b: Bench) -> None:
     srcs = [b.model(a, s)["path"] for a, s in scaling_models()]
     r = b.run("scaling", b.py(str(SCRIPTS / "bench_scaling.py"), str(b.out / "scaling"), *srcs,
-                              "--convert-probes", "8", "--parity-probes", "2", "--against", "tf"), timeout=480)
+                              "--convert-probes", "8", "--parity-probes", "2", "--against", "tf"), timeout=540)
     rows = []
     for line in Path(r.log).read_text().splitlines():
         if line.startswith("{") and '"source"' in line:
