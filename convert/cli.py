@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from convert.argtypes import DEFAULT_PROBES
+from convert.argtypes import DEFAULT_PROBES, HelpFormatter
 from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
 from convert.errors import TfportError
 
@@ -109,11 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     from convert.argtypes import ALPHAS, FORMS
 
     parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0],
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog=EPILOG, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sample", help="write sample TF MobileNetV2s in every form", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("out_dir", type=Path)
     p.add_argument("--alpha", type=float, default=1.0, choices=ALPHAS)
     p.add_argument("--size", type=parse_size, default=(224, 224), help="H or HxW (default 224)")
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("tf2torch", help="convert a TF MobileNetV2 to a verified PyTorch checkpoint", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("src", type=Path, help="frozen .pb, SavedModel folder, .h5 or .keras")
     p.add_argument("-o", "--output", type=Path, default="ported.pth")
     p.add_argument("--via", choices=("onnx", "mmdnn", "both"), default="onnx")
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tf2torch)
 
     p = sub.add_parser("repair", help="rebuild any port as the canonical backbone with the source's semantics",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("ported", type=Path, help="ported.pth, a torchvision state dict, or MMdnn's emitted .py (+ .npy)")
     p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
     p.add_argument("-o", "--output", type=Path, required=True)

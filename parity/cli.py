@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from convert.argtypes import HelpFormatter
 from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
 from convert.errors import TfportError
 
@@ -72,10 +73,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__.splitlines()[0], epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="check a port against its TF source", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("ported", type=Path, help="ported.pth, a torchvision state dict, MMdnn's emitted .py, or an .onnx")
     p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
     p.add_argument("--against", type=_against, default=("tf", "onnx", "torchvision"))
