@@ -31,14 +31,17 @@ def probes(source):
     return probe_inputs(3, source.spec.input_shape[:2], source.spec.input_range, seed=5)
 
 
-def test_worker_outputs_equal_in_process_outputs_bit_for_bit(source, worker, probes):
+def test_worker_outputs_equal_in_process_outputs(source, worker, probes):
+    """Same mapping, same weights, same forward; the two processes may run oneDNN with different thread
+    counts (this one's is set by earlier tests), so sums can differ in the last bits (seen: 1.7e-7 rel)."""
     from convert.torch_side import LocalSide
 
     meta_w, pooled_w, logits_w = worker.canonical_outputs("a", source.spec, "src", probes)
     meta_l, pooled_l, logits_l = LocalSide().canonical_outputs("a", source.spec, "src", probes)
     assert meta_w == meta_l
     assert pooled_w.shape == (3, 1280) and logits_w.shape == (3, 1000)
-    assert np.array_equal(pooled_w, pooled_l) and np.array_equal(logits_w, logits_l)
+    np.testing.assert_allclose(pooled_w, pooled_l, rtol=1e-5, atol=1e-6 * np.abs(pooled_l).max())
+    np.testing.assert_allclose(logits_w, logits_l, rtol=1e-5, atol=1e-6 * np.abs(logits_l).max())
 
 
 def test_requests_answered_in_order_when_several_are_pending(source, worker, probes):
