@@ -24,7 +24,6 @@ def path(text: str):
     return Path(text)
 
 
-
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """argparse's RawDescriptionHelpFormatter, told its width: argparse would import shutil (and with it
     bz2, lzma, zlib) just to ask the terminal, ~5 ms of a ~65 ms `--help`."""

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convert.argtypes import ALPHAS
 from convert.errors import fail
 from convert.spec import TF_DEFAULT_BN_DECAY, BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
 
-ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,843; a 1280 x 100k head is already 512 MB
 
 
@@ -112,6 +112,12 @@ class Canonical:
 
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def module(self) -> nn.Module:
+        """The backbone as a torchvision MobileNetV2 with these weights and semantics, in eval mode."""
+        model = build(self.meta)
+        model.load_state_dict(self.state_dict, strict=True)
+        return model.eval()
 
 
 def to_torchvision(spec: ModelSpec, where: str) -> Canonical:

@@ -58,11 +58,7 @@ def _torch_outputs(model, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _canonical_module(canonical):
-    from convert.canonical import build
-
-    model = build(canonical.meta)
-    model.load_state_dict(canonical.state_dict, strict=True)
-    return model.eval()
+    return canonical.module()
 
 
 def with_source_semantics(path_spec, source_spec):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from convert.argtypes import DEFAULT_PROBES
 from convert.errors import fail
 
 
@@ -54,7 +55,7 @@ def _mmdnn_state_dict(code: Path, slots) -> dict:
     return sd
 
 
-def repair(ported: str | Path, output: str | Path, source_path: str | Path | None = None, probes: int = 16,
+def repair(ported: str | Path, output: str | Path, source_path: str | Path | None = None, probes: int = DEFAULT_PROBES,
            progress=lambda s: None):
     """Returns (agreements, output path or None). Writes only when the repaired port reproduces TF."""
     from convert import checkpoint

@@ -62,12 +62,7 @@ class LocalSide:
 
     def outputs(self, key: str, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pooled features, logits) of the canonical backbone `key` on NHWC probes."""
-        from convert.canonical import build
-
-        c = self.canonicals[key]
-        model = build(c.meta)
-        model.load_state_dict(c.state_dict, strict=True)
-        return torch_outputs(model.eval(), x_nhwc)
+        return torch_outputs(self.canonicals[key].module(), x_nhwc)
 
     def emitted(self, code: str, weights: str, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         """MMdnn's emitted model on the probes: (logits, output, BN momentum per module)."""

@@ -148,7 +148,7 @@ def _train_graph(gd):
 def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callable[[str], None] = lambda s: None) -> ParityReport:
     import torch
 
-    from convert.canonical import build, to_torchvision, torchvision_slots
+    from convert.canonical import to_torchvision, torchvision_slots
     from convert.probe import probe_inputs
     from convert.tfgraph import TFRunner
 

@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from backbones.results import strict_json
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent
 GB = 1e9  # decimal gigabytes, as the targets are stated
@@ -137,7 +139,7 @@ class Outcome:
     def to_json(self) -> dict:
         return {"key": self.target.key, "group": self.target.group, "what": self.target.what,
                 "op": self.target.op, "limit": self.target.limit, "unit": self.target.unit,
-                "value": _finite(self.value), "status": self.status, "measured": self.measured,
+                "value": strict_json(self.value), "status": self.status, "measured": self.measured,
                 "note": self.note, "runs": list(self.runs)}
 
 
@@ -215,18 +217,7 @@ class BenchResult:
                 "env": self.env, "targets": [o.to_json() for o in self.outcomes],
                 "runs": {k: {**asdict(r), "cmd": list(r.cmd)} for k, r in self.runs.items()},
                 "scaling": self.scaling}
-        return json.dumps(_finite(data), indent=2, allow_nan=False)
-
-
-def _finite(v):
-    """nan/inf -> None, recursively: JSON every parser reads."""
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {str(k): _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
+        return json.dumps(strict_json(data), indent=2, allow_nan=False)
 
 
 # ----------------------------------------------------------------------------------------- tables
