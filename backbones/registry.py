@@ -147,8 +147,14 @@ def _ported(path: str) -> Backbone:
     p = Path(path)
     if not p.is_file():
         raise fail(f"{path}: no such ported checkpoint")
+    from torch import nn
+
     model = load(p)
     meta = getattr(model, "tfport_meta", None) or {}
     dim = model.classifier[-1].in_features
     source = {"kind": "ported", "path": str(p), "sha256": sha256_file(p)}
-    return Backbone(p.name, _pooled(model.features), dim, pp.from_meta(meta), source, ported=str(p))
+    # the port's own input affine (preprocessing inside the source) and pooling; images arrive in the
+    # source's input range (its metadata), as the source was fed
+    body = nn.Sequential(model.input_affine, model.features) if model.input_affine is not None else model.features
+    features = nn.Sequential(body, model.pool) if model.pool is not None else _pooled(body)
+    return Backbone(p.name, features, dim, pp.from_meta(meta), source, ported=str(p))

@@ -26,6 +26,7 @@ from torch import nn
 
 from convert.argtypes import ALPHAS
 from convert.errors import fail
+from convert.portnet import PortedMobileNetV2
 from convert.spec import TF_DEFAULT_BN_DECAY, BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
 
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,843; a 1280 x 100k head is already 512 MB
@@ -108,44 +109,47 @@ def describe_found(spec: ModelSpec) -> str:
 
 @dataclass
 class Canonical:
-    """The mapped backbone: torchvision-keyed tensors plus the semantics to rebuild it with."""
+    """The mapped port: torchvision-keyed tensors, the source's own head beside them, and the semantics."""
 
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
+    head_state: dict[str, torch.Tensor] = field(default_factory=dict)  # head.N.* (not torchvision's)
 
     def module(self) -> nn.Module:
-        """The backbone as a torchvision MobileNetV2 with these weights and semantics, in eval mode."""
+        """The whole port (input affine, backbone with these semantics, head), in eval mode."""
         model = build(self.meta)
-        model.load_state_dict(self.state_dict, strict=True)
+        model.load_state_dict({**self.state_dict, **self.head_state}, strict=True)
         return model.eval()
 
 
 def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
-    """Assign the spec's layers to torchvision's slots, inferring alpha and the number of classes."""
-    dense = spec.dense
-    has_head = dense is not None
-    num_classes = dense.weight.shape[0] if has_head else 1000
-    layers = spec.layers if has_head else spec.layers + [None]  # type: ignore[list-item]
+    """Assign the spec's layers to torchvision's slots, inferring alpha; keep the source's head as it is.
+
+    The head goes into torchvision's classifier where it is exactly that (global average pooling, then
+    one Dense); any other head is kept beside the backbone, and a feature extractor has none at all."""
+    body, head = spec.backbone, spec.head
+    if head and spec.pool is None:
+        raise fail(f"{where}: dense layers on an unpooled feature map are not a MobileNetV2 head tfport reproduces")
+    classifier = head[0] if spec.pool == "avg" and len(head) == 1 else None
+    num_classes = int(classifier.weight.shape[0]) if classifier is not None else 0
     best: tuple[int, float] | None = None
     # the likeliest width first: the one whose stem has as many filters as the spec's first layer
-    stem = spec.layers[0].weight.shape[0] if spec.layers and isinstance(spec.layers[0], ConvSpec) else 32
+    stem = body[0].weight.shape[0] if body and isinstance(body[0], ConvSpec) else 32
     for alpha in sorted(ALPHAS, key=lambda a: abs(_make_divisible_tv(32 * a) - stem)):
         slots = torchvision_slots(alpha, num_classes)
-        body = layers if has_head else spec.layers
-        cmp_slots = slots if has_head else slots[:-1]
-        bad = _first_mismatch(body, cmp_slots)
+        bad = _first_mismatch(body, slots[:-1])
         if bad == -1:
-            return _assign(spec, slots, alpha, num_classes, has_head, where)
+            return _assign(spec, slots, alpha, num_classes, classifier, where)
         if best is None or bad > best[0]:
             best = (bad, alpha)
-    expect = torchvision_slots(1.0, num_classes)
+    expect = torchvision_slots(1.0, 1000)
     n_conv = sum(s.kind in ("conv", "depthwise") for s in expect)
     n_dw = sum(s.kind == "depthwise" for s in expect)
     i, alpha = best  # type: ignore[misc]
     slots = torchvision_slots(alpha, num_classes)
     at = ""
-    if i < len(spec.layers) and i < len(slots):
-        layer = spec.layers[i]
+    if i < len(body) and i < len(slots) - 1:
+        layer = body[i]
         at = (f"; closest is alpha {alpha:g}, which differs at layer {i} '{layer.name}' "
               f"({_layer_kind(layer)} {_layer_shape(layer)} where {slots[i].key} needs {slots[i].kind} {slots[i].shape})")
     raise fail(f"{where}: not a MobileNetV2: found {describe_found(spec)}; a MobileNetV2 has {n_conv} "
@@ -161,14 +165,15 @@ def _padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str) -> str:
     raise fail(f"{where}: conv '{conv.name}' pads {conv.pads}: neither TF SAME nor symmetric padding")
 
 
-def _assign(spec: ModelSpec, slots: list[Slot], alpha: float, num_classes: int, has_head: bool, where: str) -> Canonical:
+def _assign(spec: ModelSpec, slots: list[Slot], alpha: float, num_classes: int, classifier: DenseSpec | None,
+            where: str) -> Canonical:
     sd: dict[str, torch.Tensor] = {}
     bn_meta: dict[str, dict[str, float]] = {}
     padding: dict[str, str] = {}
     hw = spec.input_shape[:2]
     decays_known = all(b.decay is not None for b in spec.bns)
-    for layer, slot in zip(spec.layers, slots):
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    for layer, slot in zip(spec.backbone, slots):
         if isinstance(layer, ConvSpec):
             if layer.bias is not None and np.any(layer.bias != 0):
                 raise fail(f"{where}: conv '{layer.name}' has a bias; MobileNetV2 convs have none (BN follows)")
@@ -181,34 +186,57 @@ def _assign(spec: ModelSpec, slots: list[Slot], alpha: float, num_classes: int, 
             sd[f"{slot.key}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
             decay = layer.decay if layer.decay is not None else TF_DEFAULT_BN_DECAY
             bn_meta[slot.key] = {"eps": layer.eps, "momentum": round(1.0 - decay, 12)}
-        elif isinstance(layer, DenseSpec):
-            sd[slot.key + ".weight"] = t(layer.weight)
-            sd[slot.key + ".bias"] = t(layer.bias)
-    if not has_head:
-        head = slots[-1]
-        sd[head.key + ".weight"] = torch.zeros(head.shape)
-        sd[head.key + ".bias"] = torch.zeros(head.shape[0])
-    for key, value in sd.items():
+    cls_slot = slots[-1]
+    if classifier is not None:
+        if tuple(classifier.weight.shape) != cls_slot.shape:
+            raise fail(f"{where}: dense '{classifier.name}' {tuple(classifier.weight.shape)} does not fit "
+                       f"{cls_slot.key} {cls_slot.shape}")
+        sd[cls_slot.key + ".weight"], sd[cls_slot.key + ".bias"] = t(classifier.weight), t(classifier.bias)
+    else:  # a feature extractor or another head: torchvision's classifier holds nothing (0 outputs)
+        sd[cls_slot.key + ".weight"] = torch.zeros(cls_slot.shape)
+        sd[cls_slot.key + ".bias"] = torch.zeros(cls_slot.shape[0])
+    head_state: dict[str, torch.Tensor] = {}
+    layers = []
+    extra = [] if classifier is not None else spec.head
+    width = cls_slot.shape[1]
+    for i, dense in enumerate(extra):
+        if dense.weight.shape[1] != width:
+            raise fail(f"{where}: dense '{dense.name}' takes {dense.weight.shape[1]} inputs where {width} arrive")
+        head_state[f"head.{i}.weight"], head_state[f"head.{i}.bias"] = t(dense.weight), t(dense.bias)
+        layers.append({"source_layer": dense.name, "in": int(dense.weight.shape[1]), "out": int(dense.weight.shape[0]),
+                       "activation": dense.activation})
+        width = dense.weight.shape[0]
+    for key, value in {**sd, **head_state}.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise fail(f"{where}: weights of {key.rsplit('.', 1)[0]} contain NaN or Inf")
+    output = ("feature_map" if spec.pool is None else "classifier" if classifier is not None
+              else "head" if layers else "pooled")
+    head = {"pool": spec.pool,
+            "classifier": None if classifier is None else {"source_layer": classifier.name, "classes": num_classes,
+                                                            "activation": classifier.activation},
+            "layers": layers, "output": output}
     meta = {
         "arch": "mobilenet_v2",
         "alpha": alpha,
         "num_classes": num_classes,
-        "head": {"classes": num_classes, "source_layer": spec.dense.name} if has_head else None,
+        "head": head,
         "input_size": list(spec.input_shape[:2]),
         "input_range": list(spec.input_range),
+        "preprocess": spec.preprocess.to_json() if spec.preprocess is not None else None,
+        "dropped": list(spec.dropped),
+        "trusted_code": list(spec.trusted_code),
         "layout": {"input": "NCHW", "color": "RGB"},
         "bn": bn_meta,
         "padding": padding,
         "bn_folded": any(b.folded for b in spec.bns),
         "momentum_from": "source" if decays_known else f"default: 1 - TF default decay {TF_DEFAULT_BN_DECAY}",
     }
-    return Canonical(sd, meta)
+    return Canonical(sd, meta, head_state)
 
 
 def build(meta: dict[str, Any]) -> nn.Module:
-    """torchvision's MobileNetV2 with the semantics in `meta` (padding, eps, momentum).
+    """The port (convert.portnet): torchvision's MobileNetV2 with the semantics in `meta` (padding, eps,
+    momentum), the source's input affine and head around it.
 
     Its tensors are allocated, not initialised (every caller loads a state dict next): torchvision's
     random initialisation would cost ~0.15 s per model for values that are overwritten anyway."""
@@ -220,8 +248,8 @@ def build(meta: dict[str, Any]) -> nn.Module:
         # (alpha 40 is ~22 GB; the fuzzer's first such example had the OOM killer end the process)
         if not any(math.isclose(alpha, a) for a in ALPHAS):
             raise fail(f"checkpoint metadata: alpha {alpha:g} is not a MobileNetV2 width ({', '.join(map(str, ALPHAS))})")
-        if not 1 <= classes <= MAX_CLASSES:
-            raise fail(f"checkpoint metadata: num_classes {classes} is outside 1..{MAX_CLASSES}")
+        if not 0 <= classes <= MAX_CLASSES:
+            raise fail(f"checkpoint metadata: num_classes {classes} is outside 0..{MAX_CLASSES}")
         with torch.device("meta"):
             model = mobilenet_v2(width_mult=alpha, num_classes=classes)
         modules = dict(model.named_modules())
@@ -237,6 +265,13 @@ def build(meta: dict[str, Any]) -> nn.Module:
         for key, bn in meta["bn"].items():
             modules[key].eps = float(bn["eps"])
             modules[key].momentum = float(bn["momentum"])
+        with torch.device("meta"):
+            net = PortedMobileNetV2(model, meta)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
         raise fail(f"checkpoint metadata does not describe a MobileNetV2 ({type(e).__name__}: {str(e)[:120]})")
-    return model.to_empty(device="cpu")
+    net = net.to_empty(device="cpu")
+    if net.input_affine is not None:  # buffers from metadata, not from the state dict: fill them here
+        pre = meta["preprocess"]
+        net.input_affine.scale.copy_(torch.tensor(pre["scale"], dtype=torch.float32).view(1, -1, 1, 1))
+        net.input_affine.offset.copy_(torch.tensor(pre["offset"], dtype=torch.float32).view(1, -1, 1, 1))
+    return net

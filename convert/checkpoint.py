@@ -5,10 +5,13 @@ refuses any pickle that would construct objects other than tensors and primitive
 
     {"format": "tfport.ported", "version": 1,
      "state_dict": {torchvision key: tensor},
+     "head": {"head.N.weight" | "head.N.bias": tensor},   # the source's own head, where it is not
+                                                           # torchvision's classifier (may be empty)
      "metadata": JSON string (see README "Checkpoint format")}
 
 The state dict alone loads into ``torchvision.models.mobilenet_v2(width_mult=alpha,
-num_classes=k)`` with ``strict=True``.
+num_classes=k)`` with ``strict=True`` (k = 0 for a feature extractor or a head of its own). In memory
+(`save`, `load`) the two dicts are one: torchvision keys plus `head.*`, as `convert.portnet` names them.
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ def save(path: str | Path, state_dict: dict, metadata: dict[str, Any]) -> str:
     """Write atomically; returns the file's sha256 (what certificates bind to)."""
     import torch
 
-    payload = {"format": FORMAT, "version": VERSION, "state_dict": state_dict,
-               "metadata": json.dumps(metadata, sort_keys=True)}
+    from convert.portnet import head_keys, torchvision_keys
+
+    payload = {"format": FORMAT, "version": VERSION, "state_dict": torchvision_keys(state_dict),
+               "head": head_keys(state_dict), "metadata": json.dumps(metadata, sort_keys=True)}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return sha256_file(path)
@@ -94,7 +99,13 @@ def load(path: str | Path) -> tuple[dict, dict[str, Any]]:
         raise fail(f"{p}: checkpoint metadata is not JSON ({e})")
     if not isinstance(metadata, dict):
         raise fail(f"{p}: checkpoint metadata is not a JSON object")
-    return _require_tensors(p, obj.get("state_dict")), metadata
+    sd = _require_tensors(p, obj.get("state_dict"))
+    head = obj.get("head") or {}
+    if head:
+        head = _require_tensors(p, head)
+        if not all(k.startswith("head.") for k in head):
+            raise fail(f"{p}: checkpoint head holds keys other than head.*")
+    return {**sd, **head}, metadata
 
 
 def load_any(path: str | Path) -> tuple[dict, dict[str, Any]]:

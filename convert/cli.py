@@ -6,12 +6,12 @@ Heavy frameworks (TF, torch) load inside the handlers, so `--help` and usage err
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from convert.argtypes import DEFAULT_PROBES, HelpFormatter
 from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
 from convert.errors import TfportError
+from convert.quiet import quiet_frameworks
 
 EPILOG = """examples:
   python -m convert sample samples/                     # every sample form, alpha 1.0, 224x224
@@ -21,17 +21,8 @@ EPILOG = """examples:
   python -m convert repair out/model.mmdnn.py --source model.h5 -o fixed.pth   # MMdnn's output -> canonical
 
 exit codes: 0 ok, 1 the port does not reproduce its source, 2 bad input or usage"""
-
-
-def quiet_frameworks() -> None:
-    """TF and Keras log to stderr at import; keep stderr for our one-line errors."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+TRUST_HELP = ("run code the source file carries (Keras Lambda layers, custom classes); off by default: "
+              "such a file is refused before it is loaded")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -78,7 +69,7 @@ def cmd_tf2torch(args: argparse.Namespace) -> int:
             console.log(msg)
 
         result = pipeline.convert(args.src, args.output, via=args.via, input_size=args.input_size,
-                                  probes=args.probes, seed=args.seed, progress=progress)
+                                  probes=args.probes, seed=args.seed, progress=progress, trust_code=args.trust_code)
     print_summary(console, result)
     if not result.ok:
         console.print(f"FAILED: the port does not reproduce {args.src} (tolerance {pipeline.REL_TOL:g}); nothing written")
@@ -94,7 +85,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
     console = _console()
     with console.status("repairing") as status:
-        agreements, out = repair(args.ported, args.output, args.source, progress=status.update)
+        agreements, out = repair(args.ported, args.output, args.source, progress=status.update,
+                                 trust_code=args.trust_code)
     for a in agreements:
         console.print(f"{a.what}: rel {a.rel:.2e} (max |Δ| {a.max_abs:.2e}) {'ok' if a.ok(REL_TOL) else 'FAIL'}")
     if out is None:
@@ -131,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probes", type=int, default=DEFAULT_PROBES,
                    help="seeded probe inputs compared against TF (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=cmd_tf2torch)
 
     p = sub.add_parser("repair", help="rebuild any port as the canonical backbone with the source's semantics",
@@ -138,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ported", type=Path, help="ported.pth, a torchvision state dict, or MMdnn's emitted .py (+ .npy)")
     p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=cmd_repair)
     return parser
 

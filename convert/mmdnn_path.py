@@ -7,8 +7,8 @@ Two outputs, because users hold the first and the toolkit needs the second:
 
 What MMdnn is given: the source's frozen GraphDef (MMdnn's `TensorflowParser2`, its frozen-graph
 parser), with the input node, its (H, W, 3) shape and the output node. MMdnn reads fused BatchNorm
-only; a graph whose BN is decomposed (Keras 3) is routed through tf_keras when the Keras 3 model is
-at hand (`mmdnn_keras3`) and refused otherwise.
+only: a Keras 3 model's graph arrives with its BN fused back (convert.sources.bn_fuse); a graph whose
+BN is decomposed and whose statistics are nowhere (a Keras 3 export) is refused.
 """
 
 from __future__ import annotations
@@ -66,26 +66,43 @@ class _Input:
 
 
 def _mmdnn_input(source) -> _Input:
-    """The frozen graph MMdnn can parse: the source's own, or a tf_keras rebuild of a Keras 3 model."""
-    where = str(source.path)
+    """The frozen graph MMdnn can parse: the source's own, with fused BatchNorm (a Keras 3 source's graph
+    has had its BN fused back from the model's statistics by convert.sources.bn_fuse)."""
     counts = source.info.op_counts
     if any(counts.get(op) for op in _FUSED_BN_OPS) or not source.spec.bns:
+        if source.spec.preprocess is not None:
+            return _without_preprocessing(source)
         return _Input(source.graph_def, source.info.input, source.info.output, "frozen graph")
-    if source.form == "keras3" and source.keras_model is not None:
-        from convert.mmdnn_keras3 import rebuild_in_tf_keras
-        from convert.sample import frozen_graph_def
-        from convert.tfgraph import read_graph
-
-        rebuilt = rebuild_in_tf_keras(source.keras_model, where)
-        gd = frozen_graph_def(rebuilt)
-        _, info = read_graph(gd, where, source.spec.input_shape[:2])
-        if not any(info.op_counts.get(op) for op in _FUSED_BN_OPS):
-            raise fail(f"{where}: the tf_keras rebuild of this Keras 3 model still has no fused BatchNorm; "
-                       "use --via onnx")
-        return _Input(gd, info.input, info.output, "Keras 3 model rebuilt in tf_keras (fused BatchNorm) for MMdnn")
-    raise fail(f"{where}: BatchNorm is decomposed into Mul/Add in this graph (a Keras 3 export), which MMdnn "
+    raise fail(f"{source.path}: BatchNorm is decomposed into Mul/Add in this graph (a Keras 3 export), which MMdnn "
                f"{MMDNN_VERSION} mis-parses into a broken model; convert the .keras file, save the model with "
                "tf_keras, or use --via onnx")
+
+
+BACKBONE_INPUT = "tfport_backbone_input"
+
+
+def _without_preprocessing(source) -> _Input:
+    """The graph from the first convolution on: MMdnn 0.3.1 emits no RealDiv/Sub (the preprocessing inside
+    tutorial-style models), so it is given what follows it; the port applies the source's affine itself."""
+    import tensorflow as tf
+
+    from convert.tfgraph import GraphReader
+
+    gd = tf.compat.v1.GraphDef()
+    gd.CopyFrom(source.graph_def)
+    reader = GraphReader(gd, str(source.path))
+    first = next(n for n in reader.topo() if n.op in ("Conv2D", "DepthwiseConv2dNative"))
+    pre = reader.producer(first.input[0])
+    cut = pre if pre is not None and pre.op in ("Pad", "PadV2") else first
+    ph = gd.node.add(name=BACKBONE_INPUT, op="Placeholder")
+    ph.attr["dtype"].type = tf.float32.as_datatype_enum
+    ph.attr["shape"].shape.CopyFrom(tf.TensorShape([None, *source.spec.input_shape]).as_proto())
+    node = next(n for n in gd.node if n.name == cut.name)
+    node.input[0] = BACKBONE_INPUT
+    out = _node(source.info.output)
+    gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [out])
+    return _Input(gd, BACKBONE_INPUT + ":0", source.info.output,
+                  "the graph after the model's own preprocessing (MMdnn emits no RealDiv/Sub); the port applies it")
 
 
 def _node(tensor: str) -> str:
@@ -273,7 +290,7 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
     """The `--via mmdnn` step of convert.pipeline: MMdnn's artifacts, the canonical backbone, agreements.
 
     `side` (convert.torch_side) runs the PyTorch half: MMdnn's emitted model and the canonical backbone."""
-    from convert.pipeline import PathResult, with_source_semantics
+    from convert.path_result import PathResult, with_source_semantics
     from convert.probe import agreement
     from convert.torch_side import CanonicalRef, LocalSide
 
@@ -282,14 +299,15 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
     with tempfile.TemporaryDirectory(prefix="tfport-mmdnn-") as tmp:
         res = run_mmdnn(source, tmp, progress)
         progress("MMdnn's emitted PyTorch model and the canonical backbone on the probe inputs")
-        emitted = side.submit("emitted", str(res.code), str(res.weights), x)
+        pre = source.spec.preprocess if res.input == BACKBONE_INPUT else None
+        x_mm = x if pre is None else (x * np.float32(pre.scale) + np.float32(pre.offset)).astype(np.float32)
+        emitted = side.submit("emitted", str(res.code), str(res.weights), x_mm)
         spec = with_source_semantics(read_mmdnn_ir(res), source.spec)
         mapped = side.submit("canonical_outputs", "mmdnn", spec, str(source.path), x)
         artifacts = {".mmdnn.py": res.code.read_bytes(), ".mmdnn.npy": res.weights.read_bytes()}
         logits, out, bn_momenta = emitted()  # before the folder with MMdnn's files goes
-    meta, pooled, canon_logits = mapped()
-    result = PathResult("mmdnn", CanonicalRef("mmdnn", meta), artifacts=artifacts)
-    result.outputs = (pooled, canon_logits)  # type: ignore[attr-defined]
+    meta, outputs = mapped()
+    result = PathResult("mmdnn", CanonicalRef("mmdnn", meta), artifacts=artifacts, outputs=outputs)
     result.agreements.append(agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=True))
     if "logits" in ref:
         result.agreements.append(agreement("MMdnn emitted model vs TF: logits", logits, ref["logits"], logits=True))

@@ -56,14 +56,15 @@ def _mmdnn_state_dict(code: Path, slots) -> dict:
 
 
 def repair(ported: str | Path, output: str | Path, source_path: str | Path | None = None, probes: int = DEFAULT_PROBES,
-           progress=lambda s: None):
+           progress=lambda s: None, trust_code: bool = False):
     """Returns (agreements, output path or None). Writes only when the repaired port reproduces TF."""
     from convert import checkpoint
     from convert.canonical import build, to_torchvision, torchvision_slots
-    from convert.pipeline import REL_TOL, TOOL_VERSION, _torch_outputs
+    from convert.path_result import REL_TOL
+    from convert.pipeline import FORMAT_VERSION, TOOL_VERSION
     from convert.probe import agreement, probe_inputs
     from convert.sources import load_source
-    from convert.tfgraph import TFRunner
+    from convert.torch_side import torch_outputs
 
     ported, output = Path(ported), Path(output)
     if not ported.exists():
@@ -82,12 +83,13 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
         if checkpoint.sha256_file(src) != meta_in["source"]["sha256"]:
             raise fail(f"{src}: sha256 differs from the one recorded in {ported.name}")
     progress(f"loading source {src}")
-    source = load_source(src, tuple(meta_in["input_size"]) if meta_in.get("input_size") else None)
+    source = load_source(src, tuple(meta_in["input_size"]) if meta_in.get("input_size") else None, trust_code)
     prescribed = to_torchvision(source.spec, str(source.path))
     slots = torchvision_slots(prescribed.meta["alpha"], prescribed.meta["num_classes"])
     if sd is None:
         sd = _mmdnn_state_dict(ported, slots)
     model = build(prescribed.meta)
+    sd = {**prescribed.head_state, **sd}  # a head of the source's own that the candidate lacks comes from the source
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
@@ -95,14 +97,17 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     model.eval()
     progress("verifying the repaired port against TF")
     x = probe_inputs(probes, source.spec.input_shape[:2], source.spec.input_range)
-    ref_pooled, ref_logits = TFRunner(source.graph_def, source.info).run(x, [source.info.pooled, source.info.logits])
-    pooled, logits = _torch_outputs(model, x)
-    agreements = [agreement("repaired vs TF: pooled features", pooled, ref_pooled),
-                  agreement("repaired vs TF: logits", logits, ref_logits, logits=True)]
+    runner = source.runner()
+    try:
+        (ref,) = runner.run(x, [source.info.output])
+    finally:
+        runner.close()
+    out = torch_outputs(model, x)["output"]
+    agreements = [agreement("repaired vs TF: output", out, ref, logits=True)]
     if not all(a.ok(REL_TOL) for a in agreements):
         return agreements, None
     meta = dict(prescribed.meta)
-    meta.update({"format_version": 1, "tool": {"name": "tfport", "version": TOOL_VERSION},
+    meta.update({"format_version": FORMAT_VERSION, "tool": {"name": "tfport", "version": TOOL_VERSION},
                  "source": {"path": str(Path(source.path).resolve()), "sha256": source.sha256, "form": source.form,
                             "input": source.info.input, "output": source.info.output},
                  "path": f"repair of {ported.name}",

@@ -221,13 +221,10 @@ def slim_graph_def(k2):
 
 
 def frozen_graph_def(model):
-    """Freeze a Keras model (tf_keras or Keras 3) into a GraphDef with constants, batch dim free."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    """Freeze a Keras model (see convert.sources.keras_files.frozen_graph_def)."""
+    from convert.sources.keras_files import frozen_graph_def as freeze
 
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    return convert_variables_to_constants_v2(fn).graph.as_graph_def()
+    return freeze(model)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

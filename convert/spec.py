@@ -8,7 +8,7 @@ at the place where it knows which layout it holds (TF HWIO / HWC1, ONNX OIHW, MM
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Union
 
 import numpy as np
 
@@ -18,7 +18,14 @@ TF_DEFAULT_BN_DECAY = 0.999
 # TF's BN epsilon default; torchvision's is 1e-5.
 TF_DEFAULT_BN_EPS = 1e-3
 
-PaddingMode = Literal["tf_same", "symmetric"]
+# What a model may do to its input before the backbone, as users write it: x / 127.5 - 1 inside the
+# model (preprocess_input), Rescaling(1/255), Normalization... The contract is the range the model's
+# own input is fed in; these are the ranges people feed images in.
+CONTRACT_RANGES: tuple[tuple[float, float], ...] = ((-1.0, 1.0), (0.0, 1.0), (0.0, 255.0))
+# the range a TF MobileNetV2 backbone was built for (keras mobilenet_v2.preprocess_input)
+BACKBONE_RANGE = (-1.0, 1.0)
+POOLS = ("avg", "max", "flatten")  # GlobalAveragePooling2D / GlobalMaxPooling2D / Flatten (NHWC order)
+ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "softmax", "tanh")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,35 @@ class DenseSpec:
     name: str
     weight: np.ndarray  # (out, in)
     bias: np.ndarray
+    activation: str = "linear"  # one of ACTIVATIONS, applied after the affine map
+
+
+@dataclass(frozen=True)
+class InputAffine:
+    """What the model does to its input before the first convolution, per RGB channel: x * scale + offset.
+
+    Found numerically (the ops between the input and the first convolution, evaluated), never by layer
+    name: `preprocess_input` (x / 127.5 - 1), `Rescaling`, `Normalization`, a trusted affine `Lambda`."""
+
+    scale: tuple[float, float, float]
+    offset: tuple[float, float, float]
+    ops: tuple[str, ...] = ()  # the source's own op / layer names, for the metadata
+
+    @property
+    def identity(self) -> bool:
+        return all(s == 1.0 for s in self.scale) and all(o == 0.0 for o in self.offset)
+
+    def contract(self) -> tuple[float, float]:
+        """The input range the source is most plausibly fed in: of the usual ranges, the one this affine
+        maps closest onto the backbone's [-1, 1] (x / 127.5 - 1 -> [0, 255]; Rescaling(1/255) -> [0, 255])."""
+        def miss(rng: tuple[float, float]) -> float:
+            lo, hi = rng
+            return sum(abs(min(s * lo + o, s * hi + o) - BACKBONE_RANGE[0]) + abs(max(s * lo + o, s * hi + o) - BACKBONE_RANGE[1])
+                       for s, o in zip(self.scale, self.offset))
+        return min(CONTRACT_RANGES, key=miss)
+
+    def to_json(self) -> dict:
+        return {"scale": list(self.scale), "offset": list(self.offset), "ops": list(self.ops)}
 
 
 Layer = Union[ConvSpec, BNSpec, DenseSpec]
@@ -68,6 +104,20 @@ class ModelSpec:
     # per layer index: where that layer's probe points are in the source graph
     # (":bn" after normalisation, ":act" after ReLU6, ":out" after the residual add; "" for dense)
     taps: dict[int, dict[str, str]] = field(default_factory=dict)
+    # around the backbone: the input affine inside the model, the pooling after it (None: the output is
+    # the feature map), layers dropped as identity at inference (augmentation), code the source ran
+    preprocess: InputAffine | None = None
+    pool: str | None = "avg"
+    dropped: list[str] = field(default_factory=list)
+    trusted_code: list[str] = field(default_factory=list)
+
+    @property
+    def backbone(self) -> list[Layer]:
+        return [x for x in self.layers if not isinstance(x, DenseSpec)]
+
+    @property
+    def head(self) -> list[DenseSpec]:
+        return [x for x in self.layers if isinstance(x, DenseSpec)]
 
     @property
     def convs(self) -> list[ConvSpec]:

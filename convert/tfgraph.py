@@ -12,18 +12,26 @@ TF vs PyTorch, side by side:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from convert.errors import fail
-from convert.spec import BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
+from convert.spec import ACTIVATIONS, BNSpec, ConvSpec, DenseSpec, InputAffine, ModelSpec, tf_same_pads
 
 _PASS_THROUGH = {"Identity", "ReadVariableOp", "Snapshot", "StopGradient"}
 _BN_OPS = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
-# ops that keep the spatial size of their 4-D input (Keras 3 decomposes BN into Mul/Sub/AddV2)
-_ELEMENTWISE = _PASS_THROUGH | _BN_OPS | {"Relu6", "Relu", "AddV2", "Add", "BiasAdd", "Mul", "Sub"}
+# global pooling after the backbone: GlobalAveragePooling2D (Mean), slim's AvgPool, GlobalMaxPooling2D (Max)
+_POOL_OPS = {"Mean": "avg", "AvgPool": "avg", "Max": "max"}
+# a Dense's activation, TF op -> name (convert.spec.ACTIVATIONS)
+_ACTIVATION_OPS = {"Softmax": "softmax", "Sigmoid": "sigmoid", "Relu": "relu", "Relu6": "relu6", "Tanh": "tanh"}
+# what may follow the pooling: dense layers (MatMul or slim's 1x1 conv), their bias and activation,
+# Dropout (Identity at inference), slim's Squeeze, Flatten of the pooled 1x1 map (Reshape, its shape
+# computed by Shape/StridedSlice/Pack), and graph bookkeeping
+_HEAD_OPS = (_PASS_THROUGH | set(_ACTIVATION_OPS) | {"Const", "NoOp", "MatMul", "BiasAdd", "Add", "AddV2", "Conv2D",
+                                                      "Squeeze", "Reshape", "Shape", "StridedSlice", "Pack"})
 
 
 def parse_graph_def(data: bytes, where: str):
@@ -68,6 +76,9 @@ class GraphReader:
                 if not i.startswith("^"):
                     self.consumers.setdefault(_name(i), []).append(n)
         self.input_size = input_size
+        self.ph = None
+        self.hw: tuple[int, int] | None = None
+        self._sess = None
 
     # --- helpers -------------------------------------------------------------------------
     def producer(self, inp: str):
@@ -126,36 +137,35 @@ class GraphReader:
             if self.input_size is None:
                 raise fail(f"{self.where}: input size is not fixed in the graph; give --input-size HxW")
             h, w = self.input_size
-        sizes = {ph.name: (h, w)}  # spatial size of each 4-D tensor, propagated along the walk
+        self.ph, self.hw = ph, (h, w)
 
         order = self.topo()
         counts: dict[str, int] = {}
         for n in order:
+            # a concatenation counts as an architecture's only on feature maps (Keras 3's exported
+            # RandomRotation concatenates its transform's rows even at inference)
+            if n.op == "ConcatV2" and len(self.shape(n.name) or ()) != 4:
+                continue
             counts[n.op] = counts.get(n.op, 0) + 1
         _refuse_other_architectures(counts, self.where)
         layers: list = []
         pooled = logits = None
-        pooled_node = None
+        pooled_node = pool = None
+        first_conv = None
         for n in order:
             ins = [i for i in n.input if not i.startswith("^")]
-            src_size = sizes.get(_name(ins[0])) if ins else None
-            if n.op in _ELEMENTWISE:
-                known = [sizes[_name(i)] for i in ins if _name(i) in sizes]
-                if known:
-                    sizes[n.name] = known[0]
-            if n.op in ("Pad", "PadV2", "MirrorPad"):
-                pads = self.need_const(ins[1], "padding")
-                if src_size is not None:
-                    sizes[n.name] = (src_size[0] + int(pads[1].sum()), src_size[1] + int(pads[2].sum()))
-            elif n.op in ("Conv2D", "DepthwiseConv2dNative"):
+            if pooled_node is not None and n.op not in _HEAD_OPS:
+                raise fail(f"{self.where}: after the backbone's pooling, op {n.op} ('{n.name}') is not something "
+                           f"tfport reproduces; supported heads: Dropout, Dense with {'/'.join(ACTIVATIONS)} "
+                           "activation, one after another")
+            if n.op in ("Conv2D", "DepthwiseConv2dNative"):
                 if pooled_node is not None:  # slim's logits: a 1x1 conv on the pooled map
                     wt = self.need_const(ins[1], "filter")
                     bias = self._bias_after(n)
                     layers.append(DenseSpec(n.name, np.ascontiguousarray(wt[0, 0].T), bias))
                     continue
-                spec, out_size = self._conv(n, ins, src_size)
-                layers.append(spec)
-                sizes[n.name] = out_size
+                first_conv = first_conv or n
+                layers.append(self._conv(n, ins))
             elif n.op == "Mul" and layers and isinstance(layers[-1], ConvSpec) and self._is_conv_output(ins[0], layers[-1]):
                 bn = self._decomposed_bn(n, ins)
                 if bn is not None:
@@ -165,24 +175,130 @@ class GraphReader:
                     raise fail(f"{self.where}: BatchNorm '{n.name}' is in training mode; export the graph for inference")
                 g, b, m, v = (self.need_const(i, "BN parameter").astype(np.float32) for i in ins[1:5])
                 layers.append(BNSpec(n.name, g, b, m, v, float(n.attr["epsilon"].f)))
-            elif n.op in ("Mean", "AvgPool"):
-                pooled_node = n
+            elif n.op in _POOL_OPS and pooled_node is None and self._is_global_pool(n):
+                pooled_node, pool = n, _POOL_OPS[n.op]
                 pooled = n.name + ":0"
             elif n.op == "MatMul":
                 wt = self.need_const(ins[1], "weights")
                 if n.attr["transpose_b"].b:
                     wt = wt.T
                 layers.append(DenseSpec(n.name, np.ascontiguousarray(wt.T), self._bias_after(n)))
-            elif n.op == "Softmax":
+            elif n.op in _ACTIVATION_OPS and pooled_node is not None and layers and isinstance(layers[-1], DenseSpec):
+                layers[-1] = dataclasses.replace(layers[-1], activation=_ACTIVATION_OPS[n.op])
                 logits = ins[0] if ":" in ins[0] else ins[0] + ":0"
         outputs = [n for n in order if n.op not in ("NoOp", "Const") and not self.consumers.get(n.name)]
         output = (outputs[-1].name + ":0") if outputs else logits or ""
         if logits is None and layers and isinstance(layers[-1], DenseSpec):
             logits = output
         info = GraphInfo(ph.name + ":0", pooled, logits, output, dims, counts)
-        spec = ModelSpec(layers=layers, input_shape=(h, w, 3), origin="graph")
+        spec = ModelSpec(layers=layers, input_shape=(h, w, 3), origin="graph", pool=pool)
+        if first_conv is not None:
+            spec.preprocess = self._input_affine(first_conv)
+            if spec.preprocess is not None:
+                spec.input_range = spec.preprocess.contract()
         spec.taps = self._taps(layers)
         return spec, info
+
+    def _is_global_pool(self, n) -> bool:
+        """Mean/Max over H and W of the last feature map (GlobalAverage/MaxPooling2D), or slim's full-size AvgPool."""
+        shape = self.shape(n.input[0])
+        if shape is None or len(shape) != 4:
+            return False
+        if n.op == "AvgPool":
+            k = list(n.attr["ksize"].list.i)
+            return k[1:3] == list(shape[1:3])
+        axes = self.const(n.input[1])
+        return axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [1, 2]
+
+    # --- static shapes and evaluation in TF ---------------------------------------------------
+    def _session(self):
+        """The graph imported once (input size fixed), for static shapes and constant evaluation."""
+        if self._sess is None:
+            import tensorflow as tf
+
+            gd = type(self.gd)()
+            gd.CopyFrom(self.gd)
+            if self.hw is not None:
+                for n in gd.node:
+                    if n.op == "Placeholder" and n.name == self.ph.name:
+                        dims = n.attr["shape"].shape.dim
+                        dims[1].size, dims[2].size = self.hw
+            graph = tf.Graph()
+            try:
+                with graph.as_default():
+                    tf.compat.v1.import_graph_def(gd, name="")
+            except (ValueError, TypeError, KeyError, tf.errors.OpError) as e:
+                raise fail(f"{self.where}: TensorFlow cannot import the graph ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
+            self._sess = tf.compat.v1.Session(graph=graph)
+        return self._sess
+
+    def shape(self, inp: str) -> tuple[int | None, ...] | None:
+        """TF's static shape of a tensor at the graph's input size (shape inference, no hand propagation)."""
+        t = self._session().graph.get_tensor_by_name(inp.lstrip("^") if ":" in inp else inp + ":0")
+        return None if t.shape.rank is None else tuple(t.shape.as_list())
+
+    def close(self) -> None:
+        if self._sess is not None:
+            self._sess.close()
+            self._sess = None
+
+    def _input_affine(self, first_conv) -> InputAffine | None:
+        """What the graph does between its input and the first convolution, measured: a per-channel affine
+        or a refusal. Augmentation layers are identity at inference and vanish here; preprocessing stays."""
+        t = first_conv.input[0]
+        pre = self.producer(t)
+        if pre is not None and pre.op in ("Pad", "PadV2"):
+            t, pre = pre.input[0], self.producer(pre.input[0])
+        if pre is not None and pre.name == self.ph.name:
+            return None
+        ops = self._ops_between(self.ph.name, _name(t))
+        sess = self._session()
+        h, w = self.hw
+        feed = self.ph.name + ":0"
+        fetch = t if ":" in t else t + ":0"
+        rng = np.random.default_rng(0)
+        xs = [np.zeros((1, h, w, 3), np.float32), np.ones((1, h, w, 3), np.float32),
+              rng.uniform(-1, 256, (1, h, w, 3)).astype(np.float32)]
+        try:
+            y0, y1, yr, again = (np.asarray(sess.run(fetch, {feed: x}), np.float64) for x in xs + xs[2:])
+        except Exception as e:  # noqa: BLE001  (anything TF raises evaluating the user's preprocessing)
+            raise fail(f"{self.where}: cannot evaluate the ops before the first convolution ({', '.join(ops[:4])}): "
+                       f"{type(e).__name__}") from None
+        random = [o for o in ops if "random" in o.lower()]
+        if not np.array_equal(yr, again) or (random and y0.shape == xs[0].shape and not _affine_fits(xs[2], y0, y1, yr)):
+            raise fail(f"{self.where}: augmentation is live in this graph at inference ({', '.join(random[:2] or ops[:2])}"
+                       "): the image is flipped/rotated before the first convolution, so the model's output is not "
+                       "a function of its input alone; save or export the model with the augmentation layers "
+                       "called with training=False, or without them")
+        if y0.shape != xs[0].shape:
+            raise fail(f"{self.where}: the ops before the first convolution ({', '.join(ops[:4])}) turn the {h}x{w}x3 input "
+                       f"into {y0.shape[1:]}; only a per-channel affine (Rescaling, Normalization, preprocess_input) "
+                       "is reproduced")
+        offset, scale = y0[0, 0, 0], y1[0, 0, 0] - y0[0, 0, 0]
+        if not _affine_fits(xs[2], y0, y1, yr):
+            raise fail(f"{self.where}: the ops before the first convolution ({', '.join(ops[:4])}) are not a per-channel "
+                       "affine x * scale + offset; only Rescaling, Normalization, preprocess_input-style "
+                       "preprocessing is reproduced")
+        affine = InputAffine(tuple(float(v) for v in np.float32(scale)), tuple(float(v) for v in np.float32(offset)),
+                             tuple(ops))
+        return None if affine.identity else affine
+
+    def _ops_between(self, src: str, dst: str) -> list[str]:
+        """Names of the compute ops on the paths from `src` to `dst` (what the metadata lists as carried)."""
+        ancestors = self._upstream(dst)
+        return [n.name for n in self.topo() if n.name in ancestors and n.name != src
+                and n.op not in _PASS_THROUGH | {"Const", "Placeholder"} and src in self._upstream(n.name)]
+
+    def _upstream(self, name: str) -> set[str]:
+        seen, stack = set(), [name]
+        while stack:
+            x = stack.pop()
+            if x in seen or x not in self.nodes:
+                continue
+            seen.add(x)
+            stack.extend(_name(i) for i in self.nodes[x].input)
+        return seen
 
     # --- probe points ---------------------------------------------------------------------
     def _follow(self, name: str, ops: set[str]):
@@ -237,25 +353,10 @@ class GraphReader:
         c = self.const(inp)
         if c is not None:
             return c
-        stack, seen = [_name(inp)], set()
-        while stack:
-            name = stack.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            node = self.nodes.get(name)
-            if node is None or node.op == "Placeholder":
-                return None
-            stack.extend(_name(i) for i in node.input)
-        import tensorflow as tf
-
-        if not hasattr(self, "_sess"):
-            graph = tf.Graph()
-            with graph.as_default():
-                tf.compat.v1.import_graph_def(self.gd, name="")
-            self._sess = tf.compat.v1.Session(graph=graph)
+        if self.ph.name in self._upstream(_name(inp)):
+            return None
         t = inp if ":" in inp else inp + ":0"
-        return np.asarray(self._sess.run(t))
+        return np.asarray(self._session().run(t))
 
     def _bias_after(self, n) -> np.ndarray:
         for c in self.consumers.get(n.name, []):
@@ -267,7 +368,7 @@ class GraphReader:
                     return b.astype(np.float32).reshape(-1)
         raise fail(f"{self.where}: dense layer '{n.name}' has no constant bias")
 
-    def _conv(self, n, ins, src_size) -> tuple[ConvSpec, tuple[int, int]]:
+    def _conv(self, n, ins) -> ConvSpec:
         if n.attr["data_format"].s not in (b"", b"NHWC"):
             raise fail(f"{self.where}: conv '{n.name}' is {n.attr['data_format'].s.decode()}; only NHWC graphs are read")
         strides = list(n.attr["strides"].list.i)
@@ -284,9 +385,10 @@ class GraphReader:
             torch_w = wt.transpose(2, 3, 0, 1)  # (kH, kW, C, 1) -> (C, 1, kH, kW)
         else:
             torch_w = wt.transpose(3, 2, 0, 1)  # HWIO -> OIHW
-        if src_size is None:
-            raise fail(f"{self.where}: cannot trace the spatial size reaching '{n.name}'")
-        h, w = src_size
+        shape = self.shape(ins[0])
+        if shape is None or len(shape) != 4 or shape[1] is None or shape[2] is None:
+            raise fail(f"{self.where}: TensorFlow cannot infer the spatial size reaching '{n.name}' (shape {shape})")
+        h, w = shape[1], shape[2]
         padding = n.attr["padding"].s.decode()
         pads = (0, 0, 0, 0)
         pre = self.producer(ins[0])
@@ -299,38 +401,34 @@ class GraphReader:
         elif padding == "EXPLICIT":
             e = list(n.attr["explicit_paddings"].list.i)
             pads = (e[2], e[3], e[4], e[5])
-        out = ((h + pads[0] + pads[1] - kh) // stride + 1, (w + pads[2] + pads[3] - kw) // stride + 1)
-        return ConvSpec(n.name, np.ascontiguousarray(torch_w), stride, depthwise, pads, padding == "SAME"), out
+        return ConvSpec(n.name, np.ascontiguousarray(torch_w), stride, depthwise, pads, padding == "SAME")
+
+
+def _affine_fits(x: np.ndarray, y0: np.ndarray, y1: np.ndarray, y: np.ndarray) -> bool:
+    """Is y = x * scale + offset per channel, with offset = f(0) and scale = f(1) - f(0) at every pixel?"""
+    offset, scale = y0[0, 0, 0], y1[0, 0, 0] - y0[0, 0, 0]
+    fit = x.astype(np.float64) * scale + offset
+    return bool(np.abs(fit - y).max() <= 1e-5 * max(np.abs(y).max(), 1.0))
 
 
 def _refuse_other_architectures(counts: dict[str, int], where: str) -> None:
-    """A MobileNetV2 has 17 depthwise convs, 10 residual adds, no max-pooling and no concatenation."""
-    dw = counts.get("DepthwiseConv2dNative", 0)
-    convs = counts.get("Conv2D", 0)
-    adds = counts.get("AddV2", 0) + counts.get("Add", 0)
-    pools = counts.get("MaxPool", 0)
-    concat = counts.get("ConcatV2", 0)
-    if dw == 17 and not pools and not concat:
-        return
-    if concat:
-        guess = "Inception-like (concatenated branches)"
-    elif pools and not dw:
-        guess = "ResNet/VGG-like (max-pooling, no depthwise convs)"
-    elif dw and adds == 0:
-        guess = "MobileNet v1-like (depthwise convs, no residual adds)"
-    else:
-        guess = "an unknown architecture"
-    raise fail(f"{where}: not a MobileNetV2: found {convs} Conv2D, {dw} depthwise, {pools} MaxPool, {concat} ConcatV2, "
-               f"{adds} Add ops — {guess}; a MobileNetV2 has 17 depthwise convs, residual adds and no max-pooling")
+    from convert.census import Census, refuse_other_architectures
+
+    refuse_other_architectures(Census(counts.get("Conv2D", 0), counts.get("DepthwiseConv2dNative", 0),
+                                      counts.get("AddV2", 0) + counts.get("Add", 0), counts.get("MaxPool", 0),
+                                      counts.get("ConcatV2", 0)), where)
 
 
 def read_graph(gd, where: str, input_size: tuple[int, int] | None = None) -> tuple[ModelSpec, GraphInfo]:
     """A malformed graph (missing inputs, wrong attribute types, bad tensors) is bad input, not a bug."""
+    reader = GraphReader(gd, where, input_size)
     try:
-        return GraphReader(gd, where, input_size).read()
+        return reader.read()
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
         detail = str(e).splitlines()[0][:120] if str(e) else ""
         raise fail(f"{where}: malformed graph ({type(e).__name__}: {detail})") from None
+    finally:
+        reader.close()
 
 
 class TFRunner:

@@ -55,13 +55,13 @@ class LocalSide:
         value = getattr(self, name)(*args)
         return lambda: value
 
-    def canonical_outputs(self, key: str, spec, where: str, x_nhwc: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
-        """Map the spec to the canonical backbone `key`, then run it: (metadata, pooled, logits)."""
+    def canonical_outputs(self, key: str, spec, where: str, x_nhwc: np.ndarray) -> tuple[dict, dict[str, np.ndarray]]:
+        """Map the spec to the canonical port `key`, then run it: (metadata, its outputs by name)."""
         meta = self.canonical(key, spec, where)
-        return (meta, *self.outputs(key, x_nhwc))
+        return meta, self.outputs(key, x_nhwc)
 
-    def outputs(self, key: str, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(pooled features, logits) of the canonical backbone `key` on NHWC probes."""
+    def outputs(self, key: str, x_nhwc: np.ndarray) -> dict[str, np.ndarray]:
+        """torch_outputs of the canonical port `key` on NHWC probes."""
         return torch_outputs(self.canonicals[key].module(), x_nhwc)
 
     def emitted(self, code: str, weights: str, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -79,24 +79,42 @@ class LocalSide:
     def save(self, key: str, output: str, metadata: dict[str, Any]) -> None:
         from convert import checkpoint
 
-        checkpoint.save(Path(output), self.canonicals[key].state_dict, metadata)
+        c = self.canonicals[key]
+        checkpoint.save(Path(output), {**c.state_dict, **c.head_state}, metadata)
 
     def close(self) -> None:
         self.canonicals.clear()
 
 
-def torch_outputs(model, x_nhwc: np.ndarray, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """(pooled features, logits) of a torchvision MobileNetV2 for NHWC inputs."""
+def torch_outputs(model, x_nhwc: np.ndarray, batch: int = 8) -> dict[str, np.ndarray]:
+    """What a port returns for NHWC inputs, laid out as TF lays it out: "output" (the whole function; a
+    feature map back in NHWC), "pooled" (after its global pooling) and "logits" (torchvision's classifier,
+    before the activation), the last two where the port has them."""
     import torch
 
-    pooled, logits = [], []
-    with torch.no_grad():
-        for i in range(0, len(x_nhwc), batch):
-            x = torch.from_numpy(np.ascontiguousarray(x_nhwc[i : i + batch].transpose(0, 3, 1, 2)))
-            p = torch.nn.functional.adaptive_avg_pool2d(model.features(x), 1).flatten(1)
-            pooled.append(p.numpy())
-            logits.append(model.classifier(p).numpy())
-    return np.concatenate(pooled), np.concatenate(logits)
+    taps: dict[str, list[np.ndarray]] = {"output": []}
+    hooks = []
+    for name, module in (("pooled", getattr(model, "pool", None)), ("logits", _classifier_of(model))):
+        if module is not None:
+            taps[name] = []
+            hooks.append(module.register_forward_hook(lambda _m, _i, o, acc=taps[name]: acc.append(o.numpy())))
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x_nhwc), batch):
+                x = torch.from_numpy(np.ascontiguousarray(x_nhwc[i : i + batch].transpose(0, 3, 1, 2)))
+                y = model(x).numpy()
+                taps["output"].append(y.transpose(0, 2, 3, 1) if y.ndim == 4 else y)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: np.concatenate(v) for k, v in taps.items()}
+
+
+def _classifier_of(model):
+    """torchvision's classifier where the port uses it (a feature extractor's has 0 outputs)."""
+    if getattr(model, "classifier_activation", None) is None:
+        return None
+    return model.classifier
 
 
 class WorkerSide:
@@ -138,7 +156,7 @@ class WorkerSide:
             raise RuntimeError("in tfport's torch worker:\n" + value)
         return value
 
-    def canonical_outputs(self, key: str, spec, where: str, x_nhwc: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+    def canonical_outputs(self, key: str, spec, where: str, x_nhwc: np.ndarray) -> tuple[dict, dict[str, np.ndarray]]:
         return self.submit("canonical_outputs", key, spec, where, x_nhwc)()
 
     def emitted(self, code: str, weights: str, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -162,7 +180,7 @@ def _serve(conn) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
-    from convert.cli import quiet_frameworks
+    from convert.quiet import quiet_frameworks
 
     quiet_frameworks()
     side = LocalSide()

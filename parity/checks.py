@@ -211,19 +211,43 @@ def mode(ctx) -> CheckResult:
 
 @check("preprocessing")
 def preprocessing(ctx) -> CheckResult:
-    """Input range recorded and consistent with the source: TF MobileNetV2 expects [-1, 1]."""
+    """The input contract: the range the source is fed in, and the affine it applies inside the model
+    (preprocess_input, Rescaling, Normalization — measured in TF), carried by the port and equal to it."""
     want = list(ctx.source.spec.input_range)
     have = ctx.candidate.meta.get("input_range")
+    src = ctx.source.spec.preprocess
+    module = getattr(ctx.candidate.module, "input_affine", None)
     if have is None:
         return CheckResult("preprocessing", False, "the candidate records no input preprocessing",
                            cause="without the input range, users feed ImageNet mean/std normalised images (torchvision's "
                                  "convention) to a network trained on [-1, 1]", fix=f"record input_range {want}; {REPAIR}",
                            point="features.0:bn")
+    if src is not None and module is None:
+        return CheckResult("preprocessing", False, f"the source applies x * {_affine(src.scale)} + {_affine(src.offset)} "
+                           f"inside the model ({', '.join(src.ops[:3])}); the candidate applies nothing",
+                           cause="the source's own preprocessing layers were left out of the port",
+                           fix=f"convert the source with `python -m convert tf2torch`; {REPAIR}", point="features.0:bn")
+    if src is None and module is not None:
+        return CheckResult("preprocessing", False, "the candidate applies an input affine the source does not have",
+                           cause="preprocessing added by the port", fix=REPAIR, point="features.0:bn")
+    if src is not None:
+        scale, offset = module.scale.flatten().numpy(), module.offset.flatten().numpy()
+        if not (np.allclose(scale, src.scale, rtol=1e-6, atol=0) and np.allclose(offset, src.offset, rtol=1e-6, atol=1e-7)):
+            return CheckResult("preprocessing", False, f"the candidate applies x * {_affine(scale)} + {_affine(offset)}, "
+                               f"the source x * {_affine(src.scale)} + {_affine(src.offset)}",
+                               cause="input preprocessing differs from the source's", fix=REPAIR, point="features.0:bn")
     if list(have) != want:
         return CheckResult("preprocessing", False, f"the candidate declares input {have}, the source expects {want}",
                            cause="input normalisation differs from the source's (TF MobileNetV2: x / 127.5 − 1)",
                            fix=f"feed inputs in {want}; {REPAIR}", point="features.0:bn")
-    return CheckResult("preprocessing", True, f"input range {have} recorded, as the source expects")
+    inside = (f"; inside the model x * {_affine(src.scale)} + {_affine(src.offset)} ({', '.join(src.ops[:3])}), "
+              "carried into the port and equal to the source's" if src is not None else "")
+    return CheckResult("preprocessing", True, f"input range {have} recorded, as the source expects{inside}")
+
+
+def _affine(values) -> str:
+    u = sorted({round(float(v), 6) for v in values})
+    return f"{u[0]:g}" if len(u) == 1 else "[" + ", ".join(f"{float(v):.4g}" for v in values) + "]"
 
 
 @check("layout")
@@ -234,9 +258,15 @@ def layout(ctx) -> CheckResult:
     import torch
 
     convs = [(n, m) for n, m in ctx.candidate.module.named_modules() if isinstance(m, torch.nn.Conv2d)]
-    for (name, m), c in zip(convs, ctx.source.spec.convs):
+    bns = [m for _, m in _bn_modules(ctx)]
+    src_bns = ctx.source.spec.bns
+    folded = 0
+    for i, ((name, m), c) in enumerate(zip(convs, ctx.source.spec.convs)):
         w = m.weight.detach().numpy()
         if w.shape == c.weight.shape and np.array_equal(w, c.weight):
+            continue
+        if i < len(src_bns) and i < len(bns) and src_bns[i].folded and _same_folded(w, bns[i], c.weight, src_bns[i]):
+            folded += 1  # BN folded into the conv at the source: only conv x BN is defined, and it is equal
             continue
         unit = name.rsplit(".", 1)[0]
         for hypothesis, transform in LAYOUT_FAULTS.items():
@@ -248,7 +278,23 @@ def layout(ctx) -> CheckResult:
         return CheckResult("layout", False, f"{name}: weight differs from the source's (max |Δ| "
                            f"{np.abs(w - c.weight).max() if w.shape == c.weight.shape else 'shape ' + str(w.shape)})",
                            cause="weights differ from the source", fix=REPAIR, point=f"{unit}:bn")
-    return CheckResult("layout", True, "NCHW input; every conv weight equals the source's in OIHW / (C, 1, kH, kW); RGB order")
+    return CheckResult("layout", True, "NCHW input; every conv weight equals the source's in OIHW / (C, 1, kH, kW); "
+                       "RGB order" + (f"; {folded} conv(s) compared as conv x BN, the BN folded into them at the "
+                                      "source" if folded else ""))
+
+
+def _same_folded(w: np.ndarray, bn, src_w: np.ndarray, src_bn) -> bool:
+    """Equal as folded convolutions: w * gamma / sqrt(var + eps) per output channel, and the same offset."""
+    def fold(weight, gamma, beta, mean, var, eps):
+        a = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+        return weight.astype(np.float64) * a.reshape(-1, 1, 1, 1), np.asarray(beta, np.float64) - np.asarray(mean) * a
+
+    if w.shape != src_w.shape:
+        return False
+    cw, cb = fold(w, *(t.detach().numpy() for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)), bn.eps)
+    sw, sb = fold(src_w, src_bn.gamma, src_bn.beta, src_bn.mean, src_bn.var, src_bn.eps)
+    return bool(np.allclose(cw, sw, rtol=1e-5, atol=1e-6 * np.abs(sw).max()) and
+                np.allclose(cb, sb, rtol=1e-5, atol=1e-6 * max(np.abs(sb).max(), 1e-12)))
 
 
 LAYOUT_FAULTS: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray | None]] = {

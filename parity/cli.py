@@ -28,7 +28,7 @@ def _against(text: str) -> tuple[str, ...]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from convert.cli import quiet_frameworks
+    from convert.quiet import quiet_frameworks
 
     quiet_frameworks()
     from rich.console import Console
@@ -52,7 +52,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         progress(f"loading candidate {args.ported}")
         cand = load_candidate(args.ported)
         progress("loading source")
-        source = resolve_source(cand, args.source)
+        source = resolve_source(cand, args.source, trust_code=args.trust_code)
         rep = run(cand, source, cfg, progress)
     report.print_table(console, rep)
     if args.json:
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path)
     p.add_argument("--junit", type=Path)
     p.add_argument("--html", type=Path, help="folder for index.html and per_layer_error.png")
+    p.add_argument("--trust-code", action="store_true",
+                   help="run code the source file carries (Keras Lambda, custom classes); refused by default")
     p.set_defaults(func=cmd_check)
     return parser
 

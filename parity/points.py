@@ -31,8 +31,10 @@ def _unit_of_bn(key: str, slot_keys: set[str]) -> tuple[str, str | None]:
     return key, None
 
 
-def points_for(slots: list[Slot]) -> list[Point]:
-    """All probe points of a torchvision MobileNetV2, in execution order."""
+def points_for(slots: list[Slot], pool: str | None = "avg", output: bool = True) -> list[Point]:
+    """All probe points of a port, in execution order: the backbone's (torchvision's module paths), the
+    pooled features and torchvision's classifier where the port has them, then `output`: the whole
+    function the source computes (its own input in, its own output out)."""
     keys = {s.key for s in slots}
     pts: list[Point] = []
     for i, s in enumerate(slots):
@@ -45,8 +47,12 @@ def points_for(slots: list[Slot]) -> list[Point]:
                 block = s.key.split(".conv.")[0]
                 pts.append(Point(f"{block}:out", i, ":out", block, s.shape[0]))
         elif s.kind == "dense":
-            pts.append(Point("pool", i, "pool", "features", s.shape[1]))
-            pts.append(Point(s.key, i, "", s.key, s.shape[0]))
+            if pool is not None:
+                pts.append(Point("pool", i, "pool", "pool", s.shape[1]))
+            if s.shape[0]:  # a feature extractor's classifier has no outputs
+                pts.append(Point(s.key, i, "", s.key, s.shape[0]))
+    if output:
+        pts.append(Point("output", len(slots), "output", "", 0))
     return pts
 
 
@@ -60,14 +66,14 @@ class Capture:
         self.handles = []
         modules = dict(model.named_modules())
         for p in points:
-            mod = modules.get(p.module)
-            if mod is None:
-                continue
-            if p.suffix == "pool":
-                hook = self._pool_hook(p.name, torch)
+            if p.suffix == "output":
+                mod, hook = model, self._hook(p.name)  # the whole module's return value
+            elif p.suffix == "pool" and p.module not in modules:  # plain torchvision: pools in forward()
+                mod, hook = modules.get("features"), self._pool_hook(p.name, torch)
             else:
-                hook = self._hook(p.name)
-            self.handles.append(mod.register_forward_hook(hook))
+                mod, hook = modules.get(p.module), self._hook(p.name)
+            if mod is not None:
+                self.handles.append(mod.register_forward_hook(hook))
 
     def _hook(self, name: str):
         def hook(_mod, _inp, out):
@@ -93,8 +99,8 @@ def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled:
     """Probe point name -> TF tensor name, through the source's per-layer taps (aligned by layer index)."""
     out: dict[str, str] = {}
     for p in points:
-        if p.suffix == "pool":
-            if pooled:
+        if p.suffix in ("pool", "output"):
+            if p.suffix == "pool" and pooled:
                 out[p.name] = pooled
             continue
         tensor = taps.get(p.slot_index, {}).get(p.suffix)

@@ -76,7 +76,7 @@ class _Ctx:
     train_skipped: str = ""
 
 
-def resolve_source(candidate, source_arg: str | Path | None):
+def resolve_source(candidate, source_arg: str | Path | None, trust_code: bool = False):
     from convert.checkpoint import sha256_file
     from convert.sources import load_source
 
@@ -89,7 +89,7 @@ def resolve_source(candidate, source_arg: str | Path | None):
     if recorded.get("sha256") and sha256_file(path) != recorded["sha256"]:
         raise fail(f"{path}: sha256 differs from the one recorded in {candidate.path.name}: not the model it was ported from")
     size = candidate.meta.get("input_size")
-    return load_source(path, tuple(size) if size else None)
+    return load_source(path, tuple(size) if size else None, trust_code)
 
 
 def _nchw(a: np.ndarray) -> np.ndarray:
@@ -156,15 +156,21 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
     src_can = to_torchvision(source.spec, str(source.path))
     alpha, k = src_can.meta["alpha"], src_can.meta["num_classes"]
     slots = torchvision_slots(alpha, k)
-    points = points_for(slots)
+    # the whole function is compared where the candidate claims to be one (a tfport port); a plain
+    # torchvision state dict returns logits whatever the source returns, and is compared up to them
+    points = points_for(slots, source.spec.pool, output=candidate.kind == "ported")
     tensors = tf_tensors_for(points, source.spec.taps, source.info.pooled)
+    if any(p.suffix == "output" for p in points):
+        tensors["output"] = source.info.output
     hw = source.spec.input_shape[:2]
     x = probe_inputs(cfg.probes, hw, tuple(source.spec.input_range), cfg.seed)
     x_nchw = x.transpose(0, 3, 1, 2)
-    tf_runner = TFRunner(source.graph_def, source.info)
+    tf_runner = source.runner()
     batch = tf_runner.batch or cfg.probes
     results: list[PointResult] = []
     notes: list[str] = []
+    if source.spec.trusted_code:
+        notes.append(f"code from the source ran (--trust-code): {', '.join(source.spec.trusted_code)}")
 
     progress("TF: capturing probe points (eval)")
     names = list(tensors)
@@ -176,7 +182,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
         for p in points:
             if p.name in tf_vals and p.name in cand_vals:
                 results.append(compare(p.name, "tf", "eval", cand_vals[p.name], tf_vals[p.name], cfg.tol))
-        cand_logits = cand_vals.get(slots[-1].key)
+        cand_output = cand_vals.get("output")
     else:
         xin = x if candidate.input_layout == "NHWC" else x_nchw
         per_bn, out = _capture_generic(cand, xin, batch)
@@ -187,7 +193,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
                 results.append(compare(p.name, "tf", "eval", v if v.shape == ref.shape else _nchw(v), ref, cfg.tol))
         if len(per_bn) != len(bn_points):
             notes.append(f"candidate ran {len(per_bn)} BatchNorm modules, the source has {len(bn_points)}")
-        cand_logits = None
+        cand_output = None
         if "output" not in tf_vals:
             (tf_vals["output"],) = tf_runner.run(x, [source.info.output])
         results.append(compare("output", "tf", "eval", out, tf_vals["output"], cfg.tol))
@@ -195,7 +201,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
     del tf_vals  # peak memory: every capture is compared, then dropped (scripts/bench: memory_parity)
     tf_runner.close()
     if "onnx" in cfg.against:
-        _onnx_reference(candidate, source, x, cand_logits, cfg, results, notes, progress)
+        _onnx_reference(candidate, x, cand_output, cfg, results, notes, progress)
 
     ctx = _Ctx(candidate, source, points, results)
     if candidate.torchvision_layout and "torchvision" in cfg.against:
@@ -208,13 +214,16 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
         ctx.measured_momentum = _measure_momentum(cand, x_nchw[: max(batch, 2)])
 
     if "train" in cfg.modes and candidate.torchvision_layout:
-        g_train, n_fused = _train_graph(source.graph_def)
-        if candidate.meta.get("bn_folded") or n_fused != len(source.spec.bns):
-            ctx.train_skipped = "BN statistics folded in the source graph or the port (eval-mode BN only)"
+        train_ref = None if candidate.meta.get("bn_folded") else _train_reference(source, points)
+        if train_ref is None:
+            ctx.train_skipped = ("BN folded into the convolutions at the source (its graph keeps no statistics): "
+                                 "eval-mode BN only")
         else:
             progress("TF and candidate: probe points in train mode (batch statistics)")
-            tr = TFRunner(g_train, source.info)
-            tf_train = dict(zip(names, (_nchw(v) for v in tr.run(x, [tensors[n] for n in names]))))
+            g_train, info_train, t_tensors = train_ref
+            t_names = [n for n in t_tensors if n != "output"]
+            tr = TFRunner(g_train, info_train)
+            tf_train = dict(zip(t_names, (_nchw(v) for v in tr.run(x, [t_tensors[n] for n in t_names]))))
             tr.close()
             model = copy.deepcopy(cand).train()
             for m in model.modules():
@@ -222,7 +231,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
                     m.eval()
             train_vals = _capture_torch(model, points, x_nchw, batch)
             for p in points:
-                if p.name in tf_train and p.name in train_vals and p.suffix != "":
+                if p.name in tf_train and p.name in train_vals and p.suffix not in ("", "output"):
                     results.append(compare(p.name, "tf", "train", train_vals[p.name], tf_train[p.name], cfg.train_tol))
             del tf_train, train_vals
     elif "train" in cfg.modes:
@@ -252,7 +261,8 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
         results=results, checks=checks, hazard=hazard, modes_passed=modes, notes=notes)
 
 
-def _onnx_reference(candidate, source, x, cand_logits, cfg, results, notes, progress) -> None:
+def _onnx_reference(candidate, x, cand_output, cfg, results, notes, progress) -> None:
+    """ONNX Runtime on the export written beside the port: the source's whole function, as tf2onnx saw it."""
     from convert.onnx_path import OrtRunner
 
     onnx_name = (candidate.meta.get("artifacts") or {}).get("onnx.onnx")
@@ -263,15 +273,24 @@ def _onnx_reference(candidate, source, x, cand_logits, cfg, results, notes, prog
     if not path.exists():
         notes.append(f"ONNX export {path} is missing: ONNX Runtime reference skipped")
         return
-    if cand_logits is None:
+    if cand_output is None:
         return
     progress("ONNX Runtime: final output")
     ort = OrtRunner(path.read_bytes())
     (out,) = ort.run(x, [ort.sess.get_outputs()[0].name])
-    probs = np.exp(cand_logits - cand_logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
-    is_prob = np.allclose(out.sum(1), 1.0, atol=1e-4) and (out >= 0).all()
-    results.append(compare("output", "onnx", "eval", probs if is_prob else cand_logits, out, cfg.tol))
+    results.append(compare("output", "onnx", "eval", cand_output, _nchw(out), cfg.tol))
+
+
+def _train_reference(source, points):
+    """TF's own batch-statistics reference: the source graph with every fused BN in training mode (a Keras 3
+    source's graph has its BN fused back from the model's statistics). None where the source keeps no BN
+    statistics at all (BN folded: Keras 3 export, TFLite)."""
+    if source.graph_def is None:
+        return None
+    g_train, n_fused = _train_graph(source.graph_def)
+    if not n_fused or n_fused != len(source.spec.bns):
+        return None
+    return g_train, source.info, tf_tensors_for(points, source.spec.taps, source.info.pooled)
 
 
 def _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, results) -> None:
@@ -281,21 +300,32 @@ def _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, re
 
     from convert.canonical import build
 
+    from convert.portnet import torchvision_keys
+
     sd = candidate.module.state_dict()
     meta = candidate.meta
     plain = mobilenet_v2(width_mult=float(meta.get("alpha", 1.0)), num_classes=int(sd["classifier.1.weight"].shape[0]))
-    plain.load_state_dict(sd)
+    plain.load_state_dict(torchvision_keys(sd))
     refs = {"torchvision": plain.eval()}
     if meta.get("bn") and meta.get("padding"):
         declared = build(meta)
         declared.load_state_dict(sd)
         refs["torchvision+declared"] = declared.eval()
     for ref_name, model in refs.items():
-        vals = _capture_torch(model, points, x_nchw, batch)
+        vals = _capture_torch(model, [p for p in points if p.suffix != "output" or ref_name != "torchvision"],
+                              _backbone_input(candidate, x_nchw) if ref_name == "torchvision" else x_nchw, batch)
         for p in points:
             if p.name in vals and p.name in cand_vals:
                 results.append(compare(p.name, ref_name, "eval", cand_vals[p.name], vals[p.name], cfg.tol))
         del vals
+
+
+def _backbone_input(candidate, x_nchw: np.ndarray) -> np.ndarray:
+    """What the candidate's backbone sees: its own input affine applied (plain torchvision has none)."""
+    affine = getattr(candidate.module, "input_affine", None)
+    if affine is None:
+        return x_nchw
+    return (x_nchw * affine.scale.numpy() + affine.offset.numpy()).astype(np.float32)
 
 
 def _padding_numeric(candidate, src_can, hw) -> dict | None:
@@ -305,9 +335,11 @@ def _padding_numeric(candidate, src_can, hw) -> dict | None:
 
     from convert.canonical import build
 
+    from convert.portnet import torchvision_keys
+
     size = (hw[0] + hw[0] % 2, hw[1] + hw[1] % 2)
     ref = build(src_can.meta)
-    ref.load_state_dict(candidate.module.state_dict())
+    ref.load_state_dict(torchvision_keys(candidate.module.state_dict()), strict=False)  # features compared only
     ref.eval()
     for m_ref, m_c in zip(ref.modules(), candidate.module.modules()):  # compare padding alone: same BN semantics
         if isinstance(m_ref, torch.nn.BatchNorm2d) and isinstance(m_c, torch.nn.BatchNorm2d):

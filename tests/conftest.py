@@ -40,6 +40,58 @@ def samples(tmp_path_factory) -> Samples:
     return Samples(tmp_path_factory.mktemp("samples"))
 
 
+class Zoo:
+    """Keras models as users save them (tests/zoo/keras_models.py), each built once and written once per form."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._built: dict = {}
+        self._paths: dict = {}
+
+    def get(self, kind: str, version: str, form: str, size: int = 96, alpha: float = 0.35):
+        from tests.zoo import keras_models
+
+        key = (kind, version, size, alpha)
+        if version in ("tflite", "tf1", "tfmodule"):
+            return self._special(kind, version, size, alpha)
+        if key not in self._built:
+            self._built[key] = keras_models.build(kind, version, size, alpha)
+        if key + (form,) not in self._paths:
+            target = self.root / f"{kind}_{version}_a{alpha:g}_{size}"
+            self._paths[key + (form,)] = keras_models.save(self._built[key].model, version, form, target)
+        return self._paths[key + (form,)], self._built[key]
+
+    def _special(self, kind: str, version: str, size: int, alpha: float):
+        """Files no Keras `save` writes: the TFLite converter's, TF1-era graph mode's, a tf.Module's."""
+        from tests.zoo import keras_models
+
+        key = (kind, version, size, alpha, "")
+        if key in self._paths:
+            return self._paths[key], self._built.get(key)
+        target = self.root / f"{kind}_{version}_a{alpha:g}_{size}"
+        if version == "tflite":
+            from tests.zoo.tflite_writer import write_tflite
+
+            written = write_tflite(target.with_suffix(".tflite"), alpha=alpha, size=size)
+            self._built[key] = keras_models.Built(written.model, (-1.0, 1.0))
+            self._paths[key] = written.path
+        elif version == "tf1":
+            out = target.with_suffix(".pb")
+            proc = subprocess.run([sys.executable, str(ROOT / "tests" / "zoo" / "tf1_keras.py"), str(out),
+                                   "--alpha", str(alpha), "--size", str(size)],
+                                  env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            self._built[key], self._paths[key] = None, out
+        else:
+            self._paths[key], self._built[key] = keras_models.tf_module_savedmodel(target, size, alpha)
+        return self._paths[key], self._built[key]
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory) -> Zoo:
+    return Zoo(tmp_path_factory.mktemp("zoo"))
+
+
 @pytest.fixture(scope="session")
 def converted(samples, tmp_path_factory):
     """convert(case) -> (source path, ported.pth, ConversionResult), each case converted once per session."""

@@ -84,9 +84,9 @@ def test_failed_write_leaves_nothing(tmp_path):
     ("alpha", float("nan"), "not a MobileNetV2 width"),
     ("alpha", 1e308 * 10, "not a MobileNetV2 width"),
     ("num_classes", 10**9, "num_classes 1000000000 is outside"),
-    ("num_classes", 0, "outside 1.."),
+    ("num_classes", -1, "outside 0.."),
     ("num_classes", float("inf"), "does not describe a MobileNetV2"),
-], ids=["alpha-40", "alpha-nan", "alpha-inf", "classes-1e9", "classes-0", "classes-inf"])
+], ids=["alpha-40", "alpha-nan", "alpha-inf", "classes-1e9", "classes-negative", "classes-inf"])
 def test_metadata_that_would_allocate_without_bound_is_refused(tmp_path, key, value, message):
     """Found by the fuzzer: alpha 40 in a checkpoint's metadata built a ~22 GB model and the OOM killer
     ended the process. Refused before anything is allocated."""

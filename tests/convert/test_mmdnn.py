@@ -68,7 +68,7 @@ def mmdnn_runs(samples, tmp_path_factory):
 def canonical_of():
     """The canonical backbone mapped from a run's IR, built as a torchvision MobileNetV2 (once per run)."""
     from convert.canonical import to_torchvision
-    from convert.pipeline import _canonical_module, with_source_semantics
+    from convert.path_result import with_source_semantics
 
     cache: dict[Path, tuple] = {}
 
@@ -76,7 +76,7 @@ def canonical_of():
         if run.result.ir_pb not in cache:
             spec = with_source_semantics(mmdnn_path.read_mmdnn_ir(run.result), run.source.spec)
             canonical = to_torchvision(spec, str(run.source.path))
-            cache[run.result.ir_pb] = (canonical, _canonical_module(canonical))
+            cache[run.result.ir_pb] = (canonical, canonical.module())
         return cache[run.result.ir_pb]
 
     return get
@@ -151,11 +151,12 @@ def test_canonical_keeps_source_bn_statistics(mmdnn_runs, canonical_of, case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_canonical_matches_tf(mmdnn_runs, canonical_of, case):
-    from convert.pipeline import _torch_outputs
+    from convert.torch_side import torch_outputs
 
     run = mmdnn_runs(*case)
     canonical, model = canonical_of(run)
-    pooled, logits = _torch_outputs(model, run.x)
+    outs = torch_outputs(model, run.x)
+    pooled, logits = outs["pooled"], outs["logits"]
     a_pool = agreement("pooled", pooled, run.ref["pooled"])
     a_logits = agreement("logits", logits, run.ref["logits"], logits=True)
     assert a_pool.ok(REL_TOL) and a_logits.ok(REL_TOL), (a_pool, a_logits)
@@ -179,22 +180,28 @@ def keras3_run(samples, tmp_path_factory):
 
 
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice for softmax")
-def test_keras3_converts_through_tf_keras(keras3_run, canonical_of):
-    """Compared with the Keras 3 model's own graph (decomposed BN), not with the tf_keras rebuild."""
+def test_keras3_converts_with_its_bn_fused_back(keras3_run, canonical_of):
+    """Keras 3 traces BN decomposed; the source's graph has it fused back from the model's statistics, so
+    MMdnn parses the source's own graph (no tf_keras rebuild of the config) and keeps the statistics."""
     run = keras3_run
-    assert "FusedBatchNormV3" not in run.source.info.op_counts  # the graph MMdnn would mis-parse
-    assert "tf_keras" in run.result.route
+    assert run.source.info.op_counts.get("FusedBatchNormV3") == 52
+    assert run.result.route == "frozen graph"
     logits, _ = mmdnn_path.emitted_outputs(_emitted(run), run.x)
     a = agreement("logits", logits, run.ref["logits"], logits=True)
     assert a.ok(REL_TOL), a
     canonical, _ = canonical_of(run)
     mean = canonical.state_dict["features.0.1.running_mean"].numpy()
-    np.testing.assert_array_equal(mean, run.source.spec.bns[0].mean)
+    bn = next(x for x in run.source.keras_model.layers if x.__class__.__name__ == "BatchNormalization")
+    np.testing.assert_array_equal(mean, np.asarray(bn.moving_mean))
 
 
 def test_decomposed_bn_graph_refused_in_one_line(keras3_run, tmp_path):
     """The same Keras 3 graph without its Keras model (a frozen export): refused, nothing written."""
-    graph_only = dataclasses.replace(keras3_run.source, keras_model=None, form="graph_pb")
+    from convert.sources.base import LoadOptions, graph_source
+    from convert.sources.keras_files import frozen_graph_def
+
+    traced = frozen_graph_def(keras3_run.source.keras_model)  # as Keras 3 traces it: BN decomposed
+    graph_only = graph_source(keras3_run.source.path, "graph_pb", traced, LoadOptions())
     with pytest.raises(TfportError) as e:
         mmdnn_path.run_mmdnn(graph_only, tmp_path)
     msg = str(e.value)

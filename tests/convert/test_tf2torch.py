@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import backbones
-from convert import checkpoint, pipeline
+from convert import checkpoint
 from convert.probe import agreement, probe_inputs
-from convert.tfgraph import TFRunner
+from convert.torch_side import torch_outputs
 
 CASES = [
     # (form, alpha, size)
@@ -44,8 +44,9 @@ def test_port_reproduces_tf(converted, case):
     assert not model.training
     source = result.source
     x = probe_inputs(64, source.spec.input_shape[:2], seed=123)  # not the pipeline's own probes
-    ref_pooled, ref_logits = TFRunner(source.graph_def, source.info).run(x, [source.info.pooled, source.info.logits])
-    pooled, logits = pipeline._torch_outputs(model, x)
+    ref_pooled, ref_logits = source.runner().run(x, [source.info.pooled, source.info.logits])
+    outs = torch_outputs(model, x)
+    pooled, logits = outs["pooled"], outs["logits"]
     a_pool = agreement("pooled", pooled, ref_pooled)
     a_log = agreement("logits", logits, ref_logits, logits=True)
     assert a_pool.rel <= 1e-5 and a_log.rel <= 1e-5, (a_pool, a_log)
@@ -128,6 +129,6 @@ def test_padding_matters_numerically(converted):
             setattr(model.get_submodule(parent), child, sym)
     source = result.source
     x = probe_inputs(8, (96, 96))
-    (ref,) = TFRunner(source.graph_def, source.info).run(x, [source.info.logits])
-    _, logits = pipeline._torch_outputs(model, x)
+    (ref,) = source.runner().run(x, [source.info.logits])
+    logits = torch_outputs(model, x)["logits"]
     assert agreement("logits", logits, ref).rel > 1e-3

@@ -36,9 +36,10 @@ def test_worker_outputs_equal_in_process_outputs(source, worker, probes):
     counts (this one's is set by earlier tests), so sums can differ in the last bits (seen: 1.7e-7 rel)."""
     from convert.torch_side import LocalSide
 
-    meta_w, pooled_w, logits_w = worker.canonical_outputs("a", source.spec, "src", probes)
-    meta_l, pooled_l, logits_l = LocalSide().canonical_outputs("a", source.spec, "src", probes)
-    assert meta_w == meta_l
+    meta_w, out_w = worker.canonical_outputs("a", source.spec, "src", probes)
+    meta_l, out_l = LocalSide().canonical_outputs("a", source.spec, "src", probes)
+    assert meta_w == meta_l and set(out_w) == set(out_l) == {"output", "pooled", "logits"}
+    (pooled_w, logits_w), (pooled_l, logits_l) = (out_w["pooled"], out_w["logits"]), (out_l["pooled"], out_l["logits"])
     assert pooled_w.shape == (3, 1280) and logits_w.shape == (3, 1000)
     np.testing.assert_allclose(pooled_w, pooled_l, rtol=1e-5, atol=1e-6 * np.abs(pooled_l).max())
     np.testing.assert_allclose(logits_w, logits_l, rtol=1e-5, atol=1e-6 * np.abs(logits_l).max())
@@ -47,8 +48,8 @@ def test_worker_outputs_equal_in_process_outputs(source, worker, probes):
 def test_requests_answered_in_order_when_several_are_pending(source, worker, probes):
     first = worker.submit("canonical_outputs", "b", source.spec, "src", probes[:1])
     second = worker.submit("canonical_outputs", "c", source.spec, "src", probes)
-    _, _, logits_all = second()  # waited for out of order
-    _, _, logits_one = first()
+    logits_all = second()[1]["logits"]  # waited for out of order
+    logits_one = first()[1]["logits"]
     assert logits_one.shape == (1, 1000) and logits_all.shape == (3, 1000)
     np.testing.assert_allclose(logits_one[0], logits_all[0], rtol=1e-5, atol=1e-5)
 
@@ -56,7 +57,7 @@ def test_requests_answered_in_order_when_several_are_pending(source, worker, pro
 def test_worker_saves_a_checkpoint_that_loads(source, worker, probes, tmp_path):
     from convert import checkpoint
 
-    meta, _, _ = worker.canonical_outputs("d", source.spec, "src", probes)
+    meta, _ = worker.canonical_outputs("d", source.spec, "src", probes)
     worker.save("d", str(tmp_path / "p.pth"), {**meta, "note": "from the worker"})
     model = checkpoint.load_module(tmp_path / "p.pth")
     assert model.tfport_meta["note"] == "from the worker"
@@ -75,7 +76,7 @@ def test_bad_input_in_the_worker_is_a_tfport_error_with_the_same_message(source,
         worker.canonical_outputs("x", half, "half.pb", probes)
     assert str(remote.value) == str(local.value) and "not a MobileNetV2" in str(remote.value)
     # and the worker still serves
-    assert worker.canonical_outputs("e", source.spec, "src", probes[:1])[1].shape == (1, 1280)
+    assert worker.canonical_outputs("e", source.spec, "src", probes[:1])[1]["pooled"].shape == (1, 1280)
 
 
 def test_a_worker_that_dies_is_reported_not_waited_for(source, probes):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +64,17 @@ def build(d: Path, good_pb: Path, good_h5: Path, good_keras: Path, ported: Path,
     conv("random.npy", rand(300))
     for kind, path in not_v2.items():
         entries.append(Entry(f"convert:{kind}", ("convert", "tf2torch", str(path), "-o", "{out}/p.pth"), 2, "not a MobileNetV2"))
+    # model files carrying code (issue: code inside a model file never runs unless the user says so)
+    from tests.zoo.payloads import write as write_payload
+
+    for version, kind, fmt in (("k2", "lambda", "h5"), ("k3", "lambda", "keras"), ("k2", "custom_class", "keras"),
+                               ("k3", "custom_class", "h5")):
+        name = f"{kind}_{version}.{fmt}"
+        write_payload(kind, version, fmt, d / f"{kind}_{version}", d / f"PWNED-convert:{name}")
+        entries.append(Entry(f"convert:{name}", ("convert", "tf2torch", "{d}/" + name, "-o", "{out}/p.pth"), 2,
+                             "--trust-code", True))
+    entries.append(Entry("repair:lambda_k2.h5", ("convert", "repair", "{ported}", "--source", "{d}/lambda_k2.h5", "-o",
+                                                 "{out}/fixed.pth"), 2, "--trust-code", True, names="lambda_k2"))
     (d / "folder.pb").mkdir()
     entries.append(Entry("convert:folder", ("convert", "tf2torch", "{d}/folder.pb", "-o", "{out}/p.pth"), 2, "SavedModel"))
     os.symlink(d / "does-not-exist.pb", d / "dangling.pb")
@@ -139,6 +149,3 @@ def _mutated_checkpoint(ported: Path, how: str) -> bytes:
     return buf.getvalue()
 
 
-def zip_names(path: Path) -> list[str]:
-    with zipfile.ZipFile(path) as z:
-        return z.namelist()

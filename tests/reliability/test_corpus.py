@@ -41,6 +41,8 @@ def _entries():
         "convert:empty.pb", "convert:random.pb", "convert:truncated.pb", "convert:empty.h5", "convert:random.h5",
         "convert:truncated.h5", "convert:random.keras", "convert:truncated.keras", "convert:random.onnx",
         "convert:random.npy", "convert:mobilenet_v1", "convert:resnet50", "convert:folder", "convert:dangling-link",
+        "convert:lambda_k2.h5", "convert:lambda_k3.keras", "convert:custom_class_k2.keras", "convert:custom_class_k3.h5",
+        "repair:lambda_k2.h5",
         "convert:missing-out-folder", "convert:read-only-fs",
         "parity:empty.pth", "parity:random.pth", "parity:truncated.pth", "parity:payload.pth",
         "parity:payload_plain_pickle.pth", "parity:nan.pth", "parity:inf.pth", "parity:wrong_shape.pth",

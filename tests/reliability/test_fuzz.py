@@ -116,3 +116,31 @@ def test_mmdnn_weights_reader(mmdnn_weights, tmp_path_factory, muts, cut):
         read_weights(p)
     except TfportError:
         pass
+
+
+@pytest.fixture(scope="module")
+def payload_files(tmp_path_factory):
+    """A tf_keras Lambda payload .h5 and a Keras 3 one in .keras: bytes mutated below."""
+    from tests.zoo.payloads import write
+
+    d = tmp_path_factory.mktemp("fuzz_payloads")
+    marker = d / "PWNED"
+    for version, fmt in (("k2", "h5"), ("k3", "keras")):
+        _CHECKPOINT[f"payload.{fmt}"] = write("lambda", version, fmt, d / f"lambda_{version}", marker).read_bytes()
+    return d, marker
+
+
+@given(muts=mutations, cut=st.one_of(st.none(), st.floats(0, 1)), fmt=st.sampled_from(["h5", "keras"]))
+def test_model_files_carrying_code(payload_files, tmp_path_factory, muts, cut, fmt):
+    """Whatever the bytes of a Lambda-carrying model file: only TfportError escapes, and its code never runs
+    (the config is read as data first; a damaged file is refused, never half-loaded into running code)."""
+    from convert.sources import load_source
+
+    d, marker = payload_files
+    path = tmp_path_factory.mktemp("fz") / f"model.{fmt}"
+    path.write_bytes(_mutate(_CHECKPOINT[f"payload.{fmt}"], muts, cut))
+    try:
+        load_source(path)
+    except TfportError:
+        pass
+    assert not marker.exists(), "the file's code ran"

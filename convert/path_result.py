@@ -1,0 +1,60 @@
+"""What a conversion path yields, and what every path takes from the source rather than from its graph.
+
+Below both the paths (`onnx_path`, `mmdnn_path`) and the pipeline, so that neither imports the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# float32 through ~50 layers: measured ports agree to ~2e-6; 1e-5 leaves headroom, catches any real fault
+REL_TOL = 1e-5
+
+
+@dataclass
+class PathResult:
+    """One conversion path's canonical port, its outputs on the probes, and how well it reproduces TF."""
+
+    via: str
+    canonical: Any  # convert.torch_side.CanonicalRef
+    agreements: list = field(default_factory=list)  # list[probe.Agreement]
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # extra files to write (name suffix -> bytes)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)  # the canonical port's outputs (torch_side.torch_outputs)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.agreements) and all(a.ok(REL_TOL) for a in self.agreements)
+
+
+def with_source_semantics(path_spec, source_spec):
+    """Carry what only the source knows onto a path's reading of the model: BN decay (Keras config), BN
+    statistics a path's graph folded away (Keras 3; taken only where the path computes exactly what
+    they compute), the input affine, the pooling, the head's activations, what was dropped.
+
+    A conversion path sees weights; these live in Keras's layer config or around the backbone."""
+    from convert.sources.keras_files import same_affine
+    from convert.spec import BNSpec, DenseSpec
+
+    src_bns = source_spec.bns
+    path_bn_idx = [i for i, x in enumerate(path_spec.layers) if isinstance(x, BNSpec)]
+    if len(src_bns) == len(path_bn_idx):
+        for i, src in zip(path_bn_idx, src_bns):
+            bn = path_spec.layers[i]
+            if bn.folded and not src.folded and same_affine(bn, src):
+                path_spec.layers[i] = dataclasses.replace(src, name=bn.name)
+            else:
+                path_spec.layers[i] = dataclasses.replace(bn, decay=src.decay)
+    src_dense, path_dense = source_spec.head, [i for i, x in enumerate(path_spec.layers) if isinstance(x, DenseSpec)]
+    if len(src_dense) == len(path_dense):
+        for i, src in zip(path_dense, src_dense):
+            path_spec.layers[i] = dataclasses.replace(path_spec.layers[i], activation=src.activation)
+    path_spec.input_range = source_spec.input_range
+    path_spec.preprocess = source_spec.preprocess
+    path_spec.pool = source_spec.pool
+    path_spec.dropped = list(source_spec.dropped)
+    path_spec.trusted_code = list(source_spec.trusted_code)
+    return path_spec

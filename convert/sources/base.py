@@ -1,0 +1,110 @@
+"""What every source form yields (:class:`Source`) and the detection registry that picks the form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from convert.errors import fail
+from convert.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    input_size: tuple[int, int] | None = None  # where the source leaves H, W open
+    trust_code: bool = False  # the user opts in to running code the file carries (Keras Lambda, custom layers)
+
+
+@dataclass
+class Source:
+    path: Path
+    form: str  # a registered form name, e.g. keras3_keras, keras2_h5, savedmodel, graph_pb
+    sha256: str
+    graph_def: object | None  # tf GraphDef, frozen; None for a TFLite flatbuffer (see runner())
+    info: object  # convert.tfgraph.GraphInfo
+    spec: ModelSpec
+    keras_model: object | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def describe(self) -> str:
+        return f"{self.form}, input {self.spec.input_shape}, {len(self.spec.layers)} layers"
+
+    def runner(self):
+        """The source run as itself (the reference every comparison is against): TF on the frozen graph, or
+        the TFLite interpreter on a flatbuffer. Both answer `run(x, fetches)` and `close()`."""
+        if self.graph_def is None:
+            from convert.tflite_source import TFLiteRunner
+
+            return TFLiteRunner(self.path)
+        from convert.tfgraph import TFRunner
+
+        return TFRunner(self.graph_def, self.info)
+
+
+@dataclass(frozen=True)
+class Form:
+    name: str
+    detect: Callable[[Path], bool]  # reads the file's own bytes; cheap; never raises for a foreign file
+    load: Callable[[Path, LoadOptions], Source]
+
+
+FORMS: list[Form] = []
+
+
+def register(name: str, detect: Callable[[Path], bool]):
+    def deco(load: Callable[[Path, LoadOptions], Source]):
+        if any(f.name == name for f in FORMS):
+            raise ValueError(f"source form {name!r} registered twice")
+        FORMS.append(Form(name, detect, load))
+        return load
+    return deco
+
+
+def read_head(path: Path, n: int = 16) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise fail(f"{path}: cannot read ({e.strerror})")
+
+
+def detect_form(path: Path) -> Form:
+    if not path.exists():
+        raise fail(f"{path}: no such file or folder")
+    if path.is_file() and not read_head(path):
+        raise fail(f"{path}: empty file")
+    for form in FORMS:
+        if form.detect(path):
+            return form
+    if path.is_dir():
+        raise fail(f"{path}: a folder that is not a SavedModel (no saved_model.pb)")
+    raise fail(f"{path}: unknown model format (expected a frozen .pb, a SavedModel folder, .h5 or .keras)")
+
+
+def load_source(path: str | Path, input_size: tuple[int, int] | None = None, trust_code: bool = False) -> Source:
+    p = Path(path)
+    source = detect_form(p).load(p, LoadOptions(input_size, trust_code))
+    _require_finite(source)
+    return source
+
+
+def _require_finite(source: Source) -> None:
+    """NaN/Inf weights make every comparison meaningless: refuse them up front, naming the layer."""
+    import numpy as np
+
+    for layer in source.spec.layers:
+        for name, value in vars(layer).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise fail(f"{source.path}: layer '{layer.name}' has NaN or Inf in its {name}")
+
+
+def graph_source(path: Path, form: str, gd, opts: LoadOptions, keras_model=None) -> Source:
+    """A Source from a frozen GraphDef (what every form reduces to)."""
+    from convert.checkpoint import sha256_file
+    from convert.tfgraph import read_graph
+
+    spec, info = read_graph(gd, str(path), opts.input_size)
+    spec.origin = form
+    return Source(path, form, sha256_file(path), gd, info, spec, keras_model)

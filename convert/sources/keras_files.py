@@ -1,0 +1,217 @@
+"""Keras model files: `.h5` (tf_keras, or Keras 3's legacy writer) and `.keras` zips (Keras 3 or tf_keras).
+
+Which Keras wrote a file is read from the file itself (the HDF5 `keras_version` attribute, the zip's
+`metadata.json`), never guessed from the extension: tf_keras cannot read what Keras 3 writes.
+
+A model file is untrusted input. Before any Keras loader touches it, its config is read as data
+(`convert.sources.keras_config`) and a layer that carries code refuses the file unless the user
+passes `--trust-code`. Keras knows what a graph loses: each BatchNormalization's `momentum` (TF's
+decay: PyTorch momentum = 1 - decay) and, for Keras 3 whose traced BN is decomposed into Mul/Add,
+the BN statistics themselves — read here and verified against the graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from convert.errors import fail
+from convert.sources.base import LoadOptions, Source, graph_source, read_head, register
+from convert.sources.keras_config import ConfigScan, scan_config
+from convert.spec import BNSpec, ModelSpec
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+# relative agreement between a Keras BN layer's statistics and the scale/offset the graph folded them into
+BN_MATCH_TOL = 1e-5
+
+
+def _is_hdf5(path: Path) -> bool:
+    return path.is_file() and read_head(path, 8) == _HDF5_MAGIC
+
+
+def _is_zip(path: Path) -> bool:
+    return path.is_file() and read_head(path, 2) == b"PK"
+
+
+def h5_config(path: Path) -> tuple[str, dict]:
+    """(keras_version, model config) of an .h5 model file, read as data with h5py (nothing deserialised)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version", b"")
+            raw = f.attrs.get("model_config")
+    except (OSError, ValueError, KeyError) as e:
+        raise fail(f"{path}: not a readable Keras model: corrupt HDF5 file ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    if raw is None:
+        raise fail(f"{path}: an HDF5 file without a model config (weights only?); save the whole model "
+                   "with model.save(...)")
+    try:
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise fail(f"{path}: the HDF5 file's model_config is not JSON ({type(e).__name__})")
+    return version, config
+
+
+def zip_config(path: Path) -> tuple[str, dict]:
+    """(keras_version, model config) of a .keras archive (config.json, metadata.json), read as data."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            if "config.json" not in names:
+                raise fail(f"{path}: a zip archive that is not a .keras model (no config.json)")
+            meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
+            config = json.loads(z.read("config.json"))
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
+        raise fail(f"{path}: corrupt .keras archive ({type(e).__name__})")
+    if not isinstance(config, dict) or not isinstance(meta, dict):
+        raise fail(f"{path}: corrupt .keras archive (config is not a JSON object)")
+    return str(meta.get("keras_version", "3")), config
+
+
+def _load_tf_keras(path: Path, trust_code: bool):
+    import tf_keras
+
+    if path.suffix == ".h5" or _is_hdf5(path):
+        return tf_keras.models.load_model(str(path), compile=False)  # the config scan is the guard
+    return tf_keras.models.load_model(str(path), compile=False, safe_mode=not trust_code)
+
+
+def _load_keras3(path: Path, trust_code: bool):
+    import keras
+
+    if _is_hdf5(path) and path.suffix != ".h5":  # Keras 3 picks the legacy reader by extension
+        raise fail(f"{path}: an HDF5 model written by Keras 3 must be named *.h5 for Keras 3 to read it")
+    if _is_zip(path) and path.suffix != ".keras":
+        raise fail(f"{path}: a .keras archive must be named *.keras for Keras 3 to read it")
+    from convert.sources.keras_config import keras3_ops
+
+    return keras.models.load_model(str(path), compile=False, safe_mode=not trust_code, custom_objects=keras3_ops())
+
+
+def frozen_graph_def(model):
+    """Freeze a Keras model (tf_keras or Keras 3) into a GraphDef with constants, batch dim free."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    return convert_variables_to_constants_v2(fn).graph.as_graph_def()
+
+
+def flat_layers(model):
+    """Layers in execution order, nested models (a base inside a transfer model) expanded in place."""
+    for layer in model.layers:
+        if getattr(layer, "layers", None):
+            yield from flat_layers(layer)
+        else:
+            yield layer
+
+
+def keras_bn_layers(model) -> list:
+    return [x for x in flat_layers(model) if x.__class__.__name__ == "BatchNormalization"]
+
+
+def keras_bn_decay(spec: ModelSpec, model) -> list[str]:
+    """Carry each BatchNormalization's decay (Keras `momentum`), which no graph keeps, onto the graph's BNs."""
+    layers = keras_bn_layers(model)
+    graph_bns = [i for i, x in enumerate(spec.layers) if isinstance(x, BNSpec)]
+    if len(layers) != len(graph_bns):
+        return [f"Keras holds {len(layers)} BatchNormalization layers, the graph {len(graph_bns)}: "
+                "BN decay not carried (default 0.999)"]
+    for i, layer in zip(graph_bns, layers):
+        spec.layers[i] = dataclasses.replace(spec.layers[i], decay=float(layer.momentum))
+    return []
+
+
+def fuse_bn(source: Source, model, opts: LoadOptions) -> Source:
+    """Keras 3's traced graph decomposes BN: fuse it back with the statistics the model holds, each
+    verified against what the graph computes, and the rewritten graph against the traced one."""
+    from convert.probe import probe_inputs
+    from convert.sources.bn_fuse import check_same_function, fuse_decomposed_bn
+
+    spec, where = source.spec, str(source.path)
+    layers = keras_bn_layers(model)
+    if not any(b.folded for b in spec.bns) or len(layers) != len(spec.bns):
+        return source
+    real = [_keras_bn(layer, where) for layer in layers]
+    for bn, stats, layer in zip(spec.bns, real, layers):
+        if not same_affine(bn, stats):
+            raise fail(f"{where}: BatchNormalization '{layer.name}' holds statistics that do not match what the "
+                       "graph computes; the file is inconsistent")
+    fused = fuse_decomposed_bn(source.graph_def, spec, real, where)
+    x = probe_inputs(4, spec.input_shape[:2], spec.input_range)
+    rel = check_same_function(source.graph_def, fused, source.info, where, x)
+    fused_source = graph_source(source.path, source.form, fused, opts, keras_model=model)
+    fused_source.notes.append(f"Keras traced its {len(real)} BatchNorms decomposed (x * a + b); their statistics were "
+                         f"read from the model, checked against the graph, and fused back (output equal to {rel:.1e})")
+    return fused_source
+
+
+def _keras_bn(layer, where: str) -> BNSpec:
+    cfg = layer.get_config()
+    if not (cfg.get("center", True) and cfg.get("scale", True)):
+        raise fail(f"{where}: BatchNormalization '{layer.name}' has center/scale off; MobileNetV2's BN has both")
+    g, b, m, v = (np.asarray(w, np.float32) for w in layer.get_weights())
+    return BNSpec(layer.name, g, b, m, v, float(layer.epsilon), float(layer.momentum))
+
+
+def same_affine(folded: BNSpec, real: BNSpec) -> bool:
+    """Does `real` (gamma, beta, mean, var, eps) compute what the graph's folded y = x * a + b computes?"""
+    a = real.gamma.astype(np.float64) / np.sqrt(real.var.astype(np.float64) + real.eps)
+    b = real.beta - real.mean * a
+    fa = folded.gamma.astype(np.float64) / np.sqrt(folded.var.astype(np.float64) + folded.eps)
+    fb = folded.beta.astype(np.float64)
+    if a.shape != fa.shape:
+        return False
+    return bool(np.abs(a - fa).max() <= BN_MATCH_TOL * max(np.abs(a).max(), 1e-12)
+                and np.abs(b - fb).max() <= BN_MATCH_TOL * max(np.abs(b).max(), 1e-12) + 1e-6)
+
+
+def keras_source(path: Path, form: str, loader: Callable, scan: ConfigScan, opts: LoadOptions) -> Source:
+    """Load (the config scan has already passed), freeze, read the graph, add what Keras knows."""
+    scan.refuse_unless_trusted(path, opts.trust_code)
+    try:
+        model = loader(path, opts.trust_code)
+    except Exception as e:  # Keras raises anything from ValueError to OSError on bad files
+        if isinstance(e, type(fail(""))):
+            raise
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        hint = ("; Keras 3 cannot rebuild some of its own layers from a legacy .h5 (op layers such as "
+                "preprocess_input's): save the model as .keras" if form == "keras3_h5" else "")
+        raise fail(f"{path}: cannot load as a Keras model ({type(e).__name__}: {msg}){hint}")
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    if len(model.inputs) != 1 or len(shape) != 4 or shape[3] != 3:
+        raise fail(f"{path}: the model takes {len(model.inputs)} input(s) of shape {shape[1:]}; expected one "
+                   "(H, W, 3) NHWC image input")
+    gd = frozen_graph_def(model)
+    source = fuse_bn(graph_source(path, form, gd, opts, keras_model=model), model, opts)
+    source.notes.extend(keras_bn_decay(source.spec, model))
+    source.spec.dropped = list(scan.dropped)
+    source.spec.trusted_code = list(scan.code_layers) if opts.trust_code else []
+    return source
+
+
+def _load(path: Path, opts: LoadOptions, read_config: Callable[[Path], tuple[str, dict]], ext: str) -> Source:
+    """Read the config as data, scan it, then load with the Keras the file names (3.x, else tf_keras)."""
+    version, config = read_config(path)
+    scan = scan_config(config, str(path))
+    if version.startswith("3"):
+        return keras_source(path, f"keras3_{ext}", _load_keras3, scan, opts)
+    return keras_source(path, f"keras2_{ext}", _load_tf_keras, scan, opts)
+
+
+@register("keras_h5", _is_hdf5)
+def load_h5(path: Path, opts: LoadOptions) -> Source:
+    return _load(path, opts, h5_config, "h5")
+
+
+@register("keras_zip", _is_zip)
+def load_keras_zip(path: Path, opts: LoadOptions) -> Source:
+    return _load(path, opts, zip_config, "keras")

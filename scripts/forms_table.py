@@ -1,0 +1,105 @@
+"""The README's "files as users hold them" table, measured: every source form, written by the tool that
+writes it, through each conversion path, then `parity check`.
+
+    source scripts/_venv.sh && "$PY" scripts/forms_table.py [--out DIR] [--via onnx mmdnn]
+
+Per form and path: converts (or the one-line error), the modes parity certifies, and what the port
+carries besides the backbone (preprocessing inside the model, augmentation dropped, the head).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import convert  # noqa: E402, F401  (import-order guard)
+
+# (row label, zoo kind, zoo version, form)
+FORMS = [
+    ("tf_keras tutorial .h5", "tutorial", "k2", "h5"),
+    ("tf_keras tutorial .keras", "tutorial", "k2", "keras"),
+    ("tf_keras tutorial SavedModel", "tutorial", "k2", "savedmodel"),
+    ("Keras 3 tutorial .keras", "tutorial", "k3", "keras"),
+    ("Keras 3 tutorial .h5", "tutorial", "k3", "h5"),
+    ("Keras 3 tutorial export()", "tutorial", "k3", "savedmodel"),
+    ("Keras 3 regression export()", "regression", "k3", "savedmodel"),
+    ("Keras 3 features (pooling=None) .keras", "features_none", "k3", "keras"),
+    ("tf_keras features (pooling=avg) .h5", "features_avg", "k2", "h5"),
+    ("Keras 3 features (pooling=max) .h5", "features_max", "k3", "h5"),
+    ("Keras 3 regression Dense(32)-Dense(2) .keras", "regression", "k3", "keras"),
+    ("tf_keras AvgPool-Flatten-Dense-Dense .h5", "pooled_flatten", "k2", "h5"),
+    ("Keras 3 GMP + sigmoid .keras", "classifier_gmp", "k3", "keras"),
+    ("tf.Module SavedModel (TF-Hub style)", "classifier", "tfmodule", "savedmodel"),
+    ("TF1-era Keras frozen .pb (learning phase)", "classifier", "tf1", "pb"),
+    ("TFLite float32", "classifier", "tflite", "tflite"),
+]
+
+
+def _row(label: str, src: Path, via: str, out_dir: Path) -> str:
+    from convert import checkpoint
+    from convert.cli import main as convert_main
+    from parity import certificate
+    from parity.cli import main as parity_main
+
+    out = out_dir / f"{abs(hash((label, via)))}.pth"
+    err = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = convert_main(["tf2torch", str(src), "-o", str(out), "--via", via])
+    seconds = time.perf_counter() - t0
+    if code != 0:
+        line = next((x for x in err.getvalue().splitlines() if x.startswith("error:")), f"exit {code}")
+        reason = line.split(": ", 2)[-1] if line.startswith("error:") else line
+        return f"| {label} | {via} | exit {code}: {reason[:110]} | – | – | – | – |"
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        pcode = parity_main(["check", str(out), "--probes", "4"])
+    cert = certificate.read(out) if pcode == 0 else None
+    _, meta = checkpoint.load(out)
+    head = meta["head"]
+    head_text = {"classifier": f"classifier ({meta['num_classes']}, {head['classifier']['activation']})",
+                 "head": "own: " + " → ".join(f"Dense({x['out']}, {x['activation']})" for x in head["layers"]),
+                 "pooled": "none (pooled features)", "feature_map": "none (feature map)"}[head["output"]]
+    pre = meta.get("preprocess")
+    carried = (f"x·{pre['scale'][0]:.4g}{pre['offset'][0]:+g}, input {meta['input_range']}" if pre else "–")
+    modes = ", ".join(cert["modes_passed"]) if cert else f"parity exit {pcode}"
+    return (f"| {label} | {via} | yes ({seconds:.0f} s) | {modes} | {carried} | "
+            f"{', '.join(meta.get('dropped') or []) or '–'} | {head['pool'] or '–'}; {head_text} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="keep the written files here")
+    parser.add_argument("--via", nargs="+", default=["onnx", "mmdnn"], choices=["onnx", "mmdnn"])
+    args = parser.parse_args(argv)
+    from convert.quiet import quiet_frameworks
+
+    quiet_frameworks()
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import Zoo
+
+    root = args.out or Path(tempfile.mkdtemp(prefix="tfport-forms-"))
+    root.mkdir(parents=True, exist_ok=True)
+    zoo = Zoo(root / "files")
+    (root / "files").mkdir(exist_ok=True)
+    print("| source form (written by its own tool) | path | converts | parity certifies | preprocessing carried "
+          "| dropped | pooling; head |")
+    print("|---|---|---|---|---|---|---|")
+    t0 = time.perf_counter()
+    for label, kind, version, form in FORMS:
+        src, _ = zoo.get(kind, version, form)
+        for via in args.via:
+            print(_row(label, src, via, root), flush=True)
+    print(f"\nmeasured by `scripts/forms_table.py` in {time.perf_counter() - t0:.0f} s (alpha 0.35, 96x96)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

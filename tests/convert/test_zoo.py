@@ -1,0 +1,170 @@
+"""Files as users hold them, written in the test by the very Keras that writes them, converted and checked.
+
+For each: `convert` writes a port; fed the source's own input (0..255 pixels where the model
+preprocesses itself) the port returns the source's own output; its backbone loads strict=True into
+stock torchvision; `parity check` passes with the modes the source allows (train mode only where the
+source holds BN statistics). Files Keras itself cannot read back, or that are random at inference,
+are refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from convert.probe import FEATURE_MAP_TOL
+from tests.zoo.keras_models import images
+
+SIZE, ALPHA = 96, 0.35
+
+# (kind, keras version, form) -> what the metadata must say: classifier outputs, head output, preprocessing inside
+CONVERTS = {
+    "tutorial-k2-h5": (("tutorial", "k2", "h5"), 1, "classifier", True),
+    "tutorial-k2-keras": (("tutorial", "k2", "keras"), 1, "classifier", True),
+    "tutorial-k2-savedmodel": (("tutorial", "k2", "savedmodel"), 1, "classifier", True),
+    "tutorial-k3-keras": (("tutorial", "k3", "keras"), 1, "classifier", True),
+    "features_none-k3-keras": (("features_none", "k3", "keras"), 0, "feature_map", False),
+    "features_avg-k2-h5": (("features_avg", "k2", "h5"), 0, "pooled", False),
+    "features_max-k3-h5": (("features_max", "k3", "h5"), 0, "pooled", False),
+    "regression-k3-keras": (("regression", "k3", "keras"), 0, "head", True),
+    "regression-k2-h5": (("regression", "k2", "h5"), 0, "head", True),
+    "pooled_flatten-k2-h5": (("pooled_flatten", "k2", "h5"), 0, "head", False),
+    "classifier_gmp-k3-keras": (("classifier_gmp", "k3", "keras"), 0, "head", False),
+    # no Keras save: a TF-Hub-style tf.Module SavedModel, a TF1-era graph-mode Keras frozen graph
+    "tfmodule-savedmodel": (("classifier", "tfmodule", "savedmodel"), 5, "classifier", False),
+    "tf1-keras-pb": (("classifier", "tf1", "pb"), 1000, "classifier", False),
+}
+# Keras 3's export(): BN traced decomposed and no Keras model to read statistics from: eval mode only
+EVAL_ONLY = {
+    "regression-k3-savedmodel": (("regression", "k3", "savedmodel"), 0, "head", True),
+    # the TFLite converter folds BN into the convolutions
+    "tflite-float32": (("classifier", "tflite", "tflite"), 1000, "classifier", False),
+}
+REFUSED = {
+    # Keras 3 writes this .h5 but cannot read it back (its op layers take constants positionally)
+    "tutorial-k3-h5": (("tutorial", "k3", "h5"), "save the model as .keras"),
+    # Keras 3's export() of the tutorial model keeps RandomFlip/RandomRotation live in the serving graph
+    "tutorial-k3-savedmodel": (("tutorial", "k3", "savedmodel"), "augmentation is live"),
+}
+
+
+@pytest.fixture(scope="session")
+def ported(zoo, tmp_path_factory):
+    """case -> (source path, Built, ported.pth, ConversionResult), each converted once per session."""
+    from convert import pipeline
+
+    root = tmp_path_factory.mktemp("zoo_ported")
+    cache: dict = {}
+
+    def get(case: tuple[str, str, str], via: str = "onnx"):
+        if (case, via) not in cache:
+            src, built = zoo.get(*case)
+            out = root / ("-".join(case) + "-" + via) / "ported.pth"
+            out.parent.mkdir(exist_ok=True)
+            cache[case, via] = (src, built, out, pipeline.convert(src, out, via=via, probes=16))
+        return cache[case, via]
+
+    return get
+
+
+def _port_vs_source(src, built, out) -> float:
+    """The port (loaded as users load it) against the source's own model on the source's own input: the
+    Keras model where there is one, else the source run as itself (TF graph)."""
+    import torch
+
+    from backbones.ported import load
+    from convert.sources import load_source
+
+    if built is not None:
+        lo, hi = built.input_range
+        x = images(6, SIZE, lo, hi, seed=11)
+        want = np.asarray(built.model(x, training=False), np.float64)
+    else:
+        source = load_source(src)
+        x = images(6, SIZE, *source.spec.input_range, seed=11)
+        runner = source.runner()
+        (want,) = runner.run(x, [source.info.output])
+        runner.close()
+    with torch.no_grad():
+        got = load(out)(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy().astype(np.float64)
+    if got.ndim == 4:
+        got = got.transpose(0, 2, 3, 1)
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+CASES = {**CONVERTS, **EVAL_ONLY}
+
+
+@pytest.mark.parametrize("case,classes,output,preprocess", list(CASES.values()), ids=list(CASES))
+def test_converts_and_reproduces_the_source(ported, case, classes, output, preprocess):
+    from convert import checkpoint
+
+    src, built, out, result = ported(case)
+    assert result.ok, [a for p in result.paths for a in p.agreements]
+    sd, meta = checkpoint.load(out)
+    assert meta["num_classes"] == classes and meta["head"]["output"] == output
+    assert (meta["preprocess"] is not None) == preprocess
+    if preprocess:
+        assert meta["input_range"] == [0.0, 255.0]
+    if case[0] == "tutorial":
+        assert meta["dropped"] == ["random_flip", "random_rotation"]
+    elementwise = output in ("feature_map", "head") or case[0] in ("features_max", "classifier_gmp")
+    assert _port_vs_source(src, built, out) <= (FEATURE_MAP_TOL if elementwise else 1e-5)
+
+
+@pytest.mark.parametrize("case,classes,output,preprocess", list(CASES.values()), ids=list(CASES))
+def test_backbone_loads_into_stock_torchvision(ported, case, classes, output, preprocess):
+    import torch
+    from torchvision.models import mobilenet_v2
+
+    _, _, out, _ = ported(case)
+    payload = torch.load(out, weights_only=True)
+    meta = json.loads(payload["metadata"])
+    tv = mobilenet_v2(width_mult=meta["alpha"], num_classes=meta["num_classes"])
+    tv.load_state_dict(payload["state_dict"], strict=True)
+    assert bool(payload["head"]) == (output == "head")
+
+
+@pytest.mark.parametrize("case,classes,output,preprocess", list(CASES.values()), ids=list(CASES))
+def test_parity_agrees_with_convert(ported, case, classes, output, preprocess):
+    from parity import certificate
+    from parity.cli import main
+
+    _, _, out, _ = ported(case)
+    assert main(["check", str(out), "--probes", "4"]) == 0
+    modes = certificate.read(out)["modes_passed"]
+    assert modes == (["eval"] if any(case == c[0] for c in EVAL_ONLY.values()) else ["eval", "train"])
+
+
+# MMdnn 0.3.1 emits no RealDiv/Sub: where the model preprocesses itself MMdnn is given the graph after
+# that, and the port applies the source's affine; its own head and pooling come from the source too
+MMDNN = {k: CONVERTS[k] for k in ("tutorial-k2-h5", "tutorial-k3-keras", "features_avg-k2-h5", "regression-k3-keras",
+                                  "tf1-keras-pb")}
+
+
+@pytest.mark.parametrize("case,classes,output,preprocess", list(MMDNN.values()), ids=list(MMDNN))
+def test_mmdnn_path_converts_and_parity_agrees(ported, case, classes, output, preprocess):
+    from convert import checkpoint
+    from parity.cli import main
+
+    src, built, out, result = ported(case, "mmdnn")
+    assert result.ok, [a for p in result.paths for a in p.agreements]
+    _, meta = checkpoint.load(out)
+    assert meta["path"] == "mmdnn" and meta["head"]["output"] == output and (meta["preprocess"] is not None) == preprocess
+    elementwise = output in ("feature_map", "head")
+    assert _port_vs_source(src, built, out) <= (FEATURE_MAP_TOL if elementwise else 1e-5)
+    assert main(["check", str(out), "--probes", "4"]) == 0
+
+
+@pytest.mark.parametrize("case,message", list(REFUSED.values()), ids=list(REFUSED))
+def test_unreadable_or_random_sources_are_refused(zoo, tmp_path, capsys, case, message):
+    from convert.cli import main
+
+    src, _ = zoo.get(*case)
+    out = tmp_path / "ported.pth"
+    assert main(["tf2torch", str(src), "-o", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
