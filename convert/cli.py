@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convert.argtypes import DEFAULT_PROBES, HelpFormatter
+from convert.argtypes import DEFAULT_PROBES, HelpFormatter, positive_seconds
 from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
 from convert.errors import TfportError
 from convert.quiet import quiet_frameworks
@@ -21,6 +21,9 @@ EPILOG = """examples:
   python -m convert repair out/model.mmdnn.py --source model.h5 -o fixed.pth   # MMdnn's output -> canonical
 
 exit codes: 0 ok, 1 the port does not reproduce its source, 2 bad input or usage"""
+TIMEOUT_HELP = "bound in seconds for each stage (load, TF reference, tf2onnx, MMdnn, torch side); default scales with the model"
+
+
 TRUST_HELP = ("run code the source file carries (Keras Lambda layers, custom classes); off by default: "
               "such a file is refused before it is loaded")
 
@@ -62,8 +65,10 @@ def cmd_tf2torch(args: argparse.Namespace) -> int:
     from convert import pipeline
     from convert.report import print_summary
 
+    from convert.bounds import bounded
+
     console = _console()
-    with console.status("starting") as status:
+    with console.status("starting") as status, bounded(args.timeout, args.src):
         def progress(msg: str) -> None:
             status.update(msg)
             console.log(msg)
@@ -124,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeded probe inputs compared against TF (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+    p.add_argument("--timeout", type=positive_seconds, default=None, help=TIMEOUT_HELP)
     p.set_defaults(func=cmd_tf2torch)
 
     p = sub.add_parser("repair", help="rebuild any port as the canonical backbone with the source's semantics",

@@ -14,6 +14,7 @@ BN is decomposed and whose statistics are nowhere (a Keras 3 export) is refused.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -70,15 +71,36 @@ def _mmdnn_input(source) -> _Input:
     has had its BN fused back from the model's statistics by convert.sources.bn_fuse)."""
     counts = source.info.op_counts
     if any(counts.get(op) for op in _FUSED_BN_OPS) or not source.spec.bns:
-        if source.spec.preprocess is not None:
-            return _without_preprocessing(source)
-        return _Input(source.graph_def, source.info.input, source.info.output, "frozen graph")
+        inp = (_without_preprocessing(source) if source.spec.preprocess is not None else
+               _Input(source.graph_def, source.info.input, source.info.output, "frozen graph"))
+        return dataclasses.replace(inp, graph_def=_dense_bias_as_bias_add(inp.graph_def))
     raise fail(f"{source.path}: BatchNorm is decomposed into Mul/Add in this graph (a Keras 3 export), which MMdnn "
                f"{MMDNN_VERSION} mis-parses into a broken model; convert the .keras file, save the model with "
                "tf_keras, or use --via onnx")
 
 
 BACKBONE_INPUT = "tfport_backbone_input"
+
+
+def _dense_bias_as_bias_add(gd):
+    """Keras 3 adds a Dense's bias with AddV2; MMdnn 0.3.1 emits a broken matmul for MatMul + AddV2 and a
+    correct Linear for MatMul + BiasAdd (tf_keras's form). Same function, the form MMdnn reads."""
+    import tensorflow as tf
+
+    out = tf.compat.v1.GraphDef()
+    out.CopyFrom(gd)
+    nodes = {n.name: n for n in out.node}
+    for n in out.node:
+        if n.op not in ("AddV2", "Add") or len(n.input) != 2:
+            continue
+        a, b = (nodes.get(i.split(":")[0]) for i in n.input)
+        while b is not None and b.op == "Identity":
+            b = nodes.get(b.input[0].split(":")[0])
+        if a is not None and a.op == "MatMul" and b is not None and b.op == "Const" \
+                and len(b.attr["value"].tensor.tensor_shape.dim) == 1:
+            n.op = "BiasAdd"
+            n.attr["data_format"].s = b"NHWC"
+    return out
 
 
 def _without_preprocessing(source) -> _Input:
@@ -294,10 +316,13 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
     from convert.probe import agreement
     from convert.torch_side import CanonicalRef, LocalSide
 
+    from convert.bounds import stage
+
     side = side or LocalSide()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tfport-mmdnn-") as tmp:
-        res = run_mmdnn(source, tmp, progress)
+        with stage("MMdnn"):
+            res = run_mmdnn(source, tmp, progress)
         progress("MMdnn's emitted PyTorch model and the canonical backbone on the probe inputs")
         pre = source.spec.preprocess if res.input == BACKBONE_INPUT else None
         x_mm = x if pre is None else (x * np.float32(pre.scale) + np.float32(pre.offset)).astype(np.float32)
@@ -305,11 +330,15 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
         spec = with_source_semantics(read_mmdnn_ir(res), source.spec)
         mapped = side.submit("canonical_outputs", "mmdnn", spec, str(source.path), x)
         artifacts = {".mmdnn.py": res.code.read_bytes(), ".mmdnn.npy": res.weights.read_bytes()}
-        logits, out, bn_momenta = emitted()  # before the folder with MMdnn's files goes
-    meta, outputs = mapped()
+        with stage("torch side"):
+            logits, out, bn_momenta = emitted()  # before the folder with MMdnn's files goes
+    with stage("torch side"):
+        meta, outputs = mapped()
     result = PathResult("mmdnn", CanonicalRef("mmdnn", meta), artifacts=artifacts, outputs=outputs)
-    result.agreements.append(agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=True))
-    if "logits" in ref:
+    own_head = len(source.spec.head) > 1 or source.spec.pool == "max"  # see pipeline._own_head
+    result.agreements.append(agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=True,
+                                       elementwise=own_head))
+    if "logits" in ref and len(source.spec.head) == 1:  # the logits are its last Linear's output only then
         result.agreements.append(agreement("MMdnn emitted model vs TF: logits", logits, ref["logits"], logits=True))
     momenta = sorted(set(bn_momenta.values()))
     result.notes.append(f"MMdnn's emitted model sets BatchNorm momentum {momenta} (PyTorch semantics): "

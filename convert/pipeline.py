@@ -36,6 +36,7 @@ class ConversionResult:
 
 def _via_onnx(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Progress, side) -> PathResult:
     from convert import onnx_path
+    from convert.bounds import stage
     from convert.probe import agreement
     from convert.torch_side import CanonicalRef
 
@@ -44,10 +45,12 @@ def _via_onnx(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Pr
         from convert.tflite_source import tflite_to_onnx
 
         progress("tf2onnx: converting the TFLite flatbuffer")
-        model = tflite_to_onnx(source.path)
+        with stage("tf2onnx"):
+            model = tflite_to_onnx(source.path)
     else:
         progress("tf2onnx: converting the frozen graph")
-        model = onnx_path.tf_to_onnx(source.graph_def, source.info.input, source.info.output)
+        with stage("tf2onnx"):
+            model = onnx_path.tf_to_onnx(source.graph_def, source.info.input, source.info.output)
         progress("onnx.checker")
         onnx_path.check_onnx(model)
     data = model.SerializeToString()
@@ -57,7 +60,8 @@ def _via_onnx(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Pr
     progress("ONNX Runtime on the probe inputs")
     ort = onnx_path.OrtRunner(data)
     (out,) = ort.run(x, [ort.sess.get_outputs()[0].name])
-    meta, outputs = pending()
+    with stage("torch side"):
+        meta, outputs = pending()
     result = PathResult("onnx", CanonicalRef("onnx", meta), artifacts={".onnx": data}, outputs=outputs)
     result.agreements.append(agreement("ONNX Runtime vs TF: output", out, ref["output"], logits=True,
                                        elementwise=source.spec.pool == "max" or _own_head(source.spec)))
@@ -105,8 +109,11 @@ def _convert(src, output: Path, vias: list[str], input_size, probes: int, seed: 
     from convert.probe import agreement, probe_inputs
     from convert.sources import load_source
 
+    from convert.bounds import stage
+
     progress(f"loading {src}")
-    source = load_source(src, input_size, trust_code)
+    with stage("load"):
+        source = load_source(src, input_size, trust_code)
     x = probe_inputs(probes, source.spec.input_shape[:2], source.spec.input_range, seed)
     progress(f"TF reference on {probes} probe inputs, alongside the conversion")
     fetch = {"output": source.info.output, "pooled": source.info.pooled, "logits": source.info.logits}
@@ -123,6 +130,8 @@ def _convert(src, output: Path, vias: list[str], input_size, probes: int, seed: 
     with ThreadPoolExecutor(1, thread_name_prefix="tf-reference") as pool:
         tf_out = _Pending(pool.submit(reference))
         paths = [_path(v, source, x, tf_out, progress, side) for v in vias]
+        with stage("TF reference"):
+            tf_out.future.result()
     result = ConversionResult(source, paths)
     if len(paths) == 2:
         a, b = paths
@@ -163,7 +172,7 @@ def _path(v: str, source, x: np.ndarray, tf_out: Mapping[str, np.ndarray], progr
                                         elementwise=ew))
     if "logits" in tf_out and "logits" in res.outputs:
         res.agreements.append(agreement("canonical vs TF: logits", res.outputs["logits"], tf_out["logits"], logits=True,
-                                        elementwise=ew))
+                                        elementwise=ew or _own_head(source.spec)))
     return res
 
 

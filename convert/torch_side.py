@@ -70,10 +70,18 @@ class LocalSide:
 
         from convert.mmdnn_path import emitted_bn_momenta, emitted_outputs, load_emitted
 
+        from convert.errors import fail
+        from convert.mmdnn_path import MMDNN_VERSION
+
         model = load_emitted(code, weights)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Implicit dimension choice for softmax")  # MMdnn's F.softmax(x)
-            logits, out = emitted_outputs(model, x_nhwc)
+            try:
+                logits, out = emitted_outputs(model, x_nhwc)
+            except (TypeError, RuntimeError, ValueError, IndexError, AttributeError) as e:  # MMdnn's code, not ours
+                raise fail(f"MMdnn {MMDNN_VERSION} emitted PyTorch code that fails to run on this model "
+                           f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                           "use --via onnx") from None
         return logits, out, emitted_bn_momenta(model)
 
     def save(self, key: str, output: str, metadata: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convert.argtypes import HelpFormatter
+from convert.argtypes import HelpFormatter, positive_seconds
 from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
 from convert.errors import TfportError
 
@@ -44,7 +44,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise TfportError(f"{out}: output folder {out.parent} does not exist")
     cfg = ParityConfig(tol=Tolerance(atol=args.atol, rtol=args.rtol), probes=args.probes, seed=args.seed,
                        against=args.against)
-    with console.status("loading") as status:
+    from convert.bounds import bounded, stage
+
+    with console.status("loading") as status, bounded(args.timeout, args.source or args.ported):
         def progress(msg: str) -> None:
             status.update(msg)
             console.log(msg)
@@ -52,8 +54,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         progress(f"loading candidate {args.ported}")
         cand = load_candidate(args.ported)
         progress("loading source")
-        source = resolve_source(cand, args.source, trust_code=args.trust_code)
-        rep = run(cand, source, cfg, progress)
+        with stage("load"):
+            source = resolve_source(cand, args.source, trust_code=args.trust_code)
+        with stage("parity"):
+            rep = run(cand, source, cfg, progress)
     report.print_table(console, rep)
     if args.json:
         report.write_json(rep, args.json)
@@ -89,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", type=Path, help="folder for index.html and per_layer_error.png")
     p.add_argument("--trust-code", action="store_true",
                    help="run code the source file carries (Keras Lambda, custom classes); refused by default")
+    p.add_argument("--timeout", type=positive_seconds, default=None,
+                   help="bound in seconds for each stage (load, parity); default scales with the model")
     p.set_defaults(func=cmd_check)
     return parser
 
