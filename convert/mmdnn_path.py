@@ -312,7 +312,7 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
     """The `--via mmdnn` step of convert.pipeline: MMdnn's artifacts, the canonical backbone, agreements.
 
     `side` (convert.torch_side) runs the PyTorch half: MMdnn's emitted model and the canonical backbone."""
-    from convert.path_result import PathResult, with_source_semantics
+    from convert.path_result import PathResult, dense_scale, loose_output, with_source_semantics
     from convert.probe import agreement
     from convert.torch_side import CanonicalRef, LocalSide
 
@@ -335,11 +335,12 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
     with stage("torch side"):
         meta, outputs = mapped()
     result = PathResult("mmdnn", CanonicalRef("mmdnn", meta), artifacts=artifacts, outputs=outputs)
-    own_head = len(source.spec.head) > 1 or source.spec.pool == "max"  # see pipeline._own_head
+    scale = dense_scale(source.spec, ref.get("pooled"))
     result.agreements.append(agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=True,
-                                       elementwise=own_head))
+                                       elementwise=loose_output(source.spec), scale=scale))
     if "logits" in ref and len(source.spec.head) == 1:  # the logits are its last Linear's output only then
-        result.agreements.append(agreement("MMdnn emitted model vs TF: logits", logits, ref["logits"], logits=True))
+        result.agreements.append(agreement("MMdnn emitted model vs TF: logits", logits, ref["logits"], logits=True,
+                                           scale=scale))
     momenta = sorted(set(bn_momenta.values()))
     result.notes.append(f"MMdnn's emitted model sets BatchNorm momentum {momenta} (PyTorch semantics): "
                         + ("running statistics never update in train mode" if momenta == [0.0] else "as emitted"))

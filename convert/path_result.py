@@ -58,3 +58,31 @@ def with_source_semantics(path_spec, source_spec):
     path_spec.dropped = list(source_spec.dropped)
     path_spec.trusted_code = list(source_spec.trusted_code)
     return path_spec
+
+
+def loose_output(spec) -> bool:
+    """Where the output's error relative to its own maximum is not the backbone's: a head of the source's own
+    (several Dense layers) sums with cancellation, so the error grows by the head's gain (measured 1.4e-5 for
+    Dense(32, relu) -> Dense(2) on pooled features agreeing to 3e-6); a softmax/sigmoid turns a logit error δ
+    into a probability error up to δ in absolute terms (measured 1.1e-5 on 1001 slim probabilities whose
+    logits agree to 2e-6); global max pooling keeps single elements. The pooled features and the logits
+    are still held to REL_TOL; these outputs to FEATURE_MAP_TOL."""
+    return len(spec.head) > 1 or spec.pool == "max" or bool(spec.head and spec.head[-1].activation in
+                                                             ("softmax", "sigmoid"))
+
+
+def dense_scale(spec, pooled) -> float | None:
+    """The size of what a single Dense head sums: max over probes of sum |W| |x| + |b| on the pooled features.
+
+    A Dense output is a sum of terms that may cancel (a regression output dominated by its bias, a small
+    logit); float32 errors scale with the terms, not with the sum. None where the head is not one Dense
+    on the pooled features (there `loose_output` applies)."""
+    import numpy as np
+
+    if pooled is None or len(spec.head) != 1:
+        return None
+    dense = spec.head[0]
+    x = np.abs(np.asarray(pooled, np.float64).reshape(len(pooled), -1))
+    if x.shape[1] != dense.weight.shape[1]:
+        return None
+    return float((x @ np.abs(dense.weight.astype(np.float64)).T + np.abs(dense.bias.astype(np.float64))).max())

@@ -14,7 +14,8 @@ import numpy as np
 
 from convert.argtypes import DEFAULT_PROBES
 from convert.errors import fail
-from convert.path_result import REL_TOL, PathResult, with_source_semantics  # noqa: F401  (REL_TOL: the CLIs')
+from convert.path_result import (  # noqa: F401  (REL_TOL: the CLIs')
+    REL_TOL, PathResult, dense_scale, loose_output, with_source_semantics)
 
 TOOL_VERSION = "0.1.0"
 FORMAT_VERSION = 2  # metadata: 2 adds head/preprocess/dropped (portnet); 1 had a classifier or nothing
@@ -64,7 +65,8 @@ def _via_onnx(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Pr
         meta, outputs = pending()
     result = PathResult("onnx", CanonicalRef("onnx", meta), artifacts={".onnx": data}, outputs=outputs)
     result.agreements.append(agreement("ONNX Runtime vs TF: output", out, ref["output"], logits=True,
-                                       elementwise=source.spec.pool == "max" or _own_head(source.spec)))
+                                       elementwise=loose_output(source.spec),
+                                       scale=dense_scale(source.spec, ref.get("pooled"))))
     result.seconds = time.perf_counter() - t0
     if meta["bn_folded"]:
         result.notes.append("BN folded into the convolutions at the source (no statistics in its graph, none "
@@ -165,22 +167,16 @@ def _path(v: str, source, x: np.ndarray, tf_out: Mapping[str, np.ndarray], progr
 
     res = VIAS[v](source, x, tf_out, progress, side)
     ew = source.spec.pool == "max"
+    scale = dense_scale(source.spec, tf_out.get("pooled"))
     res.agreements.append(agreement("canonical vs TF: output", res.outputs["output"], tf_out["output"], logits=True,
-                                    elementwise=ew or _own_head(source.spec)))
+                                    elementwise=loose_output(source.spec), scale=scale))
     if "pooled" in tf_out and "pooled" in res.outputs:
         res.agreements.append(agreement("canonical vs TF: pooled features", res.outputs["pooled"], tf_out["pooled"],
                                         elementwise=ew))
     if "logits" in tf_out and "logits" in res.outputs:
         res.agreements.append(agreement("canonical vs TF: logits", res.outputs["logits"], tf_out["logits"], logits=True,
-                                        elementwise=ew or _own_head(source.spec)))
+                                        elementwise=ew or len(source.spec.head) > 1, scale=scale))
     return res
-
-
-def _own_head(spec) -> bool:
-    """A head of the source's own (several Dense layers): its output sums with cancellation, so its error
-    relative to its own maximum grows by the head's gain (measured 1.4e-5 for Dense(32, relu) -> Dense(2)
-    on pooled features that agree to 3e-6); the pooled features are still held to REL_TOL."""
-    return len(spec.head) > 1
 
 
 def _metadata(result: ConversionResult, chosen: PathResult, output: Path) -> dict[str, Any]:

@@ -21,9 +21,12 @@ def print_summary(console, result: ConversionResult) -> None:
         table.add_column(f"via {p.via}")
     metas = [p.canonical.meta for p in result.paths]
     rows = [
-        ("layers mapped", [f"{len(m['padding'])} conv, {len(m['bn'])} BN, {'1 dense' if m['head'] else 'no head'}" for m in metas]),
+        ("layers mapped", [f"{len(m['padding'])} conv, {len(m['bn'])} BN" for m in metas]),
         ("alpha / input", [f"{m['alpha']:g} / {m['input_size'][0]}x{m['input_size'][1]}" for m in metas]),
-        ("classes", [str(m["num_classes"]) for m in metas]),
+        ("input range", [f"{m['input_range']}" + (f", x·{m['preprocess']['scale'][0]:.4g}{m['preprocess']['offset'][0]:+g}"
+                                                   " inside" if m.get("preprocess") else "") for m in metas]),
+        ("dropped", [", ".join(m.get("dropped") or []) or "–" for m in metas]),
+        ("head", [_head(m) for m in metas]),
         ("BN eps", [_fmt_counts(b["eps"] for b in m["bn"].values()) for m in metas]),
         ("BN momentum", [_fmt_counts(b["momentum"] for b in m["bn"].values()) + f" ({m['momentum_from']})" for m in metas]),
         ("BN statistics", ["folded (eval only)" if m["bn_folded"] else "kept" for m in metas]),
@@ -46,6 +49,20 @@ def print_summary(console, result: ConversionResult) -> None:
     console.print(table)
     for a in result.cross:
         console.print(f"{a.what}: rel {a.rel:.2e} " + ("[green]ok[/]" if a.ok(1e-6) else "[red]FAIL[/]"))
+    for note in src.notes:
+        console.print(f"[yellow]note (source):[/] {note}")
     for p in result.paths:
         for note in p.notes:
             console.print(f"[yellow]note ({p.via}):[/] {note}")
+
+
+def _head(meta: dict) -> str:
+    """What follows the backbone, as the port applies it."""
+    head = meta["head"]
+    pool = {"avg": "avg pool", "max": "max pool", None: "no pooling"}[head["pool"]]
+    if head["classifier"]:
+        c = head["classifier"]
+        return f"{pool} → classifier {c['classes']} ({c['activation']})"
+    if head["layers"]:
+        return f"{pool} → " + " → ".join(f"Dense {x['out']} ({x['activation']})" for x in head["layers"])
+    return f"{pool} (features)"

@@ -52,33 +52,35 @@ class Zoo:
         from tests.zoo import keras_models
 
         key = (kind, version, size, alpha)
-        if version in ("tflite", "tf1", "tfmodule"):
+        if version in ("tflite", "tf1", "tfmodule", "slim"):
             return self._special(kind, version, size, alpha)
         if key not in self._built:
             self._built[key] = keras_models.build(kind, version, size, alpha)
         if key + (form,) not in self._paths:
-            target = self.root / f"{kind}_{version}_a{alpha:g}_{size}"
+            target = self.root / f"{kind}_{version}_a{alpha:g}_{size}".replace(".", "p")  # no dot: with_suffix
             self._paths[key + (form,)] = keras_models.save(self._built[key].model, version, form, target)
         return self._paths[key + (form,)], self._built[key]
 
     def _special(self, kind: str, version: str, size: int, alpha: float):
-        """Files no Keras `save` writes: the TFLite converter's, TF1-era graph mode's, a tf.Module's."""
+        """Files no Keras `save` writes: the TFLite converter's, TF1-era graph mode's, TF-slim's, a tf.Module's."""
         from tests.zoo import keras_models
 
         key = (kind, version, size, alpha, "")
         if key in self._paths:
             return self._paths[key], self._built.get(key)
-        target = self.root / f"{kind}_{version}_a{alpha:g}_{size}"
+        target = self.root / f"{kind}_{version}_a{alpha:g}_{size}".replace(".", "p")
         if version == "tflite":
             from tests.zoo.tflite_writer import write_tflite
 
             written = write_tflite(target.with_suffix(".tflite"), alpha=alpha, size=size)
             self._built[key] = keras_models.Built(written.model, (-1.0, 1.0))
             self._paths[key] = written.path
-        elif version == "tf1":
+        elif version in ("tf1", "slim"):  # graph mode is process-global: the writers run as scripts
             out = target.with_suffix(".pb")
-            proc = subprocess.run([sys.executable, str(ROOT / "tests" / "zoo" / "tf1_keras.py"), str(out),
-                                   "--alpha", str(alpha), "--size", str(size)],
+            script = {"tf1": "tf1_keras.py", "slim": "slim_writer.py"}[version]
+            extra = ["--bn-v1"] if kind == "bn_v1" else []
+            proc = subprocess.run([sys.executable, str(ROOT / "tests" / "zoo" / script), str(out),
+                                   "--alpha", str(alpha), "--size", str(size), *extra],
                                   env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=600)
             assert proc.returncode == 0, proc.stderr[-2000:]
             self._built[key], self._paths[key] = None, out
