@@ -337,7 +337,8 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
     result = PathResult("mmdnn", CanonicalRef("mmdnn", meta), artifacts=artifacts, outputs=outputs)
     scale = dense_scale(source.spec, ref.get("pooled"))
     result.agreements.append(agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=True,
-                                       elementwise=loose_output(source.spec), scale=scale))
+                                       elementwise=loose_output(source.spec),
+                                       scale=dense_scale(source.spec, ref.get("pooled"), output=True)))
     if "logits" in ref and len(source.spec.head) == 1:  # the logits are its last Linear's output only then
         result.agreements.append(agreement("MMdnn emitted model vs TF: logits", logits, ref["logits"], logits=True,
                                            scale=scale))

@@ -71,15 +71,16 @@ def loose_output(spec) -> bool:
                                                              ("softmax", "sigmoid"))
 
 
-def dense_scale(spec, pooled) -> float | None:
+def dense_scale(spec, pooled, output: bool = False) -> float | None:
     """The size of what a single Dense head sums: max over probes of sum |W| |x| + |b| on the pooled features.
 
     A Dense output is a sum of terms that may cancel (a regression output dominated by its bias, a small
     logit); float32 errors scale with the terms, not with the sum. None where the head is not one Dense
-    on the pooled features (there `loose_output` applies)."""
+    on the pooled features (there `loose_output` applies), and for the `output` where an activation follows
+    the sum (a probability is not a sum of terms)."""
     import numpy as np
 
-    if pooled is None or len(spec.head) != 1:
+    if pooled is None or len(spec.head) != 1 or (output and spec.head[0].activation != "linear"):
         return None
     dense = spec.head[0]
     x = np.abs(np.asarray(pooled, np.float64).reshape(len(pooled), -1))

@@ -66,7 +66,7 @@ def _via_onnx(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Pr
     result = PathResult("onnx", CanonicalRef("onnx", meta), artifacts={".onnx": data}, outputs=outputs)
     result.agreements.append(agreement("ONNX Runtime vs TF: output", out, ref["output"], logits=True,
                                        elementwise=loose_output(source.spec),
-                                       scale=dense_scale(source.spec, ref.get("pooled"))))
+                                       scale=dense_scale(source.spec, ref.get("pooled"), output=True)))
     result.seconds = time.perf_counter() - t0
     if meta["bn_folded"]:
         result.notes.append("BN folded into the convolutions at the source (no statistics in its graph, none "
@@ -169,7 +169,8 @@ def _path(v: str, source, x: np.ndarray, tf_out: Mapping[str, np.ndarray], progr
     ew = source.spec.pool == "max"
     scale = dense_scale(source.spec, tf_out.get("pooled"))
     res.agreements.append(agreement("canonical vs TF: output", res.outputs["output"], tf_out["output"], logits=True,
-                                    elementwise=loose_output(source.spec), scale=scale))
+                                    elementwise=loose_output(source.spec),
+                                    scale=dense_scale(source.spec, tf_out.get("pooled"), output=True)))
     if "pooled" in tf_out and "pooled" in res.outputs:
         res.agreements.append(agreement("canonical vs TF: pooled features", res.outputs["pooled"], tf_out["pooled"],
                                         elementwise=ew))

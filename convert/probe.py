@@ -47,10 +47,11 @@ FEATURE_MAP_TOL = 1e-4
 
 def agreement(what: str, port: np.ndarray, ref: np.ndarray, logits: bool = False, elementwise: bool = False,
               scale: float | None = None) -> Agreement:
+    feature_map = np.ndim(ref) == 4
     """`elementwise`: the tensor carries single elements of a feature map (max pooling) rather than averages,
     or a head of the source's own has summed them with cancellation: FEATURE_MAP_TOL applies. `scale`: the
     size of what was summed into `ref` (a Dense layer's sum of |w·x| + |b|), where that exceeds |ref|."""
-    tol = FEATURE_MAP_TOL if np.ndim(ref) == 4 or elementwise else None
+    tol = FEATURE_MAP_TOL if feature_map or elementwise else None
     port = np.asarray(port, np.float64).reshape(len(port), -1)
     ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
     if port.shape != ref.shape:
@@ -58,5 +59,5 @@ def agreement(what: str, port: np.ndarray, ref: np.ndarray, logits: bool = False
     diff = np.abs(port - ref)
     max_abs = float(diff.max()) if diff.size else 0.0
     scale = max(float(np.abs(ref).max()) if ref.size else 0.0, scale or 0.0) or 1.0
-    top1 = float(np.mean(port.argmax(1) == ref.argmax(1))) if logits and tol is None else None
+    top1 = float(np.mean(port.argmax(1) == ref.argmax(1))) if logits and not feature_map else None
     return Agreement(what, max_abs, max_abs / scale, top1, tol)

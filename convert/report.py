@@ -26,7 +26,7 @@ def print_summary(console, result: ConversionResult) -> None:
         ("input range", [f"{m['input_range']}" + (f", x·{m['preprocess']['scale'][0]:.4g}{m['preprocess']['offset'][0]:+g}"
                                                    " inside" if m.get("preprocess") else "") for m in metas]),
         ("dropped", [", ".join(m.get("dropped") or []) or "–" for m in metas]),
-        ("head", [_head(m) for m in metas]),
+        ("head", [head_text(m) for m in metas]),
         ("BN eps", [_fmt_counts(b["eps"] for b in m["bn"].values()) for m in metas]),
         ("BN momentum", [_fmt_counts(b["momentum"] for b in m["bn"].values()) + f" ({m['momentum_from']})" for m in metas]),
         ("BN statistics", ["folded (eval only)" if m["bn_folded"] else "kept" for m in metas]),
@@ -56,7 +56,7 @@ def print_summary(console, result: ConversionResult) -> None:
             console.print(f"[yellow]note ({p.via}):[/] {note}")
 
 
-def _head(meta: dict) -> str:
+def head_text(meta: dict) -> str:
     """What follows the backbone, as the port applies it."""
     head = meta["head"]
     pool = {"avg": "avg pool", "max": "max pool", None: "no pooling"}[head["pool"]]

@@ -57,21 +57,21 @@ def _row(label: str, src: Path, via: str, out_dir: Path) -> str:
     seconds = time.perf_counter() - t0
     if code != 0:
         line = next((x for x in err.getvalue().splitlines() if x.startswith("error:")), f"exit {code}")
-        reason = line.split(": ", 2)[-1] if line.startswith("error:") else line
-        return f"| {label} | {via} | exit {code}: {reason[:110]} | – | – | – | – |"
+        reason = line.split(f"{src}: ", 1)[-1]
+        reason = reason.rsplit("; ", 1)[-1] if len(reason) > 150 else reason  # the way out, where it is given
+        return f"| {label} | {via} | exit {code}: {reason[:160]} | – | – | – | – |"
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         pcode = parity_main(["check", str(out), "--probes", "4"])
     cert = certificate.read(out) if pcode == 0 else None
     _, meta = checkpoint.load(out)
-    head = meta["head"]
-    head_text = {"classifier": f"classifier ({meta['num_classes']}, {head['classifier']['activation']})",
-                 "head": "own: " + " → ".join(f"Dense({x['out']}, {x['activation']})" for x in head["layers"]),
-                 "pooled": "none (pooled features)", "feature_map": "none (feature map)"}[head["output"]]
+    from convert.report import head_text
+
+    head = head_text(meta)
     pre = meta.get("preprocess")
     carried = (f"x·{pre['scale'][0]:.4g}{pre['offset'][0]:+g}, input {meta['input_range']}" if pre else "–")
     modes = ", ".join(cert["modes_passed"]) if cert else f"parity exit {pcode}"
     return (f"| {label} | {via} | yes ({seconds:.0f} s) | {modes} | {carried} | "
-            f"{', '.join(meta.get('dropped') or []) or '–'} | {head['pool'] or '–'}; {head_text} |")
+            f"{', '.join(meta.get('dropped') or []) or '–'} | {head} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,11 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     zoo = Zoo(root / "files")
     (root / "files").mkdir(exist_ok=True)
     print("| source form (written by its own tool) | path | converts | parity certifies | preprocessing carried "
-          "| dropped | pooling; head |")
+          "| dropped | pooling → head |")
     print("|---|---|---|---|---|---|---|")
     t0 = time.perf_counter()
     for label, kind, version, form in FORMS:
-        src, _ = zoo.get(kind, version, form)
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras 3's export() prints its signature
+            src, _ = zoo.get(kind, version, form)
         for via in args.via:
             print(_row(label, src, via, root), flush=True)
     print(f"\nmeasured by `scripts/forms_table.py` in {time.perf_counter() - t0:.0f} s (alpha 0.35, 96x96)")

@@ -78,6 +78,8 @@ def _port_vs_source(src, built, out) -> float:
     Keras model where there is one, else the source run as itself (TF graph). Relative to max |output|, or
     for a single Dense head to what it sums (convert.path_result.dense_scale: a bias-dominated regression
     output is a small difference of larger terms)."""
+    import torch
+
     from backbones.ported import load
     from convert.probe import agreement
     from convert.sources import load_source
@@ -96,7 +98,7 @@ def _port_vs_source(src, built, out) -> float:
     model = load(out)
     got = torch_outputs(model, x)
     scale = None
-    if model.classifier_activation is not None and "pooled" in got:
+    if isinstance(model.classifier_activation, torch.nn.Identity) and "pooled" in got:  # a sum, not a probability
         w, b = (t.detach().numpy().astype(np.float64) for t in (model.classifier[-1].weight, model.classifier[-1].bias))
         scale = float((np.abs(got["pooled"]) @ np.abs(w).T + np.abs(b)).max())
     return agreement("port vs source", got["output"], np.asarray(want).reshape(got["output"].shape), scale=scale).rel
