@@ -292,6 +292,8 @@ def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 4) -> tuple[np.ndarr
             for i in range(0, len(x_nhwc), batch):
                 chunk = x_nhwc[i : i + batch]
                 y = model(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2))))
+                if y.ndim == 4:  # a feature map (a feature extractor's output): compared in TF's NHWC order
+                    y = y.permute(0, 2, 3, 1)
                 outputs.append(y.reshape(len(chunk), -1).numpy())  # MMdnn's squeeze drops a batch of 1
                 logits.append(last[0].reshape(len(chunk), -1).numpy())
     finally:

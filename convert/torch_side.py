@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,25 @@ class WorkerSide:
         child.close()
         self._sent = self._received = 0
         self._answers: dict[int, tuple[str, Any]] = {}
+        self._gone: str | None = None  # why the worker's answers stopped, once they have
+        self._arrived = threading.Condition()
+        # answers are read as they come, so that the worker never blocks sending a large one (a feature
+        # map) while this process blocks sending it the next large request: both would wait forever
+        threading.Thread(target=self._read, name="tfport-torch-answers", daemon=True).start()
         self.submit("warm_up")  # answered once torch is in; nobody waits for it
+
+    def _read(self) -> None:
+        while True:
+            try:
+                answer = self.conn.recv()
+            except (EOFError, OSError) as e:
+                with self._arrived:
+                    self._gone = str(e) or type(e).__name__
+                    self._arrived.notify_all()
+                return
+            with self._arrived:
+                self._answers[self._received], self._received = answer, self._received + 1
+                self._arrived.notify_all()
 
     def submit(self, name: str, *args: Any) -> Callable[[], Any]:
         """Send a request now; the returned callable waits for its answer."""
@@ -150,14 +169,13 @@ class WorkerSide:
         return lambda: self._result(ticket)
 
     def _result(self, ticket: int) -> Any:
-        while ticket not in self._answers:
-            try:
-                answer = self.conn.recv()
-            except (EOFError, OSError) as e:
-                self.proc.join(2)
-                raise RuntimeError(f"tfport's torch worker stopped (exit code {self.proc.exitcode}): {e}") from None
-            self._answers[self._received], self._received = answer, self._received + 1
-        status, value = self._answers.pop(ticket)
+        with self._arrived:
+            while ticket not in self._answers:
+                if self._gone is not None:
+                    self.proc.join(2)
+                    raise RuntimeError(f"tfport's torch worker stopped (exit code {self.proc.exitcode}): {self._gone}")
+                self._arrived.wait(0.5)  # short waits: a time bound's interrupt gets through
+            status, value = self._answers.pop(ticket)
         if status == "fail":
             raise TfportError(value)
         if status == "error":

@@ -56,10 +56,13 @@ def _row(label: str, src: Path, via: str, out_dir: Path) -> str:
         code = convert_main(["tf2torch", str(src), "-o", str(out), "--via", via])
     seconds = time.perf_counter() - t0
     if code != 0:
-        line = next((x for x in err.getvalue().splitlines() if x.startswith("error:")), f"exit {code}")
+        line = next((x for x in err.getvalue().splitlines() if x.startswith("error:")),
+                    "the port does not reproduce the source")
         reason = line.split(f"{src}: ", 1)[-1]
-        reason = reason.rsplit("; ", 1)[-1] if len(reason) > 150 else reason  # the way out, where it is given
-        return f"| {label} | {via} | exit {code}: {reason[:160]} | – | – | – | – |"
+        if len(reason) > 160:  # the cause, then the way out where one is given
+            first, _, last = reason.partition("; ")
+            reason = first[:90] + (" … " + last.rsplit("; ", 1)[-1][:70] if last else "…")
+        return f"| {label} | {via} | exit {code}: {reason} | – | – | – | – |"
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         pcode = parity_main(["check", str(out), "--probes", "4"])
     cert = certificate.read(out) if pcode == 0 else None

@@ -161,8 +161,8 @@ def test_parity_agrees_with_convert(ported, case, classes, output, preprocess):
 
 # MMdnn 0.3.1 emits no RealDiv/Sub: where the model preprocesses itself MMdnn is given the graph after
 # that, and the port applies the source's affine; its own head and pooling come from the source too
-MMDNN = {k: CONVERTS[k] for k in ("tutorial-k2-h5", "tutorial-k3-keras", "features_avg-k2-h5", "regression-k3-keras",
-                                  "tf1-keras-pb")}
+MMDNN = {k: CONVERTS[k] for k in ("tutorial-k2-h5", "tutorial-k3-keras", "features_avg-k2-h5", "features_none-k3-keras",
+                                  "regression-k3-keras", "tf1-keras-pb")}
 
 
 @pytest.mark.parametrize("case,classes,output,preprocess", list(MMDNN.values()), ids=list(MMDNN))
