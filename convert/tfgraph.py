@@ -79,6 +79,7 @@ class GraphReader:
         self.ph = None
         self.hw: tuple[int, int] | None = None
         self._sess = None
+        self._tf_graph = None
 
     # --- helpers -------------------------------------------------------------------------
     def producer(self, inp: str):
@@ -211,9 +212,9 @@ class GraphReader:
         return axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [1, 2]
 
     # --- static shapes and evaluation in TF ---------------------------------------------------
-    def _session(self):
-        """The graph imported once (input size fixed), for static shapes and constant evaluation."""
-        if self._sess is None:
+    def _graph(self):
+        """The graph imported once (input size fixed): TF's static shapes. No session unless one is run."""
+        if self._tf_graph is None:
             import tensorflow as tf
 
             gd = type(self.gd)()
@@ -230,18 +231,27 @@ class GraphReader:
             except (ValueError, TypeError, KeyError, tf.errors.OpError) as e:
                 raise fail(f"{self.where}: TensorFlow cannot import the graph ({type(e).__name__}: "
                            f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
-            self._sess = tf.compat.v1.Session(graph=graph)
+            self._tf_graph = graph
+        return self._tf_graph
+
+    def _session(self):
+        """A session on that graph, made only where something must be evaluated (preprocessing, Keras 3 BN)."""
+        if self._sess is None:
+            import tensorflow as tf
+
+            self._sess = tf.compat.v1.Session(graph=self._graph())
         return self._sess
 
     def shape(self, inp: str) -> tuple[int | None, ...] | None:
         """TF's static shape of a tensor at the graph's input size (shape inference, no hand propagation)."""
-        t = self._session().graph.get_tensor_by_name(inp.lstrip("^") if ":" in inp else inp + ":0")
+        t = self._graph().get_tensor_by_name(inp.lstrip("^") if ":" in inp else inp + ":0")
         return None if t.shape.rank is None else tuple(t.shape.as_list())
 
     def close(self) -> None:
         if self._sess is not None:
             self._sess.close()
             self._sess = None
+        self._tf_graph = None
 
     def _input_affine(self, first_conv) -> InputAffine | None:
         """What the graph does between its input and the first convolution, measured: a per-channel affine
