@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from convert.errors import fail
-
 from convert.argtypes import ALPHAS, FORMS  # noqa: F401  (re-exported: the CLI reads them without numpy)
+from convert.errors import fail
+from convert.sources.keras_files import flat_layers as _flat_layers
 
 
 @dataclass(frozen=True)
@@ -73,14 +73,6 @@ def _smooth_images(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarr
     xs = np.linspace(0, coarse.shape[2] - 1, w).round().astype(int)
     img = coarse[:, ys][:, :, xs]
     return np.clip(img + rng.normal(0, 0.1, img.shape).astype(np.float32), -1, 1)
-
-
-def _flat_layers(model):
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _flat_layers(layer)
-        else:
-            yield layer
 
 
 def keras2_model(spec: SampleSpec):

@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from convert.sources.keras_files import flat_layers
+
 
 @dataclass(frozen=True)
 class Built:
@@ -67,18 +69,10 @@ def calibrate(model, size: int, input_range: tuple[float, float], seed: int) -> 
         c = g.shape[0]
         bn.set_weights([g, b, m + rng.normal(0, 0.05, c).astype(np.float32),
                         v * rng.uniform(0.8, 1.25, c).astype(np.float32)])
-    for layer in _flat(model):
+    for layer in flat_layers(model):
         if layer.__class__.__name__ == "Dense":
             w, bias = layer.get_weights()
             layer.set_weights([w, rng.normal(0, 0.1, bias.shape).astype(np.float32)])
-
-
-def _flat(model):
-    for layer in model.layers:
-        if getattr(layer, "layers", None):
-            yield from _flat(layer)
-        else:
-            yield layer
 
 
 def _base(K, size: int, alpha: float, **kw):
