@@ -41,6 +41,39 @@ def _keep_batchnorm() -> Iterator[None]:
             b2b._func_map[key] = handler
 
 
+@contextlib.contextmanager
+def collect_between_optimizers() -> Iterator[None]:
+    """Free each discarded graph copy before tf2onnx's next optimizer pass.
+
+    tf2onnx's optimize_graph deep-copies the whole graph (weights included) before every optimizer;
+    the copies it drops hold reference cycles, so they wait for a full collection that rarely comes:
+    at 224 px they added ~0.65 GB to conversion's peak. Objects alive before the conversion (TF's
+    modules) are frozen out of the collector meanwhile, which makes each collection cheap (the
+    conversion got faster, 1.96 -> 1.53 s, not slower)."""
+    import gc
+
+    from tf2onnx import optimizer
+
+    originals = dict(optimizer._optimizers)
+
+    def collected(factory):
+        def make():
+            gc.collect()
+            return factory()
+        return make
+
+    gc.collect()
+    gc.freeze()
+    for name, factory in originals.items():
+        optimizer._optimizers[name] = collected(factory)
+    try:
+        yield
+    finally:
+        optimizer._optimizers.clear()
+        optimizer._optimizers.update(originals)
+        gc.unfreeze()
+
+
 def tf_to_onnx(graph_def, input_name: str, output_name: str, keep_bn: bool = True):
     """Convert a frozen GraphDef with tf2onnx (same steps as tf2onnx.convert.from_graph_def)."""
     import tensorflow as tf
@@ -51,7 +84,7 @@ def tf_to_onnx(graph_def, input_name: str, output_name: str, keep_bn: bool = Tru
     with tf.Graph().as_default() as g, tf_loader.tf_session(graph=g):
         tf.import_graph_def(graph_def, name="")
         frozen = tf_loader.tf_optimize(ins, outs, graph_def)
-    with _keep_batchnorm() if keep_bn else contextlib.nullcontext():
+    with _keep_batchnorm() if keep_bn else contextlib.nullcontext(), collect_between_optimizers():
         model, _ = _convert_common(frozen, name="mobilenet_v2", continue_on_error=False, opset=OPSET,
                                    input_names=ins, output_names=outs)
     return model
@@ -80,13 +113,14 @@ class OrtRunner:
                 model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        opts.enable_mem_pattern = False  # its plan preallocates for the whole batch: +0.1 GB at 16 x 224 px
         self.sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         inp = self.sess.get_inputs()[0]
         self.input = inp.name
         self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
     def run(self, x: np.ndarray, fetches: list[str]) -> list[np.ndarray]:
-        step = self.batch or 16
+        step = self.batch or 4  # small batches: peak memory flat in the probe count, no slower on CPU
         outs: list[list[np.ndarray]] = [[] for _ in fetches]
         for i in range(0, len(x), step):
             res = self.sess.run(fetches, {self.input: x[i : i + step]})

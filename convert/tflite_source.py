@@ -487,10 +487,10 @@ def tflite_to_onnx(path: str | Path, opset: int | None = None):
     as Clip(0, 6), and NHWC input as one Transpose to NCHW before the first Conv."""
     from tf2onnx.convert import from_tflite
 
-    from convert.onnx_path import OPSET, check_onnx
+    from convert.onnx_path import OPSET, check_onnx, collect_between_optimizers
 
     _read_bytes(path, str(path))
-    with _quiet_tflite():
+    with _quiet_tflite(), collect_between_optimizers():
         model, _ = from_tflite(str(path), opset=opset or OPSET)
     check_onnx(model)
     return model
