@@ -1,0 +1,58 @@
+"""The semantic checks one by one, on small modules and a source description: no TF, no conversion.
+
+Each builds the context a check reads (`parity.run._Ctx`'s fields) around a module a user could hold."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from parity.checks import CHECKS
+from parity.run import _measure_momentum
+
+
+def _ctx(module: torch.nn.Module, n_source_bns: int, decay: float = 0.999):
+    source = types.SimpleNamespace(spec=types.SimpleNamespace(bns=[types.SimpleNamespace(decay=decay)] * n_source_bns))
+    return types.SimpleNamespace(candidate=types.SimpleNamespace(module=module), source=source, points=[],
+                                 measured_momentum=_measure_momentum(module))
+
+
+class _UpdatesUnlikeDeclared(torch.nn.BatchNorm2d):
+    """Declares one momentum, applies another (a hand-written BN an emitter might produce)."""
+
+    def forward(self, x):
+        return torch.nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                              self.training, 0.1, self.eps)
+
+
+def _bns(*layers: torch.nn.Module) -> torch.nn.Sequential:
+    return torch.nn.Sequential(*layers).eval()
+
+
+def test_no_batchnorm_is_a_clear_failure_not_a_traceback():
+    """An onnx2torch model without BatchNorm: nothing to measure (was a TypeError formatting None)."""
+    res = CHECKS["bn_momentum"](_ctx(_bns(torch.nn.Conv2d(3, 8, 3)), 3))
+    assert not res.passed and "cannot be compared" in res.evidence and "nor measured" in res.evidence
+
+
+def test_faithful_momentum_passes_with_per_layer_measurement():
+    res = CHECKS["bn_momentum"](_ctx(_bns(*(torch.nn.BatchNorm2d(4, momentum=0.001) for _ in range(3))), 3))
+    assert res.passed, res
+    assert "measured 0.001" in res.evidence
+
+
+def test_a_later_layer_updating_unlike_it_declares_is_named():
+    """Only min() over layers against the first layer's declaration let this pass."""
+    mods = [torch.nn.BatchNorm2d(4, momentum=0.001), torch.nn.BatchNorm2d(4, momentum=0.001),
+            _UpdatesUnlikeDeclared(4, momentum=0.001)]
+    res = CHECKS["bn_momentum"](_ctx(_bns(*mods), 3))
+    assert not res.passed and "first 2 declares momentum 0.001" in res.evidence and "0.1×" in res.evidence
+    assert res.details["layers"] == ["2"]
+
+
+@pytest.mark.parametrize("n_source", [2, 4], ids=["fewer-in-source", "more-in-source"])
+def test_layer_count_differs(n_source):
+    res = CHECKS["bn_momentum"](_ctx(_bns(*(torch.nn.BatchNorm2d(4, momentum=0.001) for _ in range(3))), n_source))
+    assert not res.passed and "candidate has 3 BatchNorm modules" in res.evidence
