@@ -54,3 +54,43 @@ def positive_seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r}: need a positive, finite number of seconds")
     return value
+
+
+def _number(kind, text: str, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts (--probes, --classes): at least 1."""
+    value = _number(int, text, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: need at least 1")
+    return value
+
+
+def seed_number(text: str) -> int:
+    """argparse type for --seed: numpy's seeded generators take a non-negative integer."""
+    value = _number(int, text, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need a seed of 0 or more")
+    return value
+
+
+def tolerance(text: str) -> float:
+    """argparse type for --atol/--rtol: a finite number of 0 or more."""
+    value = _number(float, text, "a number")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: need a finite tolerance of 0 or more")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors are bad input: one line `error: ...` and exit 2, before any work starts (argparse
+    would print its usage block first). Subparsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"error: {self.prog}: {message} (see --help)\n")
+        sys.exit(2)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convert.argtypes import DEFAULT_PROBES, HelpFormatter, positive_seconds
+from convert.argtypes import DEFAULT_PROBES, HelpFormatter, Parser, positive_int, positive_seconds, seed_number
 from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
 from convert.errors import TfportError
-from convert.quiet import quiet_frameworks
+from convert.quiet import add_verbose_flag, quiet_frameworks
 
 EPILOG = """examples:
   python -m convert sample samples/                     # every sample form, alpha 1.0, 224x224
@@ -47,7 +47,7 @@ def _console():
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    quiet_frameworks()
+    quiet_frameworks(args.verbose)
     from convert.sample import SampleSpec, write_samples
 
     console = _console()
@@ -61,7 +61,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_tf2torch(args: argparse.Namespace) -> int:
-    quiet_frameworks()
+    quiet_frameworks(args.verbose)
     from convert import pipeline
     from convert.report import print_summary
 
@@ -84,7 +84,7 @@ def cmd_tf2torch(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    quiet_frameworks()
+    quiet_frameworks(args.verbose)
     from convert.pipeline import REL_TOL
     from convert.repair import repair
 
@@ -105,7 +105,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from convert.argtypes import ALPHAS, FORMS
 
-    parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0],
+    parser = Parser(prog="python -m convert", description=__doc__.splitlines()[0],
                                      epilog=EPILOG, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=1.0, choices=ALPHAS)
     p.add_argument("--size", type=parse_size, default=(224, 224), help="H or HxW (default 224)")
     p.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
-    p.add_argument("--classes", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classes", type=positive_int, default=1000)
+    p.add_argument("--seed", type=seed_number, default=0)
+    add_verbose_flag(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("tf2torch", help="convert a TF MobileNetV2 to a verified PyTorch checkpoint", epilog=EPILOG,
@@ -125,11 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, default="ported.pth")
     p.add_argument("--via", choices=("onnx", "mmdnn", "both"), default="onnx")
     p.add_argument("--input-size", type=parse_size, default=None, help="HxW, where the graph leaves it open")
-    p.add_argument("--probes", type=int, default=DEFAULT_PROBES,
+    p.add_argument("--probes", type=positive_int, default=DEFAULT_PROBES,
                    help="seeded probe inputs compared against TF (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     p.add_argument("--timeout", type=positive_seconds, default=None, help=TIMEOUT_HELP)
+    add_verbose_flag(p)
     p.set_defaults(func=cmd_tf2torch)
 
     p = sub.add_parser("repair", help="rebuild any port as the canonical backbone with the source's semantics",
@@ -138,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+    add_verbose_flag(p)
     p.set_defaults(func=cmd_repair)
     return parser
 

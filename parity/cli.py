@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convert.argtypes import HelpFormatter, positive_seconds
+from convert.argtypes import HelpFormatter, Parser, positive_int, positive_seconds, seed_number, tolerance
 from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
 from convert.errors import TfportError
+from convert.quiet import add_verbose_flag
 
 EPILOG = """examples:
   python -m parity check ported.pth                      # source found from the checkpoint's metadata
@@ -30,7 +31,7 @@ def _against(text: str) -> tuple[str, ...]:
 def cmd_check(args: argparse.Namespace) -> int:
     from convert.quiet import quiet_frameworks
 
-    quiet_frameworks()
+    quiet_frameworks(args.verbose)
     from rich.console import Console
 
     from parity import certificate, report
@@ -76,7 +77,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__.splitlines()[0], epilog=EPILOG,
+    parser = Parser(prog="python -m parity", description=__doc__.splitlines()[0], epilog=EPILOG,
                                      formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="check a port against its TF source", epilog=EPILOG,
@@ -84,10 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ported", type=Path, help="ported.pth, a torchvision state dict, MMdnn's emitted .py, or an .onnx")
     p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
     p.add_argument("--against", type=_against, default=("tf", "onnx", "torchvision"))
-    p.add_argument("--atol", type=float, default=1e-5)
-    p.add_argument("--rtol", type=float, default=1e-4)
-    p.add_argument("--probes", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--atol", type=tolerance, default=1e-5)
+    p.add_argument("--rtol", type=tolerance, default=1e-4)
+    p.add_argument("--probes", type=positive_int, default=8)
+    p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--json", type=Path)
     p.add_argument("--junit", type=Path)
     p.add_argument("--html", type=Path, help="folder for index.html and per_layer_error.png")
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run code the source file carries (Keras Lambda, custom classes); refused by default")
     p.add_argument("--timeout", type=positive_seconds, default=None,
                    help="bound in seconds for each stage (load, parity); default scales with the model")
+    add_verbose_flag(p)
     p.set_defaults(func=cmd_check)
     return parser
 
