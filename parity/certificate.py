@@ -1,8 +1,10 @@
 """The parity certificate: bound to the checkpoint's sha256, read by the trainer's gate.
 
 Written beside the checkpoint as `<checkpoint>.parity.json` only when parity passes. It records the
-tolerances, the modes that passed (a port whose BN statistics were folded is certified for eval-mode
-BN only), the BN momentum and its half-life in steps, and the tool version.
+tolerances and the references compared against, the modes that passed (a port whose BN statistics were
+folded is certified for eval-mode BN only), the BN momentum and its half-life in steps, and the tool
+version. The gate accepts only what the defaults certify: a pass at looser tolerances, or without the
+TF source as a reference, is a pass of a weaker claim than "this port computes what TF computes".
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from convert.atomic import write_text
 from convert.errors import TfportError
 
 SUFFIX = ".parity.json"
+VERSION = 2  # 2 records the references and the train-mode tolerances
 
 
 class GateError(Exception):
@@ -30,10 +33,12 @@ def path_for(ckpt: str | Path) -> Path:
 
 def write(report, ckpt: str | Path) -> Path:
     cert = {
-        "format": "tfport.parity-certificate", "version": 1,
+        "format": "tfport.parity-certificate", "version": VERSION,
         "checkpoint": {"name": Path(ckpt).name, "sha256": report.candidate["sha256"]},
         "source": {"path": report.source["path"], "sha256": report.source["sha256"]},
-        "tolerances": {"atol": report.config["atol"], "rtol": report.config["rtol"]},
+        "tolerances": {"atol": report.config["atol"], "rtol": report.config["rtol"],
+                       "train_atol": report.config["train_atol"], "train_rtol": report.config["train_rtol"]},
+        "references": list(report.config["against"]),
         "modes_passed": report.modes_passed,
         "bn": {"folded": report.candidate["bn_folded"], "momentum": report.hazard["bn_momentum"],
                "half_life_steps": report.hazard["half_life_steps"]},
@@ -71,7 +76,34 @@ def check_for_training(ckpt_path: str | Path, bn_mode: str) -> dict[str, Any]:
     modes = cert.get("modes_passed") or []
     if "eval" not in modes:
         raise GateError(f"{ckpt_path}: parity did not pass")
+    weaker = weaker_than_defaults(cert, bn_mode)
+    if weaker:
+        raise GateError(f"{ckpt_path}: the parity certificate does not certify what the trainer needs: {weaker}; "
+                        f"re-run `python -m parity check {ckpt_path}` with the default tolerances and references")
     if bn_mode == "train" and "train" not in modes:
         raise GateError(f"{ckpt_path}: certified for eval-mode BatchNorm only (BN statistics folded or train mode "
                         "not verified); use --bn eval")
     return cert
+
+
+def weaker_than_defaults(cert: dict[str, Any], bn_mode: str) -> str:
+    """Why `cert` certifies less than a default `parity check` does ("" where it does not): tolerances
+    looser than the defaults (in train mode too, where BN trains), or no comparison against the TF source."""
+    from parity.metrics import EVAL_TOL, TRAIN_TOL
+
+    refs = cert.get("references")
+    if not isinstance(refs, list):
+        return "it records no references (made by an older tfport)"
+    if "tf" not in refs:
+        return f"made without the TF source as a reference (--against {','.join(map(str, refs))})"
+    tol = cert.get("tolerances") if isinstance(cert.get("tolerances"), dict) else {}
+    limits = {"atol": EVAL_TOL.atol, "rtol": EVAL_TOL.rtol}
+    if bn_mode == "train":
+        limits |= {"train_atol": TRAIN_TOL.atol, "train_rtol": TRAIN_TOL.rtol}
+    for key, limit in limits.items():
+        value = tol.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"it records no {key}"
+        if not value <= limit:
+            return f"made at {key} {value:g}, looser than the default {limit:g}"
+    return ""

@@ -12,7 +12,7 @@ import numpy as np
 
 from convert.errors import fail
 from parity.checks import CHECKS, CheckResult, half_life
-from parity.metrics import PointResult, Tolerance, compare
+from parity.metrics import EVAL_TOL, TRAIN_TOL, PointResult, Tolerance, compare
 from parity.points import Capture, Point, points_for, tf_tensors_for
 
 TOOL_VERSION = "0.1.0"
@@ -21,10 +21,8 @@ REFERENCES = ("tf", "onnx", "torchvision")
 
 @dataclass(frozen=True)
 class ParityConfig:
-    tol: Tolerance = Tolerance()
-    # Train mode normalises with batch statistics, which TF's FusedBatchNorm (training) and PyTorch
-    # compute differently in float32: correct ports measured max|Δ|/max|ref| <= 6.6e-4 (224, batch 8).
-    train_tol: Tolerance = Tolerance(atol=1e-4, rtol=2e-3)
+    tol: Tolerance = EVAL_TOL
+    train_tol: Tolerance = TRAIN_TOL  # batch statistics: see parity.metrics
     probes: int = 8
     seed: int = 0
     against: tuple[str, ...] = REFERENCES

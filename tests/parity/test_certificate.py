@@ -1,0 +1,66 @@
+"""The certificate says what it certifies, and the gate accepts only what a default `parity check` certifies.
+
+A pass at `--atol 1 --rtol 1`, or `--against onnx` (no TF), is a pass of a weaker claim; these used to
+train like any other."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from parity import certificate
+
+DEFAULT = {"atol": 1e-5, "rtol": 1e-4, "train_atol": 1e-4, "train_rtol": 2e-3,
+           "against": ["tf", "onnx", "torchvision"], "tool_version": "test"}
+
+
+def _certified(tmp_path, modes=("eval", "train"), **config):
+    from convert.checkpoint import sha256_file
+
+    ckpt = tmp_path / "ported.pth"
+    ckpt.write_bytes(b"weights")
+    report = types.SimpleNamespace(
+        candidate={"sha256": sha256_file(ckpt), "bn_folded": False}, source={"path": "s.h5", "sha256": "0" * 64},
+        config={**DEFAULT, **config}, modes_passed=list(modes), hazard={"bn_momentum": 0.001, "half_life_steps": 692.8})
+    certificate.write(report, ckpt)
+    return ckpt
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "train"])
+def test_default_certificate_is_accepted(tmp_path, bn_mode):
+    cert = certificate.check_for_training(_certified(tmp_path), bn_mode)
+    assert cert["references"] == ["tf", "onnx", "torchvision"] and cert["tolerances"]["rtol"] == 1e-4
+
+
+WEAKER = {  # config -> BN mode -> words the refusal must carry
+    "atol-1": ({"atol": 1.0}, "eval", "atol 1, looser than the default 1e-05"),
+    "rtol-1": ({"rtol": 1.0}, "eval", "rtol 1, looser than the default 0.0001"),
+    "no-tf": ({"against": ["onnx", "torchvision"]}, "eval", "without the TF source as a reference"),
+    "train-rtol": ({"train_rtol": 0.5}, "train", "train_rtol 0.5, looser"),
+}
+
+
+@pytest.mark.parametrize("case", list(WEAKER), ids=list(WEAKER))
+def test_weaker_certificate_is_refused_naming_why(tmp_path, case):
+    config, bn_mode, words = WEAKER[case]
+    ckpt = _certified(tmp_path, **config)
+    with pytest.raises(certificate.GateError) as e:
+        certificate.check_for_training(ckpt, bn_mode)
+    assert words in str(e.value) and e.value.exit_code == 1
+
+
+def test_train_tolerance_does_not_matter_for_eval_mode_bn(tmp_path):
+    certificate.check_for_training(_certified(tmp_path, train_rtol=0.5), "eval")
+
+
+def test_older_certificate_without_references_is_refused(tmp_path):
+    import json
+
+    ckpt = _certified(tmp_path)
+    path = certificate.path_for(ckpt)
+    cert = json.loads(path.read_text())
+    del cert["references"]
+    path.write_text(json.dumps(cert))
+    with pytest.raises(certificate.GateError, match="records no references"):
+        certificate.check_for_training(ckpt, "eval")
