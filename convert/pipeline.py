@@ -32,7 +32,7 @@ class ConversionResult:
 
     @property
     def ok(self) -> bool:
-        return all(p.ok for p in self.paths) and all(a.ok(1e-6) for a in self.cross)
+        return bool(self.paths) and all(p.ok for p in self.paths) and all(a.ok(1e-6) for a in self.cross)
 
 
 def _via_onnx(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Progress, side) -> PathResult:

@@ -52,6 +52,8 @@ def agreement(what: str, port: np.ndarray, ref: np.ndarray, logits: bool = False
     or a head of the source's own has summed them with cancellation: FEATURE_MAP_TOL applies. `scale`: the
     size of what was summed into `ref` (a Dense layer's sum of |w·x| + |b|), where that exceeds |ref|."""
     tol = FEATURE_MAP_TOL if feature_map or elementwise else None
+    if not np.size(ref):  # nothing compared is no agreement
+        return Agreement(what, float("inf"), float("inf"), 0.0 if logits else None, tol)
     port = np.asarray(port, np.float64).reshape(len(port), -1)
     ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
     if port.shape != ref.shape:

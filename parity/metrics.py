@@ -64,9 +64,10 @@ def compare(point: str, reference: str, mode: str, cand: np.ndarray, ref: np.nda
     """Compare as given: same layout, no permutation is ever tried to make shapes or values fit.
 
     One pass over both arrays in float64 chunks: max|Δ| and where, mean|Δ|, ‖Δ‖/‖ref‖, cosine, max|ref|.
-    NaN or Inf anywhere makes max|Δ| non-finite, which fails the point."""
+    NaN or Inf anywhere makes max|Δ| non-finite, which fails the point; so does a comparison of nothing
+    (no elements: a capture that never happened is not agreement)."""
     cand, ref = np.asarray(cand), np.asarray(ref)
-    if cand.shape != ref.shape:
+    if cand.shape != ref.shape or not ref.size:
         return PointResult(point, reference, mode, tuple(cand.shape), float("inf"), float("inf"), float("inf"),
                            0.0, (), tol.bound(ref), False)
     s = _Sums.of(cand.reshape(-1), ref.reshape(-1))
