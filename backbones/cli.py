@@ -146,7 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from convert.quiet import quiet_tensorflow_import
     from parity.certificate import GateError
+
+    quiet_tensorflow_import()  # TF's C++ start-up lines, should anything here import it
 
     try:
         args = build_parser().parse_args(argv)
