@@ -74,7 +74,7 @@ def bn_eps(ctx) -> CheckResult:
 
 
 def _summary(values) -> str:
-    u = sorted(set(values))
+    u = sorted({float(f"{v:.4g}") for v in values})  # measured factors differ in float32 noise only
     return ", ".join(f"{v:g}" for v in u[:4])
 
 
@@ -89,26 +89,36 @@ def half_life(momentum: float) -> float:
 
 @check("bn_momentum")
 def bn_momentum(ctx) -> CheckResult:
-    """Momentum semantics: 0 = stats never move; >= 0.5 = TF decay copied; faithful = 1 - decay."""
+    """Momentum semantics per BN layer: 0 = stats never move; >= 0.5 = TF decay copied; faithful = 1 - decay;
+    and what one train-mode step of each layer really applies equals what it declares."""
     expected = [1.0 - (b.decay if b.decay is not None else 0.999) for b in ctx.source.spec.bns]
     mods = _bn_modules(ctx)
     cand = [m.momentum for _, m in mods]
-    measured = ctx.measured_momentum
+    measured = ctx.measured_momentum or []  # per BN module, in module order
     hl = half_life(min((c for c in cand if c is not None), default=0.0))
     details = {"expected": _summary(expected), "declared": _summary([c for c in cand if c is not None]),
-               "measured_one_step": measured, "half_life_steps": hl}
+               "measured_one_step": _summary(measured) if measured else None, "half_life_steps": hl}
+    if not mods or len(cand) != len(expected):
+        return CheckResult("bn_momentum", False, f"candidate has {len(cand)} BatchNorm modules, the source "
+                           f"{len(expected)}: momentum cannot be compared layer by layer" +
+                           ("" if mods else ", nor measured"),
+                           cause="BatchNorm missing or folded into the convolutions: in train mode nothing "
+                                 "normalises with batch statistics as the source does",
+                           fix=REPAIR, point=_point_of_bn(ctx, 0), details=details)
     if any(c is None for c in cand):
         return CheckResult("bn_momentum", False, "BN momentum None (cumulative average): not TF's exponential decay",
                            cause="momentum=None makes running stats a cumulative average",
                            fix=f"set momentum={expected[0]:g}; {REPAIR}", point=_point_of_bn(ctx, 0), details=details)
     zero = [i for i, c in enumerate(cand) if c == 0.0]
     if zero:
+        moved = measured[zero[0]] if zero[0] < len(measured) else None
         return CheckResult("bn_momentum", False,
                            f"{len(zero)}/{len(cand)} BatchNorms have momentum=0.0"
-                           + (f"; one train-mode step moved the running mean by {measured:g}×(batch − running)" if measured is not None else ""),
+                           + (f"; one train-mode step moved the running mean by {moved:g}×(batch − running)"
+                              if moved is not None else ""),
                            cause="momentum 0: in train mode the running statistics never move, so a head trained on "
                                  "batch statistics is validated on stale ones (MMdnn emits this)",
-                           fix=f"set momentum={expected[0]:g} (1 − TF decay) or keep BN in eval mode; {REPAIR}",
+                           fix=f"set momentum={expected[zero[0]]:g} (1 − TF decay) or keep BN in eval mode; {REPAIR}",
                            point=_point_of_bn(ctx, zero[0]), details=details)
     copied = [i for i, c in enumerate(cand) if c >= 0.5]
     if copied:
@@ -121,15 +131,25 @@ def bn_momentum(ctx) -> CheckResult:
     off = [i for i, (c, e) in enumerate(zip(cand, expected)) if not math.isclose(c, e, rel_tol=1e-6, abs_tol=1e-9)]
     if off:
         i = off[0]
-        return CheckResult("bn_momentum", False, f"{mods[i][0]} momentum={cand[i]:g}, faithful value 1 − decay = {expected[i]:g}",
+        return CheckResult("bn_momentum", False, f"{len(off)} BN layer(s) off: first {mods[i][0]} momentum="
+                           f"{cand[i]:g}, faithful value 1 − decay = {expected[i]:g}",
                            cause="BN momentum is not 1 − the source's decay", fix=f"set momentum={expected[i]:g}; {REPAIR}",
-                           point=_point_of_bn(ctx, i), details=details)
-    if measured is not None and not math.isclose(measured, cand[0], rel_tol=0.05, abs_tol=1e-6):
-        return CheckResult("bn_momentum", False, f"declared momentum {cand[0]:g} but one train-mode step moved the "
-                           f"running mean by {measured:g}×", cause="running statistics do not update as declared",
-                           fix=REPAIR, point=_point_of_bn(ctx, 0), details=details)
-    return CheckResult("bn_momentum", True, f"momentum {_summary(cand)} = 1 − decay; one train-mode step measured "
-                       f"{measured:g}; running statistics move halfway to new data in {hl:.0f} steps", details=details)
+                           point=_point_of_bn(ctx, i), details={**details, "layers": [mods[j][0] for j in off]})
+    if len(measured) != len(cand):
+        return CheckResult("bn_momentum", False, f"momentum {_summary(cand)} = 1 − decay as declared, but one "
+                           f"train-mode step could be measured on {len(measured)} of {len(cand)} BatchNorms",
+                           cause="the update the running statistics really receive is unknown", fix=REPAIR,
+                           point=_point_of_bn(ctx, len(measured)), details=details)
+    unlike = [i for i, (m, c) in enumerate(zip(measured, cand)) if not math.isclose(m, c, rel_tol=0.05, abs_tol=1e-6)]
+    if unlike:
+        i = unlike[0]
+        return CheckResult("bn_momentum", False, f"{len(unlike)} BN layer(s) update unlike they declare: first "
+                           f"{mods[i][0]} declares momentum {cand[i]:g} but one train-mode step moved its running "
+                           f"mean by {measured[i]:g}×", cause="running statistics do not update as declared",
+                           fix=REPAIR, point=_point_of_bn(ctx, i), details={**details, "layers": [mods[j][0] for j in unlike]})
+    return CheckResult("bn_momentum", True, f"momentum {_summary(cand)} = 1 − decay in all {len(cand)} BN layers; "
+                       f"one train-mode step of each measured {_summary(measured)}; running statistics move halfway "
+                       f"to new data in {hl:.0f} steps", details=details)
 
 
 @check("bn_statistics")

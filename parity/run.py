@@ -69,7 +69,7 @@ class _Ctx:
     source: Any
     points: list[Point]
     results: list[PointResult]
-    measured_momentum: float | None = None
+    measured_momentum: list[float] | None = None  # per BN module: what one train-mode step applies
     padding_numeric: dict | None = None
     train_skipped: str = ""
 
@@ -212,7 +212,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
         del cand_vals
     if candidate.torchvision_layout:
         ctx.padding_numeric = _padding_numeric(candidate, src_can, hw)
-        ctx.measured_momentum = _measure_momentum(cand, x_nchw[: max(batch, 2)])
+    ctx.measured_momentum = _measure_momentum(cand)
 
     if "train" in cfg.modes and candidate.torchvision_layout:
         train_ref = None if candidate.meta.get("bn_folded") else _train_reference(source, points)
@@ -247,7 +247,8 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
     mom = min((m for m in momenta if m is not None), default=0.0)
     hl = half_life(mom)
     hazard = {"bn_momentum": mom, "half_life_steps": None if math.isinf(hl) else hl,
-              "never_moves": mom == 0.0, "measured_one_step": ctx.measured_momentum}
+              "never_moves": mom == 0.0,
+              "measured_one_step": min(ctx.measured_momentum) if ctx.measured_momentum else None}
     report = ParityReport(
         candidate={"path": str(candidate.path), "kind": candidate.kind, "sha256": candidate.sha256,
                    "bn_folded": bool(candidate.meta.get("bn_folded"))},
@@ -353,16 +354,19 @@ def _padding_numeric(candidate, src_can, hw) -> dict | None:
     return {"size": f"{size[0]}x{size[1]}", "max_abs": float((a - b).abs().max())}
 
 
-def _measure_momentum(model, x_nchw=None) -> float | None:
+def _measure_momentum(model) -> list[float]:
     """One train-mode step of each BN (copies) on a batch of mean 1 from zeroed running statistics:
-    the running mean then holds exactly the update factor the module really applies."""
+    the running mean then holds exactly the update factor the module really applies. Per module, in
+    module order (any candidate: a port, MMdnn's emitted model, onnx2torch's); empty without BN."""
     import torch
 
     factors = []
-    for bn in (b for b in model.modules() if isinstance(b, torch.nn.BatchNorm2d)):
+    for bn in (b for b in model.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)):
         b = copy.deepcopy(bn).train()
+        spatial = (() if isinstance(bn, torch.nn.BatchNorm1d) else (4, 4, 4) if isinstance(bn, torch.nn.BatchNorm3d)
+                   else (4, 4))
         with torch.no_grad():
             b.running_mean.zero_()
-            b(torch.ones(4, b.num_features, 4, 4) + torch.linspace(-0.5, 0.5, 4).view(4, 1, 1, 1))
+            b(torch.ones(4, b.num_features, *spatial) + torch.linspace(-0.5, 0.5, 4).view(4, 1, *(1,) * len(spatial)))
         factors.append(float(b.running_mean.mean()))
-    return min(factors) if factors else None
+    return factors
