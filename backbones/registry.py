@@ -1,6 +1,7 @@
 """Backbones by name: each gives a feature extractor (images -> pooled features (N, C)), C, and its
-input preprocessing. torchvision models start from random init or a local state-dict file (nothing
-is downloaded); a path ending in ``.pth`` is a ported checkpoint, loaded by ``backbones.ported``.
+input preprocessing. torchvision models start from random init or a local state-dict file (.pth or
+.safetensors; nothing is downloaded); a path ending in ``.pth`` or ``.safetensors`` is a ported
+checkpoint, loaded by ``backbones.ported``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from convert.errors import fail
 if TYPE_CHECKING:
     from torch import nn
 
-PORTED_SUFFIX = ".pth"
+PORTED_SUFFIX = ".pth"  # the one `list` shows; every suffix a ported checkpoint may have:
+PORTED_SUFFIXES = (PORTED_SUFFIX, ".safetensors")  # = convert.checkpoint.SUFFIXES (torch-free import here)
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,11 @@ class Backbone:
 
 
 def is_ported(spec: str) -> bool:
-    return spec.endswith(PORTED_SUFFIX)
+    return spec.endswith(PORTED_SUFFIXES)
 
 
 def known() -> str:
-    return ", ".join([*REGISTRY, f"PATH{PORTED_SUFFIX}"])
+    return ", ".join([*REGISTRY, *(f"PATH{s}" for s in PORTED_SUFFIXES)])
 
 
 def check_name(spec: str) -> None:
@@ -103,19 +105,13 @@ def _brief(e: Exception) -> str:
 
 
 def _load_state_dict(model: nn.Module, weights: Path, name: str) -> None:
-    import pickle
-    import zipfile
+    from convert.checkpoint import load_any
+    from convert.errors import TfportError
 
-    import torch
-
-    if not weights.is_file():
-        raise fail(f"--weights {weights}: no such file")
     try:
-        sd = torch.load(weights, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise fail(f"--weights {weights}: not a readable state dict ({type(e).__name__}: {_brief(e)})") from None
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise fail(f"--weights {weights}: expected a state dict (name -> tensor) for torchvision {name}")
+        sd, _ = load_any(weights)  # convert's one safe reader: .pth (weights_only) or .safetensors
+    except TfportError as e:
+        raise fail(f"--weights {e}") from None
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:

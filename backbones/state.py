@@ -10,14 +10,13 @@ before it, in one process or several.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from convert.atomic import atomic_path
+from convert.checkpoint import torch_load
 from convert.errors import fail
 
 FORMAT = "tfport.trainer"
@@ -31,10 +30,7 @@ def save(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load(path: Path) -> dict[str, Any]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise fail(f"{path}: not a readable trainer checkpoint ({type(e).__name__})") from None
+    obj = torch_load(path, "trainer checkpoint")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("version") != VERSION:
         raise fail(f"{path}: not a tfport trainer checkpoint (version {VERSION})")
     return obj

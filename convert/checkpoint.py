@@ -12,6 +12,13 @@ refuses any pickle that would construct objects other than tensors and primitive
 The state dict alone loads into ``torchvision.models.mobilenet_v2(width_mult=alpha,
 num_classes=k)`` with ``strict=True`` (k = 0 for a feature extractor or a head of its own). In memory
 (`save`, `load`) the two dicts are one: torchvision keys plus `head.*`, as `convert.portnet` names them.
+
+A path ending in ``.safetensors`` holds the same content in safetensors: the tensors under the same keys
+(torchvision's and `head.*` side by side), and the header's string metadata
+``{"format": "tfport.ported", "version": "1", "metadata": JSON string}``.
+
+`torch_load` is the one ``torch.load`` of the project (ported checkpoints, plain state dicts, the
+trainer's checkpoint): every failure is one TfportError naming the file.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +36,8 @@ from convert.errors import fail
 
 FORMAT = "tfport.ported"
 VERSION = 1
+SAFETENSORS = ".safetensors"
+SUFFIXES = (".pth", SAFETENSORS)  # what `-o` and every reader take as a ported checkpoint
 
 
 def sha256_file(path: str | Path) -> str:
@@ -44,34 +55,120 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def is_safetensors(path: str | Path) -> bool:
+    return Path(path).suffix == SAFETENSORS
+
+
 def save(path: str | Path, state_dict: dict, metadata: dict[str, Any]) -> str:
-    """Write atomically; returns the file's sha256 (what certificates bind to)."""
+    """Write atomically (safetensors where the path ends in .safetensors); returns the file's sha256
+    (what certificates bind to)."""
     import torch
 
     from convert.portnet import head_keys, torchvision_keys
 
-    payload = {"format": FORMAT, "version": VERSION, "state_dict": torchvision_keys(state_dict),
-               "head": head_keys(state_dict), "metadata": json.dumps(metadata, sort_keys=True)}
+    text = json.dumps(metadata, sort_keys=True)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        if is_safetensors(path):
+            from safetensors.torch import save_file
+
+            tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "version": str(VERSION), "metadata": text})
+        else:
+            torch.save({"format": FORMAT, "version": VERSION, "state_dict": torchvision_keys(state_dict),
+                        "head": head_keys(state_dict), "metadata": text}, tmp)
     return sha256_file(path)
 
 
-def _torch_load(path: Path):
-    """torch.load restricted to tensors and plain containers; every failure is one TfportError."""
+def existing_file(path: str | Path, expected: str = "a checkpoint file") -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise fail(f"{p}: no such file")
+    if p.is_dir():
+        raise fail(f"{p}: is a folder; expected {expected}")
+    return p
+
+
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e).strip() else ''}"
+
+
+def _unpickling_refusal(path: Path, e: pickle.UnpicklingError, what: str):
+    """torch's weights-only unpickler puts a page of advice around the one line that says what it met."""
+    text = str(e)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return fail(f"{path}: refused: the pickle would construct {found.group(1)}, not tensors (nothing was run)")
+    operand = re.search(r"Unsupported operand (\d+)", text)
+    reason = f"unsupported pickle opcode {operand.group(1)}" if operand else _first_line(e)
+    return fail(f"{path}: not a readable {what} ({reason})")
+
+
+def torch_load(path: str | Path, what: str = "PyTorch checkpoint"):
+    """torch.load restricted to tensors and plain containers (weights_only=True): a missing file, a
+    folder, truncated or corrupt bytes, a foreign file, a pickle that would construct anything else —
+    each is one TfportError naming the file, never a traceback."""
     import torch
 
-    if not path.exists():
-        raise fail(f"{path}: no such file")
-    if path.is_dir():
-        raise fail(f"{path}: is a folder, expected a checkpoint file")
+    p = existing_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's advice on pickle protocols: the outcome is what we report
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise fail(f"{path}: refused: the pickle would construct objects that are not tensors ({first[:160]})")
-    except Exception as e:  # noqa: BLE001  corrupt bytes make torch.load raise anything (IndexError, ...)
-        raise fail(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
+        raise _unpickling_refusal(p, e, what) from None
+    except Exception as e:  # noqa: BLE001  corrupt bytes make torch.load raise anything (KeyError, IndexError, ...)
+        reason = "truncated: the zip archive torch.save writes has lost its end" if _cut_zip(p) else _first_line(e)
+        raise fail(f"{p}: not a readable {what} ({reason})") from None
+
+
+def _cut_zip(path: Path) -> bool:
+    """A zip's first bytes without its end record: a torch.save file cut short (a copy or a write interrupted)."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+
+
+def _safetensors_load(path: str | Path):
+    """A safetensors file as torch_load would return its .pth twin: a tfport payload, or a plain state dict."""
+    p = existing_file(path)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(p), "pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001  SafetensorError for bad headers, truncated data, wrong dtypes
+        raise fail(f"{p}: not a readable safetensors file ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+    if header.get("format") != FORMAT:
+        return tensors
+    version = header.get("version", "")
+    return {"format": FORMAT, "version": int(version) if version.isdigit() else version,
+            "state_dict": {k: v for k, v in tensors.items() if not k.startswith("head.")},
+            "head": {k: v for k, v in tensors.items() if k.startswith("head.")}, "metadata": header.get("metadata")}
+
+
+def _read(path: Path):
+    return _safetensors_load(path) if is_safetensors(path) else torch_load(path)
+
+
+def declares_ported(path: str | Path) -> bool:
+    """Whether the file's header names it a tfport checkpoint, read without its tensors: a damaged one
+    is then reported with its real problem rather than as some other kind of file."""
+    import struct
+    import zipfile
+
+    p = Path(path)
+    try:
+        if is_safetensors(p):
+            with open(p, "rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(min(size, 100_000_000)))
+            return (header.get("__metadata__") or {}).get("format") == FORMAT
+        with zipfile.ZipFile(p) as z:
+            return any(name.endswith("data.pkl") and FORMAT.encode() in z.read(name) for name in z.namelist())
+    except (OSError, ValueError, AttributeError, struct.error, zipfile.BadZipFile):  # JSONDecodeError is a ValueError
+        return False
 
 
 def _require_tensors(path: Path, sd) -> dict:
@@ -88,7 +185,10 @@ def _require_tensors(path: Path, sd) -> dict:
 def load(path: str | Path) -> tuple[dict, dict[str, Any]]:
     """(state_dict, metadata) of a tfport checkpoint; any unreadable, unsafe or foreign file is one TfportError."""
     p = Path(path)
-    obj = _torch_load(p)
+    return _ported(p, _read(p))
+
+
+def _ported(p: Path, obj) -> tuple[dict, dict[str, Any]]:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise fail(f"{p}: not a tfport ported checkpoint (no '{FORMAT}' header)")
     if obj.get("version") != VERSION:
@@ -111,9 +211,9 @@ def load(path: str | Path) -> tuple[dict, dict[str, Any]]:
 def load_any(path: str | Path) -> tuple[dict, dict[str, Any]]:
     """A tfport checkpoint, or a plain state dict (bare or under "state_dict") with empty metadata."""
     p = Path(path)
-    obj = _torch_load(p)
+    obj = _read(p)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return load(p)
+        return _ported(p, obj)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     return _require_tensors(p, obj), {}

@@ -46,25 +46,15 @@ def register(name: str, accepts: Callable[[Path], bool]):
 
 
 def _is_tfport(path: Path) -> bool:
-    if path.suffix != ".pth" or not path.is_file():
-        return False
     from convert import checkpoint
 
+    if path.suffix not in checkpoint.SUFFIXES or not path.is_file():
+        return False
     try:
         checkpoint.load(path)
     except Exception:  # noqa: BLE001  (tfport's own loader reports the real problem below)
-        return _has_tfport_header(path)
+        return checkpoint.declares_ported(path)
     return True
-
-
-def _has_tfport_header(path: Path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(name.endswith("data.pkl") and b"tfport.ported" in z.read(name) for name in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
 
 
 @register("ported", _is_tfport)
@@ -75,7 +65,7 @@ def _load_ported(path: Path) -> Candidate:
     return Candidate("ported", path, checkpoint.sha256_file(path), model, dict(model.tfport_meta))
 
 
-@register("state_dict", lambda p: p.suffix in (".pth", ".pt", ".bin") and p.is_file())
+@register("state_dict", lambda p: p.suffix in (".pth", ".pt", ".bin", ".safetensors") and p.is_file())
 def _load_state_dict(path: Path) -> Candidate:
     """A plain torchvision-keyed state dict: plain torchvision semantics, nothing declared."""
     from torchvision.models import mobilenet_v2
@@ -135,11 +125,9 @@ def _load_onnx(path: Path) -> Candidate:
 
 
 def load_candidate(path: str | Path) -> Candidate:
-    p = Path(path)
-    if not p.exists():
-        raise fail(f"{p}: no such file")
-    if p.is_dir():
-        raise fail(f"{p}: is a folder; expected ported.pth, a state dict, MMdnn's emitted .py or an .onnx")
+    from convert.checkpoint import existing_file
+
+    p = existing_file(path, "ported.pth or .safetensors, a state dict, MMdnn's emitted .py or an .onnx")
     for loader in LOADERS:
         if loader.accepts(p):
             return loader.load(p)
