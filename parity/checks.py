@@ -203,9 +203,21 @@ def padding(ctx) -> CheckResult:
                                  "PyTorch's padding=1 is symmetric, shifting every later feature by half a pixel",
                            fix=f"pad like TF (Conv2dSame / F.pad(x, (0, 1, 0, 1)) before a padding-0 conv); {REPAIR}",
                            point=f"{unit}:bn", details={"convs": [b[0] for b in bad], "numeric": numeric})
-    return CheckResult("padding", True, "every conv pads as the source does" +
-                       (f"; confirmed numerically at {numeric['size']} (max |Δ| {numeric['max_abs']:.2g} vs the "
-                        "source-semantics reference)" if numeric else ""), details={"numeric": numeric})
+    if numeric is None:
+        return CheckResult("padding", False, "every conv declares the source's padding, but it was not run at an "
+                           "even size", cause="padding not confirmed numerically", fix=REPAIR, details={})
+    if numeric["first_unit"] is not None:
+        unit = numeric["first_unit"]
+        point = next((p.name for p in ctx.points if p.name.startswith(unit + ":") or p.name.startswith(unit + ".")), None)
+        return CheckResult("padding", False, f"every conv declares the source's padding, but at {numeric['size']} "
+                           f"{unit} computes otherwise than the source-semantics reference (features differ by max "
+                           f"|Δ| {numeric['max_abs']:.3g}, tolerance {numeric['bound']:.2g})",
+                           cause="the convolutions pad unlike the source at an even size (TF SAME pads 0 before, 1 after "
+                                 "on stride 2) although their static padding matches",
+                           fix=f"pad like TF (Conv2dSame / F.pad(x, (0, 1, 0, 1)) before a padding-0 conv); {REPAIR}",
+                           point=point, details={"numeric": numeric})
+    return CheckResult("padding", True, f"every conv pads as the source does; confirmed numerically at {numeric['size']} "
+                       f"(max |Δ| {numeric['max_abs']:.2g} vs the source-semantics reference)", details={"numeric": numeric})
 
 
 @check("mode")

@@ -188,10 +188,12 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
         xin = x if candidate.input_layout == "NHWC" else x_nchw
         per_bn, out = _capture_generic(cand, xin, batch)
         bn_points = [p for p in points if p.suffix == ":bn"]
-        for p, v in zip(bn_points, per_bn):
+        # layouts are declared, never fitted: TF's are NHWC (converted above); a BatchNorm's output is NCHW
+        # by its own definition (it normalises dim 1), so it is compared as captured, never permuted to fit
+        for k, p in enumerate(bn_points):
             if p.name in tf_vals:
-                ref = tf_vals[p.name]
-                results.append(compare(p.name, "tf", "eval", v if v.shape == ref.shape else _nchw(v), ref, cfg.tol))
+                results.append(compare(p.name, "tf", "eval", per_bn[k] if k < len(per_bn) else NOTHING,
+                                       tf_vals[p.name], cfg.tol))
         if len(per_bn) != len(bn_points):
             notes.append(f"candidate ran {len(per_bn)} BatchNorm modules, the source has {len(bn_points)}")
         cand_output = None
@@ -211,7 +213,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
     if candidate.torchvision_layout:
         del cand_vals
     if candidate.torchvision_layout:
-        ctx.padding_numeric = _padding_numeric(candidate, src_can, hw)
+        ctx.padding_numeric = _padding_numeric(candidate, src_can, hw, cfg.tol)
     ctx.measured_momentum = _measure_momentum(cand)
 
     if "train" in cfg.modes and candidate.torchvision_layout:
@@ -331,7 +333,7 @@ def _backbone_input(candidate, x_nchw: np.ndarray) -> np.ndarray:
     return (x_nchw * affine.scale.numpy() + affine.offset.numpy()).astype(np.float32)
 
 
-def _padding_numeric(candidate, src_can, hw) -> dict | None:
+def _padding_numeric(candidate, src_can, hw, tol: Tolerance) -> dict:
     """Run candidate and the source-semantics model (same weights) at an even size, where TF SAME is
     asymmetric: equal outputs confirm the padding numerically."""
     import torch
@@ -347,11 +349,15 @@ def _padding_numeric(candidate, src_can, hw) -> dict | None:
     for m_ref, m_c in zip(ref.modules(), candidate.module.modules()):  # compare padding alone: same BN semantics
         if isinstance(m_ref, torch.nn.BatchNorm2d) and isinstance(m_c, torch.nn.BatchNorm2d):
             m_ref.eps = m_c.eps
-    x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (2, 3, *size)).astype(np.float32))
+    a = b = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (2, 3, *size)).astype(np.float32))
+    first = None  # the first unit whose output differs beyond the tolerance: where the padding differs
     with torch.no_grad():
-        a = candidate.module.features(x)
-        b = ref.features(x)
-    return {"size": f"{size[0]}x{size[1]}", "max_abs": float((a - b).abs().max())}
+        for i, (unit_c, unit_ref) in enumerate(zip(candidate.module.features, ref.features)):
+            a, b = unit_c(a), unit_ref(b)
+            if first is None and not float((a - b).abs().max()) <= tol.bound(b.numpy()):
+                first = f"features.{i}"
+    return {"size": f"{size[0]}x{size[1]}", "max_abs": float((a - b).abs().max()), "bound": tol.bound(b.numpy()),
+            "first_unit": first}
 
 
 def _measure_momentum(model) -> list[float]:

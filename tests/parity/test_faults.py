@@ -101,6 +101,11 @@ def _saved_in_train_mode(c):
     c.module.eval()
 
 
+def _reflect_padding(c):
+    """Pads symmetrically as declared, but reflects instead of zero-padding: static padding equal, numbers not."""
+    c.module.features[1].conv[0][0].padding_mode = "reflect"
+
+
 def _imagenet_normalisation(c):
     c.meta["input_range"] = "imagenet-mean-std"
 
@@ -113,6 +118,7 @@ FAULTS = {
     # name: (mutation, check that must fail, probe point it must localise to, words in the cause)
     "eps-one-layer": (_set_eps, "bn_eps", "features.5.conv.1:bn", "epsilon"),
     "symmetric-padding": (_symmetric_padding, "padding", "features.0:bn", "asymmetric"),
+    "reflect-padding": (_reflect_padding, "padding", "features.1.conv.0:bn", "even size"),
     "momentum-0.999": (_momentum(0.999), "bn_momentum", "features.0:bn", "decay was copied"),
     "momentum-0": (_momentum(0.0), "bn_momentum", "features.0:bn", "never move"),
     "depthwise-transposed": (_transpose_depthwise, "layout", "features.2.conv.1:bn", "transposed spatially"),
@@ -166,8 +172,42 @@ def test_undeclared_deviation_from_torchvision_fails(base):
 
 
 def test_transposed_kernel_is_not_permuted_to_fit(base):
-    """Same shape (3x3, H = W): a comparison that tried permutations would pass it; ours must not."""
+    """Same shape (3x3, H = W): a comparison that tried permutations would pass it; ours must not. The failing
+    point keeps the layout its metadata declares (NCHW: batch 4, 96 channels, 96 / 2 / 2 = 24 px)."""
     cand, source = base
     report = run(_with_module(cand, _transpose_depthwise), source, FAST)
     bad = [r for r in report.results if r.reference == "tf" and not r.passed]
-    assert bad and bad[0].shape == next(r.shape for r in report.results if r.point == bad[0].point and r.reference == "tf")
+    assert bad and bad[0].point == "features.2.conv.1:bn"
+    assert bad[0].shape == (4, 96, 24, 24) and bad[0].max_abs > bad[0].bound
+
+
+class _ChannelsLastBN(torch.nn.BatchNorm2d):
+    """A BatchNorm whose output comes out NHWC (an emitter's channels-last graph), permuted back after it."""
+
+    def forward(self, x):
+        return super().forward(x).permute(0, 2, 3, 1)
+
+
+class _BackToNCHW(torch.nn.Module):
+    def forward(self, x):
+        return x.permute(0, 3, 1, 2)
+
+
+def test_capture_in_another_layout_is_not_transposed_to_fit(base):
+    """A candidate not laid out like torchvision (MMdnn's .py, onnx2torch) is captured at its BatchNorms, whose
+    outputs are NCHW by declaration. One that comes out NHWC is compared as captured and fails; transposing it
+    to fit the reference's shape would have passed it."""
+    cand, source = base
+
+    def channels_last_first_bn(c):
+        bn = c.module.features[0][1]
+        nhwc = _ChannelsLastBN(bn.num_features, eps=bn.eps, momentum=bn.momentum)
+        nhwc.load_state_dict(bn.state_dict())
+        c.module.features[0][1] = torch.nn.Sequential(nhwc.eval(), _BackToNCHW())
+
+    generic = dataclasses.replace(_with_module(cand, channels_last_first_bn), torchvision_layout=False, kind="onnx2torch")
+    report = run(generic, source, FAST)
+    (first,) = [r for r in report.results if r.point == "features.0:bn" and r.reference == "tf"]
+    assert not first.passed and first.shape == (4, 48, 48, 32)
+    (out,) = [r for r in report.results if r.point == "output" and r.reference == "tf"]
+    assert out.passed  # the model's own function is unchanged: only the layout of that capture differs
