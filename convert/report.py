@@ -16,9 +16,9 @@ def print_summary(console, result: ConversionResult) -> None:
 
     src = result.source
     table = Table(title=f"{src.path} ({src.form})", show_lines=False)
-    table.add_column("")
+    table.add_column("", no_wrap=True)  # what is compared: never cut at 80 columns; the values wrap instead
     for p in result.paths:
-        table.add_column(f"via {p.via}")
+        table.add_column(f"via {p.via}", overflow="fold")
     metas = [p.canonical.meta for p in result.paths]
     rows = [
         ("layers mapped", [f"{len(m['padding'])} conv, {len(m['bn'])} BN" for m in metas]),

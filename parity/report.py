@@ -134,21 +134,32 @@ def write_html(report: ParityReport, folder: str | Path) -> Path:
     return folder / "index.html"
 
 
+MODE_TITLES = {"eval": "eval mode", "train": "train mode (batch statistics)"}
+
+
 def print_table(console, report: ParityReport) -> None:
+    """One table per mode, so that a CI log's 80 columns hold every probe-point name whole: names never wrap
+    (rich would cut the widest column first), no vertical rules, the headers and the verdict give way instead."""
+    from rich import box
     from rich.table import Table
 
     first = report.first_divergent
-    t = Table(title=f"parity: {report.candidate['path']} vs {report.source['path']}")
-    for col in ("point", "mode", "vs TF max |Δ|", "rel L2", "cosine", "vs torchvision max |Δ|", ""):
-        t.add_column(col)
+    tf = [r for r in report.results if r.reference == "tf"]
     tv = {(r.point, r.mode): r for r in report.results if r.reference == "torchvision"}
-    for r in (r for r in report.results if r.reference == "tf"):
-        plain = tv.get((r.point, r.mode))
-        style = "bold red" if first is not None and r is first else ("red" if not r.passed else None)
-        t.add_row(r.point, r.mode, f"{r.max_abs:.2e}", f"{r.rel_l2:.2e}", f"{r.cosine:.6f}",
-                  f"{plain.max_abs:.2e}" if plain else "", "ok" if r.passed else "DIFF" + (" ← first" if r is first else ""),
-                  style=style)
-    console.print(t)
+    for mode in dict.fromkeys(r.mode for r in tf):
+        t = Table(title=f"parity: {report.candidate['path']} vs TF {report.source['path']}, {MODE_TITLES.get(mode, mode)}",
+                  box=box.SIMPLE_HEAVY, show_edge=False)
+        t.add_column("point", no_wrap=True)
+        for col in ("max |Δ|", "rel L2", "cosine") + (("max |Δ| vs torchvision",) if tv else ()):
+            t.add_column(col, justify="right", max_width=11, overflow="fold")  # a number's width, or "torchvision"'s
+        t.add_column("", max_width=6)  # "DIFF ←" over "first"
+        for r in (r for r in tf if r.mode == mode):
+            plain = tv.get((r.point, r.mode))
+            vs_tv = (f"{plain.max_abs:.2e}" if plain is not None else "",) if tv else ()  # a failing one is falsy
+            style = "bold red" if first is not None and r is first else ("red" if not r.passed else None)
+            t.add_row(r.point, f"{r.max_abs:.2e}", f"{r.rel_l2:.2e}", f"{r.cosine:.6f}", *vs_tv,
+                      "ok" if r.passed else "DIFF" + (" ← first" if r is first else ""), style=style)
+        console.print(t)
     for r in report.results:
         if r.reference == "onnx":
             console.print(f"ONNX Runtime output: max |Δ| {r.max_abs:.2e} {'ok' if r.passed else 'DIFF'}")
@@ -158,8 +169,10 @@ def print_table(console, report: ParityReport) -> None:
         console.print(f"torchvision + declared semantics: {len(declared) - len(bad)}/{len(declared)} points equal the candidate"
                       + (f"; undeclared deviation first at {bad[0].point}" if bad else ""))
     ct = Table(title="semantic checks")
-    for col in ("check", "verdict", "evidence", "cause → fix"):
-        ct.add_column(col)
+    ct.add_column("check", no_wrap=True)
+    ct.add_column("verdict", no_wrap=True)
+    for col in ("evidence", "cause → fix"):
+        ct.add_column(col, overflow="fold")
     for c in report.checks:
         ct.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.evidence,
                    "" if c.passed else f"{c.cause} → {c.fix}")
