@@ -72,38 +72,10 @@ def write_junit(report: ParityReport, path: str | Path) -> None:
 
 
 def plot(report: ParityReport, path: str | Path) -> None:
-    """Per-layer max |Δ| on a log scale, one line per reference and mode, tolerance bound shaded."""
-    import matplotlib
+    """Per-layer max |Δ| in network order (parity.plot), the first divergent point marked."""
+    from parity.plot import plot as draw, plot_data
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series: dict[str, list] = {}
-    for r in report.results:
-        series.setdefault(f"{r.reference} ({r.mode})", []).append(r)
-    fig, ax = plt.subplots(figsize=(14, 5))
-    tf_order = [r.point for r in report.results if r.reference == "tf"]
-    order = list(dict.fromkeys(tf_order + [r.point for r in report.results]))
-    idx = {p: i for i, p in enumerate(order)}
-    for label, rs in series.items():
-        ax.semilogy([idx[r.point] for r in rs], [max(r.max_abs, 1e-12) for r in rs], marker=".", label=label)
-    tf_eval = [r for r in report.results if r.reference == "tf" and r.mode == "eval"]
-    if tf_eval:
-        ax.semilogy([idx[r.point] for r in tf_eval], [r.bound for r in tf_eval], "k--", lw=0.8, label="tolerance")
-    first = report.first_divergent
-    if first is not None:
-        ax.axvline(idx[first.point], color="red", lw=0.8)
-        ax.annotate(f"first divergent: {first.point}", (idx[first.point], ax.get_ylim()[1]), color="red",
-                    ha="left", va="top", fontsize=8)
-    ax.set_xticks(range(len(order)))
-    ax.set_xticklabels(order, rotation=90, fontsize=5)
-    ax.set_ylabel("max |candidate − reference|")
-    ax.set_title(report.summary(), fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    draw(plot_data(report.results, report.first_divergent), path, report.summary())
 
 
 def write_html(report: ParityReport, folder: str | Path) -> Path:

@@ -1,4 +1,5 @@
-"""Terminal tables read in a CI log (piped, 80 columns): no probe-point, check or row name is ever cut."""
+"""Reports a person reads: terminal tables in a CI log (piped, 80 columns) never cut a probe-point, check or
+row name; the per-layer plot draws every point in network order and marks the first divergence."""
 
 from __future__ import annotations
 
@@ -49,23 +50,69 @@ def test_piped_parity_at_80_columns_names_every_point_whole(port, tmp_path, monk
     assert max(len(line) for line in proc.stdout.splitlines()) <= WIDTH
 
 
-def test_first_divergent_row_keeps_its_name(port):
-    """A failing port's table: the marked row keeps the name whole; the verdict wraps instead."""
-    from parity import report
+@pytest.mark.parametrize("sequences, expected", [
+    ((["a", "b", "c"], ["a", "b", "b:out", "c"]), ["a", "b", "b:out", "c"]),
+    ((["b", "c"], ["a", "b"]), ["a", "b", "c"]),
+    ((["a", "output"], ["a", "x"]), ["a", "x", "output"]),
+], ids=["point-only-in-second", "second-starts-earlier", "new-after-its-predecessor"])
+def test_network_order_merges_sequences(sequences, expected):
+    from parity.plot import network_order
+
+    assert network_order(sequences) == expected
+
+
+@pytest.fixture(scope="module")
+def failing(port):
+    """A real report on a port with one wrong BN eps (features.5.conv.1): divergent from there on."""
     from parity.candidates import load_candidate
     from parity.run import ParityConfig, resolve_source, run
 
     cand = load_candidate(port[0])
     bad = dataclasses.replace(cand, module=copy.deepcopy(cand.module))
     bad.module.features[5].conv[1][1].eps = 0.1
-    rep = run(bad, resolve_source(cand, None), ParityConfig(probes=2, against=("tf",), modes=("eval",)))
+    rep = run(bad, resolve_source(cand, None), ParityConfig(probes=2, against=("tf", "torchvision")))
+    assert rep.first_divergent is not None and rep.first_divergent.point == "features.5.conv.1:bn"
+    return rep
+
+
+def test_first_divergent_row_keeps_its_name(failing):
+    """A failing port's table: the marked row keeps the name whole; the verdict wraps instead."""
+    from parity import report
+
     console = narrow_console()
-    report.print_table(console, rep)
+    report.print_table(console, failing)
     text = console.file.getvalue()
     (row,) = [line for line in text.splitlines() if "←" in line]
-    assert whole(rep.first_divergent.point, row) and rep.first_divergent.point == "features.5.conv.1:bn"
-    assert all(whole(r.point, text) for r in rep.results)
+    assert whole("features.5.conv.1:bn", row)
+    assert all(whole(r.point, text) for r in failing.results if r.reference == "tf")  # the table is vs TF
     assert max(map(len, text.splitlines())) <= WIDTH
+
+
+def test_plot_x_axis_is_network_order(failing):
+    """TF has `features.N:out` only where a block adds a residual, torchvision for every block: each one sits
+    beside its block (it was drawn after classifier.1), and no series steps back along the x axis."""
+    from parity.plot import plot_data
+
+    data = plot_data(failing.results, failing.first_divergent)
+    order = list(data.order)
+    assert len(order) == len({r.point for r in failing.results})
+    assert order[-3:] == ["pool", "classifier.1", "output"]
+    for block in range(1, 18):
+        inside = [i for i, p in enumerate(order) if p.startswith(f"features.{block}.")]
+        assert order.index(f"features.{block}:out") == max(inside) + 1, block
+        nxt = (f"features.{block + 1}.", f"features.{block + 1}:")
+        assert max(inside) + 2 == min(i for i, p in enumerate(order) if p.startswith(nxt))
+    assert {s.label for s in data.series} == {"tf (eval)", "tf (train)", "torchvision (eval)",
+                                               "torchvision+declared (eval)"}
+    assert all(list(s.x) == sorted(s.x) for s in data.series + data.tolerance)
+    assert data.first[:2] == (order.index("features.5.conv.1:bn"), "features.5.conv.1:bn")
+
+
+def test_plot_writes_png(failing, tmp_path):
+    from parity import report
+
+    report.plot(failing, tmp_path / "per_layer_error.png")
+    assert (tmp_path / "per_layer_error.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_conversion_table_keeps_row_names_at_80_columns(port):
