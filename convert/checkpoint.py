@@ -71,7 +71,8 @@ def save(path: str | Path, state_dict: dict, metadata: dict[str, Any]) -> str:
         if is_safetensors(path):
             from safetensors.torch import save_file
 
-            tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
+            # each tensor contiguous in storage of its own: safetensors refuses views and shared storage
+            tensors = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in state_dict.items()}
             save_file(tensors, str(tmp), metadata={"format": FORMAT, "version": str(VERSION), "metadata": text})
         else:
             torch.save({"format": FORMAT, "version": VERSION, "state_dict": torchvision_keys(state_dict),

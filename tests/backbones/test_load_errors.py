@@ -34,9 +34,18 @@ def _not_a_checkpoint(path: Path, marker: Path) -> None:
     path.write_text("epoch,loss\n1,0.5\n")  # a CSV handed over by mistake: torch.load raises KeyError
 
 
+def _cut_safetensors(path: Path, marker: Path) -> None:
+    from convert import checkpoint
+
+    checkpoint.save(path, {"features.0.0.weight": torch.randn(64, 64)}, {"alpha": 0.35})
+    path.write_bytes(path.read_bytes()[:2000])
+
+
 KINDS = {"truncated": (_truncated, "truncated"), "code-pickle": (_code_pickle, "refused: the pickle would construct"),
-         "not-a-checkpoint": (_not_a_checkpoint, "not a readable")}
+         "not-a-checkpoint": (_not_a_checkpoint, "not a readable"),
+         "cut-safetensors": (_cut_safetensors, "not a readable safetensors file")}
 WHERE = ("backbone", "weights", "resume")
+CASES = [(k, w) for k in KINDS for w in WHERE if not (k == "cut-safetensors" and w == "resume")]  # resume: .pt only
 
 
 def test_the_code_pickle_would_run_code(tmp_path):
@@ -48,26 +57,26 @@ def test_the_code_pickle_would_run_code(tmp_path):
 
 @pytest.fixture(scope="module")
 def runs(noses, tmp_path_factory):
-    """All nine runs start at once (each pays a torch import; the two cores overlap them)."""
+    """All the runs start at once (each pays a torch import; the two cores overlap them)."""
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     procs = {}
-    for kind, (write, _) in KINDS.items():
-        for where in WHERE:
-            tmp = tmp_path_factory.mktemp(f"{kind}-{where}")
-            marker, out = tmp / "PWNED", tmp / "out"
-            extra: tuple[str, ...] = ()
-            if where == "backbone":
-                bad, backbone = tmp / "bad.pth", str(tmp / "bad.pth")
-            elif where == "weights":
-                bad, backbone, extra = tmp / "bad.pth", "mobilenet_v2", ("--weights", str(tmp / "bad.pth"))
-            else:
-                out.mkdir()
-                bad, backbone, extra = out / "checkpoint.pt", "mobilenet_v2", ("--resume",)
-            write(bad, marker)
-            argv = [sys.executable, "-m", "backbones",
-                    *train_argv(noses, out, "--no-parity-gate", *extra, backbone=backbone)]
-            procs[kind, where] = (subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                   text=True), argv, bad, marker)
+    for kind, where in CASES:
+        tmp = tmp_path_factory.mktemp(f"{kind}-{where}")
+        marker, out = tmp / "PWNED", tmp / "out"
+        bad = tmp / ("bad.safetensors" if kind == "cut-safetensors" else "bad.pth")
+        extra: tuple[str, ...] = ()
+        backbone = "mobilenet_v2"
+        if where == "backbone":
+            backbone = str(bad)
+        elif where == "weights":
+            extra = ("--weights", str(bad))
+        else:
+            out.mkdir()
+            bad, extra = out / "checkpoint.pt", ("--resume",)
+        KINDS[kind][0](bad, marker)
+        argv = [sys.executable, "-m", "backbones", *train_argv(noses, out, "--no-parity-gate", *extra, backbone=backbone)]
+        procs[kind, where] = (subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                               text=True), argv, bad, marker)
     done = {}
     for key, (p, argv, bad, marker) in procs.items():
         stdout, stderr = p.communicate(timeout=300)
@@ -75,8 +84,7 @@ def runs(noses, tmp_path_factory):
     return done
 
 
-@pytest.mark.parametrize("where", WHERE)
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind,where", CASES, ids=[f"{k}-{w}" for k, w in CASES])
 def test_bad_file_is_one_line_exit_2(runs, kind, where):
     proc, bad, marker = runs[kind, where]
     line = assert_one_line_error(proc, code=2, mentions=str(bad))
