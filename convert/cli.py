@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tf2torch", help="convert a TF MobileNetV2 to a verified PyTorch checkpoint", epilog=EPILOG,
                        formatter_class=HelpFormatter)
     p.add_argument("src", type=Path, help="frozen .pb, SavedModel folder, .h5 or .keras")
-    p.add_argument("-o", "--output", type=Path, default="ported.pth")
+    p.add_argument("-o", "--output", type=Path, default="ported.pth",
+                   help="ported.pth (torch.save), or a path ending in .safetensors (default %(default)s)")
     p.add_argument("--via", choices=("onnx", "mmdnn", "both"), default="onnx")
     p.add_argument("--input-size", type=parse_size, default=None, help="HxW, where the graph leaves it open")
     p.add_argument("--probes", type=positive_int, default=DEFAULT_PROBES,
@@ -136,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("repair", help="rebuild any port as the canonical backbone with the source's semantics",
                        epilog=EPILOG, formatter_class=HelpFormatter)
-    p.add_argument("ported", type=Path, help="ported.pth, a torchvision state dict, or MMdnn's emitted .py (+ .npy)")
+    p.add_argument("ported", type=Path,
+                   help="ported.pth or .safetensors, a torchvision state dict, or MMdnn's emitted .py (+ .npy)")
     p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, help="fixed.pth, or a path ending in .safetensors")
     p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     add_verbose_flag(p)
     p.set_defaults(func=cmd_repair)
