@@ -143,8 +143,8 @@ def _safetensors_load(path: str | Path):
         raise fail(f"{p}: not a readable safetensors file ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
     if header.get("format") != FORMAT:
         return tensors
-    version = header.get("version", "")
-    return {"format": FORMAT, "version": int(version) if version.isdigit() else version,
+    version = header.get("version")  # a string in the header; anything but ours is reported as found
+    return {"format": FORMAT, "version": VERSION if version == str(VERSION) else version,
             "state_dict": {k: v for k, v in tensors.items() if not k.startswith("head.")},
             "head": {k: v for k, v in tensors.items() if k.startswith("head.")}, "metadata": header.get("metadata")}
 

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from convert import checkpoint
 from convert.errors import TfportError
@@ -116,3 +118,39 @@ def test_truncated_safetensors_through_the_clis(tmp_path):
         line = assert_one_line_error(subprocess.CompletedProcess(argv, p.returncode, out, err), 2, str(bad))
         assert "not a readable safetensors file" in line, line
     assert not (tmp_path / "fixed.pth").exists()
+
+
+def test_other_version_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    p = tmp_path / "p.safetensors"
+    save_file({"features.0.0.weight": torch.ones(1)}, str(p), {"format": "tfport.ported", "version": "²", "metadata": "{}"})
+    with pytest.raises(TfportError, match="checkpoint version '²'; this tfport reads version 1"):
+        checkpoint.load(p)
+
+
+@pytest.fixture(scope="module")
+def real_port(tmp_path_factory):
+    """A whole MobileNetV2 (alpha 0.35) in the format convert writes, read by the same builder."""
+    from tests.backbones.conftest import write_ported
+
+    p = tmp_path_factory.mktemp("fz") / "ported.safetensors"
+    write_ported(p)
+    return p.read_bytes()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(muts=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=20),
+       in_header=st.booleans(), cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_fuzzed_bytes_are_one_error(real_port, tmp_path_factory, muts, in_header, cut):
+    """Whatever the bytes (mutations mostly in the JSON header, where the structure is), only TfportError."""
+    data = bytearray(real_port)
+    span = 8 + int.from_bytes(real_port[:8], "little") if in_header else len(data)
+    for pos, val in muts:
+        data[int(pos * span)] = val
+    p = tmp_path_factory.mktemp("fz") / "p.safetensors"
+    p.write_bytes(bytes(data[: int(cut * len(data))] if cut is not None else data))
+    try:
+        checkpoint.load_module(p)
+    except TfportError:
+        pass
