@@ -20,25 +20,44 @@ def test_features_have_the_registered_size(name):
     assert b.preprocess.name == "imagenet" and b.ported is None
 
 
-def test_local_weights_file_is_loaded(tmp_path):
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_local_weights_file_is_loaded(tmp_path, suffix):
+    from safetensors.torch import save_file
     from torchvision.models import mobilenet_v2
 
     torch.manual_seed(1)
     ref = mobilenet_v2().eval()
-    torch.save(ref.state_dict(), tmp_path / "w.pth")
+    w = tmp_path / f"w{suffix}"
+    if suffix == ".pth":
+        torch.save(ref.state_dict(), w)
+    else:  # a timm / Hugging Face style file
+        save_file(ref.state_dict(), str(w))
     torch.manual_seed(2)  # a different random init, replaced by the file
-    b = registry.build("mobilenet_v2", str(tmp_path / "w.pth"))
+    b = registry.build("mobilenet_v2", str(w))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expect = torch.nn.functional.adaptive_avg_pool2d(ref.features(x), 1).flatten(1)
         assert torch.equal(b.features.eval()(x), expect)
-    assert b.source["sha256"] and b.source["weights"] == str(tmp_path / "w.pth")
+    assert b.source["sha256"] and b.source["weights"] == str(w)
 
 
 def test_ported_checkpoint_uses_its_metadata(ported):
     b = registry.build(str(ported))
     assert b.ported == str(ported) and b.preprocess.name == "tf" and b.dim == 1280
     assert b.source["kind"] == "ported" and len(b.source["sha256"]) == 64
+
+
+def test_ported_safetensors_is_a_ported_backbone(ported, tmp_path):
+    from convert import checkpoint
+
+    sd, meta = checkpoint.load(ported)
+    st = tmp_path / "ported.safetensors"
+    checkpoint.save(st, sd, meta)
+    b, ref = registry.build(str(st)), registry.build(str(ported))
+    assert b.ported == str(st) and b.source["sha256"] == checkpoint.sha256_file(st) and b.dim == ref.dim
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(b.features.eval()(x), ref.features.eval()(x))
 
 
 BAD = {
