@@ -67,7 +67,7 @@ def plot_data(results: Sequence[PointResult], first: PointResult | None) -> Plot
     )
 
 
-def _block(point: str) -> str:
+def block_of(point: str) -> str:
     """`features.3` for every point of block 3; `pool`, `classifier.1`, `output` are their own."""
     return ".".join(point.split(":")[0].split(".")[:2])
 
@@ -81,9 +81,9 @@ def plot(data: PlotData, path: str | Path, title: str) -> None:
     from convert.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(15, 5.5))
-    blocks = list(dict.fromkeys(_block(p) for p in data.order))
+    blocks = list(dict.fromkeys(block_of(p) for p in data.order))
     for b in blocks[::2]:  # every other block shaded, so each :out reads as its block's
-        xs = [x for x, p in enumerate(data.order) if _block(p) == b]
+        xs = [x for x, p in enumerate(data.order) if block_of(p) == b]
         ax.axvspan(xs[0] - 0.5, xs[-1] + 0.5, color="0.93", lw=0, zorder=0)
     for s in data.series:  # a one-point series (ONNX Runtime: the output only) gets a marker one can see
         ax.semilogy(s.x, s.y, marker="." if len(s.x) > 1 else "D", ms=4 if len(s.x) > 1 else 7, lw=1, label=s.label,

@@ -13,7 +13,6 @@ JSON schema (version 1):
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from pathlib import Path
@@ -79,30 +78,13 @@ def plot(report: ParityReport, path: str | Path) -> None:
 
 
 def write_html(report: ParityReport, folder: str | Path) -> Path:
+    """`folder/index.html`, self-contained (parity.html_report), beside `per_layer_error.png`."""
+    from parity.html_report import render
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plot(report, folder / "per_layer_error.png")
-    first = report.first_divergent
-    rows = "".join(
-        f"<tr class='{'bad' if not r.passed and r.reference != 'torchvision' else ''}"
-        f"{' first' if first is not None and r is first else ''}'><td>{html.escape(r.point)}</td><td>{r.reference}</td><td>{r.mode}</td>"
-        f"<td>{r.max_abs:.3g}</td><td>{r.mean_abs:.3g}</td><td>{r.rel_l2:.3g}</td><td>{r.cosine:.6f}</td>"
-        f"<td>{list(r.worst_index)}</td><td>{'ok' if r.passed else 'DIFF'}</td></tr>" for r in report.results)
-    checks = "".join(
-        f"<tr class='{'' if c.passed else 'bad'}'><td>{c.name}</td><td>{'pass' if c.passed else 'FAIL'}</td>"
-        f"<td>{html.escape(c.evidence)}</td><td>{html.escape(c.cause)}</td><td>{html.escape(c.fix)}</td></tr>"
-        for c in report.checks)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tfport parity</title>
-<style>body{{font-family:sans-serif}} td,th{{padding:2px 6px;font-size:12px}} .bad{{background:#fdd}}
-.first{{outline:2px solid red}}</style></head><body>
-<h1>{html.escape(report.summary())}</h1>
-<p>candidate {html.escape(report.candidate['path'])} ({report.candidate['kind']}, sha256 {report.candidate['sha256'][:12]}…)
-· source {html.escape(report.source['path'])} · tolerance atol {report.config['atol']:g} + rtol {report.config['rtol']:g}·max|ref|</p>
-<img src="per_layer_error.png" style="max-width:100%">
-<h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>evidence</th><th>cause</th><th>fix</th></tr>{checks}</table>
-<h2>Probe points</h2><table><tr><th>point</th><th>reference</th><th>mode</th><th>max |Δ|</th><th>mean |Δ|</th>
-<th>rel L2</th><th>cosine</th><th>worst at</th><th></th></tr>{rows}</table></body></html>"""
-    write_text(folder / "index.html", page)
+    write_text(folder / "index.html", render(report, folder / "per_layer_error.png"))
     return folder / "index.html"
 
 

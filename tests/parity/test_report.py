@@ -8,6 +8,10 @@ import dataclasses
 import io
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -20,6 +24,34 @@ WIDTH = 80
 def whole(name: str, text: str) -> bool:
     """`name` stands on one line, between spaces or box rules, not cut or folded."""
     return re.search(rf"(^|[\s│┃]){re.escape(name)}($|[\s│┃])", text, re.MULTILINE) is not None
+
+
+GREEN, RED = (26, 127, 55), (207, 34, 46)  # the banner colours, parity.html_report.CSS
+
+
+class Rendered(NamedTuple):
+    dom: str  # the DOM as Chromium built it
+    verdict: str  # the banner's first word
+    banner: tuple[int, int, int]  # the screenshot's colour inside the banner
+    colours: int  # distinct colours in the screenshot: a blank page has one
+
+
+def render_in_browser(page: Path, tmp: Path) -> Rendered:
+    """Headless Chromium (Debian's package) renders the page: its DOM and a 1280x1600 screenshot."""
+    from PIL import Image
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("no Chromium to render the HTML report: apt-get install -y chromium")
+    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1600"]
+    shot = tmp / "shot.png"
+    subprocess.run(flags + [f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    img = Image.open(shot).convert("RGB")
+    header = re.search(r'<header class="verdict (pass|fail)" id="verdict">\s*(\w+)', dom)
+    assert header is not None, dom[:2000]
+    return Rendered(dom, header.group(2), img.getpixel((8, 8)), len(img.getcolors(1 << 20) or range(1 << 20)))
 
 
 def narrow_console():
@@ -41,13 +73,17 @@ def port(samples, tmp_path_factory):
 def test_piped_parity_at_80_columns_names_every_point_whole(port, tmp_path, monkeypatch):
     out, _ = port
     monkeypatch.setenv("COLUMNS", str(WIDTH))
-    proc = run_cli("parity", "check", str(out), "--probes", "2", "--json", str(tmp_path / "r.json"))
+    proc = run_cli("parity", "check", str(out), "--probes", "2", "--json", str(tmp_path / "r.json"),
+                   "--html", str(tmp_path / "html"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     names = {p["point"] for p in report["points"] if p["reference"] == "tf"} | {c["name"] for c in report["checks"]}
     assert len(names) > 100
     assert [n for n in sorted(names) if not whole(n, proc.stdout)] == []
     assert max(len(line) for line in proc.stdout.splitlines()) <= WIDTH
+    page = render_in_browser(tmp_path / "html" / "index.html", tmp_path)  # the passing page, in a browser
+    assert page.banner == GREEN and page.verdict == "PASSED"
+    assert 'id="first-divergent"' not in page.dom
 
 
 @pytest.mark.parametrize("sequences, expected", [
@@ -113,6 +149,24 @@ def test_plot_writes_png(failing, tmp_path):
 
     report.plot(failing, tmp_path / "per_layer_error.png")
     assert (tmp_path / "per_layer_error.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_html_report_of_a_failing_port_in_a_browser(failing, tmp_path):
+    """Red banner, the summary names the first divergent point and links to its row, which is highlighted
+    inside its block's section, open; the plot is inside the page (one file to share)."""
+    from parity import report
+
+    index = report.write_html(failing, tmp_path / "html")
+    page = render_in_browser(index, tmp_path)
+    assert page.verdict == "FAILED" and page.banner == RED and page.colours > 100
+    row = re.search(r'<tr class="bad" id="first-divergent"><td>([^<]+)</td><td>tf</td><td>eval</td>', page.dom)
+    assert row is not None and row.group(1) == "features.5.conv.1:bn"
+    section = page.dom[:row.start()].rsplit("<details", 1)[1]
+    assert section.startswith(' id="block-features.5" class="bad" open=""'), section[:200]
+    assert '<a class="fail-text" href="#first-divergent">features.5.conv.1:bn</a>' in page.dom
+    assert 'src="data:image/png;base64,' in page.dom
+    for name in ("bn_eps", "mode"):  # failed checks in the summary, with cause -> fix
+        assert re.search(rf"<li><b>{name}</b>: [^<]+<br>[^<]+ → [^<]+</li>", page.dom), name
 
 
 def test_conversion_table_keeps_row_names_at_80_columns(port):
