@@ -30,7 +30,11 @@ QUIET_IMPORTS = ("tensorflow",)  # the packages whose import writes C++ log line
 def stderr_silenced() -> Iterator[None]:
     """File descriptor 2 -> /dev/null for the block (C++ writes included), restored after it."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all (a daemon's): nothing to silence
+        yield
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
