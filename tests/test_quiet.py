@@ -38,6 +38,12 @@ def test_parity_prints_no_framework_chatter(ported):
     assert proc.stderr == ""
 
 
+def test_sample_prints_no_framework_chatter(tmp_path):
+    proc = run_cli("convert", "sample", str(tmp_path), "--alpha", "0.35", "--size", "96", "--forms", "keras2_h5")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert noise_in(proc) == [] and proc.stderr == ""
+
+
 def test_errors_still_reach_stderr_after_tf_loaded(tmp_path):
     """fd 2 is back once TF is in: a corrupt GraphDef, found by TF's own parser, still gets its one line."""
     junk = tmp_path / "junk.pb"
