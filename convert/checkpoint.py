@@ -126,8 +126,11 @@ def _cut_zip(path: Path) -> bool:
     """A zip's first bytes without its end record: a torch.save file cut short (a copy or a write interrupted)."""
     import zipfile
 
-    with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+    except OSError:
+        return False
 
 
 def _safetensors_load(path: str | Path):
@@ -140,13 +143,14 @@ def _safetensors_load(path: str | Path):
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # noqa: BLE001  SafetensorError for bad headers, truncated data, wrong dtypes
-        raise fail(f"{p}: not a readable safetensors file ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+        raise fail(f"{p}: not a readable safetensors file ({_first_line(e)})") from None
     if header.get("format") != FORMAT:
         return tensors
+    from convert.portnet import head_keys, torchvision_keys
+
     version = header.get("version")  # a string in the header; anything but ours is reported as found
     return {"format": FORMAT, "version": VERSION if version == str(VERSION) else version,
-            "state_dict": {k: v for k, v in tensors.items() if not k.startswith("head.")},
-            "head": {k: v for k, v in tensors.items() if k.startswith("head.")}, "metadata": header.get("metadata")}
+            "state_dict": torchvision_keys(tensors), "head": head_keys(tensors), "metadata": header.get("metadata")}
 
 
 def _read(path: Path):
@@ -197,7 +201,7 @@ def _ported(p: Path, obj) -> tuple[dict, dict[str, Any]]:
     try:
         metadata = json.loads(obj.get("metadata"))
     except (TypeError, json.JSONDecodeError) as e:
-        raise fail(f"{p}: checkpoint metadata is not JSON ({e})")
+        raise fail(f"{p}: checkpoint metadata is not JSON ({e})") from None
     if not isinstance(metadata, dict):
         raise fail(f"{p}: checkpoint metadata is not a JSON object")
     sd = _require_tensors(p, obj.get("state_dict"))
@@ -223,7 +227,6 @@ def load_any(path: str | Path) -> tuple[dict, dict[str, Any]]:
 def load_module(path: str | Path):
     """The canonical backbone as an nn.Module in eval mode, with `.tfport_meta` attached."""
     from convert.canonical import build
-
     from convert.errors import TfportError
 
     sd, meta = load(path)
@@ -234,7 +237,8 @@ def load_module(path: str | Path):
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise fail(f"{path}: weights do not fit the MobileNetV2 the metadata describes ({str(e).splitlines()[0][:200]})")
+        raise fail(f"{path}: weights do not fit the MobileNetV2 the metadata describes "
+                   f"({str(e).splitlines()[0][:200]})") from None
     model.eval()
     model.tfport_meta = meta
     return model

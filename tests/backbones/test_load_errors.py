@@ -74,7 +74,8 @@ def runs(noses, tmp_path_factory):
             out.mkdir()
             bad, extra = out / "checkpoint.pt", ("--resume",)
         KINDS[kind][0](bad, marker)
-        argv = [sys.executable, "-m", "backbones", *train_argv(noses, out, "--no-parity-gate", *extra, backbone=backbone)]
+        args = train_argv(noses, out, "--no-parity-gate", *extra, backbone=backbone)
+        argv = [sys.executable, "-m", "backbones", *args]
         procs[kind, where] = (subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                                text=True), argv, bad, marker)
     done = {}

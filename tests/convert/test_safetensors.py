@@ -113,7 +113,7 @@ def test_truncated_safetensors_through_the_clis(tmp_path):
     argvs = [("parity", "check", str(bad)), ("convert", "repair", str(bad), "-o", str(tmp_path / "fixed.pth"))]
     procs = [subprocess.Popen([sys.executable, "-m", *a], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for a in argvs]
-    for argv, p in zip(argvs, procs):
+    for argv, p in zip(argvs, procs, strict=True):
         out, err = p.communicate(timeout=300)
         line = assert_one_line_error(subprocess.CompletedProcess(argv, p.returncode, out, err), 2, str(bad))
         assert "not a readable safetensors file" in line, line
@@ -124,7 +124,8 @@ def test_other_version_is_named(tmp_path):
     from safetensors.torch import save_file
 
     p = tmp_path / "p.safetensors"
-    save_file({"features.0.0.weight": torch.ones(1)}, str(p), {"format": "tfport.ported", "version": "²", "metadata": "{}"})
+    header = {"format": "tfport.ported", "version": "²", "metadata": "{}"}
+    save_file({"features.0.0.weight": torch.ones(1)}, str(p), header)
     with pytest.raises(TfportError, match="checkpoint version '²'; this tfport reads version 1"):
         checkpoint.load(p)
 
