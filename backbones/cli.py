@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         backbone=args.backbone, data=args.data, out=args.out or str(Path("runs") / Path(args.backbone).stem),
         weights=args.weights, bs=args.bs, max_lr=args.max_lr, epochs=args.epochs, freeze=args.freeze,
         bn=args.bn, bn_momentum=args.bn_momentum, img_size=args.img_size, seed=args.seed,
-        hidden=tuple(args.head_hidden), dropout=args.dropout, weight_decay=args.wd, augment=args.augment,
+        head=args.head, hidden=tuple(args.head_hidden), dropout=args.dropout, weight_decay=args.wd, augment=args.augment,
         preprocess=args.preprocess, feature_cache=not args.no_feature_cache,
         parity_gate=not args.no_parity_gate, resume=args.resume, stop_after=args.stop_after,
     ).validate()
@@ -74,13 +74,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from backbones.preprocess import PREPROCESS
-    from backbones.registry import PORTED_SUFFIX, REGISTRY
+    from backbones.registry import PORTED_SUFFIXES, REGISTRY
 
-    print(f"{'backbone':<16}{'features':<10}{'inputs':<10}weights")
+    print(f"{'backbone':<18}{'features':<10}{'inputs':<10}weights")
     for e in REGISTRY.values():
-        print(f"{e.name:<16}{e.dim:<10}{e.preprocess:<10}random init, or --weights FILE (torchvision state dict)")
+        print(f"{e.name:<18}{e.dim:<10}{e.preprocess:<10}random init, or --weights FILE (torchvision state dict)")
     ported = "ported MobileNetV2 (alpha a); needs a parity certificate"
-    print(f"{'PATH' + PORTED_SUFFIX:<16}{'1280*a':<10}{'metadata':<10}{ported}")
+    for suffix in PORTED_SUFFIXES:
+        print(f"{'PATH' + suffix:<18}{'1280*a':<10}{'metadata':<10}{ported}")
     print("preprocessing (--preprocess): " + "; ".join(p.describe() for p in PREPROCESS.values()))
     return 0
 
@@ -95,6 +96,7 @@ def cmd_make_data(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from backbones.bn import BN_POLICIES, FREEZE_POLICIES
+    from backbones.config import HEAD_KINDS
     from backbones.preprocess import PREPROCESS
 
     p = Parser(prog="python -m backbones", description="Shared regression-head trainer for any backbone.",
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the head (and optionally the backbone) with one-cycle",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--backbone", required=True, help="a name from `list`, or PATH.pth (a ported checkpoint)")
+    t.add_argument("--backbone", required=True, help="a name from `list`, or PATH.pth / PATH.safetensors (a ported checkpoint)")
     t.add_argument("--data", required=True, help="folder with images/ and labels.csv (see make-data)")
     t.add_argument("--weights", help="local torchvision state dict for a named backbone (default: random init)")
     t.add_argument("--out", help="run folder: checkpoint.pt, log.csv, loss.png, result.json (default runs/NAME)")
@@ -118,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bn-momentum", type=float, help="override every backbone BN momentum (PyTorch: 1 - TF decay)")
     t.add_argument("--img-size", type=int, default=96, help="square input size in pixels (default 96)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--head", choices=HEAD_KINDS, default="default",
+                   help="default: avg pool -> Linear-BN-ReLU-Dropout groups -> Linear(2); linear: avg pool -> "
+                        "Linear(2); fastai: fastai's create_head (concat avg+max pool, BN, Dropout, Linear 512, "
+                        "ReLU, BN, Dropout, Linear)")
     t.add_argument("--head-hidden", type=int, nargs="+", default=[512, 256], metavar="N",
-                   help="widths of the Linear-BN-ReLU-Dropout groups (default 512 256)")
+                   help="widths of the default head's Linear-BN-ReLU-Dropout groups (default 512 256)")
     t.add_argument("--dropout", type=float, default=0.25)
     t.add_argument("--wd", type=float, default=1e-2, help="AdamW weight decay (default 0.01)")
     t.add_argument("--augment", action="store_true", help="random flip/shift/scale, keypoint moved along")

@@ -14,6 +14,7 @@ from convert.errors import fail
 PCT_START = 0.25
 DIV_FACTOR = 25.0
 FINAL_DIV_FACTOR = 1e5
+HEAD_KINDS = ("default", "linear", "fastai")  # backbones.head.HEADS (kept here: no torch import for --help)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class TrainConfig:
     bn_momentum: float | None = None  # override every backbone BN layer's momentum
     img_size: int = 96
     seed: int = 0
-    hidden: tuple[int, ...] = (512, 256)
+    head: str = "default"
+    hidden: tuple[int, ...] = (512, 256)  # the default head's groups
     dropout: float = 0.25
     weight_decay: float = 1e-2
     augment: bool = False
@@ -60,6 +62,7 @@ class TrainConfig:
         need(self.bn_momentum is None or 0.0 <= self.bn_momentum <= 1.0,
              f"--bn-momentum {self.bn_momentum}: must be in [0, 1] (PyTorch momentum = 1 - TF decay)")
         need(self.img_size >= 16, f"--img-size {self.img_size}: need at least 16")
+        need(self.head in HEAD_KINDS, f"--head {self.head!r}: expected one of {', '.join(HEAD_KINDS)}")
         need(bool(self.hidden) and all(h >= 1 for h in self.hidden),
              f"--head-hidden {list(self.hidden)}: need positive sizes")
         need(0.0 <= self.dropout < 1.0, f"--dropout {self.dropout}: must be in [0, 1)")

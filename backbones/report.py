@@ -18,7 +18,7 @@ from convert.atomic import atomic_path, write_text
 if TYPE_CHECKING:
     from backbones.results import EpochResult
 
-COLUMNS = ("epoch", "train_loss", "valid_loss", "time")
+COLUMNS = ("epoch", "train_loss", "valid_loss", "time", "bn_drift")
 
 
 def clock(seconds: float) -> str:
@@ -26,13 +26,23 @@ def clock(seconds: float) -> str:
     return f"{m:02d}:{s:02d}"
 
 
-def header() -> str:
-    return f"{COLUMNS[0]:<6} {COLUMNS[1]:<11} {COLUMNS[2]:<11} {COLUMNS[3]}"
+def header(monitor: bool = False) -> str:
+    base = f"{COLUMNS[0]:<6} {COLUMNS[1]:<11} {COLUMNS[2]:<11} {COLUMNS[3]}"
+    return f"{base:<36} {COLUMNS[4]}" if monitor else base
 
 
-def row(e: EpochResult) -> str:
+def drift(e: EpochResult) -> str:
+    """The BN monitor's figures: the worst layer's mean shift (running sigmas) and variance factor, and
+    the layer, e.g. `0.41σ ×7.0 features.1.conv.0.1`"""
+    if e.bn_shift is None:
+        return "-"
+    return f"{e.bn_shift:.2f}σ ×{math.exp(e.bn_scale or 0.0):.2g} {e.bn_layer}"
+
+
+def row(e: EpochResult, monitor: bool = False) -> str:
     """fastai's layout: 0-based epoch, six decimals, nan printed as nan; wide values push, never merge."""
-    return f"{e.epoch:<6} {e.train_loss:<11.6f} {e.valid_loss:<11.6f} {clock(e.seconds)}"
+    base = f"{e.epoch:<6} {e.train_loss:<11.6f} {e.valid_loss:<11.6f} {clock(e.seconds)}"
+    return f"{base:<36} {drift(e)}" if monitor else base
 
 
 def warn(console: Console, title: str, line: str, text: str) -> None:
@@ -44,9 +54,12 @@ def warn(console: Console, title: str, line: str, text: str) -> None:
 def write_csv(path: Path, epochs: Sequence[EpochResult]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["epoch", "train_loss", "valid_loss", "seconds", "lr"])
+    w.writerow(["epoch", "train_loss", "valid_loss", "seconds", "lr", "bn_shift_sigma", "bn_log_var_ratio",
+                "bn_worst_layer"])
     for e in epochs:
-        w.writerow([e.epoch, repr(e.train_loss), repr(e.valid_loss), f"{e.seconds:.3f}", repr(e.lr)])
+        w.writerow([e.epoch, repr(e.train_loss), repr(e.valid_loss), f"{e.seconds:.3f}", repr(e.lr),
+                    "" if e.bn_shift is None else f"{e.bn_shift:.4g}", "" if e.bn_scale is None else f"{e.bn_scale:.4g}",
+                    e.bn_layer])
     write_text(path, buf.getvalue())
 
 

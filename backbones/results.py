@@ -22,6 +22,10 @@ class EpochResult:
     seconds: float
     lr: float  # learning rate after the epoch's last step
     batch_losses: tuple[float, ...] = ()
+    # --bn train: the BN monitor (backbones.bn_monitor) at the epoch's end; None where BN does not train
+    bn_shift: float | None = None  # worst layer's running-vs-batch mean shift, in running sigmas
+    bn_scale: float | None = None  # worst |log(batch var / running var)|
+    bn_layer: str = ""  # the worst layer
 
     @property
     def finite(self) -> bool:

@@ -24,11 +24,12 @@ from torch.optim.lr_scheduler import OneCycleLR
 from torch.utils.data.distributed import DistributedSampler
 
 from backbones import augment, bn, dist, gate, registry, report, state
+from backbones import head as heads
 from backbones import data as kdata
 from backbones import preprocess as pp
 from backbones.config import DIV_FACTOR, FINAL_DIV_FACTOR, PCT_START, TrainConfig
 from backbones.dist import Context
-from backbones.head import RegressionHead
+from backbones.bn_monitor import BNDrift, BNMonitor
 from backbones.results import EpochResult, TrainResult
 from convert.atomic import write_text
 from convert.checkpoint import sha256_file
@@ -112,12 +113,19 @@ def eval_chunks(n: int, size: int, ctx: Context) -> list[tuple[torch.Tensor, int
 
 
 @torch.no_grad()
-def compute_features(backbone: nn.Module, dim: int, src: ImageSource, size: int, ctx: Context) -> torch.Tensor:
-    """Features of a whole split on every rank: each computes its chunks, the disjoint rows are summed."""
+def compute_features(backbone: nn.Module, src: ImageSource, size: int, ctx: Context) -> torch.Tensor:
+    """Features (pooled vectors or maps, as the head takes them) of a whole split on every rank: each
+    computes its chunks, the disjoint rows are summed."""
     backbone.eval()
-    full = torch.zeros(len(src), dim)
+    full: torch.Tensor | None = None
     for idx, real in eval_chunks(len(src), size, ctx):
-        full[idx[:real]] = backbone(src.batch(idx, None)[0])[:real]
+        f = backbone(src.batch(idx, None)[0])[:real]
+        if full is None:
+            full = f.new_zeros((len(src), *f.shape[1:]))
+        full[idx[:real]] = f
+    if full is None:  # this rank had no chunk: the shape comes from one image
+        shape = backbone(src.batch(torch.zeros(size, dtype=torch.long), None)[0]).shape[1:]
+        full = torch.zeros((len(src), *shape))
     return ctx.sum(full)
 
 
@@ -177,8 +185,10 @@ class Trainer:
         if cfg.bn_momentum is not None:
             bn.set_momentum(features, cfg.bn_momentum)
         bn.set_trainable(features, freeze=cfg.freeze, policy=self.policy)
-        self.head = RegressionHead(self.backbone.dim, hidden=cfg.hidden, dropout=cfg.dropout)
-        self.model = KeypointModel(features, self.head)
+        kind = heads.HEADS[cfg.head]
+        self.body = heads.feature_map(features) if kind.needs_map else features  # what the head is fed
+        self.head = heads.build(cfg.head, self.backbone.dim, hidden=cfg.hidden, dropout=cfg.dropout)
+        self.model = KeypointModel(self.body, self.head)
         self.frozen = {n for n, p in self.model.named_parameters() if not p.requires_grad}
         self.plan = {**cfg.plan(), "backbone_source": self.backbone.source,
                      "labels_sha256": sha256_file(Path(cfg.data) / kdata.LABELS)}
@@ -197,13 +207,18 @@ class Trainer:
         valid = ImageSource(self.data.valid, self.prep)
         if not self.cached:
             return self.model, train, valid
-        feats, dim, size = self.backbone.features, self.backbone.dim, self.local_bs
-        return (self.head, FeatureSource(compute_features(feats, dim, train, size, self.ctx), self.data.train.targets),
-                FeatureSource(compute_features(feats, dim, valid, size, self.ctx), self.data.valid.targets))
+        body, size = self.body, self.local_bs
+        return (self.head, FeatureSource(compute_features(body, train, size, self.ctx), self.data.train.targets),
+                FeatureSource(compute_features(body, valid, size, self.ctx), self.data.valid.targets))
 
     @property
     def cached(self) -> bool:
         return cacheable(self.cfg)
+
+    @property
+    def monitored(self) -> bool:
+        """BN layers normalise with batch statistics in training and running ones at validation."""
+        return self.policy.batch_stats and not self.cached
 
     def _restore(self, opt: torch.optim.Optimizer, sched: OneCycleLR) -> tuple[int, list[EpochResult]]:
         if self.saved is None:
@@ -227,7 +242,7 @@ class Trainer:
     def _intro(self) -> str:
         cfg = self.cfg
         how = "features cached" if self.cached else "backbone runs every batch"
-        return (f"{cfg.backbone}: head on {'frozen backbone' if cfg.freeze == 'backbone' else 'full fine-tune'}, "
+        return (f"{cfg.backbone}: {cfg.head} head on {'frozen backbone' if cfg.freeze == 'backbone' else 'full fine-tune'}, "
                 f"BN {cfg.bn}; {self.data.describe()}; bs {cfg.bs} x {self.n_batches} batches/epoch, "
                 f"max_lr {cfg.max_lr:g}, {cfg.epochs} epochs; inputs {self.prep.name}; {how}"
                 + (f"; {self.ctx.world} processes" if self.ctx.world > 1 else ""))
@@ -255,20 +270,29 @@ class Trainer:
             stepper = DistributedDataParallel(net)
         sampler = DistributedSampler(train_src, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=cfg.seed)
         self.console.print(self._intro(), highlight=False, soft_wrap=True)
-        self.console.print(report.header(), highlight=False)
+        self.console.print(report.header(self.monitored), highlight=False)
         for e in history:
-            self.console.print(report.row(e), highlight=False)
+            self.console.print(report.row(e, self.monitored), highlight=False)
+        monitor = BNMonitor(self.backbone.features) if self.monitored else None
+        warned = any((d := _drift(e)) is not None and d.alarming for e in history)
         stop = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
         status, reason = "done", ""
         try:
             for epoch in range(start, stop):
-                e = self._epoch(epoch, net, stepper, opt, sched, sampler, train_src, valid_src)
+                e = self._epoch(epoch, net, stepper, opt, sched, sampler, train_src, valid_src, monitor)
                 history.append(e)
-                self.console.print(report.row(e), highlight=False)
+                self.console.print(report.row(e, self.monitored), highlight=False)
+                d = _drift(e)
+                if not warned and d is not None and d.alarming:
+                    warned = True
+                    report.warn(self.err, "BN statistics drift", f"epoch {e.epoch}: {d.describe()}", drift_warning(d))
                 if ctx.main:
                     self._save(epoch + 1, opt, sched, history)
         except NonFiniteLoss as exc:
             status, reason = "stopped", str(exc)
+        finally:
+            if monitor is not None:
+                monitor.close()
         result = TrainResult(cfg, tuple(history), status, reason, self.cached, ctx.world,
                              tuple(self.forecasts), self.backbone.source)
         if status == "done" and result.bad_valid_epochs:
@@ -284,7 +308,8 @@ class Trainer:
         return result
 
     def _epoch(self, epoch: int, net: nn.Module, stepper: nn.Module, opt: torch.optim.Optimizer, sched: OneCycleLR,
-               sampler: DistributedSampler, train_src: Source, valid_src: Source) -> EpochResult:
+               sampler: DistributedSampler, train_src: Source, valid_src: Source,
+               monitor: BNMonitor | None = None) -> EpochResult:
         cfg, ctx = self.cfg, self.ctx
         t0 = time.perf_counter()
         torch.manual_seed(state.epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout: same draws on resume
@@ -299,6 +324,8 @@ class Trainer:
         if not self.cached:  # cached: the backbone is not run at all
             bn.apply_mode(self.backbone.features, self.policy)
         losses: list[float] = []
+        if monitor is not None:
+            monitor.reset()
         with _progress(self.err, ctx) as bar:
             task = bar.add_task(f"epoch {epoch}", total=self.n_batches, loss="-")
             for b in range(self.n_batches):
@@ -314,9 +341,21 @@ class Trainer:
                 sched.step()
                 losses.append(value)
                 bar.update(task, advance=1, loss=f"{value:.4f}")
+        d = monitor.drift() if monitor is not None else None  # before validation: its passes are eval mode
         valid = evaluate(net, valid_src, self.local_bs, ctx)
         return EpochResult(epoch, sum(losses) / len(losses), valid, time.perf_counter() - t0,
-                           sched.get_last_lr()[0], tuple(losses))
+                           sched.get_last_lr()[0], tuple(losses), d and d.shift, d and d.scale, d.layer if d else "")
+
+
+def _drift(e: EpochResult) -> BNDrift | None:
+    return BNDrift(e.bn_shift, e.bn_scale or 0.0, e.bn_layer) if e.bn_shift is not None else None
+
+
+def drift_warning(d: BNDrift) -> str:
+    return (f"{d.describe()}.\n\nUnder --bn train the head learns on features normalised with each batch's "
+            f"own statistics, but validation normalises with the running statistics, which have not followed "
+            f"the training data (momentum too small: MMdnn emits 0, TF's decay 0.999 is 0.001). Expect the "
+            f"validation loss to part from the training loss. Use --bn eval, or --bn-momentum 0.1.")
 
 
 def bn_warning(f: bn.Forecast) -> str:

@@ -33,3 +33,46 @@ def test_cross_rank_bn_is_batchnorm1d_in_one_process(mode):
 def test_bad_sizes(kwargs):
     with pytest.raises(ValueError):
         RegressionHead(10, **kwargs)
+
+
+def test_fastai_head_is_create_head():
+    """fastai's create_head(nf, 2): concat pool, then LinBnDrop(2C, 512, p=ps/2, ReLU) and
+    LinBnDrop(512, 2, p=ps): BatchNorm -> Dropout -> Linear (no bias after a BN) [-> ReLU]."""
+    from backbones.head import ConcatPool, FastaiHead
+
+    head = FastaiHead(6)
+    kinds = [type(m) for m in head]
+    assert kinds == [ConcatPool, CrossRankBatchNorm1d, nn.Dropout, nn.Linear, nn.ReLU,
+                     CrossRankBatchNorm1d, nn.Dropout, nn.Linear]
+    assert [m.p for m in head if isinstance(m, nn.Dropout)] == [0.25, 0.5]
+    lin = [m for m in head if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features, m.bias is None) for m in lin] == [(12, 512, True), (512, 2, True)]
+    assert head[1].num_features == 12 and head[5].num_features == 512
+    head.eval()
+    assert head(torch.randn(3, 6, 4, 5)).shape == (3, 2)
+
+
+def test_concat_pool_is_max_then_average():
+    from backbones.head import ConcatPool
+
+    x = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)
+    got = ConcatPool()(x)
+    assert torch.equal(got[:, :3], x.amax(dim=(2, 3))) and torch.equal(got[:, 3:], x.mean(dim=(2, 3)))
+
+
+def test_heads_registry_matches_config():
+    from backbones.config import HEAD_KINDS
+    from backbones.head import HEADS, LinearHead, build
+
+    assert tuple(HEADS) == HEAD_KINDS
+    assert isinstance(build("linear", 7), LinearHead) and build("linear", 7)(torch.randn(2, 7)).shape == (2, 2)
+    assert HEADS["fastai"].needs_map and not HEADS["default"].needs_map
+
+
+def test_feature_map_takes_the_pooling_off():
+    from backbones.head import feature_map
+
+    body = nn.Conv2d(3, 4, 1)
+    assert feature_map(nn.Sequential(body, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))) is body
+    with pytest.raises(ValueError):
+        feature_map(nn.Sequential(body, nn.Linear(4, 4)))

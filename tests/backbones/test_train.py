@@ -33,7 +33,8 @@ def test_run_writes_table_log_plot_checkpoint(argv, tmp_path, capsys):
     assert re.fullmatch(r"0\s+\d+\.\d{6}\s+\d+\.\d{6}\s+\d\d:\d\d", stdout[2])
     assert stdout[-1].startswith("DONE: mobilenet_v2: 2/2 epochs")
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.csv", "loss.png", "result.json"]
-    assert (out / "log.csv").read_text().splitlines()[0] == "epoch,train_loss,valid_loss,seconds,lr"
+    assert (out / "log.csv").read_text().splitlines()[0] == ("epoch,train_loss,valid_loss,seconds,lr,bn_shift_sigma,"
+                                                             "bn_log_var_ratio,bn_worst_layer")
     assert _result(out)["cached"] is True and _result(out)["passed"] is True
 
 

