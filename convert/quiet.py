@@ -15,7 +15,6 @@ import hook on `tensorflow` is the single place they all pass through.
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.util
 import os
 import sys
@@ -46,10 +45,11 @@ def stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-class _SilencedLoader(importlib.abc.Loader):
-    """The package's own loader, its module body run with fd 2 silenced."""
+class _SilencedLoader:
+    """The package's own loader, its module body run with fd 2 silenced. (Duck-typed, as the import
+    system allows: importlib.abc would import pathlib, which `--help` must not load.)"""
 
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+    def __init__(self, loader) -> None:
         self.loader = loader
 
     def create_module(self, spec):
@@ -64,7 +64,7 @@ class _SilencedLoader(importlib.abc.Loader):
         return getattr(self.loader, name)
 
 
-class _SilencedFirstImport(importlib.abc.MetaPathFinder):
+class _SilencedFirstImport:
     """Finds nothing itself: hands back the real spec of a QUIET_IMPORTS package with a silenced loader."""
 
     def __init__(self) -> None:
