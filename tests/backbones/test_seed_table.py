@@ -1,0 +1,50 @@
+"""The factorial seed experiment: its reductions (pure) and one small real grid."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from backbones.seed_table import Cell, effects, main, markdown, summarise, text_table
+
+
+def _cell(setting, head, run, seed, train, valid, backbone="port", norm="imagenet"):
+    return Cell(backbone, setting, norm, head, run, 8, 0.1, seed, "done", tuple(train), tuple(valid),
+                (None,) * len(train), 1.0)
+
+
+def test_ratio_and_bad_epochs():
+    c = _cell("mmdnn", "fastai", "run#1", 0, [1.0, 0.5, 0.2], [50.0, 120.0, float("nan")])
+    assert c.bad_epochs == 2 and math.isinf(c.ratio)
+    assert _cell("pytorch", "fastai", "run#1", 0, [1.0, 0.5], [1.0, 1.0]).ratio == 2.0
+
+
+def test_summaries_take_median_and_range_over_seeds():
+    cells = [_cell("mmdnn", "fastai", "run#1", s, [1.0], [v]) for s, v in enumerate([3.0, 500.0, 40.0])]
+    cells += [_cell("frozen-eval", "fastai", "run#1", s, [1.0], [1.2]) for s in range(3)]
+    sums = {s.group[1]: s for s in summarise(cells)}
+    mm = sums["mmdnn"]
+    assert mm.ratios == (3.0, 500.0, 40.0) and mm.median == 40.0 and mm.exploded == 1
+    assert mm.cell() == "40 [3–500] 1/3"
+    md = markdown(list(sums.values())).splitlines()
+    assert len(md) == 4 and md[2].startswith("| port | mmdnn | imagenet | fastai | 40 [3–500] 1/3 |")
+    eff = effects(list(sums.values()))
+    assert eff["BN"]["mmdnn"]["median_log10_ratio"] > eff["BN"]["frozen-eval"]["median_log10_ratio"]
+    assert eff["BN"]["mmdnn"]["exploded_share"] == 1 / 3
+    assert all(len(line) <= 80 for line in text_table(list(sums.values())).splitlines())
+
+
+def test_a_small_grid_end_to_end(tmp_path, capsys):
+    out = tmp_path / "grid"
+    code = main(["--out", str(out), "--quick", "--settings", "mmdnn", "frozen-eval", "--no-native", "--n", "120",
+                 "--img-size", "32", "--epochs", "2", "--workers", "2"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    doc = json.loads((out / "seed_table.json").read_text())
+    assert len(doc["cells"]) == 8 and {c["head"] for c in doc["cells"]} == {"fastai"}
+    assert {(c["setting"], c["run"]) for c in doc["cells"]} == {(s, f"run#{k}") for s in ("mmdnn", "frozen-eval")
+                                                                 for k in range(1, 5)}
+    # BN train runs carry the monitor's figures, BN eval runs none
+    assert all(all(d is not None for d in c["drift"]) == (c["setting"] == "mmdnn") for c in doc["cells"])
+    assert (out / "seed_table.png").stat().st_size > 10_000
+    assert (out / "seed_table.md").read_text().count("| port |") == 2 and "DONE: 8 runs" in text
