@@ -32,7 +32,7 @@ from convert.spec import TF_DEFAULT_BN_DECAY, BNSpec, ConvSpec, DenseSpec, Model
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,843; a 1280 x 100k head is already 512 MB
 
 
-def _make_divisible_tv(v: float, divisor: int = 8) -> int:
+def make_divisible_tv(v: float, divisor: int = 8) -> int:
     """torchvision's (and Keras's) channel rounding for width multipliers."""
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new_v + divisor if new_v < 0.9 * v else new_v
@@ -60,13 +60,23 @@ def torchvision_slots(alpha: float, num_classes: int) -> list[Slot]:
     return list(_slots(float(alpha), int(num_classes)))
 
 
+def tv_mobilenet_v2(alpha: float, num_classes: int) -> nn.Module:
+    """torchvision's MobileNetV2; a feature extractor's (0 classes) without torch's warning that
+    initialising its empty classifier is a no-op (printed on every load otherwise)."""
+    import warnings
+
+    from torchvision.models import mobilenet_v2
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
+        return mobilenet_v2(width_mult=alpha, num_classes=num_classes)
+
+
 @functools.lru_cache(maxsize=16)
 def _slots(alpha: float, num_classes: int) -> tuple[Slot, ...]:
     """Cached: building even a meta-device MobileNetV2 costs ~0.13 s, and a parity run asks ~5 times."""
-    from torchvision.models import mobilenet_v2
-
     with torch.device("meta"):
-        m = mobilenet_v2(width_mult=alpha, num_classes=num_classes)
+        m = tv_mobilenet_v2(alpha, num_classes)
     out = []
     for key, mod in m.named_modules():
         if isinstance(mod, nn.Conv2d):
@@ -135,7 +145,7 @@ def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
     best: tuple[int, float] | None = None
     # the likeliest width first: the one whose stem has as many filters as the spec's first layer
     stem = body[0].weight.shape[0] if body and isinstance(body[0], ConvSpec) else 32
-    for alpha in sorted(ALPHAS, key=lambda a: abs(_make_divisible_tv(32 * a) - stem)):
+    for alpha in sorted(ALPHAS, key=lambda a: abs(make_divisible_tv(32 * a) - stem)):
         slots = torchvision_slots(alpha, num_classes)
         bad = _first_mismatch(body, slots[:-1])
         if bad == -1:
@@ -156,7 +166,7 @@ def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
                f"convolutions ({n_dw} depthwise, 3x3) and {n_conv} BatchNorms{at}")
 
 
-def _padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str) -> str:
+def padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str) -> str:
     k = conv.weight.shape[-1]
     if conv.pads == (k // 2,) * 4:
         return "symmetric"
@@ -178,7 +188,7 @@ def _assign(spec: ModelSpec, slots: list[Slot], alpha: float, num_classes: int, 
             if layer.bias is not None and np.any(layer.bias != 0):
                 raise fail(f"{where}: conv '{layer.name}' has a bias; MobileNetV2 convs have none (BN follows)")
             sd[slot.key + ".weight"] = t(layer.weight)
-            padding[slot.key] = _padding_mode(layer, hw, where)
+            padding[slot.key] = padding_mode(layer, hw, where)
             hw = (math.ceil(hw[0] / layer.stride), math.ceil(hw[1] / layer.stride))
         elif isinstance(layer, BNSpec):
             for name, arr in (("weight", layer.gamma), ("bias", layer.beta), ("running_mean", layer.mean), ("running_var", layer.var)):
@@ -240,7 +250,6 @@ def build(meta: dict[str, Any]) -> nn.Module:
 
     Its tensors are allocated, not initialised (every caller loads a state dict next): torchvision's
     random initialisation would cost ~0.15 s per model for values that are overwritten anyway."""
-    from torchvision.models import mobilenet_v2
 
     try:
         alpha, classes = float(meta["alpha"]), int(meta["num_classes"])
@@ -251,7 +260,7 @@ def build(meta: dict[str, Any]) -> nn.Module:
         if not 0 <= classes <= MAX_CLASSES:
             raise fail(f"checkpoint metadata: num_classes {classes} is outside 0..{MAX_CLASSES}")
         with torch.device("meta"):
-            model = mobilenet_v2(width_mult=alpha, num_classes=classes)
+            model = tv_mobilenet_v2(alpha, classes)
         modules = dict(model.named_modules())
         for key, mode in meta["padding"].items():
             conv = modules[key]
