@@ -10,12 +10,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from convert import TOOL_VERSION
 from convert.errors import fail
 from parity.checks import CHECKS, CheckResult, half_life
 from parity.metrics import EVAL_TOL, TRAIN_TOL, PointResult, Tolerance, compare
 from parity.points import Capture, Point, points_for, tf_tensors_for
 
-TOOL_VERSION = "0.1.0"
 REFERENCES = ("tf", "onnx", "torchvision")
 
 
@@ -209,7 +209,9 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
     ctx = _Ctx(candidate, source, points, results)
     if candidate.torchvision_layout and "torchvision" in cfg.against:
         progress("torchvision: plain and with the declared semantics")
-        _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, results)
+        note = _torchvision_references(candidate, src_can.meta, points, x_nchw, batch, cand_vals, cfg, results)
+        if note:
+            notes.append(note)
     if candidate.torchvision_layout:
         del cand_vals
     if candidate.torchvision_layout:
@@ -298,9 +300,11 @@ def _train_reference(source, points):
     return g_train, source.info, tf_tensors_for(points, source.spec.taps, source.info.pooled)
 
 
-def _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, results) -> None:
+def _torchvision_references(candidate, source_meta, points, x_nchw, batch, cand_vals, cfg, results) -> str | None:
     """Plain torchvision with the candidate's weights (deviations shown), and torchvision with the
-    declared semantics (must equal the candidate: any other deviation is undeclared and fails)."""
+    candidate's weights and the *source's* semantics, built from the source's own description (padding
+    per conv, BN eps, input affine, head), never from the candidate's metadata: it must equal the
+    candidate, so a semantic the candidate gets wrong — declared or not — fails here."""
     from torchvision.models import mobilenet_v2
 
     from convert.canonical import build
@@ -312,10 +316,14 @@ def _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, re
     plain = mobilenet_v2(width_mult=float(meta.get("alpha", 1.0)), num_classes=int(sd["classifier.1.weight"].shape[0]))
     plain.load_state_dict(torchvision_keys(sd))
     refs = {"torchvision": plain.eval()}
-    if meta.get("bn") and meta.get("padding"):
-        declared = build(meta)
+    note = None
+    declared = build(source_meta)
+    try:
         declared.load_state_dict(sd)
         refs["torchvision+declared"] = declared.eval()
+    except RuntimeError as e:
+        note = ("torchvision with the source's semantics: the candidate's weights do not fit the source's "
+                f"structure ({str(e).splitlines()[-1].strip()[:120]})")
     for ref_name, model in refs.items():
         vals = _capture_torch(model, [p for p in points if p.suffix != "output" or ref_name != "torchvision"],
                               _backbone_input(candidate, x_nchw) if ref_name == "torchvision" else x_nchw, batch)
@@ -323,6 +331,7 @@ def _torchvision_references(candidate, points, x_nchw, batch, cand_vals, cfg, re
             if p.name in vals and p.name in cand_vals:
                 results.append(compare(p.name, ref_name, "eval", cand_vals[p.name], vals[p.name], cfg.tol))
         del vals
+    return note
 
 
 def _backbone_input(candidate, x_nchw: np.ndarray) -> np.ndarray:

@@ -211,3 +211,23 @@ def test_capture_in_another_layout_is_not_transposed_to_fit(base):
     assert not first.passed and first.shape == (4, 48, 48, 32)
     (out,) = [r for r in report.results if r.point == "output" and r.reference == "tf"]
     assert out.passed  # the model's own function is unchanged: only the layout of that capture differs
+
+
+def test_semantics_declared_wrong_in_the_file_fail_the_declared_reference(base, tmp_path):
+    """A checkpoint file whose metadata declares symmetric padding where the source pads SAME: the
+    module built from it is self-consistent, so a "torchvision with the declared semantics" built from
+    the candidate's own metadata would always agree. The reference is built from the source's own
+    description instead, and here it must disagree (and TF too)."""
+    from convert import checkpoint
+
+    cand, source = base
+    sd, meta = checkpoint.load(cand.path)
+    same = [k for k, mode in meta["padding"].items() if mode == "tf_same"]
+    assert same, "the case must have SAME-padded strided convs"
+    meta = {**meta, "padding": {k: "symmetric" for k in meta["padding"]}}
+    path = tmp_path / "declared-wrong.pth"
+    checkpoint.save(path, sd, meta)
+    report = run(load_candidate(path), source, FAST)
+    declared = [r for r in report.results if r.reference == "torchvision+declared"]
+    assert declared and not all(r.passed for r in declared)
+    assert not report.passed
