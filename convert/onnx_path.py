@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -282,10 +281,3 @@ def onnx_to_torch_module(model):
 
     return convert(model)
 
-
-def save_onnx(model, path: str | Path) -> bytes:
-    from convert.atomic import write_bytes
-
-    data = model.SerializeToString()
-    write_bytes(path, data)
-    return data

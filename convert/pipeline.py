@@ -12,12 +12,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from convert import TOOL_VERSION
 from convert.argtypes import DEFAULT_PROBES
 from convert.errors import fail
 from convert.path_result import (  # noqa: F401  (REL_TOL: the CLIs')
     REL_TOL, PathResult, dense_scale, loose_output, with_source_semantics)
 
-TOOL_VERSION = "0.1.0"
 FORMAT_VERSION = 2  # metadata: 2 adds head/preprocess/dropped (portnet); 1 had a classifier or nothing
 
 Progress = Callable[[str], None]
@@ -180,18 +180,26 @@ def _path(v: str, source, x: np.ndarray, tf_out: Mapping[str, np.ndarray], progr
     return res
 
 
+def provenance(source, path: str, agreements) -> dict[str, Any]:
+    """The metadata every checkpoint tfport writes carries about where it came from and how it was
+    checked (convert and repair both write it)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "tfport", "version": TOOL_VERSION},
+        "source": {"path": str(Path(source.path).resolve()), "sha256": source.sha256, "form": source.form,
+                   "input": source.info.input, "output": source.info.output},
+        "path": path,
+        "conversion_check": {a.what: {"rel": a.rel, "max_abs": a.max_abs, "top1_agree": a.top1_agree}
+                             for a in agreements},
+    }
+
+
 def _metadata(result: ConversionResult, chosen: PathResult, output: Path) -> dict[str, Any]:
     src = result.source
     meta = dict(chosen.canonical.meta)
+    meta.update(provenance(src, chosen.via, [a for p in result.paths for a in p.agreements]))
     meta.update({
-        "format_version": FORMAT_VERSION,
-        "tool": {"name": "tfport", "version": TOOL_VERSION},
-        "source": {"path": str(Path(src.path).resolve()), "sha256": src.sha256, "form": src.form,
-                   "input": src.info.input, "output": src.info.output},
-        "path": chosen.via,
         "paths_checked": [p.via for p in result.paths],
-        "conversion_check": {a.what: {"rel": a.rel, "max_abs": a.max_abs, "top1_agree": a.top1_agree}
-                             for p in result.paths for a in p.agreements},
         "notes": list(src.notes) + [n for p in result.paths for n in p.notes],
     })
     # files written beside the checkpoint, by name (parity finds the ONNX export through this)

@@ -61,7 +61,7 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     from convert import checkpoint
     from convert.canonical import build, to_torchvision, torchvision_slots
     from convert.path_result import REL_TOL
-    from convert.pipeline import FORMAT_VERSION, TOOL_VERSION
+    from convert.pipeline import provenance
     from convert.probe import agreement, probe_inputs
     from convert.sources import load_source
     from convert.torch_side import torch_outputs
@@ -107,12 +107,7 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     if not all(a.ok(REL_TOL) for a in agreements):
         return agreements, None
     meta = dict(prescribed.meta)
-    meta.update({"format_version": FORMAT_VERSION, "tool": {"name": "tfport", "version": TOOL_VERSION},
-                 "source": {"path": str(Path(source.path).resolve()), "sha256": source.sha256, "form": source.form,
-                            "input": source.info.input, "output": source.info.output},
-                 "path": f"repair of {ported.name}",
-                 "conversion_check": {a.what: {"rel": a.rel, "max_abs": a.max_abs, "top1_agree": a.top1_agree}
-                                      for a in agreements}})
+    meta.update(provenance(source, f"repair of {ported.name}", agreements))
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for key in state:
         if key.endswith("num_batches_tracked"):

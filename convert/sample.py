@@ -17,7 +17,7 @@ import numpy as np
 
 from convert.argtypes import ALPHAS, FORMS  # noqa: F401  (re-exported: the CLI reads them without numpy)
 from convert.errors import fail
-from convert.sources.keras_files import flat_layers as _flat_layers
+from convert.sources.keras_files import flat_layers
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,9 @@ def _realistic_bn(model, seed: int) -> None:
     import tf_keras
 
     rng = np.random.default_rng(seed + 1)
-    for dense in (layer for layer in _flat_layers(model) if isinstance(layer, tf_keras.layers.Dense)):
+    for dense in (layer for layer in flat_layers(model) if isinstance(layer, tf_keras.layers.Dense)):
         dense.bias.assign(rng.normal(0, 0.1, dense.bias.shape[0]).astype(np.float32))  # not Keras's zeros
-    bns = [layer for layer in _flat_layers(model) if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    bns = [layer for layer in flat_layers(model) if isinstance(layer, tf_keras.layers.BatchNormalization)]
     for bn in bns:
         c = bn.gamma.shape[0]
         bn.gamma.assign(rng.uniform(0.6, 1.4, c).astype(np.float32))
@@ -122,11 +122,11 @@ def keras3_model(k2):
 
 
 def _alpha_of(model) -> float:
-    first = next(layer for layer in _flat_layers(model) if layer.__class__.__name__ == "Conv2D")
+    first = next(layer for layer in flat_layers(model) if layer.__class__.__name__ == "Conv2D")
     for a in ALPHAS:
         if _make_divisible(32 * a) == first.filters:
             # several alphas share the first conv width; the block-1 projection disambiguates
-            proj = [layer for layer in _flat_layers(model) if layer.name == "expanded_conv_project"]
+            proj = [layer for layer in flat_layers(model) if layer.name == "expanded_conv_project"]
             if not proj or proj[0].filters == _make_divisible(int(16 * a)):
                 return a
     raise fail("cannot infer alpha of the sample model")
@@ -146,7 +146,7 @@ def slim_graph_def(k2):
     FusedBatchNormV3, Relu6, AvgPool + 1x1 conv logits, Squeeze, Softmax.
     """
     import tensorflow as tf
-    layers = [layer for layer in _flat_layers(k2)]
+    layers = [layer for layer in flat_layers(k2)]
     # read every weight eagerly: inside the graph context variables cannot be read
     weights = {layer.name: layer.get_weights() for layer in layers}
     eps = {layer.name: getattr(layer, "epsilon", None) for layer in layers}

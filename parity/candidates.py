@@ -23,7 +23,6 @@ class Candidate:
     meta: dict[str, Any] = field(default_factory=dict)  # declared semantics / provenance
     torchvision_layout: bool = True  # module paths are torchvision's (full probe points)
     input_layout: str = "NCHW"
-    output_is_probabilities: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,10 +74,10 @@ def _load_state_dict(path: Path) -> Candidate:
     sd, _ = checkpoint.load_any(path)
     if "features.0.0.weight" not in sd or "classifier.1.weight" not in sd:
         raise fail(f"{path}: not a torchvision MobileNetV2 state dict (no features.0.0.weight / classifier.1.weight)")
-    from convert.canonical import ALPHAS, _make_divisible_tv
+    from convert.canonical import ALPHAS, make_divisible_tv
 
     first = int(sd["features.0.0.weight"].shape[0])
-    alphas = [a for a in ALPHAS if _make_divisible_tv(32 * a) == first]
+    alphas = [a for a in ALPHAS if make_divisible_tv(32 * a) == first]
     k = int(sd["classifier.1.weight"].shape[0])
     for alpha in alphas:
         model = mobilenet_v2(width_mult=alpha, num_classes=k)
@@ -105,7 +104,7 @@ def _load_mmdnn(path: Path) -> Candidate:
     model.eval()
     sha = checkpoint.sha256_file(path)
     return Candidate("mmdnn", path, sha, model, {"declared": False, "weights": str(weights)},
-                     torchvision_layout=False, output_is_probabilities=True)
+                     torchvision_layout=False)
 
 
 @register("onnx2torch", lambda p: p.suffix == ".onnx" and p.is_file())
@@ -121,7 +120,7 @@ def _load_onnx(path: Path) -> Candidate:
         raise fail(f"{path}: not a readable ONNX model ({type(e).__name__})")
     module = onnx_path.onnx_to_torch_module(model).eval()
     return Candidate("onnx2torch", path, checkpoint.sha256_file(path), module, {"declared": False},
-                     torchvision_layout=False, input_layout="NHWC", output_is_probabilities=True)
+                     torchvision_layout=False, input_layout="NHWC")
 
 
 def load_candidate(path: str | Path) -> Candidate:

@@ -176,7 +176,7 @@ def bn_statistics(ctx) -> CheckResult:
 @check("padding")
 def padding(ctx) -> CheckResult:
     """Per conv: TF SAME pads (0, 1) on stride-2 at even sizes; torchvision pads (1, 1). Static + numeric."""
-    from convert.canonical import Conv2dSame, _padding_mode
+    from convert.canonical import Conv2dSame, padding_mode
 
     if not ctx.candidate.torchvision_layout:
         return None  # type: ignore[return-value]
@@ -186,7 +186,7 @@ def padding(ctx) -> CheckResult:
     hw = ctx.source.spec.input_shape[:2]
     bad = []
     for (name, m), c in zip(convs, ctx.source.spec.convs):
-        want = _padding_mode(c, hw, str(ctx.source.path))
+        want = padding_mode(c, hw, str(ctx.source.path))
         have = "tf_same" if isinstance(m, Conv2dSame) else ("symmetric" if m.padding == (m.kernel_size[0] // 2,) * 2 else f"{m.padding}")
         if want == "tf_same" and have == "symmetric" and m.stride[0] == 2:
             bad.append((name, want, have))

@@ -88,7 +88,7 @@ def _layers(config: dict) -> Iterator[dict]:
             yield from _layers(layer)
 
 
-def _is_augmentation(cls: str) -> bool:
+def is_augmentation(cls: str) -> bool:
     return cls.startswith("Random") or cls in _AUGMENTATION_EXTRA
 
 
@@ -109,6 +109,6 @@ def scan_config(config: dict, where: str) -> ConfigScan:
         elif (cls not in known or (registered and registered != cls and not registered.startswith("keras"))
               or not module.startswith("keras")):
             scan.code.append((name, cls, f"is a custom class ({registered or cls}) whose code is not Keras's"))
-        elif _is_augmentation(cls):
+        elif is_augmentation(cls):
             scan.dropped.append(name)
     return scan

@@ -45,9 +45,9 @@ def load(path: Path, opts: LoadOptions) -> Source:
             if cls == "Lambda" or (cls and "/" not in cls and _custom(cls)):
                 scan.code.append((str(c.get("name", cls)), cls, "carries Python code in its Keras metadata"))
         if not scan.code or opts.trust_code:
-            from convert.sources.keras_config import _is_augmentation
+            from convert.sources.keras_config import is_augmentation
 
-            scan.dropped = [str(c.get("name")) for c in configs if _is_augmentation(str(c.get("class_name", "")))]
+            scan.dropped = [str(c.get("name")) for c in configs if is_augmentation(str(c.get("class_name", "")))]
             return keras_source(path, "keras2_savedmodel", _load_tf_keras_savedmodel, scan, opts)
         source = _signature_source(path, opts)
         source.notes.append(f"Keras metadata not revived ({scan.code_layers[0]} carries code; pass --trust-code "

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, assert_one_line_error
-from tests.reliability.corpus import Payload
+from tests.zoo.payloads import Payload
 
 from .conftest import train_argv
 

@@ -9,16 +9,7 @@ import torch
 
 from convert import checkpoint
 from convert.errors import TfportError
-
-
-class _Payload:
-    """Unpickling this would create a file: proof that code ran."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+from tests.zoo.payloads import Payload
 
 
 def test_roundtrip(tmp_path):
@@ -33,7 +24,7 @@ def test_roundtrip(tmp_path):
 def test_pickle_payload_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "PWNED"
     bad = tmp_path / "evil.pth"
-    torch.save({"format": "tfport.ported", "version": 1, "state_dict": {}, "metadata": _Payload(str(marker))}, bad,
+    torch.save({"format": "tfport.ported", "version": 1, "state_dict": {}, "metadata": Payload(str(marker))}, bad,
                pickle_protocol=2)
     with pytest.raises(TfportError, match="refused"):
         checkpoint.load(bad)
@@ -43,7 +34,7 @@ def test_pickle_payload_is_refused_and_not_run(tmp_path):
 def test_plain_pickle_is_refused(tmp_path):
     marker = tmp_path / "PWNED"
     bad = tmp_path / "evil.pth"
-    bad.write_bytes(pickle.dumps(_Payload(str(marker))))
+    bad.write_bytes(pickle.dumps(Payload(str(marker))))
     with pytest.raises(TfportError):
         checkpoint.load(bad)
     assert not marker.exists()

@@ -18,6 +18,7 @@ import pytest
 import convert  # noqa: F401  (import-order guard before torch/TF)
 from convert import mmdnn_compat, mmdnn_path
 from convert.errors import TfportError
+from tests.zoo.payloads import Payload
 from convert.probe import agreement, probe_inputs
 
 REL_TOL = 1e-5
@@ -260,20 +261,10 @@ def test_truncated_emitted_weights_refused(mmdnn_runs, tmp_path, cut):
 
 # --- the compatibility layer ------------------------------------------------------------------------
 
-class _Payload:
-    """Pickles as a call to open(marker, 'w'): unpickling it creates the marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
 def test_safe_reader_refuses_pickled_code(tmp_path):
     marker = tmp_path / "payload-ran"
     evil = tmp_path / "evil.npy"
-    weights = {"conv": {"weights": np.ones((3, 3, 3, 8), np.float32), "hook": _Payload(marker)}}
+    weights = {"conv": {"weights": np.ones((3, 3, 3, 8), np.float32), "hook": Payload(marker)}}
     np.save(evil, np.array(weights, dtype=object), allow_pickle=True)
     with pytest.raises(TfportError, match="unsafe") as e:
         mmdnn_compat.read_weights(evil)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import assert_one_line_error, run_cli
+from tests.zoo.payloads import Payload
 
 CASE = ("keras2_h5", 1.0, (96, 96))
 
@@ -101,14 +102,6 @@ def test_plain_state_dict_fails_on_semantics(both, tmp_path):
     assert report["first_divergent"]["point"] == "features.0:bn"
 
 
-class _Payload:
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def _one_error_in_process(capsys, argv, mentions):
     """In-process `python -m parity` (TF loads once); the subprocess path is covered above and in the corpus."""
     from parity.cli import main
@@ -143,6 +136,6 @@ def test_bad_inputs(both, tmp_path, capsys):
 
     marker = tmp_path / "PWNED"
     evil = tmp_path / "evil.pth"
-    torch.save({"features.0.0.weight": _Payload(str(marker))}, evil)
+    torch.save({"features.0.0.weight": Payload(str(marker))}, evil)
     _one_error_in_process(capsys, ["check", str(evil), "--source", str(src)], "refused")
     assert not marker.exists()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.zoo.payloads import Payload
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -22,16 +24,6 @@ class Entry:
     mentions: str = ""
     payload: bool = False  # the file carries a pickle payload that would create {d}/PWNED-<name>
     names: str = ""  # what the error line must name (default: the stem of the file handed over)
-
-
-class Payload:
-    """Unpickling this opens (creates) a marker file: proof that code ran."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def _truncate(data: bytes, frac: float = 0.4) -> bytes:

@@ -1,11 +1,22 @@
-"""Model files that carry code, written by both Keras versions: a `Lambda` whose function writes a marker
-file, and a custom layer class whose `call` does. Loading either must never create the marker."""
+"""Files that carry code: a pickle whose loading creates a marker file (`Payload`), and Keras model files
+written by both Keras versions — a `Lambda` whose function writes a marker file, and a custom layer
+class whose `call` does. Loading any of them must never create the marker."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 SIZE, ALPHA = 96, 0.35
+
+
+class Payload:
+    """Unpickling this opens (creates) a marker file: proof that code ran."""
+
+    def __init__(self, marker: str | Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
 
 
 def _base(K):
