@@ -23,6 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 QUIET_IMPORTS = ("tensorflow",)  # the packages whose import writes C++ log lines to fd 2
+# modules whose warnings the CLIs keep off stderr (a regex on the warning's module, as `warnings` matches it)
+FRAMEWORK_MODULES = (r"(tensorflow|tf_keras|keras|tf2onnx|onnx|onnxruntime|onnx2torch|mmdnn|google|absl|h5py|numpy"
+                     r"|torch|torchvision|flatbuffers|ml_dtypes|tf_slim)(\.|$)")
 
 
 @contextmanager
@@ -91,7 +94,9 @@ def quiet_frameworks(verbose: bool = False) -> None:
     import logging
     import warnings
 
-    warnings.filterwarnings("ignore")
+    # the frameworks' own warnings (deprecations inside TF/Keras, tf2onnx's, torch's notices), not the
+    # process's: a warning raised from tfport's own code still shows
+    warnings.filterwarnings("ignore", module=FRAMEWORK_MODULES)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     quiet_tensorflow_import()

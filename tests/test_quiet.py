@@ -62,3 +62,18 @@ def test_verbose_shows_the_chatter(cli, ported, samples, tmp_path):
     proc = run_cli(*args, "--verbose")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert any("oneDNN" in line for line in noise_in(proc)), proc.stderr[-2000:]
+
+
+def test_framework_warnings_are_filtered_and_ours_are_not():
+    """quiet_frameworks() ignores warnings raised in the frameworks' modules only, not process-wide."""
+    import warnings
+
+    from convert.quiet import quiet_frameworks
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_frameworks()
+        for module in ("tensorflow.python.framework.ops", "torch.nn.modules.module", "tf2onnx.tfonnx",
+                       "convert.pipeline", "parity.run"):
+            warnings.warn_explicit(f"from {module}", UserWarning, f"{module}.py", 1, module=module)
+    assert sorted(str(w.message) for w in seen) == ["from convert.pipeline", "from parity.run"]

@@ -1,13 +1,18 @@
 """Fault injection: each fault class put into a correct port is detected, localised and attributed.
 
-The correct port passes first (no false alarm); then one fault at a time is injected into a copy of
-its module and parity must name the right probe point and the right cause.
+The correct port passes first (no false alarm); then one fault at a time is written into a checkpoint
+file — weights or declared semantics, what a file a user holds can carry — and parity must name the
+right probe point and the right cause for the candidate loaded from that file. Three faults no
+checkpoint can carry (its module is rebuilt from the metadata, in eval mode) are put into the module
+itself, as a library caller hands `parity.run` a module (MMdnn's emitted code is loaded that way):
+ReLU for ReLU6, reflect padding, a module left in train mode.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -33,6 +38,21 @@ def _with_module(cand, mutate):
     return c
 
 
+_FILES = itertools.count()
+
+
+def _through_file(cand, mutate, folder):
+    """The fault written into a checkpoint file (its weights and metadata), then loaded as a user would
+    load it: whatever the file cannot carry is lost on the way."""
+    from convert import checkpoint
+
+    c = _with_module(cand, mutate)
+    sd = {k: v for k, v in c.module.state_dict().items()}
+    path = folder / f"fault-{next(_FILES)}.pth"
+    checkpoint.save(path, sd, c.meta)
+    return load_candidate(path)
+
+
 def _failed(report, name):
     (c,) = [c for c in report.checks if c.name == name]
     assert not c.passed, c
@@ -51,6 +71,7 @@ def test_correct_port_passes_eval_and_train(base):
 
 def _set_eps(c):
     c.module.features[5].conv[1][1].eps = 1e-5
+    c.meta["bn"]["features.5.conv.1.1"]["eps"] = 1e-5
 
 
 def _symmetric_padding(c):
@@ -60,6 +81,7 @@ def _symmetric_padding(c):
             sym.weight = m.weight
             parent, _, child = name.rpartition(".")
             setattr(c.module.get_submodule(parent), child, sym)
+            c.meta["padding"][name] = "symmetric"
 
 
 def _momentum(value):
@@ -67,6 +89,8 @@ def _momentum(value):
         for m in c.module.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.momentum = value
+        for bn in c.meta["bn"].values():
+            bn["momentum"] = value
     return f
 
 
@@ -107,7 +131,7 @@ def _reflect_padding(c):
 
 
 def _imagenet_normalisation(c):
-    c.meta["input_range"] = "imagenet-mean-std"
+    c.meta["input_range"] = [-2.1179, 2.64]  # what ImageNet mean/std makes of [0, 1] pixels
 
 
 def _left_in_train_mode(c):
@@ -130,11 +154,19 @@ FAULTS = {
 }
 
 
+IN_MODULE_ONLY = ("relu-not-relu6", "reflect-padding", "left-in-train-mode")  # no checkpoint can carry these
+
+
+def _faulty(cand, fault, folder):
+    mutate = FAULTS[fault][0]
+    return _with_module(cand, mutate) if fault in IN_MODULE_ONLY else _through_file(cand, mutate, folder)
+
+
 @pytest.mark.parametrize("fault", list(FAULTS), ids=list(FAULTS))
-def test_fault_is_detected_localised_attributed(base, fault):
+def test_fault_is_detected_localised_attributed(base, fault, tmp_path):
     cand, source = base
-    mutate, check_name, point, cause_words = FAULTS[fault]
-    report = run(_with_module(cand, mutate), source, FAST)
+    _, check_name, point, cause_words = FAULTS[fault]
+    report = run(_faulty(cand, fault, tmp_path), source, FAST)
     assert not report.passed
     c = _failed(report, check_name)
     assert c.point == point
@@ -150,9 +182,9 @@ NUMERIC = {  # faults that change eval-mode numbers: the first divergent point i
 
 
 @pytest.mark.parametrize("fault", list(NUMERIC), ids=list(NUMERIC))
-def test_first_divergent_point(base, fault):
+def test_first_divergent_point(base, fault, tmp_path):
     cand, source = base
-    report = run(_with_module(cand, FAULTS[fault][0]), source, FAST)
+    report = run(_faulty(cand, fault, tmp_path), source, FAST)
     assert report.first_divergent is not None and report.first_divergent.point == NUMERIC[fault]
 
 
@@ -171,11 +203,11 @@ def test_undeclared_deviation_from_torchvision_fails(base):
     assert declared and not all(declared)
 
 
-def test_transposed_kernel_is_not_permuted_to_fit(base):
+def test_transposed_kernel_is_not_permuted_to_fit(base, tmp_path):
     """Same shape (3x3, H = W): a comparison that tried permutations would pass it; ours must not. The failing
     point keeps the layout its metadata declares (NCHW: batch 4, 96 channels, 96 / 2 / 2 = 24 px)."""
     cand, source = base
-    report = run(_with_module(cand, _transpose_depthwise), source, FAST)
+    report = run(_through_file(cand, _transpose_depthwise, tmp_path), source, FAST)
     bad = [r for r in report.results if r.reference == "tf" and not r.passed]
     assert bad and bad[0].point == "features.2.conv.1:bn"
     assert bad[0].shape == (4, 96, 24, 24) and bad[0].max_abs > bad[0].bound
