@@ -5,7 +5,8 @@ file — weights or declared semantics, what a file a user holds can carry — a
 right probe point and the right cause for the candidate loaded from that file. Three faults no
 checkpoint can carry (its module is rebuilt from the metadata, in eval mode) are put into the module
 itself, as a library caller hands `parity.run` a module (MMdnn's emitted code is loaded that way):
-ReLU for ReLU6, reflect padding, a module left in train mode.
+ReLU for ReLU6, reflect padding, a module left in train mode. ReLU for ReLU6 is also carried by a file
+(an edited ONNX export, checked as an onnx2torch candidate: the last test).
 """
 
 from __future__ import annotations
@@ -263,3 +264,30 @@ def test_semantics_declared_wrong_in_the_file_fail_the_declared_reference(base, 
     declared = [r for r in report.results if r.reference == "torchvision+declared"]
     assert declared and not all(r.passed for r in declared)
     assert not report.passed
+
+
+def test_relu_for_relu6_in_an_onnx_file_is_detected(base, tmp_path):
+    """ReLU for ReLU6 carried by a file a user holds: the port's own ONNX export with every Clip(0, 6)
+    made a Relu (what a converter that drops the upper clip writes). Checked as an onnx2torch candidate,
+    the export as written equals TF at every point; the edited one must not. (onnx2torch's BatchNorms
+    carry PyTorch's momentum 0.1, which the bn_momentum check fails either way: not what is tested.)"""
+    import onnx
+
+    cand, source = base
+    export = cand.path.with_suffix(".onnx")
+    clean = run(load_candidate(export), source, FAST)  # the export as written: every point equals TF's
+    assert clean.results and all(r.passed for r in clean.results if r.reference == "tf")
+    model = onnx.load(str(export))
+    clips = [n for n in model.graph.node if n.op_type == "Clip"]
+    assert clips, "tf2onnx writes Relu6 as Clip(0, 6)"
+    for n in clips:
+        n.op_type = "Relu"
+        del n.input[1:]
+        del n.attribute[:]
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, str(path))
+    faulty = load_candidate(path)
+    assert faulty.kind == "onnx2torch"
+    report = run(faulty, source, FAST)
+    assert not report.passed
+    assert any(r.reference == "tf" and not r.passed for r in report.results)
