@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=256,
                    help="synthetic images when --data is not given (default 256: 204 train, 52 valid)")
     p.add_argument("--img-size", type=int, default=64,
-                   help="default 64: the full grid (324 runs) in about 40 minutes on 2 cores")
+                   help="default 64: the full grid (324 runs) in 24 minutes on 2 cores (96 px: about twice that)")
     p.add_argument("--epochs", type=int, default=5, help="as the user's runs #1-#3 (default 5)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
     p.add_argument("--seed", type=int, default=0, help="first seed (data and calibration use it too)")
