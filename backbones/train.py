@@ -344,7 +344,7 @@ class Trainer:
         d = monitor.drift() if monitor is not None else None  # before validation: its passes are eval mode
         valid = evaluate(net, valid_src, self.local_bs, ctx)
         return EpochResult(epoch, sum(losses) / len(losses), valid, time.perf_counter() - t0,
-                           sched.get_last_lr()[0], tuple(losses), d and d.shift, d and d.scale, d.layer if d else "")
+                           sched.get_last_lr()[0], tuple(losses), *((d.shift, d.scale, d.layer) if d else ()))
 
 
 def _drift(e: EpochResult) -> BNDrift | None:

