@@ -1,0 +1,37 @@
+"""`exit_now`: the CLIs end without interpreter teardown, and nothing a pipe waits for is lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+CODE = """
+import logging, sys
+from convert.fast_exit import exit_now
+logging.basicConfig(stream=sys.stderr)
+sys.stdout.write("x" * 200000)   # more than one pipe buffer, still in Python's buffer when exit_now runs
+logging.getLogger("t").warning("logged")
+exit_now({code})
+print("never")
+"""
+
+
+def _run(code: int) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-c", CODE.format(code=code)], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_everything_written_reaches_the_pipe_and_the_exit_code_is_kept():
+    for code in (0, 1, 2):
+        proc = _run(code)
+        assert proc.returncode == code
+        assert proc.stdout == "x" * 200000  # flushed, and nothing after exit_now ran
+        assert "logged" in proc.stderr
+
+
+def test_none_is_success_like_sys_exit():
+    assert _run(None).returncode == 0  # type: ignore[arg-type]
