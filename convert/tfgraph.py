@@ -458,13 +458,18 @@ class TFRunner:
         """Release the session's buffers now rather than when the garbage collector gets to it."""
         self.sess.close()
 
-    def run(self, x: np.ndarray, fetches: list[str], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    def run(self, x: np.ndarray, fetches: list[str], progress: Callable[[int], None] | None = None,
+            maps: bool = False) -> list[np.ndarray]:
+        """Fetches per probe, flattened to (n, -1) where not a feature map or a 1x1 one (a pooled tensor
+        kept its dims); `maps`: every 4-D tensor kept as it is (parity's probe points, where a 1x1 map
+        late in a small input is still a map)."""
         step = self.batch or 16
         outs: list[list[np.ndarray]] = [[] for _ in fetches]
         for i in range(0, len(x), step):
             res = self.sess.run(fetches, {self.info.input: x[i : i + step]})
             for acc, r in zip(outs, res):
-                acc.append(np.asarray(r).reshape(len(x[i : i + step]), -1) if r.ndim != 4 or r.shape[1:3] == (1, 1) else r)
+                flat = r.ndim != 4 or (r.shape[1:3] == (1, 1) and not maps)
+                acc.append(np.asarray(r).reshape(len(x[i : i + step]), -1) if flat else r)
             if progress:
                 progress(min(i + step, len(x)))
         return [o[0] if len(o) == 1 else np.concatenate(o) for o in outs]

@@ -9,6 +9,7 @@ Conv2dNormActivation is named by its own path (`features.3.conv.3:bn`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from convert.canonical import Slot
 
@@ -57,12 +58,18 @@ def points_for(slots: list[Slot], pool: str | None = "avg", output: bool = True)
 
 
 class Capture:
-    """Forward hooks on a torchvision-structured model collecting every probe point in one pass."""
+    """Forward hooks on a torchvision-structured model collecting every probe point in one pass.
 
-    def __init__(self, model, points: list[Point]) -> None:
+    With `on_point`, a point's value is handed over as soon as its last batch has run (`batches` forward
+    calls in all) and not kept: comparisons stream, so one capture's worth of activations (~0.6 GB at
+    224, 8 probes) is never held beside another (scripts/bench: memory_parity)."""
+
+    def __init__(self, model, points: list[Point], on_point: Callable[[str, Any], None] | None = None,
+                 batches: int = 1) -> None:
         import torch
 
         self.values: dict[str, list] = {p.name: [] for p in points}
+        self.on_point, self.batches = on_point, batches
         self.handles = []
         modules = dict(model.named_modules())
         for p in points:
@@ -75,14 +82,23 @@ class Capture:
             if mod is not None:
                 self.handles.append(mod.register_forward_hook(hook))
 
+    def _add(self, name: str, value) -> None:
+        acc = self.values[name]
+        acc.append(value)
+        if self.on_point is not None and len(acc) == self.batches:
+            import numpy as np
+
+            self.values[name] = []
+            self.on_point(name, acc[0] if len(acc) == 1 else np.concatenate(acc))
+
     def _hook(self, name: str):
         def hook(_mod, _inp, out):
-            self.values[name].append(out.detach().numpy().copy())
+            self._add(name, out.detach().numpy().copy())
         return hook
 
     def _pool_hook(self, name: str, torch):
         def hook(_mod, _inp, out):
-            self.values[name].append(torch.nn.functional.adaptive_avg_pool2d(out, 1).flatten(1).detach().numpy())
+            self._add(name, torch.nn.functional.adaptive_avg_pool2d(out, 1).flatten(1).detach().numpy())
         return hook
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -97,10 +97,22 @@ def _nchw(a: np.ndarray) -> np.ndarray:
     return a.transpose(0, 3, 1, 2) if a.ndim == 4 else a
 
 
-def _capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+def _tf_values(runner, x: np.ndarray, tensors: dict[str, str], points: list[Point]) -> dict[str, np.ndarray]:
+    """TF's value of each named point in the candidate's layout: feature maps NCHW (a 1x1 map late in a
+    small input included), pooled features flat (a pooling that kept its dims gives N x 1 x 1 x C)."""
+    suffix = {p.name: p.suffix for p in points}
+    names = list(tensors)
+    vals = runner.run(x, [tensors[n] for n in names], maps=True)
+    return {n: v.reshape(len(v), -1) if suffix.get(n) == "pool" else _nchw(v) for n, v in zip(names, vals)}
+
+
+def _capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int,
+                   on_point: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+    """Every point's value (concatenated over batches); or, with `on_point`, each handed over once
+    complete and not kept (an empty dict is returned)."""
     import torch
 
-    cap = Capture(model, points)
+    cap = Capture(model, points, on_point, batches=-(-len(x_nchw) // batch))
     try:
         with torch.no_grad():
             for i in range(0, len(x_nchw), batch):
@@ -174,15 +186,31 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
         notes.append(f"code from the source ran (--trust-code): {', '.join(source.spec.trusted_code)}")
 
     progress("TF: capturing probe points (eval)")
-    names = list(tensors)
-    tf_vals = dict(zip(names, (_nchw(v) for v in tf_runner.run(x, [tensors[n] for n in names]))))
+    tf_vals = _tf_values(tf_runner, x, tensors, points)
     progress("candidate: capturing probe points (eval)")
     cand = candidate.module
     if candidate.torchvision_layout:
-        cand_vals = _capture_torch(cand, points, x_nchw, batch)
+        # compared as each point completes, TF's value dropped at once: TF's and the candidate's captures
+        # are never both held whole (the candidate's are kept for the torchvision references)
+        cand_vals: dict[str, np.ndarray] = {}
+        vs_tf: dict[str, PointResult] = {}
+
+        def against_tf(name: str, v: np.ndarray) -> None:
+            if name in cand_vals:  # a module run twice in one forward: its point is not one tensor
+                if name in vs_tf:
+                    vs_tf[name] = replace(vs_tf[name], passed=False)
+                notes.append(f"candidate computed {name} more than once per forward pass")
+                return
+            cand_vals[name] = v
+            if name in tf_vals:
+                vs_tf[name] = compare(name, "tf", "eval", v, tf_vals.pop(name), cfg.tol)
+
+        _capture_torch(cand, points, x_nchw, batch, against_tf)
         for p in points:  # every point TF has is compared: one the candidate never produced fails
-            if p.name in tf_vals:
-                results.append(compare(p.name, "tf", "eval", cand_vals.get(p.name, NOTHING), tf_vals[p.name], cfg.tol))
+            if p.name in vs_tf:
+                results.append(vs_tf[p.name])
+            elif p.name in tf_vals:
+                results.append(compare(p.name, "tf", "eval", NOTHING, tf_vals[p.name], cfg.tol))
         cand_output = cand_vals.get("output")
     else:
         xin = x if candidate.input_layout == "NHWC" else x_nchw
@@ -228,17 +256,22 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
             g_train, info_train, t_tensors = train_ref
             t_names = [n for n in t_tensors if n != "output"]
             tr = TFRunner(g_train, info_train)
-            tf_train = dict(zip(t_names, (_nchw(v) for v in tr.run(x, [t_tensors[n] for n in t_names]))))
+            tf_train = _tf_values(tr, x, {n: t_tensors[n] for n in t_names}, points)
             tr.close()
             model = copy.deepcopy(cand).train()
             for m in model.modules():
                 if isinstance(m, torch.nn.Dropout):
                     m.eval()
-            train_vals = _capture_torch(model, points, x_nchw, batch)
-            for p in points:
-                if p.name in tf_train and p.name in train_vals and p.suffix not in ("", "output"):
-                    results.append(compare(p.name, "tf", "train", train_vals[p.name], tf_train[p.name], cfg.train_tol))
-            del tf_train, train_vals
+            compared = [p.name for p in points if p.name in tf_train and p.suffix not in ("", "output")]
+            vs_train: dict[str, PointResult] = {}
+
+            def against_tf_train(name: str, v: np.ndarray) -> None:
+                if name in compared and name in tf_train:
+                    vs_train[name] = compare(name, "tf", "train", v, tf_train.pop(name), cfg.train_tol)
+
+            _capture_torch(model, [p for p in points if p.name in compared], x_nchw, batch, against_tf_train)
+            results.extend(vs_train[n] for n in compared if n in vs_train)
+            del tf_train
     elif "train" in cfg.modes:
         ctx.train_skipped = "candidate is not laid out like torchvision; repair it first"
 
@@ -325,12 +358,16 @@ def _torchvision_references(candidate, source_meta, points, x_nchw, batch, cand_
         note = ("torchvision with the source's semantics: the candidate's weights do not fit the source's "
                 f"structure ({str(e).splitlines()[-1].strip()[:120]})")
     for ref_name, model in refs.items():
-        vals = _capture_torch(model, [p for p in points if p.suffix != "output" or ref_name != "torchvision"],
-                              _backbone_input(candidate, x_nchw) if ref_name == "torchvision" else x_nchw, batch)
-        for p in points:
-            if p.name in vals and p.name in cand_vals:
-                results.append(compare(p.name, ref_name, "eval", cand_vals[p.name], vals[p.name], cfg.tol))
-        del vals
+        got: dict[str, PointResult] = {}
+
+        def against_candidate(name: str, v: np.ndarray, ref_name=ref_name, got=got) -> None:
+            if name in cand_vals:
+                got[name] = compare(name, ref_name, "eval", cand_vals[name], v, cfg.tol)
+
+        _capture_torch(model, [p for p in points if p.suffix != "output" or ref_name != "torchvision"],
+                       _backbone_input(candidate, x_nchw) if ref_name == "torchvision" else x_nchw, batch,
+                       against_candidate)
+        results.extend(got[p.name] for p in points if p.name in got)
     return note
 
 
