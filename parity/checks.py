@@ -255,10 +255,11 @@ def mode(ctx) -> CheckResult:
     if not diff <= bound:
         return CheckResult("mode", False, f"the first probe's output differs by max |Δ| {diff:.3g} (tolerance "
                            f"{bound:.2g}) run alone and in a batch of two: at inference an input's output depends on "
-                           "the rest of its batch", cause="batch statistics at inference: a model left in train mode (or "
-                           "a forward that forces training=True) normalises with the batch's statistics and applies "
-                           "dropout", fix="call model.eval() after loading (backbones.load does) and let BatchNorm "
-                           "use its running statistics at inference (training=False)")
+                           "the rest of its batch",
+                           cause="batch statistics at inference: a model left in train mode (or a forward that forces "
+                                 "training=True) normalises with the batch's statistics and applies dropout",
+                           fix="call model.eval() after loading (backbones.load does) and let BatchNorm use its "
+                               "running statistics at inference (training=False)")
     own = "each input's output is its own at inference (alone = in a batch)"
     train = [r for r in ctx.results if r.mode == "train"]
     if ctx.train_skipped or not train:

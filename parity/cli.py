@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=tolerance, default=tolerances.EVAL_ATOL,
                    help="absolute tolerance per point (default %(default)g; the trainer's gate accepts no looser)")
     p.add_argument("--rtol", type=tolerance, default=tolerances.EVAL_RTOL,
-                   help="relative tolerance, times max|ref| per point (default %(default)g; the gate accepts no looser)")
+                   help="relative tolerance, times max|ref| per point (default %(default)g; the gate accepts no "
+                        "looser)")
     p.add_argument("--probes", type=positive_int, default=8)
     p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--json", type=Path)
