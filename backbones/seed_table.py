@@ -313,7 +313,7 @@ def _run_all(jobs: list[Job], out: Path, workers: int) -> list[Cell]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from backbones.cli import Parser
+    from convert.argtypes import Parser
 
     p = Parser(prog="scripts/reproduce_seed_table", description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from convert.errors import TfportError
+
 FORMS = ("slim_pb", "keras2_h5", "keras2_pb", "keras3", "savedmodel", "transfer_h5")
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 # probe inputs `tf2torch` verifies on: a wrong mapping moves every probe, so 16 catch what 64 did (the
@@ -88,9 +90,10 @@ def tolerance(text: str) -> float:
 
 
 class Parser(argparse.ArgumentParser):
-    """Usage errors are bad input: one line `error: ...` and exit 2, before any work starts (argparse
-    would print its usage block first). Subparsers inherit the class."""
+    """The parser of every tfport CLI. A usage error is bad input like any other: raised as TfportError,
+    which each `main` prints as one line `error: ...` and returns as exit 2, before any work starts
+    (argparse would print its usage block and exit from inside `parse_args`; under torchrun, from every
+    rank). Subparsers inherit the class."""
 
     def error(self, message: str):  # type: ignore[override]
-        sys.stderr.write(f"error: {self.prog}: {message} (see --help)\n")
-        sys.exit(2)
+        raise TfportError(f"{self.prog}: {message} (see --help)")

@@ -17,6 +17,7 @@ import numpy as np
 
 from convert.argtypes import ALPHAS, FORMS  # noqa: F401  (re-exported: the CLI reads them without numpy)
 from convert.errors import fail
+from convert.probe import probe_inputs
 from convert.sources.keras_files import flat_layers
 
 
@@ -57,22 +58,13 @@ def _realistic_bn(model, seed: int) -> None:
     for bn in bns:
         bn.momentum = 0.0
     h, w, _ = model.input_shape[1:]
-    x = _smooth_images(rng, 16, h, w)
+    x = probe_inputs(16, (h, w), seed=rng)
     model(x, training=True)
     for bn, m in zip(bns, saved):
         bn.momentum = m
         c = bn.gamma.shape[0]
         bn.moving_mean.assign(bn.moving_mean.numpy() + rng.normal(0, 0.05, c).astype(np.float32))
         bn.moving_variance.assign(bn.moving_variance.numpy() * rng.uniform(0.8, 1.25, c).astype(np.float32))
-
-
-def _smooth_images(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
-    """Images in [-1, 1] with spatial structure (upsampled noise), not white noise."""
-    coarse = rng.uniform(-1, 1, (n, max(h // 8, 2), max(w // 8, 2), 3)).astype(np.float32)
-    ys = np.linspace(0, coarse.shape[1] - 1, h).round().astype(int)
-    xs = np.linspace(0, coarse.shape[2] - 1, w).round().astype(int)
-    img = coarse[:, ys][:, :, xs]
-    return np.clip(img + rng.normal(0, 0.1, img.shape).astype(np.float32), -1, 1)
 
 
 def keras2_model(spec: SampleSpec):

@@ -7,6 +7,7 @@ train-mode step), against what the source says.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -220,25 +221,58 @@ def padding(ctx) -> CheckResult:
                        f"(max |Δ| {numeric['max_abs']:.2g} vs the source-semantics reference)", details={"numeric": numeric})
 
 
+def _batch_dependence(ctx) -> tuple[float, float]:
+    """max |Δ| of the first probe's output run alone and in a batch of two, and the tolerance it must meet.
+
+    At inference each input's output is its own. A module left in train mode, or a forward that forces
+    `training=True` into a batch norm (which no loader's `.eval()` undoes), normalises with the batch's
+    statistics; train-mode dropout draws new masks: either makes the two differ. Measured on a copy (a
+    train-mode forward would move the candidate's running statistics)."""
+    import torch
+
+    from convert.probe import probe_inputs
+    from parity.metrics import EVAL_TOL
+
+    spec = ctx.source.spec
+    x = probe_inputs(2, tuple(spec.input_shape[:2]), tuple(spec.input_range), seed=1)
+    if ctx.candidate.input_layout == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    model = copy.deepcopy(ctx.candidate.module)
+    outs = []
+    with torch.no_grad():
+        for n in (2, 1):
+            out = model(torch.from_numpy(np.ascontiguousarray(x[:n])))
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            outs.append(out[:1].detach().numpy().astype(np.float64))
+    batched, alone = outs
+    return float(np.abs(batched - alone).max(initial=0.0)), EVAL_TOL.bound(alone)
+
+
 @check("mode")
 def mode(ctx) -> CheckResult:
-    """The checkpoint loads in eval mode; and parity also holds in train mode (batch statistics)."""
-    m = ctx.candidate.module
-    if m.training:
-        return CheckResult("mode", False, "the candidate loads in train mode", cause="a model left in train mode "
-                           "normalises with batch statistics and applies dropout at inference",
-                           fix="call model.eval() after loading (backbones.load does)")
+    """Inference treats each input on its own (eval-mode BN, no dropout); and parity also holds in train mode."""
+    diff, bound = _batch_dependence(ctx)
+    if not diff <= bound:
+        return CheckResult("mode", False, f"the first probe's output differs by max |Δ| {diff:.3g} (tolerance "
+                           f"{bound:.2g}) run alone and in a batch of two: at inference an input's output depends on "
+                           "the rest of its batch",
+                           cause="batch statistics at inference: a model left in train mode (or a forward that forces "
+                                 "training=True) normalises with the batch's statistics and applies dropout",
+                           fix="call model.eval() after loading (backbones.load does) and let BatchNorm use its "
+                               "running statistics at inference (training=False)")
+    own = "each input's output is its own at inference (alone = in a batch)"
     train = [r for r in ctx.results if r.mode == "train"]
-    if ctx.train_skipped:
-        return CheckResult("mode", True, f"loads in eval mode; train mode not compared: {ctx.train_skipped}",
+    if ctx.train_skipped or not train:
+        why = ctx.train_skipped or "not among the modes run"
+        return CheckResult("mode", True, f"{own}; train mode not compared: {why}",
                            details={"train_mode": "not compared"})
     failed = [r for r in train if not r.passed]
     if failed:
-        return CheckResult("mode", False, f"loads in eval mode, but in train mode {len(failed)}/{len(train)} points "
+        return CheckResult("mode", False, f"{own}, but in train mode {len(failed)}/{len(train)} points "
                            f"differ from TF; first {failed[0].point} (max |Δ| {failed[0].max_abs:.3g})",
                            cause="train-mode BatchNorm does not reproduce TF's batch-statistics normalisation",
                            fix=REPAIR, point=failed[0].point)
-    return CheckResult("mode", True, f"loads in eval mode; train mode (batch statistics) matches TF at all {len(train)} points")
+    return CheckResult("mode", True, f"{own}; train mode (batch statistics) matches TF at all {len(train)} points")
 
 
 @check("preprocessing")

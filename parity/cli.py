@@ -77,6 +77,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from parity import tolerances  # plain numbers: --help stays fast
+
     parser = Parser(prog="python -m parity", description=__doc__.splitlines()[0], epilog=EPILOG,
                                      formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ported", type=Path, help="ported.pth, a torchvision state dict, MMdnn's emitted .py, or an .onnx")
     p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
     p.add_argument("--against", type=_against, default=("tf", "onnx", "torchvision"))
-    p.add_argument("--atol", type=tolerance, default=1e-5)
-    p.add_argument("--rtol", type=tolerance, default=1e-4)
+    p.add_argument("--atol", type=tolerance, default=tolerances.EVAL_ATOL,
+                   help="absolute tolerance per point (default %(default)g; the trainer's gate accepts no looser)")
+    p.add_argument("--rtol", type=tolerance, default=tolerances.EVAL_RTOL,
+                   help="relative tolerance, times max|ref| per point (default %(default)g; the gate accepts no "
+                        "looser)")
     p.add_argument("--probes", type=positive_int, default=8)
     p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--json", type=Path)
@@ -102,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except TfportError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,15 +7,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from parity.tolerances import EVAL_ATOL, EVAL_RTOL, TRAIN_ATOL, TRAIN_RTOL
+
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass when max|cand - ref| <= atol + rtol * max|ref| (per point)."""
+    """Pass when max|cand - ref| <= atol + rtol * max|ref| (per point). Defaults: parity.tolerances."""
 
-    # float32 through ~50 layers: correct ports measured max|Δ| <= 1.05e-5 · max|ref| (96 and 224 inputs);
-    # rtol 1e-4 keeps a 10x margin against false alarms while any real fault is orders larger
-    atol: float = 1e-5
-    rtol: float = 1e-4
+    atol: float = EVAL_ATOL
+    rtol: float = EVAL_RTOL
 
     def bound(self, ref: np.ndarray) -> float:
         return self.bound_at(float(np.abs(ref).max(initial=0.0)))
@@ -25,11 +25,10 @@ class Tolerance:
         return self.atol + self.rtol * max_ref
 
 
-# The defaults every certificate must meet (the trainer's gate refuses a looser one). Train mode
-# normalises with batch statistics, which TF's FusedBatchNorm (training) and PyTorch compute differently
-# in float32: correct ports measured max|Δ|/max|ref| <= 6.6e-4 (224, batch 8).
+# The defaults every certificate must meet (the trainer's gate refuses a looser one); why these
+# numbers: parity.tolerances.
 EVAL_TOL = Tolerance()
-TRAIN_TOL = Tolerance(atol=1e-4, rtol=2e-3)
+TRAIN_TOL = Tolerance(atol=TRAIN_ATOL, rtol=TRAIN_RTOL)
 
 
 @dataclass(frozen=True)

@@ -96,20 +96,22 @@ def zoo(tmp_path_factory) -> Zoo:
 
 @pytest.fixture(scope="session")
 def converted(samples, tmp_path_factory):
-    """convert(case) -> (source path, ported.pth, ConversionResult), each case converted once per session."""
+    """converted(case, via="onnx") -> (source path, ported.pth, ConversionResult), each converted once per
+    session; via "mmdnn" or "both" also leaves MMdnn's emitted ported.mmdnn.py (+ .npy) beside the port."""
     from convert import pipeline
 
     out_root = tmp_path_factory.mktemp("ported")
     cache: dict[str, tuple] = {}
 
-    def get(case):
+    def get(case, via: str = "onnx"):
         key = "-".join(map(str, case)).replace(" ", "").replace(",", "x").replace("(", "").replace(")", "")
+        key += "" if via == "onnx" else f"-{via}"
         if key not in cache:
             form, alpha, size = case
             src = samples.get(form, alpha, size)
             (out_root / key).mkdir()
             out = out_root / key / "ported.pth"
-            cache[key] = (src, out, pipeline.convert(src, out, probes=64))
+            cache[key] = (src, out, pipeline.convert(src, out, via=via, probes=64))
         return cache[key]
 
     return get

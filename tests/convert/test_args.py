@@ -7,30 +7,49 @@ from __future__ import annotations
 import pytest
 
 CASES = {
-    "tf2torch-probes-0": ("convert", ["tf2torch", "m.pb", "--probes", "0"], "--probes"),
-    "tf2torch-probes-negative": ("convert", ["tf2torch", "m.pb", "--probes", "-2"], "--probes"),
-    "tf2torch-probes-word": ("convert", ["tf2torch", "m.pb", "--probes", "many"], "--probes"),
-    "tf2torch-seed-negative": ("convert", ["tf2torch", "m.pb", "--seed", "-1"], "--seed"),
-    "sample-classes-0": ("convert", ["sample", "out", "--classes", "0"], "--classes"),
-    "sample-seed-negative": ("convert", ["sample", "out", "--seed", "-5"], "--seed"),
-    "parity-atol-negative": ("parity", ["check", "p.pth", "--atol", "-1e-5"], "--atol"),
-    "parity-rtol-nan": ("parity", ["check", "p.pth", "--rtol", "nan"], "--rtol"),
-    "parity-atol-inf": ("parity", ["check", "p.pth", "--atol", "inf"], "--atol"),
-    "parity-probes-0": ("parity", ["check", "p.pth", "--probes", "0"], "--probes"),
-    "parity-seed-negative": ("parity", ["check", "p.pth", "--seed", "-3"], "--seed"),
-    "parity-unknown-option": ("parity", ["check", "p.pth", "--atoll", "1"], "--atoll"),
+    "tf2torch-probes-0": ("convert.cli", ["tf2torch", "m.pb", "--probes", "0"], "--probes"),
+    "tf2torch-probes-negative": ("convert.cli", ["tf2torch", "m.pb", "--probes", "-2"], "--probes"),
+    "tf2torch-probes-word": ("convert.cli", ["tf2torch", "m.pb", "--probes", "many"], "--probes"),
+    "tf2torch-seed-negative": ("convert.cli", ["tf2torch", "m.pb", "--seed", "-1"], "--seed"),
+    "sample-classes-0": ("convert.cli", ["sample", "out", "--classes", "0"], "--classes"),
+    "sample-seed-negative": ("convert.cli", ["sample", "out", "--seed", "-5"], "--seed"),
+    "parity-atol-negative": ("parity.cli", ["check", "p.pth", "--atol", "-1e-5"], "--atol"),
+    "parity-rtol-nan": ("parity.cli", ["check", "p.pth", "--rtol", "nan"], "--rtol"),
+    "parity-atol-inf": ("parity.cli", ["check", "p.pth", "--atol", "inf"], "--atol"),
+    "parity-probes-0": ("parity.cli", ["check", "p.pth", "--probes", "0"], "--probes"),
+    "parity-seed-negative": ("parity.cli", ["check", "p.pth", "--seed", "-3"], "--seed"),
+    "parity-unknown-option": ("parity.cli", ["check", "p.pth", "--atoll", "1"], "--atoll"),
+    "backbones-unknown-option": ("backbones.cli", ["train", "--backbone", "b", "--data", "d", "--bss", "8"], "--bss"),
+    "backbones-bs-word": ("backbones.cli", ["train", "--backbone", "b", "--data", "d", "--bs", "many"], "--bs"),
+    "seed-table-seeds-word": ("backbones.seed_table", ["--seeds", "many"], "--seeds"),
+    "fetch-pretrained-timeout-0": ("backbones.pretrained", ["--timeout", "0"], "--timeout"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_bad_argument_is_one_line_before_any_work(case, capsys, tmp_path, monkeypatch):
-    cli, argv, mentions = CASES[case]
+    """`main` returns 2 (argparse would exit from inside parse_args, with its usage block first)."""
+    module, argv, mentions = CASES[case]
     monkeypatch.chdir(tmp_path)  # nothing may be written, and the named files do not exist
-    main = __import__(f"{cli}.cli", fromlist=["main"]).main
-    with pytest.raises(SystemExit) as e:
-        main(argv)
+    main = __import__(module, fromlist=["main"]).main
+    assert main(argv) == 2
     out, err = capsys.readouterr()
-    assert e.value.code == 2
     assert err.count("\n") == 1 and err.startswith("error: ") and mentions in err, err
     assert "Traceback" not in err and not out
     assert list(tmp_path.iterdir()) == []
+
+
+PARSERS = ("convert.cli", "parity.cli", "backbones.cli", "backbones.seed_table")
+
+
+@pytest.mark.parametrize("module", PARSERS)
+def test_every_cli_parses_with_the_one_parser(module):
+    """One Parser class (convert.argtypes) for every CLI and each of its subcommands."""
+    import argparse
+
+    from convert.argtypes import Parser
+
+    parser = __import__(module, fromlist=["build_parser"]).build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for p in [parser, *(c for a in subs for c in a.choices.values())]:
+        assert type(p) is Parser, (p.prog, type(p))

@@ -64,3 +64,33 @@ def test_older_certificate_without_references_is_refused(tmp_path):
     path.write_text(json.dumps(cert))
     with pytest.raises(certificate.GateError, match="records no references"):
         certificate.check_for_training(ckpt, "eval")
+
+
+def _cli_defaults():
+    from parity.cli import build_parser
+
+    args = build_parser().parse_args(["check", "ported.pth"])
+    return args.atol, args.rtol
+
+
+def test_cli_defaults_are_eval_tol_and_what_the_gate_requires(tmp_path):
+    """`parity check` with no --atol/--rtol certifies exactly what the gate requires: at the CLI's defaults
+    the certificate is accepted, a hair looser it is refused."""
+    from parity.metrics import EVAL_TOL
+
+    atol, rtol = _cli_defaults()
+    assert (atol, rtol) == (EVAL_TOL.atol, EVAL_TOL.rtol)
+    certificate.check_for_training(_certified(tmp_path, atol=atol, rtol=rtol), "eval")
+    for key, value in (("atol", atol), ("rtol", rtol)):
+        (tmp_path / key).mkdir()
+        with pytest.raises(certificate.GateError, match=f"{key} .* looser than the default"):
+            certificate.check_for_training(_certified(tmp_path / key, **{key: value * 1.01}), "eval")
+
+
+def test_cli_defaults_come_from_the_one_place_the_tolerances_are_written(monkeypatch):
+    """The CLI reads parity.tolerances (as parity.metrics does for EVAL_TOL): no literals of its own."""
+    from parity import tolerances
+
+    monkeypatch.setattr(tolerances, "EVAL_ATOL", 3e-5)
+    monkeypatch.setattr(tolerances, "EVAL_RTOL", 3e-4)
+    assert _cli_defaults() == (3e-5, 3e-4)

@@ -4,6 +4,7 @@ Each builds the context a check reads (`parity.run._Ctx`'s fields) around a modu
 
 from __future__ import annotations
 
+import copy
 import types
 
 import pytest
@@ -56,3 +57,27 @@ def test_a_later_layer_updating_unlike_it_declares_is_named():
 def test_layer_count_differs(n_source):
     res = CHECKS["bn_momentum"](_ctx(_bns(*(torch.nn.BatchNorm2d(4, momentum=0.001) for _ in range(3))), n_source))
     assert not res.passed and "candidate has 3 BatchNorm modules" in res.evidence
+
+
+def _mode_ctx(module: torch.nn.Module):
+    spec = types.SimpleNamespace(input_shape=(8, 8, 3), input_range=(-1.0, 1.0))
+    return types.SimpleNamespace(candidate=types.SimpleNamespace(module=module, input_layout="NCHW"),
+                                 source=types.SimpleNamespace(spec=spec), results=[], train_skipped="")
+
+
+MODES = {  # a library caller's module (parity.run takes one): what it does at inference, not its flag
+    "eval": (lambda: _bns(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Dropout(0.5)), True),
+    "bn-in-train-mode": (lambda: _bns(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train(), False),
+    "dropout-in-train-mode": (lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Dropout(0.5)), False),
+}
+
+
+@pytest.mark.parametrize("case", list(MODES), ids=list(MODES))
+def test_mode_measures_whether_inference_depends_on_the_batch(case):
+    build, passes = MODES[case]
+    module = build()
+    before = copy.deepcopy(module.state_dict())
+    res = CHECKS["mode"](_mode_ctx(module))
+    assert res.passed is passes, res
+    assert passes or "train mode" in res.cause
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())  # measured on a copy

@@ -16,15 +16,12 @@ CASE = ("keras2_h5", 1.0, (96, 96))
 
 
 @pytest.fixture(scope="module")
-def both(samples, tmp_path_factory):
-    """A conversion through both paths: ported.pth, ported.onnx, MMdnn's ported.mmdnn.{py,npy}."""
-    from convert import pipeline
-
-    d = tmp_path_factory.mktemp("both")
-    src = samples.get(*CASE)
-    result = pipeline.convert(src, d / "ported.pth", via="both", probes=16)
+def both(converted):
+    """A conversion through both paths: ported.pth, ported.onnx, MMdnn's ported.mmdnn.{py,npy} (shared with
+    tests/parity/test_faults.py's MMdnn faults)."""
+    src, out, result = converted(CASE, via="both")
     assert result.ok
-    return src, d
+    return src, out.parent
 
 
 def test_canonical_port_passes_with_reports(both, tmp_path):

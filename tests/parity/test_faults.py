@@ -1,12 +1,11 @@
 """Fault injection: each fault class put into a correct port is detected, localised and attributed.
 
-The correct port passes first (no false alarm); then one fault at a time is written into a checkpoint
-file — weights or declared semantics, what a file a user holds can carry — and parity must name the
-right probe point and the right cause for the candidate loaded from that file. Three faults no
-checkpoint can carry (its module is rebuilt from the metadata, in eval mode) are put into the module
-itself, as a library caller hands `parity.run` a module (MMdnn's emitted code is loaded that way):
-ReLU for ReLU6, reflect padding, a module left in train mode. ReLU for ReLU6 is also carried by a file
-(an edited ONNX export, checked as an onnx2torch candidate: the last test).
+The correct port passes first (no false alarm); then one fault at a time is written into a file a user
+could hold and parity must name the right probe point and the right cause for the candidate loaded from
+that file: weights or declared semantics in a checkpoint; a hand edit of MMdnn's emitted `.py` (reflect
+padding, a batch norm forced to batch statistics, which no loader's `.eval()` undoes); ReLU for ReLU6 in
+an edited ONNX export. ReLU for ReLU6 is also put into the module itself, as a library caller hands
+`parity.run` a module: no checkpoint can carry it (its module is rebuilt from the metadata).
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import re
+import shutil
 
 import pytest
 import torch
@@ -126,24 +127,14 @@ def _saved_in_train_mode(c):
     c.module.eval()
 
 
-def _reflect_padding(c):
-    """Pads symmetrically as declared, but reflects instead of zero-padding: static padding equal, numbers not."""
-    c.module.features[1].conv[0][0].padding_mode = "reflect"
-
-
 def _imagenet_normalisation(c):
     c.meta["input_range"] = [-2.1179, 2.64]  # what ImageNet mean/std makes of [0, 1] pixels
-
-
-def _left_in_train_mode(c):
-    c.module.train()
 
 
 FAULTS = {
     # name: (mutation, check that must fail, probe point it must localise to, words in the cause)
     "eps-one-layer": (_set_eps, "bn_eps", "features.5.conv.1:bn", "epsilon"),
     "symmetric-padding": (_symmetric_padding, "padding", "features.0:bn", "asymmetric"),
-    "reflect-padding": (_reflect_padding, "padding", "features.1.conv.0:bn", "even size"),
     "momentum-0.999": (_momentum(0.999), "bn_momentum", "features.0:bn", "decay was copied"),
     "momentum-0": (_momentum(0.0), "bn_momentum", "features.0:bn", "never move"),
     "depthwise-transposed": (_transpose_depthwise, "layout", "features.2.conv.1:bn", "transposed spatially"),
@@ -151,11 +142,10 @@ FAULTS = {
     "relu-not-relu6": (_relu, "activation", "features.0:act", "ReLU6"),
     "saved-in-train-mode": (_saved_in_train_mode, "bn_statistics", "features.0:bn", "train-mode forward passes"),
     "imagenet-normalisation": (_imagenet_normalisation, "preprocessing", "features.0:bn", "normalisation"),
-    "left-in-train-mode": (_left_in_train_mode, "mode", None, "train mode"),
 }
 
 
-IN_MODULE_ONLY = ("relu-not-relu6", "reflect-padding", "left-in-train-mode")  # no checkpoint can carry these
+IN_MODULE_ONLY = ("relu-not-relu6",)  # no checkpoint can carry it (in a file: test_relu_for_relu6_in_an_onnx_file)
 
 
 def _faulty(cand, fault, folder):
@@ -291,3 +281,69 @@ def test_relu_for_relu6_in_an_onnx_file_is_detected(base, tmp_path):
     report = run(faulty, source, FAST)
     assert not report.passed
     assert any(r.reference == "tf" and not r.passed for r in report.results)
+
+
+@pytest.fixture(scope="module")
+def emitted(converted):
+    """MMdnn's emitted code for the same source (`--via both` writes ported.mmdnn.py + .npy beside the port)."""
+    _, out, _ = converted(CASE, via="both")
+    code = out.with_suffix(".mmdnn.py")
+    assert code.exists() and code.with_suffix(".npy").exists()
+    return code
+
+
+def _edit_once(pattern: str, replacement: str):
+    """A hand edit of one line of the emitted code (the pattern must match exactly once)."""
+    def edit(code: str) -> str:
+        new, n = re.subn(pattern, replacement, code)
+        assert n == 1, f"{pattern!r} matched {n} times in MMdnn's emitted code"
+        return new
+    return edit
+
+
+EMITTED_FAULTS = {
+    # name: (edit of the emitted code, check that must fail or None, first divergent point, words in the cause)
+    # block 0's depthwise conv (features.1.conv.0, stride 1) pads (1, 1, 1, 1) as TF does, but reflects
+    # instead of zero-padding. MMdnn pads in forward(), not in a module: no check reads that, the numbers do
+    "reflect-padding": (_edit_once(r"(_expanded_conv_depthwise_depthwise_pad = F\.pad\(\w+, \(1, 1, 1, 1\))\)",
+                                   r"\1, mode='reflect')"), None, "features.1.conv.0:bn", ""),
+    # features.0's BatchNorm called as a training script calls it: batch statistics at inference, whatever
+    # `.eval()` the loader calls (a module left in train mode, carried by a file)
+    "bn-forced-to-train-mode": (_edit_once(r"self\.(\w+_bn_Conv1_FusedBatchNormV3)\((\w+)\)",
+                                           r"F.batch_norm(\2, None, None, self.\1.weight, self.\1.bias, "
+                                           r"training=True, eps=self.\1.eps)"),
+                                "mode", "features.0:bn", "train mode"),
+}
+
+
+def _emitted_candidate(code, folder, edit=None):
+    """MMdnn's emitted .py as a user holds it, optionally hand-edited, weights .npy beside it."""
+    text = code.read_text()
+    path = folder / "emitted.py"
+    path.write_text(edit(text) if edit else text)
+    shutil.copy(code.with_suffix(".npy"), path.with_suffix(".npy"))
+    return load_candidate(path)
+
+
+def test_emitted_code_as_written_matches_tf_and_is_batch_independent(base, emitted, tmp_path):
+    """No false alarm before the edits: every point equals TF's, and the mode check passes (MMdnn's momentum 0
+    fails bn_momentum either way: not what is tested here)."""
+    _, source = base
+    report = run(_emitted_candidate(emitted, tmp_path), source, FAST)
+    assert report.results and all(r.passed for r in report.results if r.reference == "tf")
+    (mode,) = [c for c in report.checks if c.name == "mode"]
+    assert mode.passed, mode
+
+
+@pytest.mark.parametrize("fault", list(EMITTED_FAULTS), ids=list(EMITTED_FAULTS))
+def test_fault_in_emitted_code_is_detected_localised(base, emitted, fault, tmp_path):
+    _, source = base
+    edit, check_name, point, cause_words = EMITTED_FAULTS[fault]
+    cand = _emitted_candidate(emitted, tmp_path, edit)
+    assert cand.kind == "mmdnn" and not cand.module.training  # loaded in eval mode, as every candidate is
+    report = run(cand, source, FAST)
+    assert not report.passed
+    assert report.first_divergent is not None and report.first_divergent.point == point
+    if check_name is not None:
+        c = _failed(report, check_name)
+        assert cause_words.lower() in (c.cause + c.evidence).lower()
