@@ -65,19 +65,47 @@ def compare(point: str, reference: str, mode: str, cand: np.ndarray, ref: np.nda
     One pass over both arrays in float64 chunks: max|Δ| and where, mean|Δ|, ‖Δ‖/‖ref‖, cosine, max|ref|.
     NaN or Inf anywhere makes max|Δ| non-finite, which fails the point; so does a comparison of nothing
     (no elements: a capture that never happened is not agreement)."""
-    cand, ref = np.asarray(cand), np.asarray(ref)
-    if cand.shape != ref.shape or not ref.size:
-        return PointResult(point, reference, mode, tuple(cand.shape), float("inf"), float("inf"), float("inf"),
-                           0.0, (), tol.bound(ref), False)
-    s = _Sums.of(cand.reshape(-1), ref.reshape(-1))
-    n = cand.size
-    worst = tuple(int(i) for i in np.unravel_index(s.argmax, cand.shape)) if n else ()
-    nref, ncand = math.sqrt(s.rr), math.sqrt(s.cc)
-    cos = s.cr / (ncand * nref) if ncand and nref else float(ncand == nref)
-    bound = tol.bound_at(s.max_ref)
-    return PointResult(point, reference, mode, tuple(cand.shape), s.max_abs, s.sum_abs / n if n else 0.0,
-                       math.sqrt(s.dd) / nref if nref else ncand, cos, worst, bound,
-                       math.isfinite(s.max_abs) and s.max_abs <= bound)
+    c = Comparison(point, reference, mode, tol)
+    c.add(cand, ref)
+    return c.result()
+
+
+class Comparison:
+    """One point's comparison built up over consecutive slices of the probes (axis 0): the figures
+    `compare` gives for the whole arrays, without ever holding them whole (parity's eval stage runs a
+    few probes at a time: scripts/bench memory_parity)."""
+
+    def __init__(self, point: str, reference: str, mode: str, tol: Tolerance) -> None:
+        self.point, self.reference, self.mode, self.tol = point, reference, mode, tol
+        self.sums = _Sums()
+        self.rows = 0  # probes added so far
+        self.row_shape: tuple[int, ...] | None = None  # one probe's shape
+        self.misfit: tuple[int, ...] | None = None  # the candidate's shape where it did not fit the reference
+
+    def add(self, cand: np.ndarray, ref: np.ndarray) -> None:
+        cand, ref = np.asarray(cand), np.asarray(ref)
+        fits = cand.shape == ref.shape and ref.size and self.row_shape in (None, cand.shape[1:])
+        if self.misfit is not None or not fits:
+            self.misfit = self.misfit or tuple(cand.shape)
+            self.sums.max_ref = max(self.sums.max_ref, float(np.abs(ref).max(initial=0.0)))
+            return
+        self.row_shape = tuple(cand.shape[1:])
+        self.sums.merge(_Sums.of(cand.reshape(-1), ref.reshape(-1)), offset=self.rows * math.prod(self.row_shape))
+        self.rows += len(cand)
+
+    def result(self) -> PointResult:
+        s, bound = self.sums, self.tol.bound_at(self.sums.max_ref)
+        if self.misfit is not None or self.row_shape is None:
+            return PointResult(self.point, self.reference, self.mode, self.misfit or (0,), float("inf"),
+                               float("inf"), float("inf"), 0.0, (), bound, False)
+        shape = (self.rows, *self.row_shape)
+        n = math.prod(shape)
+        worst = tuple(int(i) for i in np.unravel_index(s.argmax, shape)) if n else ()
+        nref, ncand = math.sqrt(s.rr), math.sqrt(s.cc)
+        cos = s.cr / (ncand * nref) if ncand and nref else float(ncand == nref)
+        return PointResult(self.point, self.reference, self.mode, shape, s.max_abs, s.sum_abs / n if n else 0.0,
+                           math.sqrt(s.dd) / nref if nref else ncand, cos, worst, bound,
+                           math.isfinite(s.max_abs) and s.max_abs <= bound)
 
 
 @dataclass
@@ -110,3 +138,15 @@ class _Sums:
             np.abs(r64, out=r64)
             s.max_ref = max(s.max_ref, float(r64.max()))
         return s
+
+    def merge(self, o: _Sums, offset: int) -> None:
+        """Add the sums of the elements that follow, `o.argmax` counted from `offset`; the first NaN or
+        largest |Δ| is kept, as within one array."""
+        if math.isfinite(self.max_abs) and not o.max_abs <= self.max_abs:
+            self.max_abs, self.argmax = o.max_abs, offset + o.argmax
+        self.sum_abs += o.sum_abs
+        self.dd += o.dd
+        self.cc += o.cc
+        self.rr += o.rr
+        self.cr += o.cr
+        self.max_ref = max(self.max_ref, o.max_ref)

@@ -9,7 +9,6 @@ Conv2dNormActivation is named by its own path (`features.3.conv.3:bn`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
 
 from convert.canonical import Slot
 
@@ -57,19 +56,23 @@ def points_for(slots: list[Slot], pool: str | None = "avg", output: bool = True)
     return pts
 
 
+class AllCaptured(Exception):
+    """Raised from the hook of the last point a forward pass was needed for: the rest is not run."""
+
+
 class Capture:
     """Forward hooks on a torchvision-structured model collecting every probe point in one pass.
 
-    With `on_point`, a point's value is handed over as soon as its last batch has run (`batches` forward
-    calls in all) and not kept: comparisons stream, so one capture's worth of activations (~0.6 GB at
-    224, 8 probes) is never held beside another (scripts/bench: memory_parity)."""
+    `stop_early`: once every point has a value, the hook raises AllCaptured, so a forward pass wanted
+    for the first points only (parity's train stage runs in parts) does not compute the rest. Values
+    are only collected here; comparing them inside the hooks, between the model's ops, slowed both
+    torch and numpy ~7x on 2 cores (their worker threads spin-wait on each other's cores)."""
 
-    def __init__(self, model, points: list[Point], on_point: Callable[[str, Any], None] | None = None,
-                 batches: int = 1) -> None:
+    def __init__(self, model, points: list[Point], stop_early: bool = False) -> None:
         import torch
 
         self.values: dict[str, list] = {p.name: [] for p in points}
-        self.on_point, self.batches = on_point, batches
+        self.left = set(self.values) if stop_early else None
         self.handles = []
         modules = dict(model.named_modules())
         for p in points:
@@ -83,13 +86,11 @@ class Capture:
                 self.handles.append(mod.register_forward_hook(hook))
 
     def _add(self, name: str, value) -> None:
-        acc = self.values[name]
-        acc.append(value)
-        if self.on_point is not None and len(acc) == self.batches:
-            import numpy as np
-
-            self.values[name] = []
-            self.on_point(name, acc[0] if len(acc) == 1 else np.concatenate(acc))
+        self.values[name].append(value)
+        if self.left is not None:
+            self.left.discard(name)
+            if not self.left:
+                raise AllCaptured
 
     def _hook(self, name: str):
         def hook(_mod, _inp, out):

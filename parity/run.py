@@ -13,8 +13,8 @@ import numpy as np
 from convert import TOOL_VERSION
 from convert.errors import fail
 from parity.checks import CHECKS, CheckResult, half_life
-from parity.metrics import EVAL_TOL, TRAIN_TOL, PointResult, Tolerance, compare
-from parity.points import Capture, Point, points_for, tf_tensors_for
+from parity.metrics import EVAL_TOL, TRAIN_TOL, Comparison, PointResult, Tolerance, compare
+from parity.points import AllCaptured, Capture, Point, points_for, tf_tensors_for
 
 REFERENCES = ("tf", "onnx", "torchvision")
 
@@ -107,16 +107,18 @@ def _tf_values(runner, x: np.ndarray, tensors: dict[str, str], points: list[Poin
 
 
 def _capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int,
-                   on_point: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
-    """Every point's value (concatenated over batches); or, with `on_point`, each handed over once
-    complete and not kept (an empty dict is returned)."""
+                   stop_early: bool = False) -> dict[str, np.ndarray]:
+    """Every point's value, concatenated over batches. `stop_early` (one batch): the forward pass
+    ends once every point has its value."""
     import torch
 
-    cap = Capture(model, points, on_point, batches=-(-len(x_nchw) // batch))
+    cap = Capture(model, points, stop_early=stop_early and len(x_nchw) <= batch)
     try:
         with torch.no_grad():
             for i in range(0, len(x_nchw), batch):
                 model(torch.from_numpy(np.ascontiguousarray(x_nchw[i : i + batch])))
+    except AllCaptured:
+        pass
     finally:
         cap.close()
     return cap.result()
@@ -185,34 +187,20 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
     if source.spec.trusted_code:
         notes.append(f"code from the source ran (--trust-code): {', '.join(source.spec.trusted_code)}")
 
-    progress("TF: capturing probe points (eval)")
-    tf_vals = _tf_values(tf_runner, x, tensors, points)
-    progress("candidate: capturing probe points (eval)")
     cand = candidate.module
+    cand_output = None
     if candidate.torchvision_layout:
-        # compared as each point completes, TF's value dropped at once: TF's and the candidate's captures
-        # are never both held whole (the candidate's are kept for the torchvision references)
-        cand_vals: dict[str, np.ndarray] = {}
-        vs_tf: dict[str, PointResult] = {}
-
-        def against_tf(name: str, v: np.ndarray) -> None:
-            if name in cand_vals:  # a module run twice in one forward: its point is not one tensor
-                if name in vs_tf:
-                    vs_tf[name] = replace(vs_tf[name], passed=False)
-                notes.append(f"candidate computed {name} more than once per forward pass")
-                return
-            cand_vals[name] = v
-            if name in tf_vals:
-                vs_tf[name] = compare(name, "tf", "eval", v, tf_vals.pop(name), cfg.tol)
-
-        _capture_torch(cand, points, x_nchw, batch, against_tf)
-        for p in points:  # every point TF has is compared: one the candidate never produced fails
-            if p.name in vs_tf:
-                results.append(vs_tf[p.name])
-            elif p.name in tf_vals:
-                results.append(compare(p.name, "tf", "eval", NOTHING, tf_vals[p.name], cfg.tol))
-        cand_output = cand_vals.get("output")
+        refs: dict[str, tuple] = {}
+        if "torchvision" in cfg.against:
+            refs, note = _torchvision_models(candidate, src_can.meta, points)
+            if note:
+                notes.append(note)
+        by_ref, cand_output = _eval_stage(cand, refs, tf_runner, x, tensors, points, cfg, notes, progress)
+        results.extend(by_ref.pop("tf"))
     else:
+        progress("TF: capturing probe points (eval)")
+        tf_vals = _tf_values(tf_runner, x, tensors, points)
+        progress("candidate: BatchNorm outputs and output (eval)")
         xin = x if candidate.input_layout == "NHWC" else x_nchw
         per_bn, out = _capture_generic(cand, xin, batch)
         bn_points = [p for p in points if p.suffix == ":bn"]
@@ -224,24 +212,18 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
                                        tf_vals[p.name], cfg.tol))
         if len(per_bn) != len(bn_points):
             notes.append(f"candidate ran {len(per_bn)} BatchNorm modules, the source has {len(bn_points)}")
-        cand_output = None
         if "output" not in tf_vals:
             (tf_vals["output"],) = tf_runner.run(x, [source.info.output])
         results.append(compare("output", "tf", "eval", out, tf_vals["output"], cfg.tol))
-
-    del tf_vals  # peak memory: every capture is compared, then dropped (scripts/bench: memory_parity)
+        del tf_vals
     tf_runner.close()
     if "onnx" in cfg.against:
         _onnx_reference(candidate, x, cand_output, cfg, results, notes, progress)
+    if candidate.torchvision_layout:
+        for ref_results in by_ref.values():  # torchvision, then torchvision+declared
+            results.extend(ref_results)
 
     ctx = _Ctx(candidate, source, points, results)
-    if candidate.torchvision_layout and "torchvision" in cfg.against:
-        progress("torchvision: plain and with the declared semantics")
-        note = _torchvision_references(candidate, src_can.meta, points, x_nchw, batch, cand_vals, cfg, results)
-        if note:
-            notes.append(note)
-    if candidate.torchvision_layout:
-        del cand_vals
     if candidate.torchvision_layout:
         ctx.padding_numeric = _padding_numeric(candidate, src_can, hw, cfg.tol)
     ctx.measured_momentum = _measure_momentum(cand)
@@ -254,24 +236,11 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
         else:
             progress("TF and candidate: probe points in train mode (batch statistics)")
             g_train, info_train, t_tensors = train_ref
-            t_names = [n for n in t_tensors if n != "output"]
             tr = TFRunner(g_train, info_train)
-            tf_train = _tf_values(tr, x, {n: t_tensors[n] for n in t_names}, points)
-            tr.close()
-            model = copy.deepcopy(cand).train()
-            for m in model.modules():
-                if isinstance(m, torch.nn.Dropout):
-                    m.eval()
-            compared = [p.name for p in points if p.name in tf_train and p.suffix not in ("", "output")]
-            vs_train: dict[str, PointResult] = {}
-
-            def against_tf_train(name: str, v: np.ndarray) -> None:
-                if name in compared and name in tf_train:
-                    vs_train[name] = compare(name, "tf", "train", v, tf_train.pop(name), cfg.train_tol)
-
-            _capture_torch(model, [p for p in points if p.name in compared], x_nchw, batch, against_tf_train)
-            results.extend(vs_train[n] for n in compared if n in vs_train)
-            del tf_train
+            try:
+                results.extend(_train_stage(cand, tr, t_tensors, points, x, batch, cfg, results))
+            finally:
+                tr.close()
     elif "train" in cfg.modes:
         ctx.train_skipped = "candidate is not laid out like torchvision; repair it first"
 
@@ -321,6 +290,42 @@ def _onnx_reference(candidate, x, cand_output, cfg, results, notes, progress) ->
     results.append(compare("output", "onnx", "eval", cand_output, _nchw(out), cfg.tol))
 
 
+# TF's train-mode captures are fetched in parts of at most this many bytes (network order), each part
+# compared with the candidate's and dropped before the next: batch statistics need every probe in one
+# batch, so parts split the points, not the probes (224, 8 probes: 2 parts instead of ~0.6 GB at once)
+TRAIN_PART_BYTES = 160 * 2**20
+
+
+def _train_stage(cand, tr, t_tensors: dict[str, str], points: list[Point], x: np.ndarray, batch: int,
+                 cfg: ParityConfig, eval_results: list[PointResult]) -> list[PointResult]:
+    """TF's graph with every BN in training mode against a train-mode copy of the candidate (Dropout
+    kept off), point by point. A part's TF run computes only the network up to its last point, and the
+    candidate's forward stops there too; its sizes come from the eval stage's shapes."""
+    import torch
+
+    nbytes = {r.point: 4 * math.prod(r.shape) for r in eval_results if r.reference == "tf" and r.mode == "eval"}
+    names = [p.name for p in points if p.name in t_tensors and p.suffix not in ("", "output")]
+    parts: list[list[str]] = [[]]
+    for n in names:
+        if parts[-1] and sum(nbytes.get(m, 0) for m in parts[-1]) + nbytes.get(n, 0) > TRAIN_PART_BYTES:
+            parts.append([])
+        parts[-1].append(n)
+    model = copy.deepcopy(cand).train()  # its running statistics move; the candidate's never do
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.eval()
+    got: dict[str, PointResult] = {}
+    x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    for part in parts:
+        tf_part = _tf_values(tr, x, {n: t_tensors[n] for n in part}, points)
+        vals = _capture_torch(model, [p for p in points if p.name in tf_part], x_nchw, batch, stop_early=True)
+        for name in part:
+            if name in vals:
+                got[name] = compare(name, "tf", "train", vals.pop(name), tf_part.pop(name), cfg.train_tol)
+        del tf_part, vals
+    return [got[n] for n in names if n in got]
+
+
 def _train_reference(source, points):
     """TF's own batch-statistics reference: the source graph with every fused BN in training mode (a Keras 3
     source's graph has its BN fused back from the model's statistics). None where the source keeps no BN
@@ -333,11 +338,12 @@ def _train_reference(source, points):
     return g_train, source.info, tf_tensors_for(points, source.spec.taps, source.info.pooled)
 
 
-def _torchvision_references(candidate, source_meta, points, x_nchw, batch, cand_vals, cfg, results) -> str | None:
-    """Plain torchvision with the candidate's weights (deviations shown), and torchvision with the
-    candidate's weights and the *source's* semantics, built from the source's own description (padding
-    per conv, BN eps, input affine, head), never from the candidate's metadata: it must equal the
-    candidate, so a semantic the candidate gets wrong — declared or not — fails here."""
+def _torchvision_models(candidate, source_meta, points: list[Point]) -> tuple[dict[str, tuple], str | None]:
+    """The torchvision references, each as (model, its points, its input from the candidate's): plain
+    torchvision with the candidate's weights (deviations shown), and torchvision with the candidate's
+    weights and the *source's* semantics, built from the source's own description (padding per conv,
+    BN eps, input affine, head), never from the candidate's metadata: it must equal the candidate, so a
+    semantic the candidate gets wrong — declared or not — fails there."""
     from torchvision.models import mobilenet_v2
 
     from convert.canonical import build
@@ -348,27 +354,76 @@ def _torchvision_references(candidate, source_meta, points, x_nchw, batch, cand_
     meta = candidate.meta
     plain = mobilenet_v2(width_mult=float(meta.get("alpha", 1.0)), num_classes=int(sd["classifier.1.weight"].shape[0]))
     plain.load_state_dict(torchvision_keys(sd))
-    refs = {"torchvision": plain.eval()}
+    # plain torchvision has no input affine and returns logits: it sees what the candidate's backbone sees
+    refs = {"torchvision": (plain.eval(), [p for p in points if p.suffix != "output"],
+                            lambda x_nchw: _backbone_input(candidate, x_nchw))}
     note = None
     declared = build(source_meta)
     try:
         declared.load_state_dict(sd)
-        refs["torchvision+declared"] = declared.eval()
+        refs["torchvision+declared"] = (declared.eval(), points, lambda x_nchw: x_nchw)
     except RuntimeError as e:
         note = ("torchvision with the source's semantics: the candidate's weights do not fit the source's "
                 f"structure ({str(e).splitlines()[-1].strip()[:120]})")
-    for ref_name, model in refs.items():
-        got: dict[str, PointResult] = {}
+    return refs, note
 
-        def against_candidate(name: str, v: np.ndarray, ref_name=ref_name, got=got) -> None:
-            if name in cand_vals:
-                got[name] = compare(name, ref_name, "eval", cand_vals[name], v, cfg.tol)
 
-        _capture_torch(model, [p for p in points if p.suffix != "output" or ref_name != "torchvision"],
-                       _backbone_input(candidate, x_nchw) if ref_name == "torchvision" else x_nchw, batch,
-                       against_candidate)
-        results.extend(got[p.name] for p in points if p.name in got)
-    return note
+# probes per eval step where the source takes any batch: each step's activations (TF's, the candidate's,
+# each reference's point by point) are compared and dropped before the next, so parity holds ~1/4 of
+# what 8 probes at once would (224: ~0.15 GB instead of ~0.6 GB per capture); eval mode is per probe,
+# so the figures are those of one batch (parity.metrics.Comparison)
+EVAL_STEP = 2
+
+
+def _eval_stage(cand, refs: dict[str, tuple], tf_runner, x: np.ndarray, tensors: dict[str, str],
+                points: list[Point], cfg: ParityConfig, notes: list[str],
+                progress: Callable[[str], None]) -> tuple[dict[str, list[PointResult]], np.ndarray | None]:
+    """Eval mode, a few probes at a time: TF's capture of every point, the candidate's, compared and
+    TF's dropped, then each torchvision reference's, compared with the candidate's and dropped; each
+    point's figures accumulate over the steps (parity.metrics.Comparison). Returns the results by
+    reference, in network order, and the candidate's output on every probe (ONNX Runtime's reference)."""
+    import torch
+
+    step = tf_runner.batch or EVAL_STEP
+    acc: dict[str, dict[str, Comparison]] = {r: {} for r in ("tf", *refs)}
+
+    def add(ref: str, name: str, cand_v: np.ndarray, ref_v: np.ndarray) -> None:
+        if name not in acc[ref]:
+            acc[ref][name] = Comparison(name, ref, "eval", cfg.tol)
+        acc[ref][name].add(cand_v, ref_v)
+
+    outputs: list[np.ndarray] = []
+    twice: set[str] = set()
+    for lo in range(0, len(x), step):
+        xs = x[lo : lo + step]
+        xs_nchw = np.ascontiguousarray(xs.transpose(0, 3, 1, 2))
+        progress(f"TF, candidate{', torchvision' if refs else ''}: probe points (eval), probes "
+                 f"{lo + 1}-{lo + len(xs)} of {len(x)}")
+        tf_vals = _tf_values(tf_runner, xs, tensors, points)
+        cap = Capture(cand, points)
+        try:
+            with torch.no_grad():
+                cand(torch.from_numpy(xs_nchw))
+        finally:
+            cap.close()
+        twice.update(n for n, v in cap.values.items() if len(v) > 1)  # a module run twice in one forward
+        cand_vals = {n: v[0] for n, v in cap.values.items() if v}
+        del cap
+        for name, ref_v in tf_vals.items():  # every point TF has is compared: one never produced fails
+            add("tf", name, cand_vals.get(name, NOTHING), ref_v)
+        del tf_vals
+        if "output" in cand_vals:
+            outputs.append(cand_vals["output"])
+        for ref_name, (model, ref_points, prep) in refs.items():
+            for name, v in _capture_torch(model, ref_points, prep(xs_nchw), step).items():
+                if name in cand_vals:
+                    add(ref_name, name, cand_vals[name], v)
+        del cand_vals
+    for name in sorted(twice):
+        notes.append(f"candidate computed {name} more than once per forward pass")
+    by_ref = {r: [replace(c.result(), passed=False) if p.name in twice else c.result()
+                  for p in points if (c := acc[r].get(p.name)) is not None] for r in acc}
+    return by_ref, (np.concatenate(outputs) if len(outputs) > 1 else outputs[0] if outputs else None)
 
 
 def _backbone_input(candidate, x_nchw: np.ndarray) -> np.ndarray:

@@ -1,0 +1,62 @@
+"""parity.metrics.Comparison: figures accumulated over slices of the probes equal those of the whole arrays.
+
+parity's eval stage compares 2 probes at a time (parity.run.EVAL_STEP) so that one slice's activations
+are held, not all of them; the verdict must not depend on how the probes were sliced."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from parity.metrics import EVAL_TOL, Comparison, compare
+
+
+def _sliced(cand: np.ndarray, ref: np.ndarray, step: int):
+    c = Comparison("p", "tf", "eval", EVAL_TOL)
+    for lo in range(0, len(cand), step):
+        c.add(cand[lo : lo + step], ref[lo : lo + step])
+    return c.result()
+
+
+@pytest.fixture()
+def pair():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((8, 6, 5, 4)).astype(np.float32)
+    cand = ref + rng.standard_normal(ref.shape).astype(np.float32) * 1e-5
+    cand[5, 2, 1, 3] += 0.5  # the worst element sits in a later slice
+    return cand, ref.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)  # TF's NHWC seen as NCHW: a view
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 8])
+def test_sliced_equals_whole(pair, step):
+    cand, ref = pair
+    whole, part = compare("p", "tf", "eval", cand, ref, EVAL_TOL), _sliced(cand, ref, step)
+    assert part.worst_index == whole.worst_index == (5, 2, 1, 3)
+    assert (part.shape, part.max_abs, part.bound, part.passed) == (whole.shape, whole.max_abs, whole.bound, False)
+    for f in ("mean_abs", "rel_l2", "cosine"):
+        assert math.isclose(getattr(part, f), getattr(whole, f), rel_tol=1e-12)
+
+
+def test_a_nan_in_a_later_slice_fails_where_it_is(pair):
+    cand, ref = pair
+    cand = cand.copy()
+    cand[6, 0, 0, 0] = np.nan
+    r = _sliced(cand, ref, 2)
+    assert math.isnan(r.max_abs) and r.worst_index == (6, 0, 0, 0) and not r.passed
+
+
+def test_a_slice_that_does_not_fit_fails_the_point_and_keeps_its_shape(pair):
+    cand, ref = pair
+    c = Comparison("p", "tf", "eval", EVAL_TOL)
+    c.add(cand[:2], ref[:2])
+    c.add(cand[2:4].transpose(0, 2, 3, 1), ref[2:4])  # never permuted to fit
+    c.add(cand[4:], ref[4:])
+    r = c.result()
+    assert not r.passed and r.max_abs == float("inf") and r.shape == (2, 5, 4, 6)
+
+
+def test_nothing_added_is_no_agreement():
+    r = Comparison("p", "tf", "eval", EVAL_TOL).result()
+    assert not r.passed and r.shape == (0,)
