@@ -1,0 +1,80 @@
+"""README "Layout": what it names exists, and imports run one way (convert: sources -> paths -> canonical ->
+pipeline -> cli; parity may import convert, backbones may import both, never the other way)."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGES = ("convert", "parity", "backbones")
+# convert's chain, earliest first; a module may import its own stage or an earlier one, never a later one
+STAGES = {
+    "sources": ("convert.sources",),
+    "paths": ("convert.onnx_path", "convert.mmdnn_path", "convert.path_result"),
+    "canonical": ("convert.canonical", "convert.portnet"),
+    "pipeline": ("convert.pipeline", "convert.repair"),
+    "cli": ("convert.cli", "convert.report", "convert.__main__"),
+}
+
+
+def _stage(module: str) -> int | None:
+    for i, prefixes in enumerate(STAGES.values()):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def _imports(path) -> set[str]:
+    """Every module a file imports, at the top or inside a function."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def _modules():
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            yield ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"), path
+
+
+def test_imports_run_one_way():
+    wrong = []
+    for module, path in _modules():
+        top = module.split(".")[0]
+        for imported in _imports(path):
+            other = imported.split(".")[0]
+            if other in PACKAGES and PACKAGES.index(other) > PACKAGES.index(top):
+                wrong.append(f"{module} imports {imported}")
+            here, there = _stage(module), _stage(imported)
+            if here is not None and there is not None and there > here:
+                wrong.append(f"{module} ({list(STAGES)[here]}) imports {imported} ({list(STAGES)[there]})")
+    assert wrong == []
+
+
+def _named_paths() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    names = set(re.findall(r"`((?:convert|parity|backbones|tests|scripts|docs)/[\w./-]*)`", text))
+    names |= set(re.findall(r"\]\(((?:docs)/[\w./-]+)\)", text))  # images
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", _named_paths())
+def test_every_path_the_readme_names_exists(name):
+    assert (ROOT / name).exists(), name
+
+
+def test_the_layout_section_s_files_exist():
+    section = (ROOT / "README.md").read_text().split("## Layout", 1)[1]
+    files = set(re.findall(r"`(\w+\.py)`", section))
+    assert files and all(any(ROOT.glob(f"*/{f}")) or (ROOT / "scripts" / f).exists() for f in files), files
+    scripts = ("demo", "test", "fetch_pretrained", "reproduce_seed_table", "forms_table.py", "ci_parity_gate", "fuzz",
+               "bench")
+    assert all((ROOT / "scripts" / s).exists() for s in scripts)
