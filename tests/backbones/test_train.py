@@ -194,23 +194,3 @@ def test_train_losses_do_not_depend_on_the_backbone_bn_momentum(argv, tmp_path):
     assert [b for e in runs["0"] for b in e["batch_losses"]] == [b for e in runs["0.1"] for b in e["batch_losses"]]
     assert [e["valid_loss"] for e in runs["0"]] != [e["valid_loss"] for e in runs["0.1"]]
 
-
-def test_the_trainer_checkpoint_is_written_atomically(tmp_path, monkeypatch):
-    """checkpoint.pt: a write that dies half-way leaves the previous checkpoint whole and no temporary file."""
-    import errno
-    from pathlib import Path
-
-    path = tmp_path / state.NAME
-    state.save(path, {"epoch": 0, "model": {"w": torch.ones(3)}})
-    before = path.read_bytes()
-    real_save = torch.save
-
-    def half_then_full_disk(obj, f, *a, **k):
-        real_save(obj, f, *a, **k)
-        Path(f).write_bytes(Path(f).read_bytes()[:50])
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", half_then_full_disk)
-    with pytest.raises(Exception, match="No space left"):
-        state.save(path, {"epoch": 1, "model": {"w": torch.zeros(3)}})
-    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [state.NAME]
