@@ -4,6 +4,7 @@ pinned set the suite runs on."""
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,15 @@ def test_the_rest_of_the_set_and_python():
     assert all(p in pins and installed(p) == pins[p] for p in UNPINNED_IN_README)
     assert sys.version_info[:2] == (3, 11)
     assert installed("protobuf").split(".")[0] == "7"  # "MMdnn 0.3.1 runs under ... protobuf 7"
+
+
+@pytest.mark.parametrize("script", ["demo", "test", "ci_parity_gate", "fetch_pretrained", "reproduce_seed_table",
+                                    "fuzz"])
+def test_every_script_sets_up_or_reuses_the_venv(script):
+    text = (ROOT / "scripts" / script).read_text()
+    assert re.search(r'^source "\$\(dirname "\$(\{BASH_SOURCE\[0\]\}|0)"\)/_venv\.sh"$', text, re.MULTILINE), script
+
+
+def test_scripts_test_runs_the_whole_suite():
+    last = (ROOT / "scripts" / "test").read_text().strip().splitlines()[-1]
+    assert last == 'exec "$PY" -m pytest -q --durations=15 "$@"'  # from the clone's root: every test, unless narrowed
