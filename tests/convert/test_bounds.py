@@ -53,7 +53,6 @@ def test_timeout_must_be_a_positive_number(value, capsys):
     assert "--timeout" in capsys.readouterr().err
 
 
-
 def test_the_default_bound_scales_with_the_model_s_files(tmp_path):
     """README: by default 300 s plus 10 s per MB of the model's files (a SavedModel folder: all its files)."""
     from convert.bounds import default_bound
