@@ -99,3 +99,25 @@ def test_nothing_downloads_but_the_pinned_wheel():
         if '"pip"' in path.read_text() and module != "backbones.pretrained":
             wrong.append(f"{module} runs pip")
     assert wrong == []
+
+
+def _claims_tests() -> list[tuple[str, str]]:
+    """(file, test function) for every `path::name` (and `, ::name` after it) docs/claims.md cites."""
+    cited = []
+    for line in (ROOT / "docs" / "claims.md").read_text().splitlines():
+        for path, rest in re.findall(r"(tests/[\w/]+\.py)((?:::\w+(?:\[[^\]]*\])*(?:, )?)+)", line):
+            cited += [(path, name) for name in re.findall(r"::(\w+)", rest)]
+    return sorted(set(cited))
+
+
+def test_every_test_docs_claims_cites_exists():
+    """docs/claims.md maps README claims to tests; a renamed or removed test must not leave it pointing nowhere."""
+    cited = _claims_tests()
+    assert len(cited) > 100
+    missing = []
+    for path, name in cited:
+        tree = ast.parse((ROOT / path).read_text())
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        if name not in defined:
+            missing.append(f"{path}::{name}")
+    assert missing == []
