@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="keypoint folder (default: generate --n synthetic faces in OUT/data)")
     p.add_argument("--out", default="runs/seed_table")
     p.add_argument("--n", type=int, default=256,
-                   help="synthetic images when --data is not given (default 256: 204 train, 52 valid)")
+                   help="synthetic images when --data is not given (default 256: 205 train, 51 valid)")
     p.add_argument("--img-size", type=int, default=64,
                    help="default 64: the full grid (324 runs) in 24 minutes on 2 cores (96 px: about twice that)")
     p.add_argument("--epochs", type=int, default=5, help="as the user's runs #1-#3 (default 5)")

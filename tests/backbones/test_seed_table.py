@@ -48,3 +48,25 @@ def test_a_small_grid_end_to_end(tmp_path, capsys):
     assert all(all(d is not None for d in c["drift"]) == (c["setting"] == "mmdnn") for c in doc["cells"])
     assert (out / "seed_table.png").stat().st_size > 10_000
     assert (out / "seed_table.md").read_text().count("| port |") == 2 and "DONE: 8 runs" in text
+
+
+def test_the_grid_sizes_the_readme_gives():
+    """README: the full grid is 324 runs (4 BN settings x 2 inputs x 3 heads x 4 runs x 3 seeds, plus native
+    torchvision: 1 x 3 heads x 4 runs x 3 seeds); --quick is 20 (one seed, fastai head, ImageNet inputs)."""
+    from backbones.seed_table import build_parser, plan
+
+    full = plan(build_parser().parse_args([]), {}, {})
+    quick = plan(build_parser().parse_args(["--quick"]), {}, {})
+    assert (len(full), len(quick)) == (324, 20)
+    assert {(j.head, j.norm) for j in quick} == {("fastai", "imagenet")} and {j.seed for j in quick} == {0}
+    assert sum(j.backbone == "native" for j in full) == 36
+
+
+def test_the_default_data_split(tmp_path):
+    """README: 256 synthetic faces, 205 train and 51 valid (every 5th image is valid)."""
+    from backbones.seed_table import build_parser
+    from backbones.synth import write_dataset
+
+    n = build_parser().parse_args([]).n
+    got = write_dataset(tmp_path / "d", n=n, size=16, seed=0, workers=1)
+    assert (n, got.n_train, got.n_valid) == (256, 205, 51)

@@ -26,6 +26,9 @@ def test_nose_tips_lie_well_inside():
 def test_dataset_folder_reads_back(noses):
     rows = data.read_labels(noses)
     assert len(rows) == 40 and sum(r.split == "valid" for r in rows) == 8
+    header, *lines = (noses / "labels.csv").read_text().splitlines()
+    assert header.split(",")[:3] == ["file", "x", "y"]  # README: file,x,y normalised to [0, 1]
+    assert all(0 <= float(v) <= 1 for line in lines for v in line.split(",")[1:3])
     assert rows[3] == data.Row("nose_00003.png", *[round(v, 6) for v in synth.render(0, 3, 32)[1]], "train")
 
 

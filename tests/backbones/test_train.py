@@ -164,3 +164,33 @@ def test_preprocess_override(argv, port, tmp_path, capsys):
     certify(port, "eval")
     assert main(argv(tmp_path / "p", "--preprocess", "imagenet", backbone=port)) == 0
     assert "inputs imagenet" in capsys.readouterr().out
+
+
+def test_defaults_adamw_and_one_cycle(noses, mobilenet_weights, tmp_path, monkeypatch):
+    """README usage: --bs 8, --max-lr 0.01, --epochs 5, --head default, --freeze backbone, --bn eval, output in
+    runs/NAME; AdamW + torch's OneCycleLR (its learning rate rises, then falls far below the peak)."""
+    from backbones.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--backbone", "mobilenet_v2", "--data", "d"])
+    assert (args.bs, args.max_lr, args.epochs, args.head, args.freeze, args.bn, args.out) == (
+        8, 0.01, 5, "default", "backbone", "eval", None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--backbone", "mobilenet_v2", "--weights", str(mobilenet_weights), "--data", str(noses),
+                 "--img-size", "32", "--epochs", "3", "--head-hidden", "16"]) == 0
+    saved = state.load(tmp_path / "runs" / "mobilenet_v2" / state.NAME)
+    assert saved["optimizer"]["param_groups"][0]["decoupled_weight_decay"] is True  # AdamW, not Adam
+    assert {"total_steps", "_schedule_phases"} <= set(saved["scheduler"])  # OneCycleLR's own state
+    lrs = [e["lr"] for e in _result(tmp_path / "runs" / "mobilenet_v2")["epochs"]]
+    assert max(lrs) <= 0.01 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.01 / 10  # past the peak: annealing
+
+
+def test_train_losses_do_not_depend_on_the_backbone_bn_momentum(argv, tmp_path):
+    """README (seed table): under --bn train, momentum changes only what validation normalises with: every
+    training batch's loss is the same at momentum 0 and 0.1 (batch statistics), the validation losses are not."""
+    runs = {}
+    for m in ("0", "0.1"):
+        assert main(argv(tmp_path / m, "--bn", "train", "--bn-momentum", m, "--no-feature-cache")) == 0
+        runs[m] = _result(tmp_path / m)["epochs"]
+    assert [b for e in runs["0"] for b in e["batch_losses"]] == [b for e in runs["0.1"] for b in e["batch_losses"]]
+    assert [e["valid_loss"] for e in runs["0"]] != [e["valid_loss"] for e in runs["0.1"]]
+

@@ -13,6 +13,9 @@ CASES = {
     "tf2torch-seed-negative": ("convert.cli", ["tf2torch", "m.pb", "--seed", "-1"], "--seed"),
     "sample-classes-0": ("convert.cli", ["sample", "out", "--classes", "0"], "--classes"),
     "sample-seed-negative": ("convert.cli", ["sample", "out", "--seed", "-5"], "--seed"),
+    "sample-alpha-not-keras": ("convert.cli", ["sample", "out", "--alpha", "0.6"], "--alpha"),  # README: alpha in {...}
+    "sample-size-below-32": ("convert.cli", ["sample", "out", "--size", "31"], "--size"),  # README: any size >= 32
+    "sample-width-below-32": ("convert.cli", ["sample", "out", "--size", "64x16"], "--size"),
     "parity-atol-negative": ("parity.cli", ["check", "p.pth", "--atol", "-1e-5"], "--atol"),
     "parity-rtol-nan": ("parity.cli", ["check", "p.pth", "--rtol", "nan"], "--rtol"),
     "parity-atol-inf": ("parity.cli", ["check", "p.pth", "--atol", "inf"], "--atol"),
@@ -53,3 +56,15 @@ def test_every_cli_parses_with_the_one_parser(module):
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for p in [parser, *(c for a in subs for c in a.choices.values())]:
         assert type(p) is Parser, (p.prog, type(p))
+
+
+def test_defaults_are_the_readme_s():
+    """README usage lines: tf2torch -o ported.pth, --via onnx, --probes 16, no --timeout (the scaled default);
+    parity check --against tf,onnx,torchvision, --atol 1e-5 --rtol 1e-4, --probes 8."""
+    from convert.cli import build_parser as convert_parser
+    from parity.cli import build_parser as parity_parser
+
+    a = convert_parser().parse_args(["tf2torch", "m.pb"])
+    assert (str(a.output), a.via, a.probes, a.timeout, a.trust_code) == ("ported.pth", "onnx", 16, None, False)
+    p = parity_parser().parse_args(["check", "p.pth"])
+    assert (p.against, p.atol, p.rtol, p.probes, p.timeout) == (("tf", "onnx", "torchvision"), 1e-5, 1e-4, 8, None)

@@ -51,3 +51,48 @@ def test_timeout_must_be_a_positive_number(value, capsys):
 
     assert main(["tf2torch", "m.pb", "--timeout", value]) == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+def test_the_default_bound_scales_with_the_model_s_files(tmp_path):
+    """README: by default 300 s plus 10 s per MB of the model's files (a SavedModel folder: all its files)."""
+    from convert.bounds import default_bound
+
+    (tmp_path / "m.pb").write_bytes(b"\0" * 2_000_000)
+    assert default_bound(tmp_path / "m.pb") == pytest.approx(320.0)
+    folder = tmp_path / "saved"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"\0" * 500_000)
+    (folder / "variables" / "v.data").write_bytes(b"\0" * 1_500_000)
+    assert default_bound(folder) == pytest.approx(320.0)
+
+
+def test_native_code_that_never_returns_ends_the_process_with_the_same_line():
+    """The interrupt cannot stop native code that never returns to Python. Modelled by a main thread that
+    blocks SIGINT and waits in C with the GIL released, as TF's kernels run: after the grace period (15 s;
+    1 s here) the watchdog prints the line itself and exits 2. (A C loop that holds the GIL would stop the
+    watchdog thread too: nothing inside the process can end that.)"""
+    import subprocess
+    import sys
+
+    from convert import bounds
+    from tests.conftest import ROOT
+
+    assert bounds.GRACE_SECONDS == 15.0
+    code = ("import signal, time\nfrom convert import bounds\nbounds.GRACE_SECONDS = 1.0\n"
+            "with bounds.bounded(0.5, 'model.pb'), bounds.stage('tf2onnx'):\n"
+            "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n    time.sleep(60)\n")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - t0 < 30
+    line = assert_one_line_error(proc, 2, "model.pb: stage 'tf2onnx' exceeded its bound of 0.5 s (--timeout)")
+    assert proc.stderr.strip() == line and proc.stdout == ""
+
+
+def test_parity_check_runs_under_the_bound_too(converted, tmp_path):
+    """`parity check`'s stages (load, parity) are bounded like convert's: past it, exit 2, one line, no report."""
+    _, ported, _ = converted(("keras2_h5", 1.0, (96, 96)))
+    report = tmp_path / "r.json"
+    proc = run_cli("parity", "check", str(ported), "--timeout", "0.3", "--json", str(report))
+    line = assert_one_line_error(proc, 2, "exceeded its bound of 0.3 s (--timeout)")
+    assert "stage 'load'" in line and not report.exists()

@@ -196,6 +196,34 @@ def test_keras3_converts_with_its_bn_fused_back(keras3_run, canonical_of):
     np.testing.assert_array_equal(mean, np.asarray(bn.moving_mean))
 
 
+def test_keras3_statistics_are_checked_before_they_are_fused_back(keras3_run):
+    """README: the statistics read from the Keras 3 model are checked against the graph's `x * a + b`, and the
+    rewritten graph against the traced one; either disagreeing is refused, not fused."""
+    import tensorflow as tf
+
+    from convert.sources.bn_fuse import check_same_function
+    from convert.sources.keras_files import keras_bn_layers, same_affine
+    from convert.spec import BNSpec
+    from convert.tfgraph import read_graph
+
+    source = keras3_run.source
+    layer = keras_bn_layers(source.keras_model)[5]
+    real = BNSpec(layer.name, *(np.asarray(w, np.float64) for w in layer.get_weights()), float(layer.epsilon))
+    a = real.gamma / np.sqrt(real.var + real.eps)
+    folded = BNSpec("graph", a, real.beta - real.mean * a, 0 * real.mean, 0 * real.var + 1 - real.eps, real.eps,
+                    folded=True)  # the graph's y = x * a + b, as a BN with unit statistics
+    assert same_affine(folded, real)
+    assert not same_affine(folded, dataclasses.replace(real, mean=real.mean + 0.1))  # other statistics
+    other = tf.compat.v1.GraphDef()
+    other.CopyFrom(source.graph_def)
+    node = next(n for n in other.node if n.name.endswith("/tfport_fused/mean"))
+    mean = tf.make_ndarray(node.attr["value"].tensor)
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(mean + 0.5))
+    read_graph(other, "k3")  # still a MobileNetV2; only the numbers differ
+    with pytest.raises(TfportError, match="differs from the traced one"):
+        check_same_function(source.graph_def, other, source.info, "k3", keras3_run.x[:2])
+
+
 def test_decomposed_bn_graph_refused_in_one_line(keras3_run, tmp_path):
     """The same Keras 3 graph without its Keras model (a frozen export): refused, nothing written."""
     from convert.sources.base import LoadOptions, graph_source

@@ -7,6 +7,7 @@ logits and pooled features, identical top-1), and its state dict loads into plai
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 
 import backbones
 from convert import checkpoint
+from convert.portnet import PortedMobileNetV2
 from convert.probe import agreement, probe_inputs
 from convert.torch_side import torch_outputs
 
@@ -41,7 +43,7 @@ def test_port_reproduces_tf(converted, case):
     src_path, out, result = converted(case)
     assert result.ok, [(a.what, a.rel) for p in result.paths for a in p.agreements]
     model = backbones.load(out)
-    assert not model.training
+    assert isinstance(model, PortedMobileNetV2) and not model.training  # README: the port as a whole function
     source = result.source
     x = probe_inputs(64, source.spec.input_shape[:2], seed=123)  # not the pipeline's own probes
     ref_pooled, ref_logits = source.runner().run(x, [source.info.pooled, source.info.logits])
@@ -58,9 +60,39 @@ def test_port_reproduces_tf(converted, case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_onnx_runtime_matches_tf(converted, case):
-    _, _, result = converted(case)
+    """The export beside the port: ported.onnx passes onnx.checker, keeps every BatchNormalization (tf2onnx's
+    Conv+BN fusion left out, so the statistics survive), and ONNX Runtime on it reproduces TF."""
+    import onnx
+
+    _, out, result = converted(case)
     (ort,) = [a for a in result.paths[0].agreements if a.what.startswith("ONNX Runtime")]
     assert ort.rel <= 1e-5 and ort.top1_agree == 1.0, ort
+    export = out.parent / "ported.onnx"
+    assert checkpoint.load(out)[1]["artifacts"]["onnx.onnx"] == export.name
+    model = onnx.load(str(export))
+    onnx.checker.check_model(model)
+    assert sum(n.op_type == "BatchNormalization" for n in model.graph.node) == 52
+
+
+# README "Checkpoint format": the payload and every metadata key it lists
+PAYLOAD_KEYS = {"format", "version", "state_dict", "head", "metadata"}
+META_KEYS = {"format_version", "arch", "alpha", "num_classes", "head", "preprocess", "input_range", "dropped",
+             "trusted_code", "input_size", "layout", "bn", "momentum_from", "padding", "bn_folded", "source", "path",
+             "paths_checked", "conversion_check", "artifacts", "notes", "tool"}
+
+
+def test_checkpoint_is_the_documented_format(converted):
+    _, out, _ = converted(CASES[1])
+    payload = torch.load(out, weights_only=True)  # no code runs on load
+    assert set(payload) == PAYLOAD_KEYS and payload["format"] == "tfport.ported" and payload["version"] == 1
+    assert payload["head"] == {}  # GAP + one Dense: torchvision's classifier holds the head
+    meta = json.loads(payload["metadata"])
+    assert set(meta) == META_KEYS and meta["format_version"] == 2
+    assert set(meta["head"]) == {"pool", "classifier", "layers", "output"}
+    assert set(meta["source"]) == {"path", "sha256", "form", "input", "output"}
+    assert meta["layout"] == {"input": "NCHW", "color": "RGB"} and meta["tool"]["name"] == "tfport"
+    assert meta["path"] == "onnx" and meta["paths_checked"] == ["onnx"]
+    assert all(set(b) == {"eps", "momentum"} for b in meta["bn"].values())
 
 
 @pytest.mark.parametrize("case", CASES[:6], ids=IDS[:6])
@@ -132,3 +164,29 @@ def test_padding_matters_numerically(converted):
     (ref,) = source.runner().run(x, [source.info.logits])
     logits = torch_outputs(model, x)["logits"]
     assert agreement("logits", logits, ref).rel > 1e-3
+
+
+def test_a_port_outside_the_tolerance_is_not_written(samples, tmp_path, monkeypatch, capsys):
+    """`tf2torch` writes nothing unless the port reproduces TF: held to a tolerance no float32 port meets (0),
+    the same real conversion ends FAILED, exit 1, with no checkpoint and no export beside it. The TF
+    reference ran in its own thread beside the conversion."""
+    import threading
+
+    from convert import path_result, tfgraph
+    from convert.cli import main
+
+    threads = []
+    real_run = tfgraph.TFRunner.run
+
+    def run(self, *a, **k):  # the real TF run, noting which thread runs it
+        threads.append(threading.current_thread().name)
+        return real_run(self, *a, **k)
+
+    monkeypatch.setattr(tfgraph.TFRunner, "run", run)
+    monkeypatch.setattr(path_result, "REL_TOL", 0.0)
+    out = tmp_path / "ported.pth"
+    assert main(["tf2torch", str(samples.get("keras2_h5", 0.35, (96, 96))), "-o", str(out), "--probes", "2"]) == 1
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps at the console's width
+    assert "FAILED: the port does not reproduce" in printed and printed.endswith("nothing written")
+    assert list(tmp_path.iterdir()) == []
+    assert threads and all(t.startswith("tf-reference") for t in threads)

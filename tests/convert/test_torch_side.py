@@ -96,3 +96,23 @@ def test_in_process_where_torch_is_loaded_or_asked(monkeypatch):
     from convert.torch_side import LocalSide, open_side
 
     assert isinstance(open_side(), LocalSide)
+
+
+@pytest.mark.parametrize("env,side", [({}, "WorkerSide"), ({"TFPORT_TORCH_WORKER": "0"}, "LocalSide")],
+                         ids=["worker", "one-process"])
+def test_a_fresh_process_starts_a_worker_unless_told_not_to(env, side):
+    """What `convert tf2torch` gets in a fresh process (torch not yet imported): a worker process, started
+    first; `TFPORT_TORCH_WORKER=0` keeps everything in one process."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys\nfrom convert.torch_side import open_side\nside = open_side()\n"
+            "print(type(side).__name__, 'torch' in sys.modules)\nside.close()\n")
+    base = {k: v for k, v in os.environ.items() if k != "TFPORT_TORCH_WORKER"}
+    proc = subprocess.run([sys.executable, "-c", code], env={**base, "PYTHONPATH": str(ROOT), **env},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [side, "False"]  # and this process has not imported torch itself

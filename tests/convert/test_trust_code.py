@@ -102,3 +102,16 @@ def test_trusted_affine_lambda_is_carried_into_the_port(payloads, tmp_path):
     report = tmp_path / "report.json"
     assert parity_main(["check", str(out), "--trust-code", "--probes", "4", "--json", str(report)]) == 0
     assert any("--trust-code" in n for n in json.loads(report.read_text())["notes"])
+
+
+def test_tf_keras_savedmodel_carrying_code_is_read_as_a_graph_only(payloads):
+    """README: a tf_keras SavedModel whose Keras metadata carries code (here the Lambda) is read as its serving
+    graph alone: no Keras revival, so the Lambda's Python never runs; the port still converts from the graph."""
+    from convert.sources import load_source
+
+    src, marker = payloads("k2", "lambda", "savedmodel")
+    assert (src / "keras_metadata.pb").is_file()
+    source = load_source(src)
+    assert source.form == "savedmodel" and source.keras_model is None
+    assert any("Keras metadata not revived" in n and "carries code" in n for n in source.notes), source.notes
+    assert not marker.exists()

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 
+from convert import checkpoint
 from tests.conftest import assert_one_line_error, run_cli
 from tests.zoo.payloads import Payload
 
@@ -21,7 +22,16 @@ def both(converted):
     tests/parity/test_faults.py's MMdnn faults)."""
     src, out, result = converted(CASE, via="both")
     assert result.ok
-    return src, out.parent
+    # README "--via both": the two canonical backbones agree (relative error <= 1e-6); the first path in --via
+    # order that keeps BN statistics is written; MMdnn's emitted model beside it as MMdnn emits it
+    (cross,) = result.cross
+    assert cross.rel <= 1e-6, cross
+    d = out.parent
+    _, meta = checkpoint.load(out)
+    assert meta["path"] == "onnx" and meta["paths_checked"] == ["onnx", "mmdnn"] and not meta["bn_folded"]
+    assert sorted(meta["artifacts"].values()) == ["ported.mmdnn.npy", "ported.mmdnn.py", "ported.onnx"]
+    assert (d / "ported.mmdnn.py").read_text().count("momentum=0.0)") == 52
+    return src, d
 
 
 def test_canonical_port_passes_with_reports(both, tmp_path):
@@ -35,16 +45,42 @@ def test_canonical_port_passes_with_reports(both, tmp_path):
     assert report["modes_passed"] == ["eval", "train"]
     points = {p["point"] for p in report["points"] if p["reference"] == "tf"}
     assert {"features.0:bn", "features.0:act", "features.3:out", "features.18:act", "pool", "classifier.1"} <= points
+    # per point: max abs, mean abs, relative L2, cosine, worst element; passes when max|Δ| <= atol + rtol·max|ref|
+    for p in report["points"]:
+        assert {"max_abs", "mean_abs", "rel_l2", "cosine", "worst_index", "bound"} <= set(p)
+        assert p["passed"] == (p["max_abs"] <= p["bound"])
+    _measured_within_the_readme_figures(report)
+    # references: ONNX Runtime on the export; plain torchvision shown (it deviates: eps, padding) but not gating
+    assert [p["passed"] for p in report["points"] if p["reference"] == "onnx"] == [True]
+    plain = [p for p in report["points"] if p["reference"] == "torchvision"]
+    assert plain and not all(p["passed"] for p in plain) and report["passed"]
+    assert all(p["passed"] for p in report["points"] if p["reference"] == "torchvision+declared")
     suite = ET.parse(tmp_path / "r.xml").getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests")) == len(suite.findall("testcase"))
+    assert len(suite.findall("testcase")) == len(report["points"]) + len(report["checks"])  # per point, per check
     assert (tmp_path / "html" / "index.html").exists()
     assert (tmp_path / "html" / "per_layer_error.png").read_bytes()[:4] == b"\x89PNG"
     cert = json.loads((d / "ported.pth.parity.json").read_text())
     from convert.checkpoint import sha256_file
 
     assert cert["checkpoint"]["sha256"] == sha256_file(d / "ported.pth")
+    assert cert["source"]["sha256"] == sha256_file(src)
+    assert cert["tolerances"] == {"atol": 1e-5, "rtol": 1e-4, "train_atol": 1e-4, "train_rtol": 2e-3}
+    assert cert["references"] == ["tf", "onnx", "torchvision"] and cert["tool_version"]
     assert cert["modes_passed"] == ["eval", "train"]
-    assert cert["bn"]["half_life_steps"] == pytest.approx(692.8, abs=0.1)
+    assert cert["bn"]["momentum"] == pytest.approx(0.001)
+    assert cert["bn"]["half_life_steps"] == pytest.approx(692.8, abs=0.1)  # ln 0.5 / ln(1 - 0.001)
+
+
+def _measured_within_the_readme_figures(report: dict) -> None:
+    """README: correct ports measure max|Δ| <= 1.05e-5·max|ref| in eval mode and <= 6.6e-4·max|ref| in train
+    mode (max|ref| recovered from each point's bound = atol + rtol·max|ref|)."""
+    cfg = report["config"]
+    for mode, (atol, rtol), figure in (("eval", (cfg["atol"], cfg["rtol"]), 1.05e-5),
+                                       ("train", (cfg["train_atol"], cfg["train_rtol"]), 6.6e-4)):
+        ratios = [p["max_abs"] / ((p["bound"] - atol) / rtol) for p in report["points"]
+                  if p["reference"] == "tf" and p["mode"] == mode]
+        assert ratios and max(ratios) <= figure, (mode, max(ratios))
 
 
 def test_mmdnn_emitted_passes_numerics_fails_momentum(both, tmp_path):
@@ -68,13 +104,14 @@ def test_repair_mmdnn_output_passes_eval_and_train(both, tmp_path):
     proc = run_cli("parity", "check", str(fixed), "--probes", "4", "--json", str(tmp_path / "f.json"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert json.loads((tmp_path / "f.json").read_text())["modes_passed"] == ["eval", "train"]
+    _, meta = checkpoint.load(fixed)
+    assert meta["path"] == "repair of ported.mmdnn.py"
+    assert all(b["momentum"] == pytest.approx(0.001) for b in meta["bn"].values())  # MMdnn's 0.0 rebuilt
 
 
 def test_repair_cannot_fix_wrong_weights(both, tmp_path):
     """Repair changes semantics, never weights: a transposed kernel stays a failure and nothing is written."""
     src, d = both
-    from convert import checkpoint
-
     sd, meta = checkpoint.load(d / "ported.pth")
     sd["features.2.conv.1.0.weight"] = sd["features.2.conv.1.0.weight"].transpose(2, 3).contiguous()
     bad = tmp_path / "bad.pth"
@@ -86,17 +123,28 @@ def test_repair_cannot_fix_wrong_weights(both, tmp_path):
 def test_plain_state_dict_fails_on_semantics(both, tmp_path):
     """The state dict alone, in plain torchvision: symmetric padding and eps 1e-5 are caught and named."""
     src, d = both
-    from convert import checkpoint
-
     sd, _ = checkpoint.load(d / "ported.pth")
     torch.save(sd, tmp_path / "plain.pth")
+    stale = tmp_path / "plain.pth.parity.json"
+    stale.write_text("{}")  # a certificate left from an earlier run
     proc = run_cli("parity", "check", str(tmp_path / "plain.pth"), "--source", str(src), "--probes", "4",
                    "--json", str(tmp_path / "p.json"))
     assert proc.returncode == 1
+    assert not stale.exists()  # README: a failing run removes a stale certificate
     report = json.loads((tmp_path / "p.json").read_text())
     failed = {c["name"] for c in report["checks"] if not c["passed"]}
     assert {"bn_eps", "padding", "bn_momentum", "preprocessing"} <= failed
     assert report["first_divergent"]["point"] == "features.0:bn"
+    # README "convert repair": a plain torchvision state dict becomes the canonical backbone with the source's
+    # semantics, weights unchanged, verified against TF before it is written
+    from convert.repair import repair
+
+    agreements, fixed = repair(tmp_path / "plain.pth", tmp_path / "fixed.pth", src, probes=4)
+    assert fixed is not None and all(a.ok(1e-5) for a in agreements), agreements
+    fixed_sd, meta = checkpoint.load(fixed)
+    assert meta["path"] == "repair of plain.pth" and "tf_same" in meta["padding"].values()
+    assert all(b["eps"] == pytest.approx(1e-3) for b in meta["bn"].values())
+    assert all(torch.equal(fixed_sd[k], sd[k]) for k in sd)
 
 
 def _one_error_in_process(capsys, argv, mentions):
@@ -123,8 +171,6 @@ def test_bad_inputs(both, tmp_path, capsys):
     other = tmp_path / "other.h5"
     other.write_bytes(src.read_bytes() + b"\0")  # same model, different bytes: sha256 differs
     _one_error_in_process(capsys, ["check", str(moved / "ported.pth"), "--source", str(other)], "sha256")
-
-    from convert import checkpoint
 
     sd, _ = checkpoint.load(d / "ported.pth")
     torch.save(sd, tmp_path / "plain.pth")  # a state dict records no source

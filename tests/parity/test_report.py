@@ -122,6 +122,9 @@ def test_first_divergent_row_keeps_its_name(failing):
     assert whole("features.5.conv.1:bn", row)
     assert all(whole(r.point, text) for r in failing.results if r.reference == "tf")  # the table is vs TF
     assert max(map(len, text.splitlines())) <= WIDTH
+    # README: a row per point (the first divergent one highlighted), then the checks and the train-mode hazard
+    assert text.index("←") < text.index("semantic checks") < text.index("train-mode hazard: BN momentum 0.001")
+    assert all(whole(c.name, text) for c in failing.checks)
 
 
 def test_plot_x_axis_is_network_order(failing):
@@ -144,11 +147,22 @@ def test_plot_x_axis_is_network_order(failing):
     assert data.first[:2] == (order.index("features.5.conv.1:bn"), "features.5.conv.1:bn")
 
 
-def test_plot_writes_png(failing, tmp_path):
+def test_plot_writes_png(failing, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
     from parity import report
 
+    scales = []
+    savefig = Figure.savefig
+
+    def noting_scale(fig, *a, **k):  # the real savefig, noting the y scale it draws
+        scales.extend(ax.get_yscale() for ax in fig.axes)
+        return savefig(fig, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", noting_scale)
     report.plot(failing, tmp_path / "per_layer_error.png")
     assert (tmp_path / "per_layer_error.png").read_bytes()[:4] == b"\x89PNG"
+    assert scales and set(scales) == {"log"}  # README: per_layer_error.png, log scale
 
 
 def test_html_report_of_a_failing_port_in_a_browser(failing, tmp_path):
@@ -176,7 +190,15 @@ def test_conversion_table_keeps_row_names_at_80_columns(port):
     console = narrow_console()
     print_summary(console, result)
     text = console.file.getvalue()
-    labels = {a.what for p in result.paths for a in p.agreements} | {"layers mapped", "BN momentum", "BN statistics"}
+    # README: layers mapped, alpha/input, BN eps and momentum, BN statistics kept, padding, errors against TF
+    rows = {"layers mapped", "alpha / input", "input range", "dropped", "head", "BN eps", "BN momentum",
+            "BN statistics", "padding", "seconds"}
+    labels = {a.what for p in result.paths for a in p.agreements} | rows
     assert len(result.paths) == 2
     assert [label for label in sorted(labels) if not re.search(rf"[│┃] {re.escape(label)} +[│┃]", text)] == []
     assert max(map(len, text.splitlines())) <= WIDTH
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if re.search(r"[│┃] padding +[│┃]", line))
+    padding = " ".join(lines[at : at + 2])  # the cell wraps at 80 columns
+    assert "tf_same×" in padding and "symmetric×" in padding  # convs per padding mode
+    assert re.search(r"[│┃] BN statistics +[│┃] kept", text)

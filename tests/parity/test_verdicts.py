@@ -39,3 +39,23 @@ def test_parity_report_over_no_points_fails():
 
     report = ParityReport(candidate={}, source={}, config={}, results=[], checks=[], hazard={}, modes_passed=[])
     assert not report.passed
+
+
+def test_a_point_passes_at_atol_plus_rtol_times_max_ref():
+    """README: a point passes when max|Δ| <= atol + rtol·max|ref|, defaults 1e-5 + 1e-4 (eval) and
+    1e-4 + 2e-3 (train); compared as given, never permuted."""
+    from parity.metrics import TRAIN_TOL
+
+    assert (EVAL_TOL.atol, EVAL_TOL.rtol, TRAIN_TOL.atol, TRAIN_TOL.rtol) == (1e-5, 1e-4, 1e-4, 2e-3)
+    ref = np.zeros((2, 3, 4, 4))
+    ref[1, 2, 3, 0] = -10.0  # max|ref| 10: bound 1e-5 + 1e-3
+    bound = 1e-5 + 1e-4 * 10.0
+    at, over = ref.copy(), ref.copy()
+    at[0, 1, 1, 1] += bound * (1 - 1e-9)
+    over[0, 1, 1, 1] += bound * (1 + 1e-6)
+    assert compare("p", "tf", "eval", at, ref, EVAL_TOL).passed
+    r = compare("p", "tf", "eval", over, ref, EVAL_TOL)
+    assert not r.passed and r.worst_index == (0, 1, 1, 1) and r.bound == bound
+    assert compare("p", "tf", "train", over, ref, TRAIN_TOL).passed  # the looser train-mode bound
+    spatial = np.random.default_rng(0).normal(size=(2, 3, 4, 4))
+    assert not compare("p", "tf", "eval", spatial.transpose(0, 1, 3, 2), spatial, EVAL_TOL).passed

@@ -17,8 +17,25 @@ from convert.errors import TfportError
 from tests.conftest import ROOT
 
 
-def test_full_disk_leaves_nothing(tmp_path, monkeypatch):
-    """torch.save writes half the file, then the disk is full: no target, no temp file."""
+def _ported(path: Path, value: float) -> None:
+    checkpoint.save(path, {"w": torch.full((1000,), value)}, {})
+
+
+def _trainer(path: Path, value: float) -> None:
+    from backbones import state
+
+    state.save(path, {"epoch": int(value), "model": {"w": torch.full((1000,), value)}})
+
+
+@pytest.mark.parametrize("write", [_ported, _trainer], ids=["ported-checkpoint", "trainer-checkpoint.pt"])
+@pytest.mark.parametrize("earlier", [False, True], ids=["new", "over-an-earlier-one"])
+def test_full_disk_leaves_nothing(tmp_path, monkeypatch, write, earlier):
+    """torch.save writes half the file, then the disk is full: no temp file, and the target as it was
+    (absent, or the earlier file whole)."""
+    target = tmp_path / "p.pth"
+    if earlier:
+        write(target, 1.0)
+    before = target.read_bytes() if earlier else None
     real_save = torch.save
 
     def half_then_enospc(obj, f, *a, **k):
@@ -28,8 +45,9 @@ def test_full_disk_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", half_then_enospc)
     with pytest.raises(TfportError, match="No space left"):
-        checkpoint.save(tmp_path / "p.pth", {"w": torch.ones(1000)}, {})
-    assert list(tmp_path.iterdir()) == []
+        write(target, 2.0)
+    assert [p.name for p in tmp_path.iterdir()] == (["p.pth"] if earlier else [])
+    assert (target.read_bytes() if earlier else None) == before
 
 
 def test_exception_inside_atomic_block_leaves_nothing(tmp_path):

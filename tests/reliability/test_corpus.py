@@ -71,6 +71,7 @@ def test_entry(built, name, tmp_path, capsys):
     code = cli.main(argv[1:])
     err = capsys.readouterr().err
     assert code == entry.code, err
+    assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
     assert entry.mentions.lower() in lines[0].lower()

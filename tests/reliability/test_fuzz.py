@@ -144,3 +144,14 @@ def test_model_files_carrying_code(payload_files, tmp_path_factory, muts, cut, f
     except TfportError:
         pass
     assert not marker.exists(), "the file's code ran"
+
+
+def test_ci_runs_15_examples_a_target_and_scripts_fuzz_1500():
+    """README: CI runs 15 examples per target; scripts/fuzz runs 1,500 (the `long` profile, unless
+    TFPORT_FUZZ_EXAMPLES says otherwise)."""
+    from tests.conftest import ROOT
+
+    assert settings.get_profile("ci").max_examples == 15
+    assert "HYPOTHESIS_PROFILE=long" in (ROOT / "scripts" / "fuzz").read_text()
+    if "TFPORT_FUZZ_EXAMPLES" not in os.environ:
+        assert settings.get_profile("long").max_examples == 1500

@@ -130,6 +130,17 @@ def classifier_gmp(K, size: int, alpha: float) -> Built:
     return Built(K.Model(x.input, K.layers.Dense(3, activation="sigmoid")(x.output)), (-1.0, 1.0))
 
 
+def relu6_tanh(K, size: int, alpha: float) -> Built:
+    """Keras 3: Normalization (per-channel mean and variance, under a name that says nothing) inside, nested
+    base, GAP, Dense(8, relu6), Dense(2, tanh): the head activations no other zoo model has."""
+    inp = K.Input((size, size, 3))
+    x = K.layers.Normalization(mean=[127.5, 125.0, 122.0], variance=[16256.0, 15800.0, 16600.0], name="layer_1")(inp)
+    x = _base(K, size, alpha, include_top=False)(x)
+    x = K.layers.GlobalAveragePooling2D()(x)
+    x = K.layers.Dense(8, activation="relu6")(x)
+    return Built(K.Model(inp, K.layers.Dense(2, activation="tanh")(x)), (0.0, 255.0))
+
+
 BUILDERS: dict[str, Callable] = {
     "tutorial": tutorial,
     "features_none": features(None),
@@ -138,6 +149,7 @@ BUILDERS: dict[str, Callable] = {
     "regression": regression,
     "pooled_flatten": pooled_flatten,
     "classifier_gmp": classifier_gmp,
+    "relu6_tanh": relu6_tanh,
 }
 
 

@@ -61,6 +61,6 @@ def write(kind: str, version: str, fmt: str, path: Path, marker: Path) -> Path:
 
     model = PAYLOADS[kind](keras_module(version), marker)
     target = path.with_suffix("." + fmt)
-    model.save(str(target))
+    model.save(str(target))  # "savedmodel" (tf_keras): no .h5/.keras suffix, so tf_keras writes a SavedModel
     marker.unlink(missing_ok=True)  # building the model ran the function; only what follows counts
     return target

@@ -1,0 +1,93 @@
+"""README "Set-up": where the scripts' virtualenv lives, that an existing one is reused as it is, and the
+pinned set the suite runs on."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+# README: "torch 2.14.1 + torchvision 0.29.1, tensorflow-cpu 2.21.0, tf-keras 2.21.0, tf2onnx 1.17.0, onnx,
+# onnxruntime, onnx2torch, mmdnn 0.3.1"
+PINNED = {"torch": "2.14.1", "torchvision": "0.29.1", "tensorflow-cpu": "2.21.0", "tf-keras": "2.21.0",
+          "tf2onnx": "1.17.0", "mmdnn": "0.3.1"}
+UNPINNED_IN_README = ("onnx", "onnxruntime", "onnx2torch")
+
+
+def _fake_venv(folder: Path) -> Path:
+    """A virtualenv _venv.sh takes as complete: bin/python and the .complete marker (nothing is installed)."""
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "python").symlink_to(sys.executable)
+    (folder / ".complete").touch()
+    return folder
+
+
+def _sourced(home: Path, **env: str) -> dict[str, str]:
+    """What `source scripts/_venv.sh` leaves: VENV, PY, PYTHONPATH."""
+    script = 'source scripts/_venv.sh && printf "%s\\n%s\\n%s\\n" "$VENV" "$PY" "$PYTHONPATH"'
+    base = {"HOME": str(home), "PATH": "/usr/bin:/bin"}  # no TFPORT_VENV, no XDG_CACHE_HOME unless given
+    proc = subprocess.run(["bash", "-c", script], cwd=ROOT, env={**base, **env}, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "setting up virtualenv" not in proc.stderr  # an existing, complete venv is reused, not reinstalled
+    venv, py, pythonpath = proc.stdout.splitlines()
+    return {"VENV": venv, "PY": py, "PYTHONPATH": pythonpath}
+
+
+def test_venv_is_outside_the_clone_keyed_by_the_requirements(tmp_path):
+    key = hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest()[:12]
+    venv = _fake_venv(tmp_path / ".cache" / "tfport" / "venvs" / key)
+    got = _sourced(tmp_path)
+    assert got["VENV"] == str(venv) and got["PY"] == str(venv / "bin" / "python")
+    assert not got["VENV"].startswith(str(ROOT))
+    assert got["PYTHONPATH"].split(":")[0] == str(ROOT)  # the clone on PYTHONPATH, as the README says
+
+
+def test_tfport_venv_chooses_another_place(tmp_path):
+    venv = _fake_venv(tmp_path / "elsewhere")
+    assert _sourced(tmp_path, TFPORT_VENV=str(venv))["PY"] == str(venv / "bin" / "python")
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+@pytest.mark.parametrize("package,version", list(PINNED.items()))
+def test_the_readme_versions_are_pinned_and_installed(package, version):
+    from importlib.metadata import version as installed
+
+    assert _pins()[package] == version
+    assert installed(package).split("+")[0] == version
+
+
+def test_the_rest_of_the_set_and_python():
+    from importlib.metadata import version as installed
+
+    pins = _pins()
+    assert all(p in pins and installed(p) == pins[p] for p in UNPINNED_IN_README)
+    assert sys.version_info[:2] == (3, 11)
+    assert installed("protobuf").split(".")[0] == "7"  # "MMdnn 0.3.1 runs under ... protobuf 7"
+
+
+@pytest.mark.parametrize("script", ["demo", "test", "ci_parity_gate", "fetch_pretrained", "reproduce_seed_table",
+                                    "fuzz"])
+def test_every_script_sets_up_or_reuses_the_venv(script):
+    text = (ROOT / "scripts" / script).read_text()
+    assert re.search(r'^source "\$\(dirname "\$(\{BASH_SOURCE\[0\]\}|0)"\)/_venv\.sh"$', text, re.MULTILINE), script
+
+
+def test_scripts_test_runs_the_whole_suite():
+    last = (ROOT / "scripts" / "test").read_text().strip().splitlines()[-1]
+    assert last == 'exec "$PY" -m pytest -q --durations=15 "$@"'  # from the clone's root: every test, unless narrowed
