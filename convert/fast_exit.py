@@ -4,8 +4,8 @@ With TensorFlow and torch imported, Python's finalisation (module teardown, free
 one, the frameworks' own exit hooks) takes 1.5–2.5 s on the 2-core machine of the benchmarks, time the
 operating system spends better by reclaiming the whole address space at once. Every file tfport writes
 is complete before `main()` returns (atomic renames, closed handles); what is left to do is flushing the
-standard streams and logging, done here, and then `os._exit`. Child processes (convert's torch worker)
-have been told to stop by then and end on their own.
+standard streams and logging, done here, and then `os._exit`. Daemon child processes (convert's torch
+worker) are terminated first, as the interpreter's exit handler does.
 
 Only the `python -m ...` entry points call this, never `main()` itself: tests and library users that
 call `main()` in-process keep a normal interpreter.
@@ -19,7 +19,15 @@ import sys
 
 
 def exit_now(code: int | None) -> None:
-    """Flush what a person or a pipe is waiting for, then end the process with `code`."""
+    """Flush what a person or a pipe is waiting for, end daemon children as the interpreter's own exit
+    would (convert's torch worker may still be importing torch after an early error), then end the
+    process with `code`."""
+    if "multiprocessing" in sys.modules:
+        import multiprocessing
+
+        for child in multiprocessing.active_children():
+            if child.daemon:
+                child.terminate()
     try:
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):

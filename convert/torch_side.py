@@ -219,11 +219,15 @@ def _serve(conn) -> None:
             return
         name, args = msg
         try:
-            conn.send(("ok", getattr(side, name)(*args)))
+            answer = ("ok", getattr(side, name)(*args))
         except TfportError as e:
-            conn.send(("fail", str(e)))
+            answer = ("fail", str(e))
         except BaseException:  # a bug: its traceback goes to the parent, which raises it
-            conn.send(("error", traceback.format_exc()))
+            answer = ("error", traceback.format_exc())
+        try:
+            conn.send(answer)
+        except (OSError, ValueError):  # the parent is gone (it ended on bad input): nobody to answer
+            return
 
 
 def open_side() -> LocalSide | WorkerSide:

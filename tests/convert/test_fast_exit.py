@@ -35,3 +35,43 @@ def test_everything_written_reaches_the_pipe_and_the_exit_code_is_kept():
 
 def test_none_is_success_like_sys_exit():
     assert _run(None).returncode == 0  # type: ignore[arg-type]
+
+
+DAEMON = """
+import multiprocessing, time
+from convert.fast_exit import exit_now
+
+def sleep_forever():
+    while True:
+        time.sleep(0.1)
+
+if __name__ == "__main__":
+    p = multiprocessing.get_context("spawn").Process(target=sleep_forever, daemon=True)
+    p.start()
+    print(p.pid, flush=True)
+    exit_now(0)
+"""
+
+
+def test_daemon_children_end_with_the_process(tmp_path):
+    """As at a normal exit: convert's torch worker must not outlive (and write tracebacks after) its parent."""
+    import time
+
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON)
+    proc = subprocess.run([sys.executable, str(script)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "zombie" not in f.read().lower()
+    except OSError:
+        return False
