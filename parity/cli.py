@@ -53,7 +53,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             console.log(msg)
 
         progress(f"loading candidate {args.ported}")
-        cand = load_candidate(args.ported)
+        with stage("load"):  # MMdnn's .py and onnx2torch run code or convert while loading
+            cand = load_candidate(args.ported)
         progress("loading source")
         with stage("load"):
             source = resolve_source(cand, args.source, trust_code=args.trust_code)

@@ -96,3 +96,17 @@ def test_parity_check_runs_under_the_bound_too(converted, tmp_path):
     proc = run_cli("parity", "check", str(ported), "--timeout", "0.3", "--json", str(report))
     line = assert_one_line_error(proc, 2, "exceeded its bound of 0.3 s (--timeout)")
     assert "stage 'load'" in line and not report.exists()
+
+
+def test_a_candidate_that_never_finishes_loading_is_bounded(converted, tmp_path):
+    """Loading MMdnn's emitted `.py` runs its code: code that never returns meets the 'load' bound."""
+    import shutil
+
+    src, ported, _ = converted(("keras2_h5", 1.0, (96, 96)), via="both")
+    code = tmp_path / "hangs.py"
+    code.write_text("import time\nwhile True:\n    time.sleep(0.05)\n")
+    shutil.copy(ported.parent / "ported.mmdnn.npy", tmp_path / "hangs.npy")  # real weights: the code is what hangs
+    t0 = time.monotonic()
+    proc = run_cli("parity", "check", str(code), "--source", str(src), "--timeout", "3", timeout=120)
+    line = assert_one_line_error(proc, 2, "stage 'load' exceeded its bound of 3 s (--timeout)")
+    assert time.monotonic() - t0 < 60, line  # ended by the bound, not by the test's own timeout
