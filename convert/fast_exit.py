@@ -21,7 +21,10 @@ import sys
 def exit_now(code: int | None) -> None:
     """Flush what a person or a pipe is waiting for, end daemon children as the interpreter's own exit
     would (convert's torch worker may still be importing torch after an early error), then end the
-    process with `code`."""
+    process with `code`. Under a profiler or a tracer (`python -m cProfile`, coverage, scripts/bench
+    --profile) the interpreter exits normally, so that they write what they measured."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     if "multiprocessing" in sys.modules:
         import multiprocessing
 

@@ -257,3 +257,40 @@ def test_interleaved_keeps_the_fastest_time_and_largest_peak(tmp_path):
 class _QuietConsole:
     def log(self, *a, **k) -> None:
         pass
+
+
+def test_start_up_commands_run_five_times_and_the_fastest_counts(tmp_path, monkeypatch):
+    """README: start-up commands five times (the default), interleaved; the minimum of each is the figure."""
+    calls: list[str] = []
+
+    def fake_run_timed(name, cmd, **kw):
+        calls.append(name)
+        seconds = {"python_pass": 0.02, "parity_help": 0.05, "convert_help": 0.06}[name] + 0.01 * calls.count(name)
+        return bench.Run(name, tuple(cmd), seconds, 1, 0)
+
+    monkeypatch.setattr(bench, "run_timed", fake_run_timed)
+    reps = bench.build_parser().parse_args([]).reps
+    b = bench.Bench(tmp_path, _QuietConsole(), python=sys.executable, reps=reps)
+    bench.section_startup(b)
+    assert reps == 5 and len(calls) == 15 and calls[:3] == ["python_pass", "parity_help", "convert_help"]
+    assert b.runs["parity_help"].seconds == pytest.approx(0.06)  # the first (fastest) of five
+    assert b.outcomes["startup_parity"].value == pytest.approx(0.06 / 0.03)
+
+
+def test_profile_reruns_a_missed_target_s_command_under_cprofile(tmp_path, monkeypatch):
+    """README: --profile reruns the command behind any missed target under cProfile (the CLIs skip their
+    fast exit under a profiler, so the profile is written)."""
+    import io
+
+    from rich.console import Console
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    b = bench.Bench(tmp_path, Console(file=io.StringIO(), width=80), python=sys.executable)
+    b.out.mkdir(parents=True)
+    b.runs["parity_help"] = bench.Run("parity_help", (sys.executable, "-m", "parity", "--help"), 0.1, 1, 0)
+    missed = bench.Outcome(T["startup_parity"], 9.0)
+    held = bench.Outcome(T["startup_convert"], 1.0)
+    done = bench.profile_missed(b, [missed, held])
+    assert list(done) == ["parity_help"]  # only the missed target's command
+    assert (b.out / "profiles" / "parity_help.prof").stat().st_size > 0
+    assert "Ordered by: cumulative time" in done["parity_help"] and "cli.py" in done["parity_help"]

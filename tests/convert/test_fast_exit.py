@@ -75,3 +75,13 @@ def _alive(pid: int) -> bool:
             return "zombie" not in f.read().lower()
     except OSError:
         return False
+
+
+def test_a_profiler_still_gets_to_write_its_output(tmp_path):
+    """scripts/bench --profile runs a CLI under `python -m cProfile -o F`: F must be written."""
+    script = tmp_path / "prog.py"
+    script.write_text("from convert.fast_exit import exit_now\nexit_now(3)\n")
+    prof = tmp_path / "out.prof"
+    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), str(script)],
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    assert prof.is_file() and prof.stat().st_size > 0, proc.stderr  # (cProfile itself reports exit 0)
