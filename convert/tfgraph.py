@@ -452,6 +452,12 @@ def read_graph(gd, where: str, input_size: tuple[int, int] | None = None) -> tup
         reader.close()
 
 
+def per_probe(r: np.ndarray, n: int, maps: bool = False) -> np.ndarray:
+    """A fetched tensor as the runners return it: (n, -1) where not a feature map or a 1x1 one (a pooled
+    tensor that kept its dims); `maps`: every 4-D tensor kept as it is."""
+    return r.reshape(n, -1) if r.ndim != 4 or (r.shape[1:3] == (1, 1) and not maps) else r
+
+
 class TFRunner:
     """Runs a frozen GraphDef in TF (graph mode) and fetches named tensors, batch by batch."""
 
@@ -479,8 +485,7 @@ class TFRunner:
         for i in range(0, len(x), step):
             res = self.sess.run(fetches, {self.info.input: x[i : i + step]})
             for acc, r in zip(outs, res):
-                flat = r.ndim != 4 or (r.shape[1:3] == (1, 1) and not maps)
-                acc.append(np.asarray(r).reshape(len(x[i : i + step]), -1) if flat else r)
+                acc.append(per_probe(np.asarray(r), len(x[i : i + step]), maps))
             if progress:
                 progress(min(i + step, len(x)))
         return [o[0] if len(o) == 1 else np.concatenate(o) for o in outs]

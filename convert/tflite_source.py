@@ -31,6 +31,7 @@ import numpy as np
 
 from convert.errors import fail
 from convert.spec import TF_DEFAULT_BN_EPS, BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
+from convert.tfgraph import per_probe
 
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file_identifier of TFLite's schema.fbs, at bytes 4..8
 # enum values of TFLite's schema.fbs (Padding, ActivationFunctionType)
@@ -457,7 +458,9 @@ class TFLiteRunner:
             self.interp.allocate_tensors()
             self._allocated = n
 
-    def run(self, x: np.ndarray, fetches: list[str], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    def run(self, x: np.ndarray, fetches: list[str], progress: Callable[[int], None] | None = None,
+            maps: bool = False) -> list[np.ndarray]:
+        """As TFRunner.run (convert.tfgraph.per_probe: what is flattened, and `maps`)."""
         if self.interp is None:
             raise RuntimeError("TFLiteRunner.run after close()")
         indices = [self.tensor(f) for f in fetches]
@@ -473,8 +476,7 @@ class TFLiteRunner:
             self.interp.set_tensor(self.input_index, np.ascontiguousarray(chunk))
             self.interp.invoke()
             for acc, j in zip(outs, indices, strict=True):
-                r = self.interp.get_tensor(j)[:n]  # a copy: the next invoke overwrites the arena
-                acc.append(r.reshape(n, -1) if r.ndim != 4 or r.shape[1:3] == (1, 1) else r)
+                acc.append(per_probe(self.interp.get_tensor(j)[:n], n, maps))  # a copy: invoke overwrites
             if progress:
                 progress(min(i + self.step, len(x)))
         return [o[0] if len(o) == 1 else np.concatenate(o) for o in outs]

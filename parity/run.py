@@ -98,12 +98,19 @@ def _nchw(a: np.ndarray) -> np.ndarray:
 
 
 def _tf_values(runner, x: np.ndarray, tensors: dict[str, str], points: list[Point]) -> dict[str, np.ndarray]:
-    """TF's value of each named point in the candidate's layout: feature maps NCHW (a 1x1 map late in a
-    small input included), pooled features flat (a pooling that kept its dims gives N x 1 x 1 x C)."""
+    """TF's value of each named point in the candidate's layout: a block's feature maps NCHW (a 1x1 map
+    late in a small input included); pooled features and logits flat (a pooling that kept its dims, a
+    slim graph's 1x1-conv logits: N x 1 x 1 x C); the source's output as the runner gives it."""
+    from convert.tfgraph import per_probe
+
     suffix = {p.name: p.suffix for p in points}
     names = list(tensors)
     vals = runner.run(x, [tensors[n] for n in names], maps=True)
-    return {n: v.reshape(len(v), -1) if suffix.get(n) == "pool" else _nchw(v) for n, v in zip(names, vals)}
+    out = {}
+    for n, v in zip(names, vals):
+        kind = suffix.get(n, "output")
+        out[n] = v.reshape(len(v), -1) if kind in ("pool", "") else per_probe(v, len(v)) if kind == "output" else v
+    return {n: _nchw(v) for n, v in out.items()}
 
 
 def _capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int,
