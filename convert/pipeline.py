@@ -16,7 +16,7 @@ from convert import TOOL_VERSION
 from convert.argtypes import DEFAULT_PROBES
 from convert.errors import fail
 from convert.path_result import (  # noqa: F401  (REL_TOL: the CLIs')
-    REL_TOL, PathResult, dense_scale, loose_output, with_source_semantics)
+    REL_TOL, PathResult, dense_scale, loose_output, pools_single_elements, with_source_semantics)
 
 FORMAT_VERSION = 2  # metadata: 2 adds head/preprocess/dropped (portnet); 1 had a classifier or nothing
 
@@ -166,7 +166,7 @@ def _path(v: str, source, x: np.ndarray, tf_out: Mapping[str, np.ndarray], progr
     from convert.probe import agreement
 
     res = VIAS[v](source, x, tf_out, progress, side)
-    ew = source.spec.pool == "max"
+    ew = pools_single_elements(source.spec)
     scale = dense_scale(source.spec, tf_out.get("pooled"))
     res.agreements.append(agreement("canonical vs TF: output", res.outputs["output"], tf_out["output"], logits=True,
                                     elementwise=loose_output(source.spec),

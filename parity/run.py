@@ -107,7 +107,7 @@ def _tf_values(runner, x: np.ndarray, tensors: dict[str, str], points: list[Poin
     names = list(tensors)
     vals = runner.run(x, [tensors[n] for n in names], maps=True)
     out = {}
-    for n, v in zip(names, vals):
+    for n, v in zip(names, vals, strict=True):
         kind = suffix.get(n, "output")
         out[n] = v.reshape(len(v), -1) if kind in ("pool", "") else per_probe(v, len(v)) if kind == "output" else v
     return {n: _nchw(v) for n, v in out.items()}
