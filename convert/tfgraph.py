@@ -275,7 +275,8 @@ class GraphReader:
             raise fail(f"{self.where}: cannot evaluate the ops before the first convolution ({', '.join(ops[:4])}): "
                        f"{type(e).__name__}") from None
         random = [o for o in ops if "random" in o.lower()]
-        if not np.array_equal(yr, again) or (random and y0.shape == xs[0].shape and not _affine_fits(xs[1], y0, yr)):
+        fit = _affine_fit(xs[1], y0, yr)  # None where not a per-channel affine (or not the input's shape)
+        if not np.array_equal(yr, again) or (random and y0.shape == xs[0].shape and fit is None):
             raise fail(f"{self.where}: augmentation is live in this graph at inference ({', '.join(random[:2] or ops[:2])}"
                        "): the image is flipped/rotated before the first convolution, so the model's output is not "
                        "a function of its input alone; save or export the model with the augmentation layers "
@@ -284,11 +285,11 @@ class GraphReader:
             raise fail(f"{self.where}: the ops before the first convolution ({', '.join(ops[:4])}) turn the {h}x{w}x3 input "
                        f"into {y0.shape[1:]}; only a per-channel affine (Rescaling, Normalization, preprocess_input) "
                        "is reproduced")
-        offset, scale = _affine(xs[1], y0, yr)
-        if not _affine_fits(xs[1], y0, yr):
+        if fit is None:
             raise fail(f"{self.where}: the ops before the first convolution ({', '.join(ops[:4])}) are not a per-channel "
                        "affine x * scale + offset; only Rescaling, Normalization, preprocess_input-style "
                        "preprocessing is reproduced")
+        offset, scale = fit
         affine = InputAffine(tuple(float(v) for v in np.float32(scale)), tuple(float(v) for v in np.float32(offset)),
                              tuple(ops))
         return None if affine.identity else affine
@@ -413,23 +414,19 @@ class GraphReader:
         return ConvSpec(n.name, np.ascontiguousarray(torch_w), stride, depthwise, pads, padding == "SAME")
 
 
-def _affine(x: np.ndarray, y0: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel: offset = f(0), scale the least-squares slope of f(x) - f(0) over the image x (values up to
-    256). f(1) - f(0) loses float32's digits (a Normalization's ~(1 - 127.5) / 127 - (-127.5 / 127): ~3e-6
-    relative off, which 52 layers grow past a port's 1e-5); the slope over the whole range keeps them."""
+def _affine_fit(x: np.ndarray, y0: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(offset, scale) per channel where y = x * scale + offset at every pixel, else None. offset = f(0);
+    scale is the least-squares slope of f(x) - f(0) over the image x (values up to 256): f(1) - f(0) loses
+    float32's digits (a Normalization's ~(1 - 127.5) / 127 - (-127.5 / 127): ~3e-6 relative off, which 52
+    layers grow past a port's 1e-5); the slope over the whole range keeps them."""
+    if y.shape != x.shape:
+        return None
     offset = y0[0, 0, 0]
     dx = x.astype(np.float64).reshape(-1, x.shape[-1])
     dy = (y - offset).reshape(-1, y.shape[-1])
-    return offset, (dx * dy).sum(0) / np.maximum((dx * dx).sum(0), 1e-30)
-
-
-def _affine_fits(x: np.ndarray, y0: np.ndarray, y: np.ndarray) -> bool:
-    """Is y = x * scale + offset per channel at every pixel (offset = f(0), scale fitted by `_affine`)?"""
-    if y.shape != x.shape:
-        return False
-    offset, scale = _affine(x, y0, y)
+    scale = (dx * dy).sum(0) / np.maximum((dx * dx).sum(0), 1e-30)
     fit = x.astype(np.float64) * scale + offset
-    return bool(np.abs(fit - y).max() <= 1e-5 * max(np.abs(y).max(), 1.0))
+    return (offset, scale) if np.abs(fit - y).max() <= 1e-5 * max(np.abs(y).max(), 1.0) else None
 
 
 def _refuse_other_architectures(counts: dict[str, int], where: str) -> None:
