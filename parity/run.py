@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,8 +109,11 @@ def _tf_values(runner, x: np.ndarray, tensors: dict[str, str], points: list[Poin
     out = {}
     for n, v in zip(names, vals, strict=True):
         kind = suffix.get(n, "output")
-        out[n] = v.reshape(len(v), -1) if kind in ("pool", "") else per_probe(v, len(v)) if kind == "output" else v
-    return {n: _nchw(v) for n, v in out.items()}
+        if kind in ("pool", ""):
+            out[n] = v.reshape(len(v), -1)
+        else:
+            out[n] = _nchw(per_probe(v, len(v)) if kind == "output" else v)
+    return out
 
 
 def _capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int,
@@ -313,10 +316,13 @@ def _train_stage(cand, tr, t_tensors: dict[str, str], points: list[Point], x: np
     nbytes = {r.point: 4 * math.prod(r.shape) for r in eval_results if r.reference == "tf" and r.mode == "eval"}
     names = [p.name for p in points if p.name in t_tensors and p.suffix not in ("", "output")]
     parts: list[list[str]] = [[]]
+    size = 0  # bytes in the last part
     for n in names:
-        if parts[-1] and sum(nbytes.get(m, 0) for m in parts[-1]) + nbytes.get(n, 0) > TRAIN_PART_BYTES:
+        if parts[-1] and size + nbytes.get(n, 0) > TRAIN_PART_BYTES:
             parts.append([])
+            size = 0
         parts[-1].append(n)
+        size += nbytes.get(n, 0)
     model = copy.deepcopy(cand).train()  # its running statistics move; the candidate's never do
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
@@ -389,8 +395,6 @@ def _eval_stage(cand, refs: dict[str, tuple], tf_runner, x: np.ndarray, tensors:
     TF's dropped, then each torchvision reference's, compared with the candidate's and dropped; each
     point's figures accumulate over the steps (parity.metrics.Comparison). Returns the results by
     reference, in network order, and the candidate's output on every probe (ONNX Runtime's reference)."""
-    import torch
-
     step = tf_runner.batch or EVAL_STEP
     acc: dict[str, dict[str, Comparison]] = {r: {} for r in ("tf", *refs)}
 
@@ -407,15 +411,9 @@ def _eval_stage(cand, refs: dict[str, tuple], tf_runner, x: np.ndarray, tensors:
         progress(f"TF, candidate{', torchvision' if refs else ''}: probe points (eval), probes "
                  f"{lo + 1}-{lo + len(xs)} of {len(x)}")
         tf_vals = _tf_values(tf_runner, xs, tensors, points)
-        cap = Capture(cand, points)
-        try:
-            with torch.no_grad():
-                cand(torch.from_numpy(xs_nchw))
-        finally:
-            cap.close()
-        twice.update(n for n, v in cap.values.items() if len(v) > 1)  # a module run twice in one forward
-        cand_vals = {n: v[0] for n, v in cap.values.items() if v}
-        del cap
+        cand_vals = _capture_torch(cand, points, xs_nchw, step)
+        # a module run twice in one forward: its point is two tensors, which fit no reference (they fail)
+        twice.update(n for n, v in cand_vals.items() if len(v) != len(xs))
         for name, ref_v in tf_vals.items():  # every point TF has is compared: one never produced fails
             add("tf", name, cand_vals.get(name, NOTHING), ref_v)
         del tf_vals
@@ -428,8 +426,7 @@ def _eval_stage(cand, refs: dict[str, tuple], tf_runner, x: np.ndarray, tensors:
         del cand_vals
     for name in sorted(twice):
         notes.append(f"candidate computed {name} more than once per forward pass")
-    by_ref = {r: [replace(c.result(), passed=False) if p.name in twice else c.result()
-                  for p in points if (c := acc[r].get(p.name)) is not None] for r in acc}
+    by_ref = {r: [c.result() for p in points if (c := acc[r].get(p.name)) is not None] for r in acc}
     return by_ref, (np.concatenate(outputs) if len(outputs) > 1 else outputs[0] if outputs else None)
 
 
