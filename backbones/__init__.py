@@ -1,6 +1,6 @@
 """Backbones for the shared regression-head trainer, ported MobileNetV2s among them."""
 
-from convert import _guard  # noqa: F401
+from convert.runtime import guard as _guard  # noqa: F401
 
 
 def load(path):

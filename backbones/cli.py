@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from convert.argtypes import Parser
-from convert.errors import TfportError
+from convert.runtime.args import Parser
+from convert.runtime.errors import TfportError
 
 EPILOG = """examples:
   python -m backbones make-data data/noses --n 1000
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from convert.quiet import quiet_tensorflow_import
+    from convert.runtime.quiet import quiet_tensorflow_import
     from parity.certificate import GateError
 
     quiet_tensorflow_import()  # TF's C++ start-up lines, should anything here import it

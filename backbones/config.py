@@ -7,7 +7,7 @@ from typing import Any
 
 from backbones import preprocess
 from backbones.bn import BN_POLICIES, FREEZE_POLICIES
-from convert.errors import fail
+from convert.runtime.errors import fail
 
 # one-cycle as fastai's fit_one_cycle runs it: warm up over 25 % of the steps from max_lr / 25,
 # anneal (cosine) to max_lr / 25 / 1e5; Adam's beta1 cycles 0.95 -> 0.85 -> 0.95

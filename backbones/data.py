@@ -14,7 +14,7 @@ Layout::
 ``file`` is relative to ``DIR/images``. ``split`` is ``train`` or ``valid``; without that column the
 split is derived from the file name (sha1, 20 % valid), so it never changes when rows are reordered
 or added. Every problem (missing folder or image, unparsable or out-of-image coordinates, a split with
-no images) is one :class:`~convert.errors.TfportError` naming the file and line.
+no images) is one :class:`~convert.runtime.errors.TfportError` naming the file and line.
 
 Images are resized to a square ``img_size`` and held in memory as uint8 (1,000 images at 96 px are
 27 MB): training then indexes tensors instead of decoding files, and a batch is a pure function of
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from convert.atomic import write_text
-from convert.errors import fail
+from convert.runtime.errors import fail
+from convert.runtime.files import write_text
 
 if TYPE_CHECKING:
     import torch

@@ -102,5 +102,5 @@ def feature_map(features: nn.Module) -> nn.Module:
 
 
 def _is_pool(m: nn.Module) -> bool:
-    """A port's own global pooling module (convert.portnet): parameter-free, named for what it does."""
+    """A port's own global pooling module (convert.layers.pool): parameter-free, named for what it does."""
     return "pool" in type(m).__name__.lower() and not any(True for _ in m.parameters())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convert.checkpoint import load_module
+from convert.port.checkpoint import load_module
 
 
 def load(path: str | Path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from convert.errors import fail
+from convert.runtime.errors import fail
 
 if TYPE_CHECKING:
     import torch

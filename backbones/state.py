@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from convert.atomic import atomic_path
-from convert.checkpoint import torch_load
-from convert.errors import fail
+from convert.port.torch_files import torch_load
+from convert.runtime.errors import fail
+from convert.runtime.files import atomic_path
 
 FORMAT = "tfport.trainer"
 VERSION = 1

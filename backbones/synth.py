@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from backbones import data
-from convert.errors import fail
+from convert.runtime.errors import fail
 
 _T = np.linspace(0, 2 * math.pi, 28, endpoint=False)
 _COS, _SIN = np.cos(_T), np.sin(_T)  # polygon vertices of every drawn ellipse

@@ -24,16 +24,15 @@ from torch.optim.lr_scheduler import OneCycleLR
 from torch.utils.data.distributed import DistributedSampler
 
 from backbones import augment, bn, dist, gate, registry, report, state
-from backbones import head as heads
 from backbones import data as kdata
+from backbones import head as heads
 from backbones import preprocess as pp
+from backbones.bn_monitor import BNDrift, BNMonitor
 from backbones.config import DIV_FACTOR, FINAL_DIV_FACTOR, PCT_START, TrainConfig
 from backbones.dist import Context
-from backbones.bn_monitor import BNDrift, BNMonitor
 from backbones.results import EpochResult, TrainResult
-from convert.atomic import write_text
-from convert.checkpoint import sha256_file
-from convert.errors import fail
+from convert.runtime.errors import fail
+from convert.runtime.files import sha256_file, write_text
 
 
 class NonFiniteLoss(Exception):

@@ -1,5 +1,5 @@
-from convert.fast_exit import exit_now
 from convert.cli import main
+from convert.runtime.fast_exit import exit_now
 
 if __name__ == "__main__":  # not when a spawned worker re-imports the main module
-    exit_now(main())  # no interpreter teardown: 1.5-2.5 s with TF and torch loaded (convert/fast_exit.py)
+    exit_now(main())  # no interpreter teardown: 1.5-2.5 s with TF and torch loaded (convert/runtime/fast_exit.py)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convert.argtypes import DEFAULT_PROBES, HelpFormatter, Parser, positive_int, positive_seconds, seed_number
-from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
-from convert.errors import TfportError
-from convert.quiet import add_verbose_flag, quiet_frameworks
+from convert.model.options import DEFAULT_PROBES
+from convert.runtime.args import HelpFormatter, Parser, positive_int, positive_seconds, seed_number
+from convert.runtime.args import path as Path  # lazy pathlib: --help stays fast
+from convert.runtime.errors import TfportError
+from convert.runtime.quiet import add_verbose_flag, quiet_frameworks
 
 EPILOG = """examples:
   python -m convert sample samples/                     # every sample form, alpha 1.0, 224x224
@@ -21,7 +22,9 @@ EPILOG = """examples:
   python -m convert repair out/model.mmdnn.py --source model.h5 -o fixed.pth   # MMdnn's output -> canonical
 
 exit codes: 0 ok, 1 the port does not reproduce its source, 2 bad input or usage"""
-TIMEOUT_HELP = "bound in seconds for each stage (load, TF reference, tf2onnx, MMdnn, torch side); default scales with the model"
+TIMEOUT_HELP = (
+    "bound in seconds for each stage (load, TF reference, tf2onnx, MMdnn, torch side); default scales with the model"
+)
 
 
 TRUST_HELP = ("run code the source file carries (Keras Lambda layers, custom classes); off by default: "
@@ -32,7 +35,7 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         parts = [int(p) for p in text.lower().split("x")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 224 or 128x192")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 224 or 128x192") from None
     if len(parts) == 1:
         parts *= 2
     if len(parts) != 2 or min(parts) < 32:
@@ -64,8 +67,7 @@ def cmd_tf2torch(args: argparse.Namespace) -> int:
     quiet_frameworks(args.verbose)
     from convert import pipeline
     from convert.report import print_summary
-
-    from convert.bounds import bounded
+    from convert.runtime.bounds import bounded
 
     console = _console()
     with console.status("starting") as status, bounded(args.timeout, args.src):
@@ -77,7 +79,9 @@ def cmd_tf2torch(args: argparse.Namespace) -> int:
                                   probes=args.probes, seed=args.seed, progress=progress, trust_code=args.trust_code)
     print_summary(console, result)
     if not result.ok:
-        console.print(f"FAILED: the port does not reproduce {args.src} (tolerance {pipeline.REL_TOL:g}); nothing written")
+        console.print(
+            f"FAILED: the port does not reproduce {args.src} (tolerance {pipeline.REL_TOL:g}); nothing written"
+        )
         return 1
     console.print(f"PASSED: wrote {result.output}")
     return 0
@@ -85,7 +89,7 @@ def cmd_tf2torch(args: argparse.Namespace) -> int:
 
 def cmd_repair(args: argparse.Namespace) -> int:
     quiet_frameworks(args.verbose)
-    from convert.pipeline import REL_TOL
+    from convert.model.tolerance import REL_TOL
     from convert.repair import repair
 
     console = _console()
@@ -98,12 +102,15 @@ def cmd_repair(args: argparse.Namespace) -> int:
         console.print(f"FAILED: with the source's semantics the weights of {args.ported} still do not reproduce the "
                       "source; repair changes semantics, never weights; nothing written")
         return 1
-    console.print(f"PASSED: wrote {out} (BN eps, momentum = 1 − decay, TF padding, eval mode, input range from the source)")
+    console.print(
+        f"PASSED: wrote {out} (BN eps, momentum = 1 − decay, TF padding, eval mode, input range from the source)"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convert.argtypes import ALPHAS, FORMS
+    from convert.arch.mobilenet_v2 import ALPHAS
+    from convert.model.options import FORMS
 
     parser = Parser(prog="python -m convert", description=__doc__.splitlines()[0],
                                      epilog=EPILOG, formatter_class=HelpFormatter)

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convert.argtypes import DEFAULT_PROBES
-from convert.errors import fail
+from convert.model.options import DEFAULT_PROBES
+from convert.runtime.errors import fail
+from convert.runtime.files import sha256_file
 
 
 def _mmdnn_state_dict(code: Path, slots) -> dict:
     """MMdnn's emitted weights (PyTorch layouts: its emitter transposes HWIO -> OIHW) in execution order."""
-    from convert.mmdnn_compat import read_weights
+    from convert.compat.mmdnn import read_weights
 
     weights_path = code.with_suffix(".npy")
     if not weights_path.exists():
@@ -35,7 +36,7 @@ def _mmdnn_state_dict(code: Path, slots) -> dict:
     sd: dict[str, torch.Tensor] = {}
     if len(tensors) != len(slots):
         raise fail(f"{code}: MMdnn's weights hold {len(tensors)} layers, a MobileNetV2 of this source has {len(slots)}")
-    for (kind, e), slot in zip(tensors, slots):
+    for (kind, e), slot in zip(tensors, slots, strict=False):
         if slot.kind == "bn":
             if kind != "bn":
                 raise fail(f"{code}: expected BatchNorm weights for {slot.key}")
@@ -58,13 +59,15 @@ def _mmdnn_state_dict(code: Path, slots) -> dict:
 def repair(ported: str | Path, output: str | Path, source_path: str | Path | None = None, probes: int = DEFAULT_PROBES,
            progress=lambda s: None, trust_code: bool = False):
     """Returns (agreements, output path or None). Writes only when the repaired port reproduces TF."""
-    from convert import checkpoint
-    from convert.canonical import build, to_torchvision, torchvision_slots
-    from convert.path_result import REL_TOL
+    from convert.model.agreement import agreement
+    from convert.model.probe import probe_inputs
+    from convert.model.tolerance import REL_TOL
+    from convert.paths.worker import torch_outputs
     from convert.pipeline import provenance
-    from convert.probe import agreement, probe_inputs
+    from convert.port import checkpoint
+    from convert.port.build import build
+    from convert.port.canonical import to_torchvision, torchvision_slots
     from convert.sources import load_source
-    from convert.torch_side import torch_outputs
 
     ported, output = Path(ported), Path(output)
     if not ported.exists():
@@ -80,7 +83,7 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     if not src:
         raise fail(f"{ported}: records no source; give --source SRC")
     if recorded and source_path is None and meta_in.get("source", {}).get("sha256"):
-        if checkpoint.sha256_file(src) != meta_in["source"]["sha256"]:
+        if sha256_file(src) != meta_in["source"]["sha256"]:
             raise fail(f"{src}: sha256 differs from the one recorded in {ported.name}")
     progress(f"loading source {src}")
     source = load_source(src, tuple(meta_in["input_size"]) if meta_in.get("input_size") else None, trust_code)
@@ -93,7 +96,7 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise fail(f"{ported}: weights do not fit the source's MobileNetV2 ({str(e).splitlines()[0][:160]})")
+        raise fail(f"{ported}: weights do not fit the source's MobileNetV2 ({str(e).splitlines()[0][:160]})") from None
     model.eval()
     progress("verifying the repaired port against TF")
     x = probe_inputs(probes, source.spec.input_shape[:2], source.spec.input_range)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from convert.pipeline import REL_TOL, ConversionResult
+from convert.model.tolerance import CROSS_PATH_TOL, REL_TOL
+from convert.pipeline import ConversionResult
 
 
 def _fmt_counts(values) -> str:
@@ -23,12 +24,25 @@ def print_summary(console, result: ConversionResult) -> None:
     rows = [
         ("layers mapped", [f"{len(m['padding'])} conv, {len(m['bn'])} BN" for m in metas]),
         ("alpha / input", [f"{m['alpha']:g} / {m['input_size'][0]}x{m['input_size'][1]}" for m in metas]),
-        ("input range", [f"{m['input_range']}" + (f", x·{m['preprocess']['scale'][0]:.4g}{m['preprocess']['offset'][0]:+g}"
-                                                   " inside" if m.get("preprocess") else "") for m in metas]),
+        (
+            "input range",
+            [
+                f"{m['input_range']}"
+                + (
+                    f", x·{m['preprocess']['scale'][0]:.4g}{m['preprocess']['offset'][0]:+g} inside"
+                    if m.get("preprocess")
+                    else ""
+                )
+                for m in metas
+            ],
+        ),
         ("dropped", [", ".join(m.get("dropped") or []) or "–" for m in metas]),
         ("head", [head_text(m) for m in metas]),
         ("BN eps", [_fmt_counts(b["eps"] for b in m["bn"].values()) for m in metas]),
-        ("BN momentum", [_fmt_counts(b["momentum"] for b in m["bn"].values()) + f" ({m['momentum_from']})" for m in metas]),
+        (
+            "BN momentum",
+            [_fmt_counts(b["momentum"] for b in m["bn"].values()) + f" ({m['momentum_from']})" for m in metas],
+        ),
         ("BN statistics", ["folded (eval only)" if m["bn_folded"] else "kept" for m in metas]),
         ("padding", [_fmt_counts(m["padding"].values()) for m in metas]),
         ("seconds", [f"{p.seconds:.1f}" for p in result.paths]),
@@ -48,7 +62,7 @@ def print_summary(console, result: ConversionResult) -> None:
         table.add_row(what, *cells)
     console.print(table)
     for a in result.cross:
-        console.print(f"{a.what}: rel {a.rel:.2e} " + ("[green]ok[/]" if a.ok(1e-6) else "[red]FAIL[/]"))
+        console.print(f"{a.what}: rel {a.rel:.2e} " + ("[green]ok[/]" if a.ok(CROSS_PATH_TOL) else "[red]FAIL[/]"))
     for note in src.notes:
         console.print(f"[yellow]note (source):[/] {note}")
     for p in result.paths:

@@ -1,4 +1,4 @@
-"""Sample TF MobileNetV2s in every form users bring, generated offline from Keras's own definition.
+"""Sample TF models in every form users bring, generated offline from Keras's own definitions.
 
 Weights are seeded; BN statistics are made realistic rather than left at (0, 1): gamma and beta are
 drawn away from 1 and 0, and the moving mean/variance are the per-channel statistics a train-mode
@@ -9,15 +9,17 @@ and a port that drops or mis-applies one shows up numerically.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from convert.argtypes import ALPHAS, FORMS  # noqa: F401  (re-exported: the CLI reads them without numpy)
-from convert.errors import fail
-from convert.probe import probe_inputs
+from convert import arch as architectures
+from convert.arch.mobilenet_v2 import ALPHAS
+from convert.model.options import FORMS
+from convert.model.probe import probe_inputs
+from convert.runtime.errors import fail
 from convert.sources.keras_files import flat_layers
 
 
@@ -28,12 +30,17 @@ class SampleSpec:
     classes: int = 1000
     seed: int = 0
     transfer_classes: int = 5
+    arch: str = "mobilenet_v2"  # convert.arch; the slim and TF1 forms are MobileNetV2's own
 
     def __post_init__(self) -> None:
         if self.alpha not in ALPHAS:
             raise fail(f"alpha {self.alpha} is not one of {ALPHAS}")
         if min(self.size) < 32:
             raise fail(f"input size {self.size[0]}x{self.size[1]} is below MobileNetV2's minimum of 32")
+
+    @property
+    def variant(self) -> dict:
+        return {"alpha": self.alpha}
 
     @property
     def tag(self) -> str:
@@ -60,7 +67,7 @@ def _realistic_bn(model, seed: int) -> None:
     h, w, _ = model.input_shape[1:]
     x = probe_inputs(16, (h, w), seed=rng)
     model(x, training=True)
-    for bn, m in zip(bns, saved):
+    for bn, m in zip(bns, saved, strict=False):
         bn.momentum = m
         c = bn.gamma.shape[0]
         bn.moving_mean.assign(bn.moving_mean.numpy() + rng.normal(0, 0.05, c).astype(np.float32))
@@ -73,9 +80,8 @@ def keras2_model(spec: SampleSpec):
 
     tf_keras.utils.set_random_seed(spec.seed)
     h, w = spec.size
-    model = tf_keras.applications.MobileNetV2(
-        input_shape=(h, w, 3), alpha=spec.alpha, weights=None, classes=spec.classes
-    )
+    model = architectures.get(spec.arch).keras_application(tf_keras, spec.variant, input_shape=(h, w, 3),
+                                                           classes=spec.classes)
     _realistic_bn(model, spec.seed)
     return model
 
@@ -86,7 +92,8 @@ def transfer_model(spec: SampleSpec):
 
     tf_keras.utils.set_random_seed(spec.seed + 7)
     h, w = spec.size
-    base = tf_keras.applications.MobileNetV2(input_shape=(h, w, 3), alpha=spec.alpha, weights=None, include_top=False)
+    base = architectures.get(spec.arch).keras_application(tf_keras, spec.variant, input_shape=(h, w, 3),
+                                                          include_top=False)
     _realistic_bn(base, spec.seed)
     base.trainable = False
     inp = tf_keras.Input((h, w, 3), name="image")
@@ -100,35 +107,16 @@ def transfer_model(spec: SampleSpec):
     return model
 
 
-def keras3_model(k2):
+def keras3_model(k2, arch: str = "mobilenet_v2"):
     """The same network in Keras 3 (keras.applications), weights copied layer by layer."""
     import keras
 
     h, w, _ = k2.input_shape[1:]
-    alpha = _alpha_of(k2)
-    m = keras.applications.MobileNetV2(
-        input_shape=(h, w, 3), alpha=alpha, weights=None, classes=k2.output_shape[-1]
-    )
+    family = architectures.get(arch)
+    variant = family.keras_variant(flat_layers(k2))
+    m = family.keras_application(keras, variant, input_shape=(h, w, 3), classes=k2.output_shape[-1])
     m.set_weights(k2.get_weights())
     return m
-
-
-def _alpha_of(model) -> float:
-    first = next(layer for layer in flat_layers(model) if layer.__class__.__name__ == "Conv2D")
-    for a in ALPHAS:
-        if _make_divisible(32 * a) == first.filters:
-            # several alphas share the first conv width; the block-1 projection disambiguates
-            proj = [layer for layer in flat_layers(model) if layer.name == "expanded_conv_project"]
-            if not proj or proj[0].filters == _make_divisible(int(16 * a)):
-                return a
-    raise fail("cannot infer alpha of the sample model")
-
-
-def _make_divisible(v: float, divisor: int = 8) -> int:
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
 
 
 def slim_graph_def(k2):
@@ -196,7 +184,9 @@ def slim_graph_def(k2):
                 y = tf.nn.avg_pool2d(y, [1, y.shape[1], y.shape[2], 1], [1, 1, 1, 1], "VALID", name="AvgPool")
                 kernel, bias = weights["predictions"]
                 with tf.name_scope("Conv2d_1c_1x1"):
-                    y = tf.nn.conv2d(y, tf.constant(kernel[None, None], name="weights"), [1, 1, 1, 1], "SAME", name="Conv2D")
+                    y = tf.nn.conv2d(
+                        y, tf.constant(kernel[None, None], name="weights"), [1, 1, 1, 1], "SAME", name="Conv2D"
+                    )
                     y = tf.nn.bias_add(y, tf.constant(bias, name="biases"), name="BiasAdd")
                 y = tf.squeeze(y, [1, 2], name="SpatialSqueeze")
         with tf.name_scope("MobilenetV2/Predictions"):
@@ -261,13 +251,13 @@ def write_samples(out_dir: str | Path, spec: SampleSpec, forms: tuple[str, ...] 
         elif form == "keras3":
             p = out / f"{stem}_keras3.keras"
             m3 = keras3_model(k2)
-            _atomic_save(p, lambda t: m3.save(str(t) + ".keras") or os.replace(str(t) + ".keras", t))
+            _atomic_save(p, lambda t, m3=m3: m3.save(str(t) + ".keras") or os.replace(str(t) + ".keras", t))
         elif form == "savedmodel":
             p = out / f"{stem}_savedmodel"
             _atomic_save(p, lambda t: k2.save(str(t), save_format="tf"))
         elif form == "transfer_h5":
             p = out / f"{stem}_transfer.h5"
             tm = transfer_model(spec)
-            _atomic_save(p, lambda t: tm.save(str(t) + ".h5") or os.replace(str(t) + ".h5", t))
+            _atomic_save(p, lambda t, tm=tm: tm.save(str(t) + ".h5") or os.replace(str(t) + ".h5", t))
         paths[form] = p
     return paths

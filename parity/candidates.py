@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from convert.errors import fail
+from convert.paths.mmdnn.emitted import load_emitted
+from convert.paths.onnx.to_torch import onnx_to_torch_module
+from convert.runtime.errors import fail
+from convert.runtime.files import sha256_file
 
 
 @dataclass
@@ -45,7 +48,7 @@ def register(name: str, accepts: Callable[[Path], bool]):
 
 
 def _is_tfport(path: Path) -> bool:
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     if path.suffix not in checkpoint.SUFFIXES or not path.is_file():
         return False
@@ -58,10 +61,10 @@ def _is_tfport(path: Path) -> bool:
 
 @register("ported", _is_tfport)
 def _load_ported(path: Path) -> Candidate:
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     model = checkpoint.load_module(path)
-    return Candidate("ported", path, checkpoint.sha256_file(path), model, dict(model.tfport_meta))
+    return Candidate("ported", path, sha256_file(path), model, dict(model.tfport_meta))
 
 
 @register("state_dict", lambda p: p.suffix in (".pth", ".pt", ".bin", ".safetensors") and p.is_file())
@@ -69,12 +72,13 @@ def _load_state_dict(path: Path) -> Candidate:
     """A plain torchvision-keyed state dict: plain torchvision semantics, nothing declared."""
     from torchvision.models import mobilenet_v2
 
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     sd, _ = checkpoint.load_any(path)
     if "features.0.0.weight" not in sd or "classifier.1.weight" not in sd:
         raise fail(f"{path}: not a torchvision MobileNetV2 state dict (no features.0.0.weight / classifier.1.weight)")
-    from convert.canonical import ALPHAS, make_divisible_tv
+    from convert.arch.mobilenet_v2 import ALPHAS
+    from convert.arch.mobilenet_v2 import make_divisible as make_divisible_tv
 
     first = int(sd["features.0.0.weight"].shape[0])
     alphas = [a for a in ALPHAS if make_divisible_tv(32 * a) == first]
@@ -88,21 +92,20 @@ def _load_state_dict(path: Path) -> Candidate:
         model.eval()
         meta = {"alpha": alpha, "num_classes": k, "input_range": None,
                 "input_size": None, "bn_folded": False, "declared": False}
-        return Candidate("state_dict", path, checkpoint.sha256_file(path), model, meta)
+        return Candidate("state_dict", path, sha256_file(path), model, meta)
     raise fail(f"{path}: state dict does not fit torchvision's MobileNetV2 at any alpha {ALPHAS}")
 
 
 @register("mmdnn", lambda p: p.suffix == ".py" and p.is_file())
 def _load_mmdnn(path: Path) -> Candidate:
     """MMdnn's emitted PyTorch code + its weights .npy beside it (same stem)."""
-    from convert import checkpoint, mmdnn_path
 
     weights = next((w for w in (path.with_suffix(".npy"), path.parent / (path.stem + "_weights.npy")) if w.exists()), None)
     if weights is None:
         raise fail(f"{path}: MMdnn emitted code needs its weights file beside it ({path.with_suffix('.npy').name})")
-    model = mmdnn_path.load_emitted(path, weights)
+    model = load_emitted(path, weights)
     model.eval()
-    sha = checkpoint.sha256_file(path)
+    sha = sha256_file(path)
     return Candidate("mmdnn", path, sha, model, {"declared": False, "weights": str(weights)},
                      torchvision_layout=False)
 
@@ -112,19 +115,18 @@ def _load_onnx(path: Path) -> Candidate:
     """The PyTorch module onnx2torch builds from the ONNX export (NHWC input, as tf2onnx left it)."""
     import onnx
 
-    from convert import checkpoint, onnx_path
 
     try:
         model = onnx.load(str(path))
     except Exception as e:  # noqa: BLE001
         raise fail(f"{path}: not a readable ONNX model ({type(e).__name__})")
-    module = onnx_path.onnx_to_torch_module(model).eval()
-    return Candidate("onnx2torch", path, checkpoint.sha256_file(path), module, {"declared": False},
+    module = onnx_to_torch_module(model).eval()
+    return Candidate("onnx2torch", path, sha256_file(path), module, {"declared": False},
                      torchvision_layout=False, input_layout="NHWC")
 
 
 def load_candidate(path: str | Path) -> Candidate:
-    from convert.checkpoint import existing_file
+    from convert.runtime.files import existing_file
 
     p = existing_file(path, "ported.pth or .safetensors, a state dict, MMdnn's emitted .py or an .onnx")
     for loader in LOADERS:

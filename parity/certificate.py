@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from convert.atomic import write_text
-from convert.errors import TfportError
+from convert.runtime.errors import TfportError
+from convert.runtime.files import write_text
 
 SUFFIX = ".parity.json"
 VERSION = 2  # 2 records the references and the train-mode tolerances
@@ -64,7 +64,7 @@ def read(ckpt: str | Path) -> dict[str, Any] | None:
 
 def check_for_training(ckpt_path: str | Path, bn_mode: str) -> dict[str, Any]:
     """Raise GateError unless a passing certificate exists for exactly this checkpoint and BN mode."""
-    from convert.checkpoint import sha256_file
+    from convert.runtime.files import sha256_file
 
     cert = read(ckpt_path)
     if cert is None:

@@ -177,7 +177,8 @@ def bn_statistics(ctx) -> CheckResult:
 @check("padding")
 def padding(ctx) -> CheckResult:
     """Per conv: TF SAME pads (0, 1) on stride-2 at even sizes; torchvision pads (1, 1). Static + numeric."""
-    from convert.canonical import Conv2dSame, padding_mode
+    from convert.layers.conv_same import Conv2dSame
+    from convert.port.canonical import padding_mode
 
     if not ctx.candidate.torchvision_layout:
         return None  # type: ignore[return-value]
@@ -230,7 +231,7 @@ def _batch_dependence(ctx) -> tuple[float, float]:
     train-mode forward would move the candidate's running statistics)."""
     import torch
 
-    from convert.probe import probe_inputs
+    from convert.model.probe import probe_inputs
     from parity.metrics import EVAL_TOL
 
     spec = ctx.source.spec

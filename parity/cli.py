@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convert.argtypes import HelpFormatter, Parser, positive_int, positive_seconds, seed_number, tolerance
-from convert.argtypes import path as Path  # lazy pathlib: --help stays fast
-from convert.errors import TfportError
-from convert.quiet import add_verbose_flag
+from convert.runtime.args import HelpFormatter, Parser, positive_int, positive_seconds, seed_number, tolerance
+from convert.runtime.args import path as Path  # lazy pathlib: --help stays fast
+from convert.runtime.errors import TfportError
+from convert.runtime.quiet import add_verbose_flag
 
 EPILOG = """examples:
   python -m parity check ported.pth                      # source found from the checkpoint's metadata
@@ -29,7 +29,7 @@ def _against(text: str) -> tuple[str, ...]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from convert.quiet import quiet_frameworks
+    from convert.runtime.quiet import quiet_frameworks
 
     quiet_frameworks(args.verbose)
     from rich.console import Console
@@ -45,7 +45,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise TfportError(f"{out}: output folder {out.parent} does not exist")
     cfg = ParityConfig(tol=Tolerance(atol=args.atol, rtol=args.rtol), probes=args.probes, seed=args.seed,
                        against=args.against)
-    from convert.bounds import bounded, stage
+    from convert.runtime.bounds import bounded, stage
 
     with console.status("loading") as status, bounded(args.timeout, args.source or args.ported):
         def progress(msg: str) -> None:

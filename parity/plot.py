@@ -78,7 +78,7 @@ def plot(data: PlotData, path: str | Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from convert.atomic import atomic_path
+    from convert.runtime.files import atomic_path
 
     fig, ax = plt.subplots(figsize=(15, 5.5))
     blocks = list(dict.fromkeys(block_of(p) for p in data.order))

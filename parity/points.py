@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from convert.canonical import Slot
+from convert.port.canonical import Slot
 
 
 @dataclass(frozen=True)

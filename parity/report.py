@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from convert.atomic import atomic_path, write_text
+from convert.runtime.files import atomic_path, write_text
 from parity.run import ParityReport
 
 
@@ -72,7 +72,8 @@ def write_junit(report: ParityReport, path: str | Path) -> None:
 
 def plot(report: ParityReport, path: str | Path) -> None:
     """Per-layer max |Δ| in network order (parity.plot), the first divergent point marked."""
-    from parity.plot import plot as draw, plot_data
+    from parity.plot import plot as draw
+    from parity.plot import plot_data
 
     draw(plot_data(report.results, report.first_divergent), path, report.summary())
 

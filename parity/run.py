@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from convert import TOOL_VERSION
-from convert.errors import fail
+from convert.runtime.errors import fail
 from parity.checks import CHECKS, CheckResult, half_life
 from parity.metrics import EVAL_TOL, TRAIN_TOL, Comparison, PointResult, Tolerance, compare
 from parity.points import AllCaptured, Capture, Point, points_for, tf_tensors_for
@@ -75,7 +75,7 @@ class _Ctx:
 
 
 def resolve_source(candidate, source_arg: str | Path | None, trust_code: bool = False):
-    from convert.checkpoint import sha256_file
+    from convert.runtime.files import sha256_file
     from convert.sources import load_source
 
     recorded = candidate.meta.get("source") or {}
@@ -101,7 +101,7 @@ def _tf_values(runner, x: np.ndarray, tensors: dict[str, str], points: list[Poin
     """TF's value of each named point in the candidate's layout: a block's feature maps NCHW (a 1x1 map
     late in a small input included); pooled features and logits flat (a pooling that kept its dims, a
     slim graph's 1x1-conv logits: N x 1 x 1 x C); the source's output as the runner gives it."""
-    from convert.tfgraph import per_probe
+    from convert.runners.tf import per_probe
 
     suffix = {p.name: p.suffix for p in points}
     names = list(tensors)
@@ -173,9 +173,9 @@ def _train_graph(gd):
 def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callable[[str], None] = lambda s: None) -> ParityReport:
     import torch
 
-    from convert.canonical import to_torchvision, torchvision_slots
-    from convert.probe import probe_inputs
-    from convert.tfgraph import TFRunner
+    from convert.model.probe import probe_inputs
+    from convert.port.canonical import to_torchvision, torchvision_slots
+    from convert.runners.tf import TFRunner
 
     torch.manual_seed(cfg.seed)
     src_can = to_torchvision(source.spec, str(source.path))
@@ -282,7 +282,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
 
 def _onnx_reference(candidate, x, cand_output, cfg, results, notes, progress) -> None:
     """ONNX Runtime on the export written beside the port: the source's whole function, as tf2onnx saw it."""
-    from convert.onnx_path import OrtRunner
+    from convert.runners.onnx import OrtRunner
 
     onnx_name = (candidate.meta.get("artifacts") or {}).get("onnx.onnx")
     if not onnx_name:
@@ -359,9 +359,8 @@ def _torchvision_models(candidate, source_meta, points: list[Point]) -> tuple[di
     semantic the candidate gets wrong — declared or not — fails there."""
     from torchvision.models import mobilenet_v2
 
-    from convert.canonical import build
-
-    from convert.portnet import torchvision_keys
+    from convert.port.build import build
+    from convert.port.head import torchvision_keys
 
     sd = candidate.module.state_dict()
     meta = candidate.meta
@@ -443,9 +442,8 @@ def _padding_numeric(candidate, src_can, hw, tol: Tolerance) -> dict:
     asymmetric: equal outputs confirm the padding numerically."""
     import torch
 
-    from convert.canonical import build
-
-    from convert.portnet import torchvision_keys
+    from convert.port.build import build
+    from convert.port.head import torchvision_keys
 
     size = (hw[0] + hw[0] % 2, hw[1] + hw[1] % 2)
     ref = build(src_can.meta)

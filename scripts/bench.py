@@ -265,8 +265,11 @@ def markdown(result: BenchResult) -> str:
         what = o.target.what.replace("|", "\\|")
         lines.append(f"| {o.target.group} | {what} | {o.measured} | {value} | {o.target.bound} | {o.status} |")
     if result.scaling:
-        lines += ["", "| alpha | input | convert s | × (1.0, 224) | parity s | × (1.0, 224) | peak RSS GB | +GB for it |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "| alpha | input | convert s | × (1.0, 224) | parity s | × (1.0, 224) | peak RSS GB | +GB for it |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in result.scaling:
             lines.append(f"| {r['alpha']:g} | {r['size']} | {r['convert_s']:.1f} | {r.get('convert_x', 0):.2f} | "
                          f"{r['parity_s']:.1f} | {r.get('parity_x', 0):.2f} | {r.get('maxrss_mb', 0) / 1000:.2f} | "
@@ -377,9 +380,10 @@ class Bench:
         return self.manifest[f"{FORM}:{float(alpha)}:{int(size)}"]  # keys as bench_samples.py writes them
 
     def ensure_samples(self, models: Sequence[tuple[float, int]]) -> None:
-        # the samples' calibration images come from convert.probe: a change to either regenerates them
-        key = hashlib.sha256((_sha(ROOT / "convert" / "sample.py") + _sha(ROOT / "convert" / "probe.py")).encode()
-                             ).hexdigest()[:12]
+        # the samples' calibration images come from convert.model.probe: a change to either regenerates them
+        key = hashlib.sha256(
+            (_sha(ROOT / "convert" / "sample.py") + _sha(ROOT / "convert" / "model" / "probe.py")).encode()
+        ).hexdigest()[:12]
         folder = self.inputs / f"samples-{key}"
         folder.mkdir(parents=True, exist_ok=True)
         specs = [f"{float(a)}:{int(s)}" for a, s in models]

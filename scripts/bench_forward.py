@@ -20,7 +20,7 @@ import json
 import sys
 import time
 
-from convert import _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
+from convert.runtime import guard as _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
 
 
 def main(argv: list[str] | None = None) -> int:

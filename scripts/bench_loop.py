@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from convert import _guard  # noqa: F401  (before torch: hides triton)
+from convert.runtime import guard as _guard  # noqa: F401  (before torch: hides triton)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import io
 import sys
 from pathlib import Path
 
-from convert import _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
+from convert.runtime import guard as _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
 
 
 def main(argv: list[str]) -> int:
@@ -26,8 +26,8 @@ def main(argv: list[str]) -> int:
     from convert.cli import quiet_frameworks
 
     quiet_frameworks()
-    from convert.mmdnn_compat import mmdnn_compat
-    from convert.mmdnn_path import load_emitted
+    from convert.compat.mmdnn import mmdnn_compat
+    from convert.paths.mmdnn.emitted import load_emitted
 
     ir, code, weights = str(out_dir / "ir"), out_dir / "model.py", out_dir / "model.npy"
     with mmdnn_compat(), contextlib.redirect_stdout(io.StringIO()):

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from convert import _guard  # noqa: F401  (before TF/torch: hides triton)
+from convert.runtime import guard as _guard  # noqa: F401  (before TF/torch: hides triton)
 
 MANIFEST = "manifest.json"
 

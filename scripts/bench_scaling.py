@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from convert import _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
+from convert.runtime import guard as _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,8 +44,8 @@ FORMS = [
 
 
 def _row(label: str, src: Path, via: str, out_dir: Path) -> str:
-    from convert import checkpoint
     from convert.cli import main as convert_main
+    from convert.port import checkpoint
     from parity import certificate
     from parity.cli import main as parity_main
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="keep the written files here")
     parser.add_argument("--via", nargs="+", default=["onnx", "mmdnn"], choices=["onnx", "mmdnn"])
     args = parser.parse_args(argv)
-    from convert.quiet import quiet_frameworks
+    from convert.runtime.quiet import quiet_frameworks
 
     quiet_frameworks()
     sys.path.insert(0, str(ROOT))

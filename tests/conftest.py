@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import convert  # noqa: F401  (import-order guard before torch/TF)
 import pytest
+
+import convert  # noqa: F401  (import-order guard before torch/TF)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +80,22 @@ class Zoo:
             out = target.with_suffix(".pb")
             script = {"tf1": "tf1_keras.py", "slim": "slim_writer.py"}[version]
             extra = ["--bn-v1"] if kind == "bn_v1" else []
-            proc = subprocess.run([sys.executable, str(ROOT / "tests" / "zoo" / script), str(out),
-                                   "--alpha", str(alpha), "--size", str(size), *extra],
-                                  env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "tests" / "zoo" / script),
+                    str(out),
+                    "--alpha",
+                    str(alpha),
+                    "--size",
+                    str(size),
+                    *extra,
+                ],
+                env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert proc.returncode == 0, proc.stderr[-2000:]
             self._built[key], self._paths[key] = None, out
         else:
@@ -120,7 +134,9 @@ def converted(samples, tmp_path_factory):
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m ...` as a user would, from the repo on PYTHONPATH."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int = 2, mentions: str = "") -> str:

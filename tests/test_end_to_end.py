@@ -72,7 +72,7 @@ def test_one_byte_changed_is_refused(certified, faces, tmp_path):
     """Same file name, same certificate beside it, one byte of one weight different: other weights."""
     import torch
 
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     ckpt = _copy(certified, tmp_path / "changed")
     sd, meta = checkpoint.load(ckpt)

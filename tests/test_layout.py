@@ -1,31 +1,46 @@
-"""README "Layout": what it names exists, and imports run one way (convert: sources -> paths -> canonical ->
-pipeline -> cli; parity may import convert, backbones may import both, never the other way)."""
+"""README "Layout" / docs/architecture.md: every module belongs to a declared layer, imports run one way
+(down the layers, never up), no module imports another's private name, and there is no import circle."""
 
 from __future__ import annotations
 
 import ast
 import re
+import shutil
 
 import pytest
 
 from tests.conftest import ROOT
 
 PACKAGES = ("convert", "parity", "backbones")
-# convert's chain, earliest first; a module may import its own stage or an earlier one, never a later one
-STAGES = {
-    "sources": ("convert.sources",),
-    "paths": ("convert.onnx_path", "convert.mmdnn_path", "convert.path_result"),
-    "canonical": ("convert.canonical", "convert.portnet"),
-    "pipeline": ("convert.pipeline", "convert.repair"),
-    "cli": ("convert.cli", "convert.report", "convert.__main__"),
+# the layers, lowest first: a module may import its own layer or a lower one, never a higher one
+LAYERS: dict[str, tuple[str, ...]] = {
+    "runtime": ("convert", "convert.runtime"),  # stdlib only: errors, args, bounds, files, quiet, exit
+    "compat": ("convert.compat",),  # third-party private names and shims, one module per library
+    "model": ("convert.model",),  # framework-neutral spec, probes, agreement, tolerances
+    "arch": ("convert.arch",),  # the architecture registry and one module per architecture
+    "layers": ("convert.layers",),  # torch building blocks with TF semantics
+    "readers": ("convert.readers",),  # TF graph, TFLite, ONNX, MMdnn IR -> spec
+    "runners": ("convert.runners",),  # TF, TFLite, ONNX Runtime as references
+    "port": ("convert.port",),  # canonical mapping, the ported module, the checkpoint format
+    "sources": ("convert.sources",),  # every source form -> Source
+    "paths": ("convert.paths",),  # the ONNX and MMdnn paths and the torch worker
+    "pipeline": ("convert.pipeline", "convert.repair", "convert.sample"),
+    "report": ("convert.report",),
+    "cli": ("convert.cli", "convert.__main__"),
+    "parity": ("parity",),
+    "backbones": ("backbones",),
 }
 
 
-def _stage(module: str) -> int | None:
-    for i, prefixes in enumerate(STAGES.values()):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return i
-    return None
+def layer_of(module: str) -> int | None:
+    """Index of the layer a module belongs to: the longest declared prefix wins."""
+    best, at = -1, None
+    for i, prefixes in enumerate(LAYERS.values()):
+        for p in prefixes:
+            inside = module == p or (module.startswith(p + ".") and p != "convert")  # `convert` alone: its __init__
+            if inside and len(p) > best:
+                best, at = len(p), i
+    return at
 
 
 def _imports(path) -> set[str]:
@@ -39,24 +54,118 @@ def _imports(path) -> set[str]:
     return out
 
 
-def _modules():
+def _private_imports(path) -> set[str]:
+    return {f"{node.module}.{a.name}" for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES
+            for a in node.names if a.name.startswith("_") and a.name != "__version__"}
+
+
+def _modules(root=ROOT):
     for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            yield ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"), path
+        for path in sorted((root / package).rglob("*.py")):
+            yield ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"), path
 
 
-def test_imports_run_one_way():
-    wrong = []
-    for module, path in _modules():
-        top = module.split(".")[0]
+def violations(root=ROOT) -> list[str]:
+    """Every module outside a layer, every import against the layers, every private name imported across
+    modules, every circle among the project's modules."""
+    modules = dict(_modules(root))
+    wrong, edges = [], {}
+    for module, path in modules.items():
+        here = layer_of(module)
+        if here is None:
+            wrong.append(f"{module} belongs to no layer")
+            continue
+        deps = set()
         for imported in _imports(path):
-            other = imported.split(".")[0]
-            if other in PACKAGES and PACKAGES.index(other) > PACKAGES.index(top):
-                wrong.append(f"{module} imports {imported}")
-            here, there = _stage(module), _stage(imported)
-            if here is not None and there is not None and there > here:
-                wrong.append(f"{module} ({list(STAGES)[here]}) imports {imported} ({list(STAGES)[there]})")
-    assert wrong == []
+            if imported.split(".")[0] not in PACKAGES:
+                continue
+            target = imported if imported in modules else imported.rpartition(".")[0]
+            if target not in modules or target == module:
+                continue
+            deps.add(target)
+            there = layer_of(target)
+            if there is not None and there > here:
+                wrong.append(f"{module} ({list(LAYERS)[here]}) imports {target} ({list(LAYERS)[there]})")
+        edges[module] = deps
+        wrong += [f"{module} imports the private {name}" for name in sorted(_private_imports(path))]
+    wrong += [f"import circle: {' -> '.join(c)}" for c in _circles(edges)]
+    return wrong
+
+
+def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """One circle per strongly connected group of modules (Tarjan), as a path back to its start."""
+    index, low, stack, on, groups = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group) + [sorted(group)[0]])
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return groups
+
+
+def test_every_module_is_in_a_layer_and_imports_run_down_the_layers():
+    assert violations() == []
+
+
+@pytest.mark.parametrize(
+    "back_import,expected",
+    [
+        (
+            "from convert.pipeline import convert  # noqa",
+            "convert.model.probe (model) imports convert.pipeline (pipeline)",
+        ),
+        ("from parity.metrics import Tolerance  # noqa", "convert.model.probe (model) imports parity.metrics (parity)"),
+        (
+            "from convert.runtime.quiet import _SilencedLoader  # noqa",
+            "imports the private convert.runtime.quiet._SilencedLoader",
+        ),
+    ],
+)
+def test_the_layout_test_catches_a_back_import(tmp_path, back_import, expected):
+    """Test the test: in a copy of the tree, one import against the order (or of a private name) is reported."""
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    probe = tmp_path / "convert" / "model" / "probe.py"
+    probe.write_text(probe.read_text() + "\n\ndef _back():\n    " + back_import + "\n")
+    assert any(expected in v for v in violations(tmp_path)), violations(tmp_path)
+
+
+def test_the_layout_test_catches_a_circle(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = tmp_path / "convert" / "model" / "spec.py"
+    spec.write_text(spec.read_text() + "\n\ndef _circle():\n    from convert.model.probe import probe_inputs  # noqa\n")
+    probe = tmp_path / "convert" / "model" / "probe.py"
+    probe.write_text(probe.read_text() + "\n\ndef _circle():\n    from convert.model.spec import BNSpec  # noqa\n")
+    assert "import circle: convert.model.probe -> convert.model.spec -> convert.model.probe" in violations(tmp_path)
+
+
+def test_a_module_outside_every_layer_is_reported(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "convert" / "helpers.py").write_text("X = 1\n")
+    assert "convert.helpers belongs to no layer" in violations(tmp_path)
 
 
 def _named_paths() -> list[str]:
@@ -121,3 +230,15 @@ def test_every_test_docs_claims_cites_exists():
         if name not in defined:
             missing.append(f"{path}::{name}")
     assert missing == []
+
+
+def test_ruff_is_clean_and_scripts_test_runs_it():
+    """scripts/test fails the suite on a ruff finding (pyproject.toml's rules); the tree has none."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    assert '/bin/ruff" check' in (ROOT / "scripts" / "test").read_text()
+    ruff = Path(sys.executable).parent / "ruff"
+    proc = subprocess.run([str(ruff), "check", "--quiet", str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]

@@ -73,7 +73,7 @@ def test_framework_warnings_are_filtered_and_ours_are_not():
     """quiet_frameworks() ignores warnings raised in the frameworks' modules only, not process-wide."""
     import warnings
 
-    from convert.quiet import quiet_frameworks
+    from convert.runtime.quiet import quiet_frameworks
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")

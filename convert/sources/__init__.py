@@ -10,8 +10,10 @@ never trusted.
 from __future__ import annotations
 
 # registration order is detection order: folders, then magic bytes, then the GraphDef fallback
-from convert.sources import savedmodel  # noqa: F401  (SavedModel folders)
-from convert.sources import keras_files  # noqa: F401  (HDF5 and .keras zip archives)
-from convert.sources import tflite  # noqa: F401  (TFLite flatbuffers)
-from convert.sources import graph_pb  # noqa: F401  (frozen GraphDef: the fallback)
+from convert.sources import (
+    graph_pb,  # noqa: F401  (frozen GraphDef: the fallback)
+    keras_files,  # noqa: F401  (HDF5 and .keras zip archives)
+    savedmodel,  # noqa: F401  (SavedModel folders)
+    tflite,  # noqa: F401  (TFLite flatbuffers)
+)
 from convert.sources.base import FORMS, LoadOptions, Source, detect_form, load_source, register  # noqa: F401

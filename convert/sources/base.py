@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from convert.errors import fail
-from convert.spec import ModelSpec
+from convert.model.spec import ModelSpec
+from convert.runtime.errors import fail
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Source:
     form: str  # a registered form name, e.g. keras3_keras, keras2_h5, savedmodel, graph_pb
     sha256: str
     graph_def: object | None  # tf GraphDef, frozen; None for a TFLite flatbuffer (see runner())
-    info: object  # convert.tfgraph.GraphInfo
+    info: object  # convert.GraphInfo
     spec: ModelSpec
     keras_model: object | None = None
     notes: list[str] = field(default_factory=list)
@@ -35,10 +35,10 @@ class Source:
         """The source run as itself (the reference every comparison is against): TF on the frozen graph, or
         the TFLite interpreter on a flatbuffer. Both answer `run(x, fetches)` and `close()`."""
         if self.graph_def is None:
-            from convert.tflite_source import TFLiteRunner
+            from convert.runners.tflite import TFLiteRunner
 
             return TFLiteRunner(self.path)
-        from convert.tfgraph import TFRunner
+        from convert.runners.tf import TFRunner
 
         return TFRunner(self.graph_def, self.info)
 
@@ -67,7 +67,7 @@ def read_head(path: Path, n: int = 16) -> bytes:
         with open(path, "rb") as f:
             return f.read(n)
     except OSError as e:
-        raise fail(f"{path}: cannot read ({e.strerror})")
+        raise fail(f"{path}: cannot read ({e.strerror})") from None
 
 
 def detect_form(path: Path) -> Form:
@@ -102,8 +102,8 @@ def _require_finite(source: Source) -> None:
 
 def graph_source(path: Path, form: str, gd, opts: LoadOptions, keras_model=None) -> Source:
     """A Source from a frozen GraphDef (what every form reduces to)."""
-    from convert.checkpoint import sha256_file
-    from convert.tfgraph import read_graph
+    from convert.readers.tf_graph import read_graph
+    from convert.runtime.files import sha256_file
 
     spec, info = read_graph(gd, str(path), opts.input_size)
     spec.origin = form

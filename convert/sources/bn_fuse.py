@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from convert.errors import fail
-from convert.spec import BNSpec, ModelSpec
+from convert.model.spec import BNSpec, ModelSpec
+from convert.runtime.errors import fail
 
 # the rewritten graph must compute what the original computed (float32, different op order)
 FUSE_TOL = 1e-5
@@ -44,7 +44,7 @@ def fuse_decomposed_bn(gd, spec: ModelSpec, real: list[BNSpec], where: str):
     folded = [b for b in spec.bns if b.folded]
     if len(folded) != len(real):
         raise fail(f"{where}: {len(folded)} decomposed BatchNorms in the graph, {len(real)} with statistics")
-    for bn, stats in zip(folded, real):
+    for bn, stats in zip(folded, real, strict=False):
         add = nodes.get(bn.name.split("#")[0])
         mul = next((nodes.get(i.split(":")[0]) for i in add.input if nodes.get(i.split(":")[0]) is not None
                     and nodes[i.split(":")[0]].op == "Mul"), None) if add is not None else None
@@ -71,7 +71,7 @@ def fuse_decomposed_bn(gd, spec: ModelSpec, real: list[BNSpec], where: str):
 
 def check_same_function(original, fused, info, where: str, x: np.ndarray) -> float:
     """Relative difference between the two graphs' outputs on `x`; refuses the rewrite past FUSE_TOL."""
-    from convert.tfgraph import TFRunner
+    from convert.runners.tf import TFRunner
 
     outs = []
     for gd in (original, fused):

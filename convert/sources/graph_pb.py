@@ -2,7 +2,7 @@
 
 A GraphDef has no magic bytes: this form is the fallback, tried last, and it is a GraphDef when
 protobuf parses it into nodes. TF1-era Keras graphs keep every BatchNorm behind the learning-phase
-switch; that switch is resolved to inference first (`convert.graph_fold`), after which the graph is an
+switch; that switch is resolved to inference first (`convert.readers.learning_phase`), after which the graph is an
 ordinary inference graph.
 """
 
@@ -34,12 +34,12 @@ def _is_graph_def(path: Path) -> bool:
 
 @register("graph_pb", _is_graph_def)
 def load(path: Path, opts: LoadOptions) -> Source:
-    from convert.tfgraph import parse_graph_def
+    from convert.readers.tf_graph import parse_graph_def
 
     gd = parse_graph_def(path.read_bytes(), str(path))
     notes: list[str] = []
     if any(n.op in _CONTROL_FLOW for n in gd.node):
-        from convert.graph_fold import fold_learning_phase
+        from convert.readers.learning_phase import fold_learning_phase
 
         gd, notes = fold_learning_phase(gd, str(path))
     source = graph_source(path, "graph_pb", gd, opts)

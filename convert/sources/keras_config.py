@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convert.errors import fail
+from convert.runtime.errors import fail
 
 # identity at inference in both Keras versions (their call returns the input when training is False)
 _AUGMENTATION_EXTRA = frozenset({"GaussianNoise", "GaussianDropout", "AlphaDropout"})

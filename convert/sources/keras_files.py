@@ -15,19 +15,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from convert.errors import fail
+from convert.model.semantics import same_affine
+from convert.model.spec import BNSpec, ModelSpec
+from convert.runtime.errors import fail
 from convert.sources.base import LoadOptions, Source, graph_source, read_head, register
 from convert.sources.keras_config import ConfigScan, scan_config
-from convert.spec import BNSpec, ModelSpec
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-# relative agreement between a Keras BN layer's statistics and the scale/offset the graph folded them into
-BN_MATCH_TOL = 1e-5
 
 
 def _is_hdf5(path: Path) -> bool:
@@ -47,7 +46,8 @@ def h5_config(path: Path) -> tuple[str, dict]:
             version = f.attrs.get("keras_version", b"")
             raw = f.attrs.get("model_config")
     except (OSError, ValueError, KeyError) as e:
-        raise fail(f"{path}: not a readable Keras model: corrupt HDF5 file ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
+        detail = str(e).splitlines()[0][:120] if str(e) else ""
+        raise fail(f"{path}: not a readable Keras model: corrupt HDF5 file ({type(e).__name__}: {detail})") from None
     version = version.decode() if isinstance(version, bytes) else str(version)
     if raw is None:
         raise fail(f"{path}: an HDF5 file without a model config (weights only?); save the whole model "
@@ -55,7 +55,7 @@ def h5_config(path: Path) -> tuple[str, dict]:
     try:
         config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise fail(f"{path}: the HDF5 file's model_config is not JSON ({type(e).__name__})")
+        raise fail(f"{path}: the HDF5 file's model_config is not JSON ({type(e).__name__})") from None
     return version, config
 
 
@@ -69,7 +69,7 @@ def zip_config(path: Path) -> tuple[str, dict]:
             meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
             config = json.loads(z.read("config.json"))
     except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
-        raise fail(f"{path}: corrupt .keras archive ({type(e).__name__})")
+        raise fail(f"{path}: corrupt .keras archive ({type(e).__name__})") from None
     if not isinstance(config, dict) or not isinstance(meta, dict):
         raise fail(f"{path}: corrupt .keras archive (config is not a JSON object)")
     return str(meta.get("keras_version", "3")), config
@@ -125,7 +125,7 @@ def keras_bn_decay(spec: ModelSpec, model) -> list[str]:
     if len(layers) != len(graph_bns):
         return [f"Keras holds {len(layers)} BatchNormalization layers, the graph {len(graph_bns)}: "
                 "BN decay not carried (default 0.999)"]
-    for i, layer in zip(graph_bns, layers):
+    for i, layer in zip(graph_bns, layers, strict=False):
         spec.layers[i] = dataclasses.replace(spec.layers[i], decay=float(layer.momentum))
     return []
 
@@ -133,7 +133,7 @@ def keras_bn_decay(spec: ModelSpec, model) -> list[str]:
 def fuse_bn(source: Source, model, opts: LoadOptions) -> Source:
     """Keras 3's traced graph decomposes BN: fuse it back with the statistics the model holds, each
     verified against what the graph computes, and the rewritten graph against the traced one."""
-    from convert.probe import probe_inputs
+    from convert.model.probe import probe_inputs
     from convert.sources.bn_fuse import check_same_function, fuse_decomposed_bn
 
     spec, where = source.spec, str(source.path)
@@ -141,7 +141,7 @@ def fuse_bn(source: Source, model, opts: LoadOptions) -> Source:
     if not any(b.folded for b in spec.bns) or len(layers) != len(spec.bns):
         return source
     real = [_keras_bn(layer, where) for layer in layers]
-    for bn, stats, layer in zip(spec.bns, real, layers):
+    for bn, stats, layer in zip(spec.bns, real, layers, strict=False):
         if not same_affine(bn, stats):
             raise fail(f"{where}: BatchNormalization '{layer.name}' holds statistics that do not match what the "
                        "graph computes; the file is inconsistent")
@@ -162,18 +162,6 @@ def _keras_bn(layer, where: str) -> BNSpec:
     return BNSpec(layer.name, g, b, m, v, float(layer.epsilon), float(layer.momentum))
 
 
-def same_affine(folded: BNSpec, real: BNSpec) -> bool:
-    """Does `real` (gamma, beta, mean, var, eps) compute what the graph's folded y = x * a + b computes?"""
-    a = real.gamma.astype(np.float64) / np.sqrt(real.var.astype(np.float64) + real.eps)
-    b = real.beta - real.mean * a
-    fa = folded.gamma.astype(np.float64) / np.sqrt(folded.var.astype(np.float64) + folded.eps)
-    fb = folded.beta.astype(np.float64)
-    if a.shape != fa.shape:
-        return False
-    return bool(np.abs(a - fa).max() <= BN_MATCH_TOL * max(np.abs(a).max(), 1e-12)
-                and np.abs(b - fb).max() <= BN_MATCH_TOL * max(np.abs(b).max(), 1e-12) + 1e-6)
-
-
 def keras_source(path: Path, form: str, loader: Callable, scan: ConfigScan, opts: LoadOptions) -> Source:
     """Load (the config scan has already passed), freeze, read the graph, add what Keras knows."""
     scan.refuse_unless_trusted(path, opts.trust_code)
@@ -185,7 +173,7 @@ def keras_source(path: Path, form: str, loader: Callable, scan: ConfigScan, opts
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         hint = ("; Keras 3 cannot rebuild some of its own layers from a legacy .h5 (op layers such as "
                 "preprocess_input's): save the model as .keras" if form == "keras3_h5" else "")
-        raise fail(f"{path}: cannot load as a Keras model ({type(e).__name__}: {msg}){hint}")
+        raise fail(f"{path}: cannot load as a Keras model ({type(e).__name__}: {msg}){hint}") from None
     shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
     if len(model.inputs) != 1 or len(shape) != 4 or shape[3] != 3:
         raise fail(f"{path}: the model takes {len(model.inputs)} input(s) of shape {shape[1:]}; expected one "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from convert.errors import fail
+from convert.runtime.errors import fail
 from convert.sources.base import LoadOptions, Source, graph_source, register
 
 
@@ -29,7 +29,7 @@ def _keras_metadata_configs(path: Path) -> list[dict]:
         meta.ParseFromString((path / "keras_metadata.pb").read_bytes())
         return [json.loads(n.metadata) for n in meta.nodes if n.metadata]
     except Exception as e:  # noqa: BLE001  (protobuf / JSON errors on a corrupt file)
-        raise fail(f"{path}: corrupt keras_metadata.pb ({type(e).__name__})")
+        raise fail(f"{path}: corrupt keras_metadata.pb ({type(e).__name__})") from None
 
 
 @register("savedmodel", _is_savedmodel)
@@ -74,7 +74,7 @@ def _signature_source(path: Path, opts: LoadOptions) -> Source:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as e:  # noqa: BLE001  (TF raises many types on a corrupt SavedModel)
-        raise fail(f"{path}: cannot load the SavedModel ({type(e).__name__})")
+        raise fail(f"{path}: cannot load the SavedModel ({type(e).__name__})") from None
     sigs = dict(loaded.signatures)
     name = "serving_default" if "serving_default" in sigs else ("serve" if "serve" in sigs else None)
     if name is None:
@@ -87,7 +87,9 @@ def _signature_source(path: Path, opts: LoadOptions) -> Source:
     try:
         gd = _freeze(fn)
     except Exception as e:  # noqa: BLE001  (freezing raises many types on graphs it cannot take)
-        raise fail(f"{path}: cannot freeze signature '{name}' ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+        raise fail(
+            f"{path}: cannot freeze signature '{name}' ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
     source = graph_source(path, "savedmodel", gd, opts)
     rel = _check_frozen(fn, source)
     source.notes.append(f"SavedModel signature '{name}' frozen (graph only: no Python is run); frozen graph "
@@ -106,9 +108,9 @@ def _freeze(fn):
     try:
         return _drop_state_updates(c2c.convert_variables_to_constants_v2(fn).graph.as_graph_def(), outputs)
     except ValueError:
-        data = c2c._FunctionConverterDataInEager(func=fn, lower_control_flow=True, aggressive_inlining=False)
-        gd, _ = c2c._replace_variables_by_constants(converter_data=data)
-        return _drop_state_updates(gd, outputs)
+        from convert.compat.tensorflow import freeze_without_reimport
+
+        return _drop_state_updates(freeze_without_reimport(fn), outputs)
 
 
 # Keras 3's exported random layers update their seed state even at inference; the output never reads it
@@ -137,7 +139,7 @@ def _check_frozen(fn, source) -> float:
     import numpy as np
     import tensorflow as tf
 
-    from convert.probe import probe_inputs
+    from convert.model.probe import probe_inputs
 
     x = probe_inputs(2, source.spec.input_shape[:2], source.spec.input_range)
     want = fn(tf.constant(x))
@@ -150,5 +152,7 @@ def _check_frozen(fn, source) -> float:
     got = np.asarray(got, np.float64).reshape(want.shape)
     rel = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
     if not rel <= 1e-4:  # float32 reordering only (TF optimises the two graphs differently); a wrong freeze is O(1)
-        raise fail(f"{source.path}: the frozen serving signature differs from the SavedModel's own (relative {rel:.2e})")
+        raise fail(
+            f"{source.path}: the frozen serving signature differs from the SavedModel's own (relative {rel:.2e})"
+        )
     return rel

@@ -1,6 +1,6 @@
 """TFLite float32 flatbuffers (`.tflite`): the most widely distributed MobileNetV2 file.
 
-Recognised by the flatbuffer's own file identifier (`TFL3`), read by `convert.tflite_source` (its BN
+Recognised by the flatbuffer's own file identifier (`TFL3`), read by `convert.readers.tflite` (its BN
 folded into the convolutions and ReLU6 fused: an eval-mode-only source), run by the TFLite
 interpreter as the reference, and converted by tf2onnx's TFLite front end. A quantized file is one
 clear error: its weights are not the float model's.
@@ -14,17 +14,17 @@ from convert.sources.base import LoadOptions, Source, register
 
 
 def _is_tflite(path: Path) -> bool:
-    from convert.tflite_source import detect
+    from convert.readers.tflite import detect
 
     return path.is_file() and detect(path)
 
 
 @register("tflite", _is_tflite)
 def load(path: Path, opts: LoadOptions) -> Source:
-    from convert.checkpoint import sha256_file
-    from convert.tflite_source import read_tflite
-
     import dataclasses
+
+    from convert.readers.tflite import read_tflite
+    from convert.runtime.files import sha256_file
 
     spec, info = read_tflite(path, str(path))
     if spec.head and info.logits and info.logits != info.output:  # the reader saw SOFTMAX after the dense layer

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from convert import checkpoint
+from convert.port import checkpoint
+from convert.runtime.files import sha256_file
 
 N_IMAGES = 40  # 32 train, 8 valid (every 5th image is valid)
 IMG = 32
@@ -75,7 +76,7 @@ def certify(ckpt: Path, *modes: str) -> None:
     (what `python -m parity check` leaves beside a checkpoint that passes)."""
     from parity import certificate
 
-    sha = checkpoint.sha256_file(ckpt)
+    sha = sha256_file(ckpt)
     report = types.SimpleNamespace(
         candidate={"sha256": sha, "bn_folded": False}, source={"path": "source.h5", "sha256": "0" * 64},
         config={"atol": 1e-5, "rtol": 1e-4, "train_atol": 1e-4, "train_rtol": 2e-3, "against": ["tf"],

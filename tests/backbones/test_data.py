@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from backbones import data
-from convert.errors import TfportError
+from convert.runtime.errors import TfportError
 
 
 def _folder(tmp_path: Path, csv: str, images: tuple[str, ...] = ("a.png", "b.png"), size=(40, 20)) -> Path:

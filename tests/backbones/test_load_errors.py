@@ -1,4 +1,4 @@
-"""Every file the trainer reads with torch.load goes through convert.checkpoint.torch_load: a truncated
+"""Every file the trainer reads with torch.load goes through convert.port.torch_files.torch_load: a truncated
 file, a pickle whose GLOBAL would run code, a file that is no checkpoint at all — handed to
 `--backbone`, `--weights` or `--resume` — is one `error:` line naming the file, exit 2, no traceback,
 nothing run. Before the one wrapper, `--weights` and `--resume` let a text file's KeyError out as a
@@ -35,7 +35,7 @@ def _not_a_checkpoint(path: Path, marker: Path) -> None:
 
 
 def _cut_safetensors(path: Path, marker: Path) -> None:
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     checkpoint.save(path, {"features.0.0.weight": torch.randn(64, 64)}, {"alpha": 0.35})
     path.write_bytes(path.read_bytes()[:2000])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from backbones import preprocess as pp
-from convert.errors import TfportError
+from convert.runtime.errors import TfportError
 
 
 def test_tf_maps_unit_range_to_minus_one_one():

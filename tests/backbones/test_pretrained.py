@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from backbones import pretrained
-from convert.checkpoint import sha256_file
-from convert.errors import TfportError
+from convert.runtime.errors import TfportError
+from convert.runtime.files import sha256_file
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def test_the_shipped_model_is_the_one_the_readme_describes(real_h5, real_port):
     Dense(2, softmax); converted with its 52 conv + 52 BN, statistics kept, canonical vs TF well inside 1e-5."""
     import h5py
 
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     with h5py.File(real_h5, "r") as f:
         version = f.attrs["keras_version"]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from backbones import registry
-from convert.errors import TfportError
+from convert.runtime.errors import TfportError
+from convert.runtime.files import sha256_file
 
 
 @pytest.mark.parametrize("name", list(registry.REGISTRY), ids=list(registry.REGISTRY))
@@ -48,13 +49,13 @@ def test_ported_checkpoint_uses_its_metadata(ported):
 
 
 def test_ported_safetensors_is_a_ported_backbone(ported, tmp_path):
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     sd, meta = checkpoint.load(ported)
     st = tmp_path / "ported.safetensors"
     checkpoint.save(st, sd, meta)
     b, ref = registry.build(str(st)), registry.build(str(ported))
-    assert b.ported == str(st) and b.source["sha256"] == checkpoint.sha256_file(st) and b.dim == ref.dim
+    assert b.ported == str(st) and b.source["sha256"] == sha256_file(st) and b.dim == ref.dim
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(b.features.eval()(x), ref.features.eval()(x))
@@ -88,5 +89,5 @@ def test_bad_weights_file(tmp_path, content):
 
 def test_corrupt_ported_checkpoint(tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"\x00" * 100)
-    with pytest.raises(TfportError, match="bad.pth"):  # the wording is convert.checkpoint's
+    with pytest.raises(TfportError, match="bad.pth"):  # the wording is convert.port.torch_files'
         registry.build(str(tmp_path / "bad.pth"))

@@ -9,7 +9,8 @@ import json
 import torch
 
 import backbones
-from convert import checkpoint
+from convert.port import checkpoint
+from convert.runtime.files import sha256_file
 from tests.conftest import run_cli
 
 from .conftest import train_argv
@@ -53,7 +54,7 @@ def test_convert_parity_train(samples, noses, tmp_path):
     proc = run_cli("parity", "check", str(port), "--probes", "4")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     cert = json.loads((tmp_path / "ported.safetensors.parity.json").read_text())
-    assert cert["checkpoint"] == {"name": "ported.safetensors", "sha256": checkpoint.sha256_file(port)}
+    assert cert["checkpoint"] == {"name": "ported.safetensors", "sha256": sha256_file(port)}
     assert cert["modes_passed"] == ["eval", "train"]
 
     run = tmp_path / "run"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backbones import data, synth
-from convert.errors import TfportError
+from convert.runtime.errors import TfportError
 
 
 def test_render_is_a_function_of_seed_and_index():

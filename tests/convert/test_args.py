@@ -47,10 +47,10 @@ PARSERS = ("convert.cli", "parity.cli", "backbones.cli", "backbones.seed_table")
 
 @pytest.mark.parametrize("module", PARSERS)
 def test_every_cli_parses_with_the_one_parser(module):
-    """One Parser class (convert.argtypes) for every CLI and each of its subcommands."""
+    """One Parser class (convert.runtime.args) for every CLI and each of its subcommands."""
     import argparse
 
-    from convert.argtypes import Parser
+    from convert.runtime.args import Parser
 
     parser = __import__(module, fromlist=["build_parser"]).build_parser()
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

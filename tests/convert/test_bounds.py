@@ -24,8 +24,8 @@ def test_a_stage_past_its_bound_ends_the_run_in_one_line(samples, tmp_path):
 
 def test_a_python_loop_is_interrupted_and_named():
     """The hang once seen (tf_keras rebuilding a config forever) is Python code: interrupted at the bound."""
-    from convert import bounds
-    from convert.errors import TfportError
+    from convert.runtime import bounds
+    from convert.runtime.errors import TfportError
 
     with pytest.raises(TfportError, match=r"model\.keras: stage 'rebuild' exceeded its bound of 0\.3 s"):
         with bounds.bounded(0.3, "model.keras"), bounds.stage("rebuild"):
@@ -34,7 +34,7 @@ def test_a_python_loop_is_interrupted_and_named():
 
 
 def test_nested_stages_keep_the_outer_deadline_and_a_finished_run_never_fires():
-    from convert import bounds
+    from convert.runtime import bounds
 
     with bounds.bounded(0.5, "m.pb") as dog:
         with bounds.stage("outer"):
@@ -55,7 +55,7 @@ def test_timeout_must_be_a_positive_number(value, capsys):
 
 def test_the_default_bound_scales_with_the_model_s_files(tmp_path):
     """README: by default 300 s plus 10 s per MB of the model's files (a SavedModel folder: all its files)."""
-    from convert.bounds import default_bound
+    from convert.runtime.bounds import default_bound
 
     (tmp_path / "m.pb").write_bytes(b"\0" * 2_000_000)
     assert default_bound(tmp_path / "m.pb") == pytest.approx(320.0)
@@ -74,11 +74,11 @@ def test_native_code_that_never_returns_ends_the_process_with_the_same_line():
     import subprocess
     import sys
 
-    from convert import bounds
+    from convert.runtime import bounds
     from tests.conftest import ROOT
 
     assert bounds.GRACE_SECONDS == 15.0
-    code = ("import signal, time\nfrom convert import bounds\nbounds.GRACE_SECONDS = 1.0\n"
+    code = ("import signal, time\nfrom convert.runtime import bounds\nbounds.GRACE_SECONDS = 1.0\n"
             "with bounds.bounded(0.5, 'model.pb'), bounds.stage('tf2onnx'):\n"
             "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n    time.sleep(60)\n")
     t0 = time.monotonic()

@@ -7,8 +7,9 @@ import pickle
 import pytest
 import torch
 
-from convert import checkpoint
-from convert.errors import TfportError
+from convert.port import checkpoint
+from convert.runtime.errors import TfportError
+from convert.runtime.files import sha256_file
 from tests.zoo.payloads import Payload
 
 
@@ -18,7 +19,7 @@ def test_roundtrip(tmp_path):
     loaded, meta = checkpoint.load(tmp_path / "p.pth")
     assert torch.equal(loaded["features.0.0.weight"], sd["features.0.0.weight"])
     assert meta == {"alpha": 1.0}
-    assert sha == checkpoint.sha256_file(tmp_path / "p.pth")
+    assert sha == sha256_file(tmp_path / "p.pth")
 
 
 def test_pickle_payload_is_refused_and_not_run(tmp_path):
@@ -81,7 +82,7 @@ def test_failed_write_leaves_nothing(tmp_path):
 def test_metadata_that_would_allocate_without_bound_is_refused(tmp_path, key, value, message):
     """Found by the fuzzer: alpha 40 in a checkpoint's metadata built a ~22 GB model and the OOM killer
     ended the process. Refused before anything is allocated."""
-    from convert.canonical import build
+    from convert.port.build import build
 
     meta = {"alpha": 1.0, "num_classes": 1000, "padding": {}, "bn": {}, key: value}
     with pytest.raises(TfportError, match=message):

@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 
 CODE = """
 import logging, sys
-from convert.fast_exit import exit_now
+from convert.runtime.fast_exit import exit_now
 logging.basicConfig(stream=sys.stderr)
 sys.stdout.write("x" * 200000)   # more than one pipe buffer, still in Python's buffer when exit_now runs
 logging.getLogger("t").warning("logged")
@@ -39,7 +39,7 @@ def test_none_is_success_like_sys_exit():
 
 DAEMON = """
 import multiprocessing, time
-from convert.fast_exit import exit_now
+from convert.runtime.fast_exit import exit_now
 
 def sleep_forever():
     while True:
@@ -80,7 +80,7 @@ def _alive(pid: int) -> bool:
 def test_a_profiler_still_gets_to_write_its_output(tmp_path):
     """scripts/bench --profile runs a CLI under `python -m cProfile -o F`: F must be written."""
     script = tmp_path / "prog.py"
-    script.write_text("from convert.fast_exit import exit_now\nexit_now(3)\n")
+    script.write_text("from convert.runtime.fast_exit import exit_now\nexit_now(3)\n")
     prof = tmp_path / "out.prof"
     proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), str(script)],
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)

@@ -1,4 +1,4 @@
-"""Folding the Keras learning phase out of frozen TF1-era graphs (convert/graph_fold.py).
+"""Folding the Keras learning phase out of frozen TF1-era graphs (convert/readers/learning_phase.py).
 
 The MobileNetV2 files (alpha 0.35, 96x96) are written by tests/zoo/tf1_keras.py in a subprocess, the way
 a TF1 user froze a Keras model: graph mode with v1 control flow (Switch/Merge) or with v2 control flow
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.errors import TfportError
-from convert.graph_fold import fold_learning_phase
-from convert.spec import BNSpec
-from convert.tfgraph import read_graph
+from convert.model.spec import BNSpec
+from convert.readers.learning_phase import fold_learning_phase
+from convert.readers.tf_graph import read_graph
+from convert.runtime.errors import TfportError
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITER = ROOT / "tests" / "zoo" / "tf1_keras.py"

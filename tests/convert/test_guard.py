@@ -1,4 +1,4 @@
-"""convert._guard: what must be set before numpy, torch or TF load, for every entry point."""
+"""convert.runtime.guard: what must be set before numpy, torch or TF load, for every entry point."""
 
 from __future__ import annotations
 

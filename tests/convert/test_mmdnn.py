@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 
 import convert  # noqa: F401  (import-order guard before torch/TF)
-from convert import mmdnn_compat, mmdnn_path
-from convert.errors import TfportError
+from convert.compat import mmdnn as mmdnn_compat
+from convert.model.agreement import agreement
+from convert.model.probe import probe_inputs
+from convert.paths.mmdnn.emitted import emitted_bn_momenta, emitted_outputs, load_emitted
+from convert.paths.mmdnn.run import MmdnnResult, read_mmdnn_ir, run_mmdnn
+from convert.runtime.errors import TfportError
 from tests.zoo.payloads import Payload
-from convert.probe import agreement, probe_inputs
 
 REL_TOL = 1e-5
 PROBES = 16
@@ -37,7 +40,7 @@ IDS = [f"{f}-a{a:g}-{s[0]}" for f, a, s in CASES]
 @dataclass
 class Run:
     source: object  # convert.sources.Source
-    result: mmdnn_path.MmdnnResult
+    result: MmdnnResult
     x: np.ndarray
     ref: dict[str, np.ndarray]  # TF outputs on x: logits, pooled, output
 
@@ -45,8 +48,8 @@ class Run:
 @pytest.fixture(scope="session")
 def mmdnn_runs(samples, tmp_path_factory):
     """Run MMdnn once per case (and TF once on the probes); tests read the results."""
+    from convert.runners.tf import TFRunner
     from convert.sources import load_source
-    from convert.tfgraph import TFRunner
 
     cache: dict[tuple, Run] = {}
 
@@ -55,7 +58,7 @@ def mmdnn_runs(samples, tmp_path_factory):
         if key not in cache:
             source = load_source(samples.get(form, alpha, size))
             out = tmp_path_factory.mktemp(f"mmdnn-{form}-{alpha:g}-{size[0]}")
-            result = mmdnn_path.run_mmdnn(source, out)
+            result = run_mmdnn(source, out)
             x = probe_inputs(PROBES, source.spec.input_shape[:2], seed=7)
             names = {"logits": source.info.logits, "pooled": source.info.pooled, "output": source.info.output}
             ref = dict(zip(names, TFRunner(source.graph_def, source.info).run(x, list(names.values())), strict=True))
@@ -68,14 +71,14 @@ def mmdnn_runs(samples, tmp_path_factory):
 @pytest.fixture(scope="session")
 def canonical_of():
     """The canonical backbone mapped from a run's IR, built as a torchvision MobileNetV2 (once per run)."""
-    from convert.canonical import to_torchvision
-    from convert.path_result import with_source_semantics
+    from convert.model.semantics import with_source_semantics
+    from convert.port.canonical import to_torchvision
 
     cache: dict[Path, tuple] = {}
 
     def get(run: Run):
         if run.result.ir_pb not in cache:
-            spec = with_source_semantics(mmdnn_path.read_mmdnn_ir(run.result), run.source.spec)
+            spec = with_source_semantics(read_mmdnn_ir(run.result), run.source.spec)
             canonical = to_torchvision(spec, str(run.source.path))
             cache[run.result.ir_pb] = (canonical, canonical.module())
         return cache[run.result.ir_pb]
@@ -84,7 +87,7 @@ def canonical_of():
 
 
 def _emitted(run: Run):
-    return mmdnn_path.load_emitted(run.result.code, run.result.weights)
+    return load_emitted(run.result.code, run.result.weights)
 
 
 # --- MMdnn's emitted model: the artifact users hold ---------------------------------------------------
@@ -93,7 +96,7 @@ def _emitted(run: Run):
 @pytest.mark.filterwarnings("ignore:Implicit dimension choice for softmax")
 def test_emitted_model_matches_tf(mmdnn_runs, case):
     run = mmdnn_runs(*case)
-    logits, output = mmdnn_path.emitted_outputs(_emitted(run), run.x)
+    logits, output = emitted_outputs(_emitted(run), run.x)
     a_logits = agreement("logits", logits, run.ref["logits"], logits=True)
     a_out = agreement("output", output, run.ref["output"])
     assert a_logits.ok(REL_TOL), a_logits
@@ -104,7 +107,7 @@ def test_emitted_model_matches_tf(mmdnn_runs, case):
 def test_emitted_bn_momentum_is_zero(mmdnn_runs, case):
     """The diagnosis downstream rests on this: MMdnn emits momentum=0.0 on every BatchNorm."""
     run = mmdnn_runs(*case)
-    momenta = mmdnn_path.emitted_bn_momenta(_emitted(run))
+    momenta = emitted_bn_momenta(_emitted(run))
     assert len(momenta) == len(run.source.spec.bns)
     assert set(momenta.values()) == {0.0}
     assert run.result.code.read_text().count("momentum=0.0)") == len(run.source.spec.bns)
@@ -152,7 +155,7 @@ def test_canonical_keeps_source_bn_statistics(mmdnn_runs, canonical_of, case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_canonical_matches_tf(mmdnn_runs, canonical_of, case):
-    from convert.torch_side import torch_outputs
+    from convert.paths.worker import torch_outputs
 
     run = mmdnn_runs(*case)
     canonical, model = canonical_of(run)
@@ -169,11 +172,11 @@ def test_canonical_matches_tf(mmdnn_runs, canonical_of, case):
 
 @pytest.fixture(scope="session")
 def keras3_run(samples, tmp_path_factory):
+    from convert.runners.tf import TFRunner
     from convert.sources import load_source
-    from convert.tfgraph import TFRunner
 
     source = load_source(samples.get("keras3", 1.0, (96, 96)))
-    result = mmdnn_path.run_mmdnn(source, tmp_path_factory.mktemp("mmdnn-keras3"))
+    result = run_mmdnn(source, tmp_path_factory.mktemp("mmdnn-keras3"))
     x = probe_inputs(PROBES, (96, 96), seed=7)
     names = {"logits": source.info.logits, "output": source.info.output}
     ref = dict(zip(names, TFRunner(source.graph_def, source.info).run(x, list(names.values())), strict=True))
@@ -187,7 +190,7 @@ def test_keras3_converts_with_its_bn_fused_back(keras3_run, canonical_of):
     run = keras3_run
     assert run.source.info.op_counts.get("FusedBatchNormV3") == 52
     assert run.result.route == "frozen graph"
-    logits, _ = mmdnn_path.emitted_outputs(_emitted(run), run.x)
+    logits, _ = emitted_outputs(_emitted(run), run.x)
     a = agreement("logits", logits, run.ref["logits"], logits=True)
     assert a.ok(REL_TOL), a
     canonical, _ = canonical_of(run)
@@ -201,10 +204,11 @@ def test_keras3_statistics_are_checked_before_they_are_fused_back(keras3_run):
     rewritten graph against the traced one; either disagreeing is refused, not fused."""
     import tensorflow as tf
 
+    from convert.model.semantics import same_affine
+    from convert.model.spec import BNSpec
+    from convert.readers.tf_graph import read_graph
     from convert.sources.bn_fuse import check_same_function
-    from convert.sources.keras_files import keras_bn_layers, same_affine
-    from convert.spec import BNSpec
-    from convert.tfgraph import read_graph
+    from convert.sources.keras_files import keras_bn_layers
 
     source = keras3_run.source
     layer = keras_bn_layers(source.keras_model)[5]
@@ -232,7 +236,7 @@ def test_decomposed_bn_graph_refused_in_one_line(keras3_run, tmp_path):
     traced = frozen_graph_def(keras3_run.source.keras_model)  # as Keras 3 traces it: BN decomposed
     graph_only = graph_source(keras3_run.source.path, "graph_pb", traced, LoadOptions())
     with pytest.raises(TfportError) as e:
-        mmdnn_path.run_mmdnn(graph_only, tmp_path)
+        run_mmdnn(graph_only, tmp_path)
     msg = str(e.value)
     assert "\n" not in msg and "decomposed" in msg and "MMdnn" in msg
     assert list(tmp_path.iterdir()) == []
@@ -240,7 +244,7 @@ def test_decomposed_bn_graph_refused_in_one_line(keras3_run, tmp_path):
 
 def test_ir_with_foreign_op_refused(tmp_path):
     """A mis-parse (decomposed BN arrives as Mul/Rsqrt) never becomes a backbone: unknown IR ops are named."""
-    from convert.mmdnn_ir import read_ir
+    from convert.readers.mmdnn_ir import read_ir
 
     graph = mmdnn_compat.install_ir_proto().GraphDef()
     node = graph.node.add()
@@ -260,7 +264,7 @@ def test_graph_mmdnn_cannot_parse_refused(mmdnn_runs, tmp_path):
     gd.CopyFrom(source.graph_def)
     next(n for n in gd.node if n.op == "Relu6").op = "Elu"
     with pytest.raises(TfportError) as e:
-        mmdnn_path.run_mmdnn(dataclasses.replace(source, graph_def=gd), tmp_path)
+        run_mmdnn(dataclasses.replace(source, graph_def=gd), tmp_path)
     msg = str(e.value)
     assert "\n" not in msg and "Elu" in msg and "MMdnn 0.3.1 cannot parse" in msg
     assert list(tmp_path.iterdir()) == []
@@ -283,7 +287,7 @@ def test_truncated_emitted_weights_refused(mmdnn_runs, tmp_path, cut):
     bad = tmp_path / "w.npy"
     bad.write_bytes(weights[: int(len(weights) * cut)])
     with pytest.raises(TfportError, match="corrupt MMdnn weights") as e:
-        mmdnn_path.load_emitted(mmdnn_runs(*CASES[0]).result.code, bad)
+        load_emitted(mmdnn_runs(*CASES[0]).result.code, bad)
     assert "\n" not in str(e.value)
 
 

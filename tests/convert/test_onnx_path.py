@@ -4,7 +4,7 @@ import gc
 
 import pytest
 
-from convert.onnx_path import collect_between_optimizers
+from convert.compat.tf2onnx import collect_between_optimizers
 
 
 def test_collect_between_optimizers_frees_copies_and_restores_tf2onnx():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from convert.canonical import Conv2dSame
-from convert.spec import tf_same_pads
+from convert.layers.conv_same import Conv2dSame
+from convert.model.spec import tf_same_pads
 
 
 @pytest.mark.parametrize(("size", "kernel", "stride", "expected"), [

@@ -1,4 +1,4 @@
-"""convert.path_result: which of a port's outputs carry single feature-map elements (looser tolerance)."""
+"""convert.model.tolerance: which of a port's outputs carry single feature-map elements (looser tolerance)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from convert.path_result import loose_output, pools_single_elements
+from convert.model.tolerance import loose_output, pools_single_elements
 
 
 @pytest.mark.parametrize("size,pool,single", [

@@ -13,8 +13,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convert import checkpoint
-from convert.errors import TfportError
+from convert.port import checkpoint
+from convert.runtime.errors import TfportError
+from convert.runtime.files import sha256_file
 from tests.conftest import ROOT, assert_one_line_error
 
 META = {"alpha": 0.35, "num_classes": 0, "head": {"layers": [{"in": 4, "out": 2}]}}
@@ -30,7 +31,7 @@ def test_roundtrip_and_header(tmp_path):
 
     sd, p = _state(), tmp_path / "p.safetensors"
     sha = checkpoint.save(p, sd, META)
-    assert sha == checkpoint.sha256_file(p)
+    assert sha == sha256_file(p)
     with safe_open(str(p), "pt") as f:
         header = f.metadata()
         assert set(f.keys()) == set(sd)  # torchvision keys and head.* side by side

@@ -71,7 +71,7 @@ def test_bn_statistics_are_not_trivial():
     channel means are ~0 on zero-mean inputs, so the variances carry the evidence)."""
     import tf_keras
 
-    from convert.probe import probe_inputs
+    from convert.model.probe import probe_inputs
     from convert.sample import SampleSpec, keras2_model
 
     model = keras2_model(SampleSpec(alpha=0.35, size=(32, 32)))  # the smallest input size `sample` takes
@@ -93,7 +93,7 @@ def test_bn_statistics_are_not_trivial():
 
 def test_alphas_and_sizes():
     """README: alpha in {0.35, 0.5, 0.75, 1.0, 1.3, 1.4}; any input size >= 32, square or not."""
-    from convert.argtypes import ALPHAS
+    from convert.arch.mobilenet_v2 import ALPHAS
     from convert.cli import parse_size
 
     assert ALPHAS == (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from convert.errors import TfportError
+from convert.runtime.errors import TfportError
 
 
 @pytest.mark.parametrize("form,name,detected", [
@@ -33,7 +33,7 @@ def test_bn_decay_comes_from_each_layers_config(samples, tmp_path):
     PyTorch momentum 0.1 in the port, every other 1 - 0.999."""
     import h5py
 
-    from convert.canonical import to_torchvision
+    from convert.port.canonical import to_torchvision
     from convert.sources import load_source
 
     path = tmp_path / "decay.h5"

@@ -20,6 +20,8 @@ def test_help_imports_nothing_heavy(cli):
                           env=env, cwd=ROOT, timeout=60)
     assert proc.returncode == 0 and "usage: python -m " + cli in proc.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert not {m for m in imported if m.split(".")[0] in HEAVY}, sorted(m for m in imported if m.split(".")[0] in HEAVY)
+    assert not {m for m in imported if m.split(".")[0] in HEAVY}, sorted(
+        m for m in imported if m.split(".")[0] in HEAVY
+    )
     wrapped = proc.stdout.split("examples:")[0]  # the epilog is raw text, never wrapped
     assert max(len(line) for line in wrapped.splitlines()) <= 98  # the width argparse was given: $COLUMNS - 2

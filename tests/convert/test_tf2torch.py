@@ -15,10 +15,13 @@ import pytest
 import torch
 
 import backbones
-from convert import checkpoint
-from convert.portnet import PortedMobileNetV2
-from convert.probe import agreement, probe_inputs
-from convert.torch_side import torch_outputs
+from convert.model.agreement import agreement
+from convert.model.probe import probe_inputs
+from convert.paths.worker import torch_outputs
+from convert.port import checkpoint
+from convert.port.module import PortedNet as PortedMobileNetV2
+from convert.runners.tf import TFRunner
+from convert.runtime.files import sha256_file
 
 CASES = [
     # (form, alpha, size)
@@ -115,7 +118,7 @@ def test_semantics_recorded(converted, case):
     assert meta["padding"]["features.0.0"] == "tf_same"  # stride-2 conv on an even size
     assert meta["padding"]["features.1.conv.0.0"] == "symmetric"  # stride-1 3x3
     assert meta["input_range"] == [-1.0, 1.0]
-    assert meta["source"]["sha256"] == checkpoint.sha256_file(case_source(converted, case))
+    assert meta["source"]["sha256"] == sha256_file(case_source(converted, case))
 
 
 def case_source(converted, case) -> Path:
@@ -149,7 +152,7 @@ def test_odd_size_pads_symmetric(converted):
 
 def test_padding_matters_numerically(converted):
     """Swapping the port's TF padding for torchvision's symmetric one breaks parity: the semantic is load-bearing."""
-    from convert.canonical import Conv2dSame
+    from convert.layers.conv_same import Conv2dSame
 
     src_path, out, result = converted(CASES[0])
     model = backbones.load(out)
@@ -172,18 +175,18 @@ def test_a_port_outside_the_tolerance_is_not_written(samples, tmp_path, monkeypa
     reference ran in its own thread beside the conversion."""
     import threading
 
-    from convert import path_result, tfgraph
     from convert.cli import main
+    from convert.model import tolerance
 
     threads = []
-    real_run = tfgraph.TFRunner.run
+    real_run = TFRunner.run
 
     def run(self, *a, **k):  # the real TF run, noting which thread runs it
         threads.append(threading.current_thread().name)
         return real_run(self, *a, **k)
 
-    monkeypatch.setattr(tfgraph.TFRunner, "run", run)
-    monkeypatch.setattr(path_result, "REL_TOL", 0.0)
+    monkeypatch.setattr(TFRunner, "run", run)
+    monkeypatch.setattr(tolerance, "REL_TOL", 0.0)
     out = tmp_path / "ported.pth"
     assert main(["tf2torch", str(samples.get("keras2_h5", 0.35, (96, 96))), "-o", str(out), "--probes", "2"]) == 1
     printed = " ".join(capsys.readouterr().out.split())  # rich wraps at the console's width

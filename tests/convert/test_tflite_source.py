@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.errors import TfportError
-from convert.spec import TF_DEFAULT_BN_EPS, BNSpec, ConvSpec, DenseSpec
-from convert.tflite_source import TFLiteRunner, conv_pads, detect, read_tflite, tflite_to_onnx
+from convert.model.spec import TF_DEFAULT_BN_EPS, BNSpec, ConvSpec, DenseSpec
+from convert.paths.onnx.tflite import tflite_to_onnx
+from convert.readers.tflite import conv_pads, detect, read_tflite
+from convert.runners.tflite import TFLiteRunner
+from convert.runtime.errors import TfportError
 from tests.zoo.tflite_writer import sample_images, tflite_bytes, write_tflite
 
 SIZE = 96
@@ -241,7 +243,7 @@ def test_first_act_tap_is_relu6_of_the_first_conv(zoo, read, fetched, reference)
 
 # --- tf2onnx's TFLite front end ----------------------------------------------------------------------
 def test_onnx_matches_tflite(zoo, read, fetched, onnx_model):
-    from convert.onnx_path import OrtRunner
+    from convert.runners.onnx import OrtRunner
 
     (out,) = OrtRunner(onnx_model.SerializeToString()).run(zoo.x, [read[1].output])
     assert _rel(out, fetched[read[1].output]) <= REL_TOL

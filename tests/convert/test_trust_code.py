@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_one_line_error, run_cli
-
 from tests.zoo.payloads import PAYLOADS, write
 
 CASES = [(v, kind, fmt) for v in ("k2", "k3") for kind in PAYLOADS for fmt in ("h5", "keras")]
@@ -42,8 +41,8 @@ def a_port(converted, tmp_path_factory):
     dict (it records no source of its own, so nothing stops before the source is read)."""
     import torch
 
-    from convert import checkpoint
-    from convert.portnet import torchvision_keys
+    from convert.port import checkpoint
+    from convert.port.head import torchvision_keys
 
     _, out, _ = converted(("keras2_h5", 0.35, (96, 96)))
     sd, _ = checkpoint.load(out)
@@ -87,8 +86,8 @@ def test_trusted_affine_lambda_is_carried_into_the_port(payloads, tmp_path):
     and the port carries it like Rescaling; parity then passes, and both record that code ran."""
     import json
 
-    from convert import checkpoint
     from convert.cli import main as convert_main
+    from convert.port import checkpoint
     from parity.cli import main as parity_main
 
     src, marker = payloads("k2", "lambda", "h5")

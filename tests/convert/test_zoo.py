@@ -14,9 +14,8 @@ import json
 import numpy as np
 import pytest
 
-from convert.probe import FEATURE_MAP_TOL
+from convert.model.agreement import FEATURE_MAP_TOL
 from tests.zoo.keras_models import images
-
 
 # (kind, keras version, form) -> what the metadata must say: classifier outputs, head output, preprocessing inside
 CONVERTS = {
@@ -82,14 +81,14 @@ def ported(zoo, tmp_path_factory):
 def _port_vs_source(src, built, out) -> float:
     """The port (loaded as users load it) against the source's own model on the source's own input: the
     Keras model where there is one, else the source run as itself (TF graph). Relative to max |output|, or
-    for a single Dense head to what it sums (convert.path_result.dense_scale: a bias-dominated regression
+    for a single Dense head to what it sums (convert.model.tolerance.dense_scale: a bias-dominated regression
     output is a small difference of larger terms)."""
     import torch
 
     from backbones.ported import load
-    from convert.probe import agreement
+    from convert.model.agreement import agreement
+    from convert.paths.worker import torch_outputs
     from convert.sources import load_source
-    from convert.torch_side import torch_outputs
 
     if built is not None:
         lo, hi = built.input_range
@@ -111,9 +110,9 @@ def _port_vs_source(src, built, out) -> float:
 
 
 def _loose(out) -> bool:
-    """The outputs convert holds to FEATURE_MAP_TOL (convert.path_result.loose_output): feature maps, max
+    """The outputs convert holds to FEATURE_MAP_TOL (convert.model.tolerance.loose_output): feature maps, max
     pooling, heads of their own, softmax/sigmoid probabilities."""
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     _, meta = checkpoint.load(out)
     head = meta["head"]
@@ -127,7 +126,7 @@ CASES = {**CONVERTS, **EVAL_ONLY}
 
 @pytest.mark.parametrize("case,classes,output,preprocess", list(CASES.values()), ids=list(CASES))
 def test_converts_and_reproduces_the_source(ported, case, classes, output, preprocess):
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     src, built, out, result = ported(case)
     assert result.ok, [a for p in result.paths for a in p.agreements]
@@ -178,13 +177,15 @@ MMDNN = {k: CONVERTS[k] for k in ("tutorial-k2-h5", "tutorial-k3-keras", "featur
 
 @pytest.mark.parametrize("case,classes,output,preprocess", list(MMDNN.values()), ids=list(MMDNN))
 def test_mmdnn_path_converts_and_parity_agrees(ported, case, classes, output, preprocess):
-    from convert import checkpoint
+    from convert.port import checkpoint
     from parity.cli import main
 
     src, built, out, result = ported(case, "mmdnn")
     assert result.ok, [a for p in result.paths for a in p.agreements]
     _, meta = checkpoint.load(out)
-    assert meta["path"] == "mmdnn" and meta["head"]["output"] == output and (meta["preprocess"] is not None) == preprocess
+    assert (
+        meta["path"] == "mmdnn" and meta["head"]["output"] == output and (meta["preprocess"] is not None) == preprocess
+    )
     assert _port_vs_source(src, built, out) <= (FEATURE_MAP_TOL if _loose(out) else 1e-5)
     assert main(["check", str(out), "--probes", "4"]) == 0
 
@@ -215,7 +216,7 @@ def test_mmdnn_does_not_read_tflite(zoo, tmp_path, capsys):
 def test_relu6_and_tanh_heads_and_a_normalization_found_by_its_numbers(ported):
     """README "Around the backbone": Dense activations relu6 and tanh are carried; a Normalization layer under a
     name that says nothing is found numerically as the per-channel affine (x - mean) / sqrt(var)."""
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     src, built, out, result = ported(("relu6_tanh", "k3", "keras"))
     assert result.ok, [a for p in result.paths for a in p.agreements]

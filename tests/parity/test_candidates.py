@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from convert import checkpoint
-from convert.errors import TfportError
+from convert.port import checkpoint
+from convert.runtime.errors import TfportError
 from parity.candidates import load_candidate
 from tests.backbones.conftest import write_ported
 

@@ -16,7 +16,7 @@ DEFAULT = {"atol": 1e-5, "rtol": 1e-4, "train_atol": 1e-4, "train_rtol": 2e-3,
 
 
 def _certified(tmp_path, modes=("eval", "train"), **config):
-    from convert.checkpoint import sha256_file
+    from convert.runtime.files import sha256_file
 
     ckpt = tmp_path / "ported.pth"
     ckpt.write_bytes(b"weights")

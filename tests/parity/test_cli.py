@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch
 
-from convert import checkpoint
+from convert.port import checkpoint
 from tests.conftest import assert_one_line_error, run_cli
 from tests.zoo.payloads import Payload
 
@@ -61,7 +61,7 @@ def test_canonical_port_passes_with_reports(both, tmp_path):
     assert (tmp_path / "html" / "index.html").exists()
     assert (tmp_path / "html" / "per_layer_error.png").read_bytes()[:4] == b"\x89PNG"
     cert = json.loads((d / "ported.pth.parity.json").read_text())
-    from convert.checkpoint import sha256_file
+    from convert.runtime.files import sha256_file
 
     assert cert["checkpoint"]["sha256"] == sha256_file(d / "ported.pth")
     assert cert["source"]["sha256"] == sha256_file(src)

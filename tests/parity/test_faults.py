@@ -19,7 +19,7 @@ import shutil
 import pytest
 import torch
 
-from convert.canonical import Conv2dSame
+from convert.layers.conv_same import Conv2dSame
 from parity.candidates import load_candidate
 from parity.run import ParityConfig, resolve_source, run
 
@@ -46,7 +46,7 @@ _FILES = itertools.count()
 def _through_file(cand, mutate, folder):
     """The fault written into a checkpoint file (its weights and metadata), then loaded as a user would
     load it: whatever the file cannot carry is lost on the way."""
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     c = _with_module(cand, mutate)
     sd = {k: v for k, v in c.module.state_dict().items()}
@@ -241,7 +241,7 @@ def test_semantics_declared_wrong_in_the_file_fail_the_declared_reference(base, 
     module built from it is self-consistent, so a "torchvision with the declared semantics" built from
     the candidate's own metadata would always agree. The reference is built from the source's own
     description instead, and here it must disagree (and TF too)."""
-    from convert import checkpoint
+    from convert.port import checkpoint
 
     cand, source = base
     sd, meta = checkpoint.load(cand.path)

@@ -21,13 +21,13 @@ def test_a_point_never_captured_fails():
 
 
 def test_agreement_on_nothing_is_no_agreement():
-    from convert.probe import agreement
+    from convert.model.agreement import agreement
 
     assert not agreement("canonical vs TF: output", np.empty((0, 5)), np.empty((0, 5))).ok(1e-5)
 
 
 def test_conversion_without_any_path_is_not_ok():
-    from convert.path_result import PathResult
+    from convert.paths.result import PathResult
     from convert.pipeline import ConversionResult
 
     assert not ConversionResult(source=None, paths=[]).ok

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from convert import checkpoint
-from convert.atomic import atomic_path
-from convert.errors import TfportError
+from convert.port import checkpoint
+from convert.runtime.errors import TfportError
+from convert.runtime.files import atomic_path
 from tests.conftest import ROOT
 
 
@@ -72,7 +72,7 @@ _WRITER = """
 import sys, torch
 sys.path.insert(0, {root!r})
 import convert
-from convert import checkpoint
+from convert.port import checkpoint
 tag = int(sys.argv[1])
 for i in range(20):
     checkpoint.save(sys.argv[2], {{"w": torch.full((200_000,), float(tag))}}, {{"writer": tag}})

@@ -16,8 +16,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convert import checkpoint
-from convert.errors import TfportError
+from convert.port import checkpoint
+from convert.runtime.errors import TfportError
 
 settings.register_profile("ci", max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 settings.register_profile("long", max_examples=int(os.environ.get("TFPORT_FUZZ_EXAMPLES", "1500")), deadline=None,
@@ -43,7 +43,7 @@ def small_graph(samples):
 
 @given(muts=mutations, cut=st.one_of(st.none(), st.floats(0, 1)))
 def test_graph_reader(small_graph, muts, cut):
-    from convert.tfgraph import parse_graph_def, read_graph
+    from convert.readers.tf_graph import parse_graph_def, read_graph
 
     data = _mutate(_CHECKPOINT[small_graph], muts, cut)
     try:
@@ -108,7 +108,7 @@ def mmdnn_weights(tmp_path_factory):
 
 @given(muts=mutations, cut=st.one_of(st.none(), st.floats(0, 1)))
 def test_mmdnn_weights_reader(mmdnn_weights, tmp_path_factory, muts, cut):
-    from convert.mmdnn_compat import read_weights
+    from convert.compat.mmdnn import read_weights
 
     p = tmp_path_factory.mktemp("fz") / "w.npy"
     p.write_bytes(_mutate(mmdnn_weights, muts, cut))

@@ -8,9 +8,9 @@ preprocessing or the head shows up numerically. Nothing is downloaded (weights=N
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def calibrate(model, size: int, input_range: tuple[float, float], seed: int) -> 
     for bn in bns:
         bn.momentum = 0.0
     model(images(16, size, *input_range, seed=seed), training=True)  # moving stats := batch stats
-    for bn, mom in zip(bns, saved):
+    for bn, mom in zip(bns, saved, strict=False):
         bn.momentum = mom
         g, b, m, v = bn.get_weights()
         c = g.shape[0]

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.modules.setdefault("triton", None)  # type: ignore[assignment]  (same guard as convert/_guard.py)
+sys.modules.setdefault("triton", None)  # type: ignore[assignment]  (same guard as convert/runtime/guard.py)
 
 
 def _calibrate_bn(sess, model, rng) -> None:

@@ -1,0 +1,78 @@
+"""MobileNetV2 (Sandler et al. 2018): Keras Applications' `MobileNetV2` and torchvision's `mobilenet_v2`.
+
+Same layers in the same order (stem conv, 17 inverted residual blocks of expand 1x1 -> depthwise 3x3 ->
+project 1x1, a last 1x1 conv to 1280 channels, then pooling and one Dense), so the canonical mapping
+fills torchvision's slots by execution order. What differs is semantics, carried as parameter values:
+TF SAME padding on the stride-2 convs, BN eps 1e-3 and decay 0.999, inputs in [-1, 1].
+
+Widths: Keras's `alpha` is torchvision's `width_mult`; both round channels with the same
+`make_divisible` (multiples of 8, never more than 10 % below), so every Keras width has a torchvision twin.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from convert.arch.registry import register
+from convert.model.census import Census
+from convert.runtime.errors import fail
+
+ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # Keras Applications' widths (its weight files exist for these)
+DEPTHWISE_CONVS = 17  # one per inverted residual block
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's (and Keras's) channel rounding for width multipliers."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+@register
+class MobileNetV2:
+    name = "mobilenet_v2"
+    title = "MobileNetV2"
+    signature = f"{DEPTHWISE_CONVS} depthwise convs, residual adds and no max-pooling"
+    body = ("features",)
+    classifier = "classifier"
+
+    def recognise(self, census: Census) -> bool:
+        return census.depthwise == DEPTHWISE_CONVS and not census.max_pools and not census.concats
+
+    def variants(self, first_conv_filters: int | None) -> list[dict[str, Any]]:
+        """Every width, the one whose stem has as many filters as the source's first conv first."""
+        stem = 32 if first_conv_filters is None else first_conv_filters
+        return [{"alpha": a} for a in sorted(ALPHAS, key=lambda a: abs(make_divisible(32 * a) - stem))]
+
+    def variant_of(self, meta: dict[str, Any]) -> dict[str, Any]:
+        alpha = float(meta["alpha"])
+        # a width no MobileNetV2 has would allocate without bound (alpha 40 is ~22 GB)
+        if not any(math.isclose(alpha, a) for a in ALPHAS):
+            raise fail(
+                f"checkpoint metadata: alpha {alpha:g} is not a MobileNetV2 width ({', '.join(map(str, ALPHAS))})"
+            )
+        return {"alpha": alpha}
+
+    def torchvision(self, variant: dict[str, Any], num_classes: int):
+        """torchvision's MobileNetV2; a feature extractor's (0 classes) without torch's warning that
+        initialising its empty classifier is a no-op (printed on every load otherwise)."""
+        import warnings
+
+        from torchvision.models import mobilenet_v2
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
+            return mobilenet_v2(width_mult=float(variant["alpha"]), num_classes=num_classes)
+
+    def keras_application(self, keras, variant: dict[str, Any], **kwargs):
+        return keras.applications.MobileNetV2(alpha=variant["alpha"], weights=None, **kwargs)
+
+    def keras_variant(self, layers: list) -> dict[str, Any]:
+        """The width of a Keras MobileNetV2 from its layers: the stem's filters, then (several widths share
+        a stem) block 1's projection."""
+        first = next(layer for layer in layers if layer.__class__.__name__ == "Conv2D")
+        proj = [layer for layer in layers if layer.name == "expanded_conv_project"]
+        for a in ALPHAS:
+            if make_divisible(32 * a) == first.filters and (not proj or proj[0].filters == make_divisible(int(16 * a))):
+                return {"alpha": a}
+        raise fail("cannot infer the width (alpha) of the Keras MobileNetV2")

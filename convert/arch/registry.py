@@ -1,0 +1,71 @@
+"""The registry itself: what an architecture provides (:class:`Architecture`), registration, lookup."""
+
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+from convert.model.census import Census, likeliest_family
+from convert.runtime.errors import fail
+
+
+class Architecture(Protocol):
+    name: ClassVar[str]  # metadata's `arch`, e.g. "mobilenet_v2"
+    title: ClassVar[str]  # for messages: "MobileNetV2"
+    signature: ClassVar[str]  # what its graph has, for refusals: "17 depthwise convs, residual adds and no max-pooling"
+    body: ClassVar[tuple[str, ...]]  # torchvision attributes run in order before the pooling ("features",)
+    classifier: ClassVar[str]  # torchvision's classifier attribute ("classifier"; its last Linear is the dense slot)
+
+    def recognise(self, census: Census) -> bool:
+        """Is a graph with this op census this architecture?"""
+
+    def variants(self, first_conv_filters: int | None) -> list[dict[str, Any]]:
+        """Every variant (width, ...) the canonical mapping may try, likeliest first."""
+
+    def variant_of(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """The variant recorded in checkpoint metadata, validated (metadata is input: no unbounded widths)."""
+
+    def torchvision(self, variant: dict[str, Any], num_classes: int):
+        """The stock torchvision model of that variant, random init, no weights downloaded."""
+
+    def keras_application(self, keras, variant: dict[str, Any], **kwargs):
+        """The Keras Applications model of that variant (weights=None), for sample models."""
+
+    def keras_variant(self, layers: list) -> dict[str, Any]:
+        """The variant of a Keras model of this architecture, from its (flattened) layers."""
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+DEFAULT = "mobilenet_v2"  # what checkpoints written before the registry are
+
+
+def register(cls: type) -> type:
+    """Class decorator: register one architecture under its `name` (duplicates raise)."""
+    if cls.name in ARCHITECTURES:
+        raise ValueError(f"architecture {cls.name!r} is registered twice")
+    ARCHITECTURES[cls.name] = cls()
+    return cls
+
+
+def get(name: str | None) -> Architecture:
+    """The architecture registered as `name` (None: checkpoints from before the registry, MobileNetV2)."""
+    try:
+        return ARCHITECTURES[name or DEFAULT]
+    except (KeyError, TypeError):
+        raise fail(f"architecture {name!r} is not supported; known: {', '.join(ARCHITECTURES)}") from None
+
+
+def of(meta: dict[str, Any]) -> Architecture:
+    """The architecture a checkpoint's metadata describes."""
+    return get(meta.get("arch"))
+
+
+def recognise(census: Census, where: str) -> Architecture:
+    """The registered architecture whose op census this is, or one line naming what the file looks like."""
+    for arch in ARCHITECTURES.values():
+        if arch.recognise(census):
+            return arch
+    titles = " or ".join(a.title for a in ARCHITECTURES.values())
+    has = "; ".join(f"a {a.title} has {a.signature}" for a in ARCHITECTURES.values())
+    raise fail(f"{where}: not a {titles}: found {census.describe()} — {likeliest_family(census)}; {has}")
+

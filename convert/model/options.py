@@ -1,0 +1,10 @@
+"""Choices and defaults the CLIs offer, as plain data (no numpy: read while `--help` is built)."""
+
+from __future__ import annotations
+
+FORMS = ("slim_pb", "keras2_h5", "keras2_pb", "keras3", "savedmodel", "transfer_h5")
+
+
+# probe inputs `tf2torch` verifies on: a wrong mapping moves every probe, so 16 catch what 64 did (the
+# fault tests) at a quarter of the forward passes; `parity check` is the deep, layer-by-layer test
+DEFAULT_PROBES = 16

@@ -1,0 +1,47 @@
+"""How closely a conversion must reproduce TF, per kind of output, and why each kind differs."""
+
+from __future__ import annotations
+
+# float32 through ~50 layers: measured ports agree to ~2e-6; 1e-5 leaves headroom, catches any real fault
+REL_TOL = 1e-5
+# two paths' canonical ports (--via both) are the same torchvision model with the same weights: they agree
+# to float32 rounding of the weights' own conversions
+CROSS_PATH_TOL = 1e-6
+
+
+def pools_single_elements(spec) -> bool:
+    """The pooled features are single elements of the last feature map, carrying each element's float32
+    error rather than an average's: global max pooling, or any pooling of a 1x1 map (inputs up to 32 px;
+    MobileNetV2's stride is 32). Measured at 32 px, alpha 0.35: pooled features agree to 1.03e-5 of their
+    maximum, over REL_TOL, where at 96 px (3x3 maps averaged) they agree to ~1e-6."""
+    h, w = (int(d) for d in spec.input_shape[:2])
+    return spec.pool == "max" or (spec.pool is not None and -(-h // 32) * -(-w // 32) == 1)
+
+
+def loose_output(spec) -> bool:
+    """Where the output's error relative to its own maximum is not the backbone's: a head of the source's own
+    (several Dense layers) sums with cancellation, so the error grows by the head's gain (measured 1.4e-5 for
+    Dense(32, relu) -> Dense(2) on pooled features agreeing to 3e-6); a softmax/sigmoid turns a logit error δ
+    into a probability error up to δ in absolute terms (measured 1.1e-5 on 1001 slim probabilities whose
+    logits agree to 2e-6); global max pooling keeps single elements. The pooled features and the logits
+    are still held to REL_TOL; these outputs to FEATURE_MAP_TOL."""
+    return len(spec.head) > 1 or pools_single_elements(spec) or bool(spec.head and spec.head[-1].activation in
+                                                                      ("softmax", "sigmoid"))
+
+
+def dense_scale(spec, pooled, output: bool = False) -> float | None:
+    """The size of what a single Dense head sums: max over probes of sum |W| |x| + |b| on the pooled features.
+
+    A Dense output is a sum of terms that may cancel (a regression output dominated by its bias, a small
+    logit); float32 errors scale with the terms, not with the sum. None where the head is not one Dense
+    on the pooled features (there `loose_output` applies), and for the `output` where an activation follows
+    the sum (a probability is not a sum of terms)."""
+    import numpy as np
+
+    if pooled is None or len(spec.head) != 1 or (output and spec.head[0].activation != "linear"):
+        return None
+    dense = spec.head[0]
+    x = np.abs(np.asarray(pooled, np.float64).reshape(len(pooled), -1))
+    if x.shape[1] != dense.weight.shape[1]:
+        return None
+    return float((x @ np.abs(dense.weight.astype(np.float64)).T + np.abs(dense.bias.astype(np.float64))).max())

@@ -1,0 +1,70 @@
+"""The MMdnn path: the real MMdnn 0.3.1 (TF parser -> IR -> PyTorch emitter), kept as it emits.
+
+Two outputs, because users hold the first and the toolkit needs the second:
+  - MMdnn's emitted PyTorch model, code and weights exactly as MMdnn writes them (every BatchNorm with
+    `momentum=0.0`, which is what the diagnosis downstream is about), loaded by
+    convert.paths.mmdnn.emitted.load_emitted;
+  - the canonical backbone, mapped from MMdnn's IR and IR weights (convert.readers.mmdnn_ir).
+
+  run.py      what MMdnn is given (the source's frozen graph, fused BN, no preprocessing) and running it
+  emitted.py  MMdnn's emitted model in PyTorch: loaded without its pickle, run on the probes
+MMdnn itself runs under convert.compat.mmdnn's shims.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from convert.compat.mmdnn import MMDNN_VERSION
+from convert.paths.base import Progress, via
+from convert.paths.result import PathResult
+from convert.runtime.errors import fail
+
+
+@via("mmdnn")
+def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Progress, torch_half) -> PathResult:
+    """MMdnn's artifacts, its emitted model and the canonical backbone on the probes (both in the torch half)."""
+    from convert.model.agreement import agreement
+    from convert.model.semantics import with_source_semantics
+    from convert.model.tolerance import dense_scale, loose_output
+    from convert.paths.mmdnn.run import BACKBONE_INPUT, read_mmdnn_ir, run_mmdnn
+    from convert.paths.worker import CanonicalRef, canonical_outputs, emitted
+    from convert.runtime.bounds import stage
+
+    if source.graph_def is None:
+        raise fail(f"{source.path}: MMdnn reads TensorFlow graphs, not TFLite flatbuffers; use --via onnx")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tfport-mmdnn-") as tmp:
+        with stage("MMdnn"):
+            res = run_mmdnn(source, tmp, progress)
+        progress("MMdnn's emitted PyTorch model and the canonical backbone on the probe inputs")
+        pre = source.spec.preprocess if res.input == BACKBONE_INPUT else None
+        x_mm = x if pre is None else (x * np.float32(pre.scale) + np.float32(pre.offset)).astype(np.float32)
+        ran = torch_half.submit(emitted, str(res.code), str(res.weights), x_mm)
+        spec = with_source_semantics(read_mmdnn_ir(res), source.spec)
+        mapped = torch_half.submit(canonical_outputs, "mmdnn", spec, str(source.path), x)
+        artifacts = {".mmdnn.py": res.code.read_bytes(), ".mmdnn.npy": res.weights.read_bytes()}
+        with stage("torch side"):
+            logits, out, bn_momenta = ran()  # before the folder with MMdnn's files goes
+    with stage("torch side"):
+        meta, outputs = mapped()
+    result = PathResult("mmdnn", CanonicalRef("mmdnn", meta), artifacts=artifacts, outputs=outputs)
+    scale = dense_scale(source.spec, ref.get("pooled"))
+    result.agreements.append(agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=True,
+                                       elementwise=loose_output(source.spec),
+                                       scale=dense_scale(source.spec, ref.get("pooled"), output=True)))
+    if "logits" in ref and len(source.spec.head) == 1:  # the logits are its last Linear's output only then
+        result.agreements.append(agreement("MMdnn emitted model vs TF: logits", logits, ref["logits"], logits=True,
+                                           scale=scale))
+    momenta = sorted(set(bn_momenta.values()))
+    result.notes.append(f"MMdnn's emitted model sets BatchNorm momentum {momenta} (PyTorch semantics): "
+                        + ("running statistics never update in train mode" if momenta == [0.0] else "as emitted"))
+    if res.route != "frozen graph":
+        result.notes.append(res.route)
+    result.notes.append(f"MMdnn {MMDNN_VERSION} wall time: parse {res.parse_s:.2f} s, emit {res.emit_s:.2f} s")
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,68 @@
+"""A port rebuilt from its metadata: the stock torchvision model of its architecture with the source's
+semantics set on it (TF SAME padding as Conv2dSame, BN eps and momentum), wrapped as the whole function.
+
+TF semantics are parameter values on torchvision's own modules (state-dict keys unchanged):
+  - padding: TF SAME on stride-2 convs pads (0 before, 1 after) on even sizes; torchvision pads 1 on
+    both sides. Such convs become `Conv2dSame`, which pads like TF for any input size;
+  - BN eps: the source's (TF 1e-3; torchvision 1e-5);
+  - BN momentum: PyTorch momentum = 1 - TF decay (Keras momentum 0.999 -> 0.001).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from convert import arch as architectures
+from convert.layers.conv_same import Conv2dSame
+from convert.port.module import PortedNet
+from convert.runtime.errors import TfportError, fail
+
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,843; a 1280 x 100k head is already 512 MB
+
+
+def build(meta: dict[str, Any]) -> nn.Module:
+    """The port (convert.port.module): the torchvision model of `meta`'s architecture with the semantics in
+    `meta` (padding, eps, momentum), the source's input affine and head around it.
+
+    Its tensors are allocated, not initialised (every caller loads a state dict next): torchvision's
+    random initialisation would cost ~0.15 s per model for values that are overwritten anyway."""
+
+    arch = architectures.of(meta) if isinstance(meta, dict) else architectures.get(None)
+    try:
+        # metadata is input: a width or class count no such model has would allocate without bound
+        # (MobileNetV2 alpha 40 is ~22 GB; the fuzzer's first such example had the OOM killer end the process)
+        variant, classes = arch.variant_of(meta), int(meta["num_classes"])
+        if not 0 <= classes <= MAX_CLASSES:
+            raise fail(f"checkpoint metadata: num_classes {classes} is outside 0..{MAX_CLASSES}")
+        with torch.device("meta"):
+            model = arch.torchvision(variant, classes)
+        modules = dict(model.named_modules())
+        for key, mode in meta["padding"].items():
+            conv = modules[key]
+            if mode == "tf_same":
+                same = Conv2dSame(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                  padding=0, groups=conv.groups, bias=conv.bias is not None)
+                parent, _, child = key.rpartition(".")
+                setattr(modules[parent], child, same)
+            elif mode != "symmetric":
+                raise fail(f"unknown padding mode {mode!r} for {key}")
+        for key, bn in meta["bn"].items():
+            modules[key].eps = float(bn["eps"])
+            modules[key].momentum = float(bn["momentum"])
+        with torch.device("meta"):
+            net = PortedNet(model, meta, arch.body, arch.classifier)
+    except TfportError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+        raise fail(
+            f"checkpoint metadata does not describe a {arch.title} ({type(e).__name__}: {str(e)[:120]})"
+        ) from None
+    net = net.to_empty(device="cpu")
+    if net.input_affine is not None:  # buffers from metadata, not from the state dict: fill them here
+        pre = meta["preprocess"]
+        net.input_affine.scale.copy_(torch.tensor(pre["scale"], dtype=torch.float32).view(1, -1, 1, 1))
+        net.input_affine.offset.copy_(torch.tensor(pre["offset"], dtype=torch.float32).view(1, -1, 1, 1))
+    return net

@@ -1,0 +1,226 @@
+"""The canonical mapping: a source's layers into the stock torchvision model of its architecture.
+
+Mapping is by execution order and shape: every reader yields conv/BN/dense layers in the order they
+run, which is the order of torchvision's modules. Nothing is transposed here (readers already hold
+PyTorch layouts), so a weight in the wrong layout fails the shape check instead of being "fixed" by
+trying permutations until something fits. The semantics the source had (padding, eps, momentum, input
+affine, head) go into the metadata, which convert.port.build sets on torchvision's own modules.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from convert import arch as architectures
+from convert.model.spec import TF_DEFAULT_BN_DECAY, BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
+from convert.port.build import build
+from convert.runtime.errors import fail
+
+
+@dataclass(frozen=True)
+class Slot:
+    key: str  # torchvision module path, e.g. features.3.conv.1.0
+    kind: str  # conv | depthwise | bn | dense
+    shape: tuple[int, ...]
+
+
+def torchvision_slots(arch: str, variant: dict[str, Any], num_classes: int) -> list[Slot]:
+    """The parameter slots of the architecture's torchvision model in execution order (built on the meta device)."""
+    return list(_slots(arch, json.dumps(variant, sort_keys=True), int(num_classes)))
+
+
+def slots_of(meta: dict[str, Any]) -> list[Slot]:
+    """The torchvision slots of the model a checkpoint's metadata describes."""
+    arch = architectures.of(meta)
+    return torchvision_slots(arch.name, arch.variant_of(meta), int(meta["num_classes"]))
+
+
+@functools.lru_cache(maxsize=16)
+def _slots(arch: str, variant: str, num_classes: int) -> tuple[Slot, ...]:
+    """Cached: building even a meta-device MobileNetV2 costs ~0.13 s, and a parity run asks ~5 times."""
+    with torch.device("meta"):
+        m = architectures.get(arch).torchvision(json.loads(variant), num_classes)
+    out = []
+    for key, mod in m.named_modules():
+        if isinstance(mod, nn.Conv2d):
+            kind = "depthwise" if mod.groups > 1 else "conv"
+            out.append(Slot(key, kind, tuple(mod.weight.shape)))
+        elif isinstance(mod, nn.BatchNorm2d):
+            out.append(Slot(key, "bn", (mod.num_features,)))
+        elif isinstance(mod, nn.Linear):
+            out.append(Slot(key, "dense", tuple(mod.weight.shape)))
+    return tuple(out)
+
+
+def _layer_kind(layer) -> str:
+    if isinstance(layer, ConvSpec):
+        return "depthwise" if layer.depthwise else "conv"
+    return "bn" if isinstance(layer, BNSpec) else "dense"
+
+
+def _layer_shape(layer) -> tuple[int, ...]:
+    if isinstance(layer, ConvSpec):
+        return tuple(layer.weight.shape)
+    if isinstance(layer, BNSpec):
+        return tuple(layer.gamma.shape)
+    return tuple(layer.weight.shape)
+
+
+def _first_mismatch(layers: list, slots: list[Slot]) -> int:
+    for i, (layer, slot) in enumerate(zip(layers, slots, strict=False)):
+        if _layer_kind(layer) != slot.kind or _layer_shape(layer) != slot.shape:
+            return i
+    return min(len(layers), len(slots)) if len(layers) != len(slots) else -1
+
+
+def describe_found(spec: ModelSpec) -> str:
+    convs = spec.convs
+    dw = sum(c.depthwise for c in convs)
+    k = sorted({c.weight.shape[-1] for c in convs})
+    return f"{len(convs)} convolutions ({dw} depthwise, kernel sizes {k}), {len(spec.bns)} BatchNorms"
+
+
+@dataclass
+class Canonical:
+    """The mapped port: torchvision-keyed tensors, the source's own head beside them, and the semantics."""
+
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    head_state: dict[str, torch.Tensor] = field(default_factory=dict)  # head.N.* (not torchvision's)
+
+    def module(self) -> nn.Module:
+        """The whole port (input affine, backbone with these semantics, head), in eval mode."""
+        model = build(self.meta)
+        model.load_state_dict({**self.state_dict, **self.head_state}, strict=True)
+        return model.eval()
+
+
+def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
+    """Assign the spec's layers to torchvision's slots, inferring the variant (width); keep the source's
+    head as it is.
+
+    The head goes into torchvision's classifier where it is exactly that (global average pooling, then
+    one Dense); any other head is kept beside the backbone, and a feature extractor has none at all."""
+    arch = architectures.get(spec.arch)
+    body, head = spec.backbone, spec.head
+    if head and spec.pool is None:
+        raise fail(f"{where}: dense layers on an unpooled feature map are not a {arch.title} head tfport reproduces")
+    classifier = head[0] if spec.pool == "avg" and len(head) == 1 else None
+    num_classes = int(classifier.weight.shape[0]) if classifier is not None else 0
+    best: tuple[int, dict[str, Any]] | None = None
+    stem = body[0].weight.shape[0] if body and isinstance(body[0], ConvSpec) else None
+    for variant in arch.variants(stem):
+        slots = torchvision_slots(arch.name, variant, num_classes)
+        bad = _first_mismatch(body, slots[:-1])
+        if bad == -1:
+            return _assign(spec, slots, arch.name, variant, num_classes, classifier, where)
+        if best is None or bad > best[0]:
+            best = (bad, variant)
+    expect = torchvision_slots(arch.name, arch.variants(None)[0], 1000)
+    n_conv = sum(s.kind in ("conv", "depthwise") for s in expect)
+    n_dw = sum(s.kind == "depthwise" for s in expect)
+    kernels = ", ".join(f"{k}x{k}" for k in sorted({s.shape[-1] for s in expect if s.kind == "depthwise"}))
+    i, variant = best  # type: ignore[misc]
+    slots = torchvision_slots(arch.name, variant, num_classes)
+    at = ""
+    if i < len(body) and i < len(slots) - 1:
+        layer = body[i]
+        named = ", ".join(f"{k} {v:g}" for k, v in variant.items())
+        at = (
+            f"; closest is {named}, which differs at layer {i} '{layer.name}' "
+            f"({_layer_kind(layer)} {_layer_shape(layer)} where {slots[i].key} needs {slots[i].kind} {slots[i].shape})"
+        )
+    raise fail(f"{where}: not a {arch.title}: found {describe_found(spec)}; a {arch.title} has {n_conv} "
+               f"convolutions ({n_dw} depthwise, {kernels}) and {n_conv} BatchNorms{at}")
+
+
+def padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str) -> str:
+    k = conv.weight.shape[-1]
+    if conv.pads == (k // 2,) * 4:
+        return "symmetric"
+    if conv.pads == tf_same_pads(hw[0], k, conv.stride) + tf_same_pads(hw[1], k, conv.stride):
+        return "tf_same"
+    raise fail(f"{where}: conv '{conv.name}' pads {conv.pads}: neither TF SAME nor symmetric padding")
+
+
+def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, Any], num_classes: int,
+            classifier: DenseSpec | None, where: str) -> Canonical:
+    sd: dict[str, torch.Tensor] = {}
+    bn_meta: dict[str, dict[str, float]] = {}
+    padding: dict[str, str] = {}
+    hw = spec.input_shape[:2]
+    decays_known = all(b.decay is not None for b in spec.bns)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    for layer, slot in zip(spec.backbone, slots, strict=False):
+        if isinstance(layer, ConvSpec):
+            if layer.bias is not None and np.any(layer.bias != 0):
+                raise fail(f"{where}: conv '{layer.name}' has a bias; {architectures.get(arch).title} convs have none "
+                           "(BN follows)")
+            sd[slot.key + ".weight"] = t(layer.weight)
+            padding[slot.key] = padding_mode(layer, hw, where)
+            hw = (math.ceil(hw[0] / layer.stride), math.ceil(hw[1] / layer.stride))
+        elif isinstance(layer, BNSpec):
+            for name, arr in (
+                ("weight", layer.gamma),
+                ("bias", layer.beta),
+                ("running_mean", layer.mean),
+                ("running_var", layer.var),
+            ):
+                sd[f"{slot.key}.{name}"] = t(arr)
+            sd[f"{slot.key}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+            decay = layer.decay if layer.decay is not None else TF_DEFAULT_BN_DECAY
+            bn_meta[slot.key] = {"eps": layer.eps, "momentum": round(1.0 - decay, 12)}
+    cls_slot = slots[-1]
+    if classifier is not None:
+        if tuple(classifier.weight.shape) != cls_slot.shape:
+            raise fail(f"{where}: dense '{classifier.name}' {tuple(classifier.weight.shape)} does not fit "
+                       f"{cls_slot.key} {cls_slot.shape}")
+        sd[cls_slot.key + ".weight"], sd[cls_slot.key + ".bias"] = t(classifier.weight), t(classifier.bias)
+    else:  # a feature extractor or another head: torchvision's classifier holds nothing (0 outputs)
+        sd[cls_slot.key + ".weight"] = torch.zeros(cls_slot.shape)
+        sd[cls_slot.key + ".bias"] = torch.zeros(cls_slot.shape[0])
+    head_state: dict[str, torch.Tensor] = {}
+    layers = []
+    extra = [] if classifier is not None else spec.head
+    width = cls_slot.shape[1]
+    for i, dense in enumerate(extra):
+        if dense.weight.shape[1] != width:
+            raise fail(f"{where}: dense '{dense.name}' takes {dense.weight.shape[1]} inputs where {width} arrive")
+        head_state[f"head.{i}.weight"], head_state[f"head.{i}.bias"] = t(dense.weight), t(dense.bias)
+        layers.append({"source_layer": dense.name, "in": int(dense.weight.shape[1]), "out": int(dense.weight.shape[0]),
+                       "activation": dense.activation})
+        width = dense.weight.shape[0]
+    for key, value in {**sd, **head_state}.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise fail(f"{where}: weights of {key.rsplit('.', 1)[0]} contain NaN or Inf")
+    output = ("feature_map" if spec.pool is None else "classifier" if classifier is not None
+              else "head" if layers else "pooled")
+    head = {"pool": spec.pool,
+            "classifier": None if classifier is None else {"source_layer": classifier.name, "classes": num_classes,
+                                                            "activation": classifier.activation},
+            "layers": layers, "output": output}
+    meta = {
+        "arch": arch,
+        **variant,
+        "num_classes": num_classes,
+        "head": head,
+        "input_size": list(spec.input_shape[:2]),
+        "input_range": list(spec.input_range),
+        "preprocess": spec.preprocess.to_json() if spec.preprocess is not None else None,
+        "dropped": list(spec.dropped),
+        "trusted_code": list(spec.trusted_code),
+        "layout": {"input": "NCHW", "color": "RGB"},
+        "bn": bn_meta,
+        "padding": padding,
+        "bn_folded": any(b.folded for b in spec.bns),
+        "momentum_from": "source" if decays_known else f"default: 1 - TF default decay {TF_DEFAULT_BN_DECAY}",
+    }
+    return Canonical(sd, meta, head_state)

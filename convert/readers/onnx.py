@@ -1,0 +1,166 @@
+"""Read an ONNX graph (what tf2onnx wrote) into a :class:`ModelSpec`, by op type in topological order.
+
+ONNX vs PyTorch, side by side:
+  Conv  W (O, I/group, kH, kW), pads [top, left, bottom, right], auto_pad SAME_UPPER = TF SAME
+  BatchNormalization  inputs X, scale, B, input_mean, input_var; epsilon attr (ONNX default 1e-5)
+  Gemm / MatMul + Add  weight (in, out) for MatMul; Gemm honours transB
+A BN that tf2onnx folded into the conv (a conv bias), or that arrived decomposed (Keras 3 graphs: Mul/Add
+on constants), is read as a folded BN: eval-mode faithful only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from convert.model.spec import BNSpec, ConvSpec, DenseSpec, ModelSpec
+from convert.runtime.errors import fail
+
+
+@dataclass
+class _Graph:
+    model: object
+
+    def __post_init__(self) -> None:
+        from onnx import numpy_helper
+
+        g = self.model.graph
+        self.init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        for n in g.node:  # tf2onnx sometimes leaves Constant nodes
+            if n.op_type == "Constant":
+                for a in n.attribute:
+                    if a.name == "value":
+                        self.init[n.output[0]] = numpy_helper.to_array(a.t)
+        self.producer = {o: n for n in g.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in g.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+
+    def attr(self, node, name: str, default=None):
+        from onnx import helper
+
+        for a in node.attribute:
+            if a.name == name:
+                return helper.get_attribute_value(a)
+        return default
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.init.get(name)
+
+    def add_const_after(self, name: str) -> np.ndarray | None:
+        """The constant operand of an Add that alone consumes `name` (a bias), else None."""
+        add = self.only_consumer(name, "Add")
+        return None if add is None else next((self.const(i) for i in add.input if self.const(i) is not None), None)
+
+    def only_consumer(self, name: str, op: str | None = None):
+        cs = self.consumers.get(name, [])
+        while len(cs) == 1 and cs[0].op_type in ("Transpose", "Identity") and op != cs[0].op_type:
+            cs = self.consumers.get(cs[0].output[0], [])
+        if len(cs) == 1 and (op is None or cs[0].op_type == op):
+            return cs[0]
+        return None
+
+
+def read_onnx(model, where: str, input_hw: tuple[int, int]) -> ModelSpec:
+    """ONNX graph -> ModelSpec; the graph is topologically sorted, which is execution order."""
+    g = _Graph(model)
+    layers: list = []
+    hw = input_hw
+    pending_pad: tuple[int, int, int, int] | None = None
+    pooled = False
+    for n in model.graph.node:
+        op = n.op_type
+        if op in ("GlobalAveragePool", "AveragePool", "ReduceMean"):
+            pooled = True
+        elif op == "Conv" and pooled:  # slim's logits: a 1x1 conv on the pooled map
+            w, b = g.const(n.input[1]), g.const(n.input[2]) if len(n.input) > 2 else None
+            if b is None:  # tf2onnx drops an all-zero bias
+                b = g.add_const_after(n.output[0])
+                b = np.zeros(w.shape[0], np.float32) if b is None else b
+            if w is None:
+                raise fail(f"{where}: logits conv '{n.name}' weight is not an initializer")
+            layers.append(
+                DenseSpec(n.name, np.ascontiguousarray(w[:, :, 0, 0].astype(np.float32)), b.astype(np.float32))
+            )
+        elif op == "Pad":
+            pads = g.const(n.input[1]) if len(n.input) > 1 else np.array(g.attr(n, "pads"))
+            if pads is None or len(pads) != 8:
+                raise fail(f"{where}: Pad '{n.name}' has no constant 4-D pads")
+            pads = [int(p) for p in pads]
+            # NHWC pads [n, h, w, c, n, h, w, c] or NCHW [n, c, h, w, ...]: the two spatial axes are
+            # the ones with non-zero entries
+            begin, end = pads[:4], pads[4:]
+            axes = (1, 2) if begin[3] == end[3] == 0 and (begin[1] or end[1] or begin[2] or end[2]) else (2, 3)
+            pending_pad = (begin[axes[0]], end[axes[0]], begin[axes[1]], end[axes[1]])
+        elif op == "Conv":
+            w = g.const(n.input[1])
+            if w is None:
+                raise fail(f"{where}: Conv '{n.name}' weight is not an initializer")
+            layers.extend(_conv(g, n, w.astype(np.float32), hw, pending_pad, where))
+            stride = int(g.attr(n, "strides", [1, 1])[0])
+            hw = (-(-hw[0] // stride), -(-hw[1] // stride))
+            pending_pad = None
+        elif op == "BatchNormalization":
+            scale, bias, mean, var = (g.const(i) for i in n.input[1:5])
+            if any(a is None for a in (scale, bias, mean, var)):
+                raise fail(f"{where}: BatchNormalization '{n.name}' parameters are not initializers")
+            layers.append(BNSpec(n.name, scale.astype(np.float32), bias.astype(np.float32), mean.astype(np.float32),
+                                 var.astype(np.float32), float(g.attr(n, "epsilon", 1e-5))))
+        elif op in ("Gemm", "MatMul"):
+            w = g.const(n.input[1])
+            if w is None:
+                raise fail(f"{where}: dense '{n.name}' weight is not an initializer")
+            if op == "Gemm":
+                w = w if g.attr(n, "transB", 0) else w.T
+                b = g.const(n.input[2]) if len(n.input) > 2 else None
+            else:
+                w = w.T
+                b = g.add_const_after(n.output[0])
+            if b is None:  # tf2onnx drops an all-zero bias
+                b = np.zeros(w.shape[0], np.float32)
+            layers.append(
+                DenseSpec(n.name, np.ascontiguousarray(w.astype(np.float32)), b.astype(np.float32).reshape(-1))
+            )
+    return ModelSpec(layers=layers, input_shape=(*input_hw, 3), origin="onnx")
+
+
+def _conv(g: _Graph, n, w: np.ndarray, hw, pending_pad, where: str) -> list:
+    from convert.model.spec import tf_same_pads
+
+    group = int(g.attr(n, "group", 1))
+    kh, kw = w.shape[2:]
+    stride = int(g.attr(n, "strides", [1, 1])[0])
+    depthwise = group > 1
+    if depthwise and (group != w.shape[0] or w.shape[1] != 1):
+        raise fail(f"{where}: grouped conv '{n.name}' (group {group}, weight {w.shape}) is not depthwise")
+    auto_pad = g.attr(n, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    same = auto_pad == "SAME_UPPER"
+    h, wd = hw
+    if pending_pad is not None:
+        pads = pending_pad
+    elif same:
+        pads = tf_same_pads(h, kh, stride) + tf_same_pads(wd, kw, stride)
+    else:
+        p = [int(x) for x in g.attr(n, "pads", [0, 0, 0, 0])]
+        pads = (p[0], p[2], p[1], p[3])
+        same = pads == tf_same_pads(h, kh, stride) + tf_same_pads(wd, kw, stride) and pads[0] != pads[1]
+    out: list = [ConvSpec(n.name, np.ascontiguousarray(w), stride, depthwise, pads, same)]
+    bias = g.const(n.input[2]) if len(n.input) > 2 else None
+    # BN folded by tf2onnx (conv bias) or left as Mul/Add on constants (Keras 3 graphs)
+    mul = g.only_consumer(n.output[0], "Mul")
+    scale = np.ones(w.shape[0], np.float32)
+    offset = bias.astype(np.float32) if bias is not None else None
+    if mul is not None:
+        s = next((g.const(i) for i in mul.input if g.const(i) is not None), None)
+        add = g.only_consumer(mul.output[0], "Add")
+        b = None if add is None else next((g.const(i) for i in add.input if g.const(i) is not None), None)
+        if s is not None and b is not None:
+            scale = s.astype(np.float32).reshape(-1) * np.ones(w.shape[0], np.float32)
+            base = offset if offset is not None else 0.0
+            offset = (base * scale + b.astype(np.float32).reshape(-1)).astype(np.float32)
+    if offset is not None and g.only_consumer(n.output[0], "BatchNormalization") is None:
+        out.append(BNSpec.folded_affine(n.name + "/folded_bn", scale, offset))
+    return out

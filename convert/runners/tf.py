@@ -1,0 +1,48 @@
+"""TensorFlow as the reference: a frozen GraphDef run in graph mode, named tensors fetched per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from convert.readers.tf_graph import GraphInfo
+
+
+def per_probe(r: np.ndarray, n: int, maps: bool = False) -> np.ndarray:
+    """A fetched tensor as the runners return it: (n, -1) where not a feature map or a 1x1 one (a pooled
+    tensor that kept its dims); `maps`: every 4-D tensor kept as it is."""
+    return r.reshape(n, -1) if r.ndim != 4 or (r.shape[1:3] == (1, 1) and not maps) else r
+
+
+class TFRunner:
+    """Runs a frozen GraphDef in TF (graph mode) and fetches named tensors, batch by batch."""
+
+    def __init__(self, gd, info: GraphInfo) -> None:
+        import tensorflow as tf
+
+        self.info = info
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.compat.v1.import_graph_def(gd, name="")
+        self.sess = tf.compat.v1.Session(graph=self.graph)
+        self.batch = info.input_shape[0]  # None: any batch; slim graphs fix it to 1
+
+    def close(self) -> None:
+        """Release the session's buffers now rather than when the garbage collector gets to it."""
+        self.sess.close()
+
+    def run(self, x: np.ndarray, fetches: list[str], progress: Callable[[int], None] | None = None,
+            maps: bool = False) -> list[np.ndarray]:
+        """Fetches per probe, flattened to (n, -1) where not a feature map or a 1x1 one (a pooled tensor
+        kept its dims); `maps`: every 4-D tensor kept as it is (parity's probe points, where a 1x1 map
+        late in a small input is still a map)."""
+        step = self.batch or 16
+        outs: list[list[np.ndarray]] = [[] for _ in fetches]
+        for i in range(0, len(x), step):
+            res = self.sess.run(fetches, {self.info.input: x[i : i + step]})
+            for acc, r in zip(outs, res, strict=False):
+                acc.append(per_probe(np.asarray(r), len(x[i : i + step]), maps))
+            if progress:
+                progress(min(i + step, len(x)))
+        return [o[0] if len(o) == 1 else np.concatenate(o) for o in outs]
