@@ -90,7 +90,7 @@ def cmd_make_data(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from backbones.bn import BN_POLICIES, FREEZE_POLICIES
-    from backbones.config import HEAD_KINDS
+    from backbones.head_kinds import HEAD_KINDS
     from backbones.preprocess import PREPROCESS
 
     p = Parser(prog="python -m backbones", description="Shared regression-head trainer for any backbone.",

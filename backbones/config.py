@@ -7,6 +7,7 @@ from typing import Any
 
 from backbones import preprocess
 from backbones.bn import BN_POLICIES, FREEZE_POLICIES
+from backbones.head_kinds import HEAD_KINDS
 from convert.errors import fail
 
 # one-cycle as fastai's fit_one_cycle runs it: warm up over 25 % of the steps from max_lr / 25,
@@ -14,7 +15,6 @@ from convert.errors import fail
 PCT_START = 0.25
 DIV_FACTOR = 25.0
 FINAL_DIV_FACTOR = 1e5
-HEAD_KINDS = ("default", "linear", "fastai")  # backbones.head.HEADS (kept here: no torch import for --help)
 
 
 @dataclass(frozen=True)

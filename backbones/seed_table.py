@@ -33,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from backbones.head_kinds import HEAD_KINDS
 from convert.errors import TfportError, fail
 
 EXPLODED = 100.0  # an epoch is "bad" when valid loss is nan/inf or above 100x the train loss
@@ -58,7 +59,6 @@ SETTINGS: tuple[BNSetting, ...] = (
 )
 SETTING = {s.name: s for s in SETTINGS}
 NORMS = ("imagenet", "source")  # "source": the backbone's own preprocessing (a port's input range)
-HEADS = ("default", "fastai", "linear")
 NATIVE_SETTINGS = ("pytorch",)  # torchvision's own semantics; at random init BN eval has nothing to keep
 
 
@@ -198,7 +198,7 @@ def _groups(summaries: Sequence[Summary]) -> list[tuple[str, str, str, str]]:
     order = {"port": 0, "native": 1}
     seen = {s.group for s in summaries}
     return sorted(seen, key=lambda g: (order.get(g[0], 2), [s.name for s in SETTINGS].index(g[1]),
-                                       NORMS.index(g[2]), HEADS.index(g[3])))
+                                       NORMS.index(g[2]), HEAD_KINDS.index(g[3])))
 
 
 def markdown(summaries: Sequence[Summary]) -> str:
@@ -263,7 +263,7 @@ def plot(path: Path, summaries: Sequence[Summary]) -> None:
     from convert.atomic import atomic_path
 
     by = {(s.group, s.run): s for s in summaries}
-    heads = [h for h in HEADS if any(s.group[3] == h for s in summaries)]
+    heads = [h for h in HEAD_KINDS if any(s.group[3] == h for s in summaries)]
     rows = list(dict.fromkeys(g[:3] for g in _groups(summaries)))  # (backbone, BN, inputs), in table order
     fig, axes = plt.subplots(1, len(heads), figsize=(4.2 * len(heads) + 1.5, 0.45 * len(rows) + 2.2), squeeze=False)
     image = None
@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a subset: one seed, fastai head, ImageNet inputs (the user's fastai set-up), every BN "
                         "setting and run, plus native")
-    p.add_argument("--heads", nargs="+", choices=HEADS, help=f"default: all ({', '.join(HEADS)})")
+    p.add_argument("--heads", nargs="+", choices=HEAD_KINDS, help=f"default: all ({', '.join(HEAD_KINDS)})")
     p.add_argument("--norms", nargs="+", choices=NORMS, help=f"default: both ({', '.join(NORMS)})")
     p.add_argument("--settings", nargs="+", choices=list(SETTING), help="BN settings (default: all four)")
     p.add_argument("--no-native", action="store_true", help="leave out torchvision's own MobileNetV2")
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plan(args: argparse.Namespace, common: dict, native: dict | None) -> list[Job]:
     seeds = [args.seed + k for k in range(1 if args.quick else args.seeds)]
-    heads = args.heads or (("fastai",) if args.quick else HEADS)
+    heads = args.heads or (("fastai",) if args.quick else HEAD_KINDS)
     norms = args.norms or (("imagenet",) if args.quick else NORMS)
     settings = [SETTING[n] for n in (args.settings or SETTING)]
     jobs = [Job("port", s, n, h, r, bs, lr, seed, common)
