@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backbones import preprocess as pp
+from convert.checkpoint import SUFFIXES  # torch-free: the name check runs before torch loads
 from convert.errors import fail
 
 if TYPE_CHECKING:
     from torch import nn
 
-PORTED_SUFFIX = ".pth"  # the one `list` shows; every suffix a ported checkpoint may have:
-PORTED_SUFFIXES = (PORTED_SUFFIX, ".safetensors")  # = convert.checkpoint.SUFFIXES (torch-free import here)
+PORTED_SUFFIXES = SUFFIXES  # every suffix a ported checkpoint may have; `list` shows each
 
 
 @dataclass(frozen=True)
