@@ -93,7 +93,7 @@ class BNMonitor:
         """The epoch's figures against the running statistics as they are now; None if nothing ran."""
         worst_shift, worst_scale, layer_shift, layer_scale = 0.0, 0.0, "", ""
         seen = False
-        for name, m, (s_mean, s_var, n) in zip(self.names, self.layers, self._sums):
+        for name, m, (s_mean, s_var, n) in zip(self.names, self.layers, self._sums, strict=True):
             if not n or m.running_mean is None:
                 continue
             seen = True

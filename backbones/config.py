@@ -37,7 +37,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     augment: bool = False
     preprocess: str | None = None  # None: the backbone's own
-    feature_cache: bool = True  # used only where it cannot change the result (see train.cacheable)
+    feature_cache: bool = True  # used only where it cannot change the result (see feature_cache.cacheable)
     parity_gate: bool = True
     resume: bool = False
     stop_after: int | None = None  # epochs to run in this invocation; the schedule still spans `epochs`

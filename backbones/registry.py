@@ -137,14 +137,14 @@ def build(spec: str, weights: str | None = None) -> Backbone:
 
 
 def _ported(path: str) -> Backbone:
+    from torch import nn
+
     from backbones.ported import load
     from convert.checkpoint import sha256_file
 
     p = Path(path)
     if not p.is_file():
         raise fail(f"{path}: no such ported checkpoint")
-    from torch import nn
-
     model = load(p)
     meta = getattr(model, "tfport_meta", None) or {}
     dim = model.classifier[-1].in_features

@@ -267,7 +267,7 @@ def plot(path: Path, summaries: Sequence[Summary]) -> None:
     rows = list(dict.fromkeys(g[:3] for g in _groups(summaries)))  # (backbone, BN, inputs), in table order
     fig, axes = plt.subplots(1, len(heads), figsize=(4.2 * len(heads) + 1.5, 0.45 * len(rows) + 2.2), squeeze=False)
     image = None
-    for ax, h in zip(axes[0], heads):
+    for ax, h in zip(axes[0], heads, strict=True):
         grid = np.full((len(rows), len(CONFIGS)), np.nan)
         for i, g in enumerate(rows):
             for j, (_, _, r) in enumerate(CONFIGS):
@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = Parser(prog="scripts/reproduce_seed_table", description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter,
-               epilog="example:\n  scripts/fetch_pretrained   # a real pretrained MobileNetV2, converted and certified\n"
+               epilog="example:\n"
+                      "  scripts/fetch_pretrained   # a real pretrained MobileNetV2, converted and certified\n"
                       "  scripts/reproduce_seed_table --backbone ~/.cache/tfport/pretrained/face_mask_mobilenet_v2.pth"
                       "\n  scripts/reproduce_seed_table --quick --backbone ported.pth")
     p.add_argument("--backbone", help="ported checkpoint PATH.pth (default: calibrated random-init MobileNetV2)")

@@ -61,8 +61,8 @@ def test_concat_pool_is_max_then_average():
 
 
 def test_heads_registry_matches_config():
-    from backbones.head_kinds import HEAD_KINDS
     from backbones.head import HEADS, LinearHead, build
+    from backbones.head_kinds import HEAD_KINDS
 
     assert tuple(HEADS) == HEAD_KINDS
     assert isinstance(build("linear", 7), LinearHead) and build("linear", 7)(torch.randn(2, 7)).shape == (2, 2)
