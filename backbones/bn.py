@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch loads lazily: the CLI's --help and usage errors stay instant
     from torch import nn
-    from torch.nn.modules.batchnorm import _BatchNorm
 
 FOLLOW_THRESHOLD = 0.5  # warn when more than this share of the source statistics survives the run
 
@@ -37,10 +36,11 @@ BN_POLICIES = {
 FREEZE_POLICIES = ("backbone", "none")
 
 
-def bn_layers(module: nn.Module) -> list[_BatchNorm]:
-    from torch.nn.modules.batchnorm import _BatchNorm
+def bn_layers(module: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm inside `module`, in module order (the cross-rank ones of backbones.dist too)."""
+    from convert.layers.batchnorm import batchnorms
 
-    return [m for m in module.modules() if isinstance(m, _BatchNorm)]
+    return [m for _, m in batchnorms(module)]
 
 
 def set_momentum(backbone: nn.Module, momentum: float) -> None:
@@ -88,7 +88,7 @@ class Forecast:
 
 def forecast(backbone: nn.Module, steps: int) -> list[Forecast]:
     """One forecast per distinct momentum among the backbone's BN layers, worst first."""
-    groups: dict[float | None, list[_BatchNorm]] = {}
+    groups: dict[float | None, list[nn.Module]] = {}
     for m in bn_layers(backbone):
         groups.setdefault(m.momentum, []).append(m)
     out = []

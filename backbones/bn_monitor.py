@@ -11,8 +11,9 @@ with the running statistics, per channel:
     scale  = log(mean of batch vars / running var)                               (0 when equal)
 
 A layer's figure is the root mean square over its channels (one dead channel's noise does not decide
-it); the epoch's is the worst layer's, named. With momentum 0 on data unlike the source's the first
-epoch already shows the drift; with momentum 0.1 after a few dozen batches it falls to a few hundredths.
+it); the epoch's is the worst layer's, named. With momentum 0 the running statistics never move, so on
+data unlike the source's the first epoch already shows the drift; with momentum m each batch closes the
+gap by the factor 1 - m, so at 0.1 a few dozen batches bring it close to zero.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ from torch import nn
 
 from backbones.bn import bn_layers
 
-# Calibration: the calibrated random-init MobileNetV2 on ImageNet-normalised faces (tests/backbones/
-# test_bn_monitor.py) measures 0.35-0.41 sigma and 1.7-1.9 under momentum 0 and 0.001, 0.03 and 0.16
-# under momentum 0.1 after 16 steps; the real pretrained port (scripts/fetch_pretrained) at 96 px, bs 8,
-# max_lr 0.1: momentum 0 0.51 and 1.24 after epoch 0 (valid 5x train), 1.41 and 2.8 after epoch 1;
-# momentum 0.1 0.25 and 0.44 after epoch 0 (32 steps), 0.04 and 0.65 after epoch 1.
+# The thresholds sit between the two cases the monitor must tell apart: running statistics that cannot
+# follow (momentum 0 or 0.001 on data unlike the source's) and ones that do (momentum 0.1 after a few dozen
+# batches). tests/backbones/test_bn_monitor.py measures both on the calibrated random-init MobileNetV2
+# (momentum 0 past them, 0.1 under half of them); README "BN monitor" gives the real pretrained port's figures.
 SHIFT_WARN = 0.3  # RMS over a layer's channels of the mean shift, in running sigmas
 SCALE_WARN = math.log(3.0)  # RMS over a layer's channels of log(batch var / running var): variances 3x apart
 
@@ -93,7 +93,7 @@ class BNMonitor:
         """The epoch's figures against the running statistics as they are now; None if nothing ran."""
         worst_shift, worst_scale, layer_shift, layer_scale = 0.0, 0.0, "", ""
         seen = False
-        for name, m, (s_mean, s_var, n) in zip(self.names, self.layers, self._sums):
+        for name, m, (s_mean, s_var, n) in zip(self.names, self.layers, self._sums, strict=True):
             if not n or m.running_mean is None:
                 continue
             seen = True

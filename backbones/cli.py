@@ -13,9 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convert.runtime.args import Parser
 from convert.runtime.errors import TfportError
+
+if TYPE_CHECKING:
+    from backbones.config import TrainConfig
 
 EPILOG = """examples:
   python -m backbones make-data data/noses --n 1000
@@ -46,7 +50,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         backbone=args.backbone, data=args.data, out=args.out or str(Path("runs") / Path(args.backbone).stem),
         weights=args.weights, bs=args.bs, max_lr=args.max_lr, epochs=args.epochs, freeze=args.freeze,
         bn=args.bn, bn_momentum=args.bn_momentum, img_size=args.img_size, seed=args.seed,
-        head=args.head, hidden=tuple(args.head_hidden), dropout=args.dropout, weight_decay=args.wd, augment=args.augment,
+        head=args.head, hidden=tuple(args.head_hidden), dropout=args.dropout, weight_decay=args.wd,
+        augment=args.augment,
         preprocess=args.preprocess, feature_cache=not args.no_feature_cache,
         parity_gate=not args.no_parity_gate, resume=args.resume, stop_after=args.stop_after,
     ).validate()
@@ -54,6 +59,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     # the trainer checks the same again for library callers
     data.read_labels(cfg.data)
     registry.check_name(cfg.backbone)
+    return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> int:
+    """The run itself, once the torch-free checks have passed: torch loads here."""
     from backbones import dist
     from backbones.train import train
 
@@ -90,7 +100,7 @@ def cmd_make_data(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from backbones.bn import BN_POLICIES, FREEZE_POLICIES
-    from backbones.config import HEAD_KINDS
+    from backbones.head_kinds import HEAD_KINDS
     from backbones.preprocess import PREPROCESS
 
     p = Parser(prog="python -m backbones", description="Shared regression-head trainer for any backbone.",
@@ -99,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the head (and optionally the backbone) with one-cycle",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--backbone", required=True, help="a name from `list`, or PATH.pth / PATH.safetensors (a ported checkpoint)")
+    t.add_argument("--backbone", required=True,
+                   help="a name from `list`, or PATH.pth / PATH.safetensors (a ported checkpoint)")
     t.add_argument("--data", required=True, help="folder with images/ and labels.csv (see make-data)")
     t.add_argument("--weights", help="local torchvision state dict for a named backbone (default: random init)")
     t.add_argument("--out", help="run folder: checkpoint.pt, log.csv, loss.png, result.json (default runs/NAME)")

@@ -7,6 +7,7 @@ from typing import Any
 
 from backbones import preprocess
 from backbones.bn import BN_POLICIES, FREEZE_POLICIES
+from backbones.head_kinds import HEAD_KINDS
 from convert.runtime.errors import fail
 
 # one-cycle as fastai's fit_one_cycle runs it: warm up over 25 % of the steps from max_lr / 25,
@@ -14,7 +15,6 @@ from convert.runtime.errors import fail
 PCT_START = 0.25
 DIV_FACTOR = 25.0
 FINAL_DIV_FACTOR = 1e5
-HEAD_KINDS = ("default", "linear", "fastai")  # backbones.head.HEADS (kept here: no torch import for --help)
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     augment: bool = False
     preprocess: str | None = None  # None: the backbone's own
-    feature_cache: bool = True  # used only where it cannot change the result (see train.cacheable)
+    feature_cache: bool = True  # used only where it cannot change the result (see feature_cache.cacheable)
     parity_gate: bool = True
     resume: bool = False
     stop_after: int | None = None  # epochs to run in this invocation; the schedule still spans `epochs`

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from backbones.dist import CrossRankBatchNorm1d
+from backbones.head_kinds import HEAD_KINDS
 
 OUTPUTS = 2  # (x, y)
 FASTAI_HIDDEN = 512  # create_head's lin_ftrs default: [nf, 512, n_out]
@@ -78,13 +79,25 @@ class HeadKind:
     what: str
 
 
-HEADS: dict[str, HeadKind] = {h.name: h for h in (
-    HeadKind("default", False, lambda c, hidden, dropout: RegressionHead(c, hidden=hidden, dropout=dropout),
-             "avg pool -> [Linear, BN, ReLU, Dropout] x hidden -> Linear(2)"),
-    HeadKind("linear", False, lambda c, hidden, dropout: LinearHead(c), "avg pool -> Linear(2)"),
-    HeadKind("fastai", True, lambda c, hidden, dropout: FastaiHead(c),
-             "fastai create_head: concat pool -> BN, Dropout, Linear(2C, 512), ReLU -> BN, Dropout, Linear(512, 2)"),
-)}
+HEADS: dict[str, HeadKind] = {}
+
+
+def register(kind: HeadKind) -> HeadKind:
+    """One builder per name of HEAD_KINDS (the torch-free list that config and --help read)."""
+    if kind.name not in HEAD_KINDS:
+        raise ValueError(f"head {kind.name!r} is not in backbones.head_kinds.HEAD_KINDS ({', '.join(HEAD_KINDS)})")
+    if kind.name in HEADS:
+        raise ValueError(f"head {kind.name!r} registered twice")
+    HEADS[kind.name] = kind
+    return kind
+
+
+register(HeadKind("default", False, lambda c, hidden, dropout: RegressionHead(c, hidden=hidden, dropout=dropout),
+                  "avg pool -> [Linear, BN, ReLU, Dropout] x hidden -> Linear(2)"))
+register(HeadKind("fastai", True, lambda c, hidden, dropout: FastaiHead(c),
+                  "fastai create_head: concat pool -> BN, Dropout, Linear(2C, 512), ReLU -> BN, Dropout, "
+                  "Linear(512, 2)"))
+register(HeadKind("linear", False, lambda c, hidden, dropout: LinearHead(c), "avg pool -> Linear(2)"))
 
 
 def build(kind: str, channels: int, *, hidden: tuple[int, ...] = (512, 256), dropout: float = 0.25) -> nn.Module:

@@ -189,7 +189,7 @@ def bn_agreement(features, x) -> tuple[float, int]:
         for h in hooks:
             h.remove()
     corrs = []
-    for m, got in zip(layers, means):
+    for m, got in zip(layers, means, strict=True):
         a, b = got.double().numpy(), m.running_mean.double().numpy()
         corrs.append(float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0)
     return float(np.median(corrs)), len(layers)

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backbones import preprocess as pp
+from convert.port.checkpoint import SUFFIXES  # torch-free: the name check runs before torch loads
 from convert.runtime.errors import fail
 
 if TYPE_CHECKING:
     from torch import nn
 
-PORTED_SUFFIX = ".pth"  # the one `list` shows; every suffix a ported checkpoint may have:
-PORTED_SUFFIXES = (PORTED_SUFFIX, ".safetensors")  # = convert.port.checkpoint.SUFFIXES (torch-free import here)
+PORTED_SUFFIXES = SUFFIXES  # every suffix a ported checkpoint may have; `list` shows each
 
 
 @dataclass(frozen=True)
@@ -137,14 +137,14 @@ def build(spec: str, weights: str | None = None) -> Backbone:
 
 
 def _ported(path: str) -> Backbone:
+    from torch import nn
+
     from backbones.ported import load
     from convert.runtime.files import sha256_file
 
     p = Path(path)
     if not p.is_file():
         raise fail(f"{path}: no such ported checkpoint")
-    from torch import nn
-
     model = load(p)
     meta = getattr(model, "tfport_meta", None) or {}
     dim = model.classifier[-1].in_features

@@ -58,8 +58,8 @@ def write_csv(path: Path, epochs: Sequence[EpochResult]) -> None:
                 "bn_worst_layer"])
     for e in epochs:
         w.writerow([e.epoch, repr(e.train_loss), repr(e.valid_loss), f"{e.seconds:.3f}", repr(e.lr),
-                    "" if e.bn_shift is None else f"{e.bn_shift:.4g}", "" if e.bn_scale is None else f"{e.bn_scale:.4g}",
-                    e.bn_layer])
+                    "" if e.bn_shift is None else f"{e.bn_shift:.4g}",
+                    "" if e.bn_scale is None else f"{e.bn_scale:.4g}", e.bn_layer])
     write_text(path, buf.getvalue())
 
 
@@ -71,10 +71,9 @@ def _plottable(v: float) -> float:
 def plot(path: Path, epochs: Sequence[EpochResult], title: str) -> None:
     """Per-batch train loss, per-epoch train/valid loss, log scale (explosions span decades)."""
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    matplotlib.use("Agg")  # files only, no display (switches pyplot too, before its first figure)
     fig, ax = plt.subplots(figsize=(7, 4))
     per_epoch = max((len(e.batch_losses) for e in epochs), default=1) or 1
     xs, ys = [], []

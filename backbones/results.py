@@ -27,10 +27,6 @@ class EpochResult:
     bn_scale: float | None = None  # worst |log(batch var / running var)|
     bn_layer: str = ""  # the worst layer
 
-    @property
-    def finite(self) -> bool:
-        return math.isfinite(self.train_loss) and math.isfinite(self.valid_loss)
-
 
 @dataclass(frozen=True)
 class TrainResult:

@@ -13,13 +13,13 @@ import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import OneCycleLR
 from torch.utils.data.distributed import DistributedSampler
 
@@ -30,9 +30,12 @@ from backbones import preprocess as pp
 from backbones.bn_monitor import BNDrift, BNMonitor
 from backbones.config import DIV_FACTOR, FINAL_DIV_FACTOR, PCT_START, TrainConfig
 from backbones.dist import Context
+from backbones.feature_cache import cacheable, compute_features
 from backbones.results import EpochResult, TrainResult
+from backbones.sources import FeatureSource, ImageSource, Source, eval_chunks
+from convert.runtime.files import write_text
+from convert.runtime.files import sha256_file
 from convert.runtime.errors import fail
-from convert.runtime.files import sha256_file, write_text
 
 
 class NonFiniteLoss(Exception):
@@ -52,80 +55,6 @@ class KeypointModel(nn.Module):
         with torch.set_grad_enabled(needs_grad and torch.is_grad_enabled()):
             f = self.backbone(x)
         return self.head(f)
-
-
-class Source(Protocol):
-    def __len__(self) -> int: ...
-    def batch(self, idx: torch.Tensor, aug: augment.Affine | None) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-class ImageSource:
-    """Images from memory -> [augment] -> backbone preprocessing."""
-
-    def __init__(self, split: kdata.KeypointSet, prep: pp.Preprocess) -> None:
-        self.split, self.prep = split, prep
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def batch(self, idx: torch.Tensor, aug: augment.Affine | None) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.split.images[idx].float() / 255, self.split.targets[idx]
-        if aug is not None:
-            a = aug[idx]
-            x, y = a.images(x), a.points(y)
-        return self.prep(x), y
-
-
-class FeatureSource:
-    """Backbone features computed once (see `cacheable`)."""
-
-    def __init__(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        self.features, self.targets = features, targets
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def batch(self, idx: torch.Tensor, aug: augment.Affine | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.features[idx], self.targets[idx]
-
-
-def cacheable(cfg: TrainConfig) -> bool:
-    """The backbone is a fixed function of the image — frozen weights, BN on running statistics that
-    never update, no augmentation — so its features can be computed once and the head trained on them."""
-    return cfg.feature_cache and cfg.freeze == "backbone" and cfg.bn == "eval" and not cfg.augment
-
-
-def eval_chunks(n: int, size: int, ctx: Context) -> list[tuple[torch.Tensor, int]]:
-    """This rank's share of an eval pass over n samples: chunk k of `size` goes to rank k % world.
-
-    Every chunk holds exactly `size` indices (the last one padded by repeating its first index;
-    the int says how many are real): the backbone then always runs on batches of the training batch
-    size, and oneDNN gives each image the same features bit for bit whether it comes in a training
-    batch or in a chunk here (for another batch size it may differ in the last bit, which AdamW
-    amplifies within a few steps)."""
-    chunks = torch.arange(n).split(size)
-    out = []
-    for c in chunks[ctx.rank::ctx.world]:
-        real = len(c)
-        out.append((torch.cat([c, c[:1].expand(size - real)]), real))
-    return out
-
-
-@torch.no_grad()
-def compute_features(backbone: nn.Module, src: ImageSource, size: int, ctx: Context) -> torch.Tensor:
-    """Features (pooled vectors or maps, as the head takes them) of a whole split on every rank: each
-    computes its chunks, the disjoint rows are summed."""
-    backbone.eval()
-    full: torch.Tensor | None = None
-    for idx, real in eval_chunks(len(src), size, ctx):
-        f = backbone(src.batch(idx, None)[0])[:real]
-        if full is None:
-            full = f.new_zeros((len(src), *f.shape[1:]))
-        full[idx[:real]] = f
-    if full is None:  # this rank had no chunk: the shape comes from one image
-        shape = backbone(src.batch(torch.zeros(size, dtype=torch.long), None)[0]).shape[1:]
-        full = torch.zeros((len(src), *shape))
-    return ctx.sum(full)
 
 
 @torch.no_grad()
@@ -241,7 +170,8 @@ class Trainer:
     def _intro(self) -> str:
         cfg = self.cfg
         how = "features cached" if self.cached else "backbone runs every batch"
-        return (f"{cfg.backbone}: {cfg.head} head on {'frozen backbone' if cfg.freeze == 'backbone' else 'full fine-tune'}, "
+        trains = "frozen backbone" if cfg.freeze == "backbone" else "full fine-tune"
+        return (f"{cfg.backbone}: {cfg.head} head on {trains}, "
                 f"BN {cfg.bn}; {self.data.describe()}; bs {cfg.bs} x {self.n_batches} batches/epoch, "
                 f"max_lr {cfg.max_lr:g}, {cfg.epochs} epochs; inputs {self.prep.name}; {how}"
                 + (f"; {self.ctx.world} processes" if self.ctx.world > 1 else ""))
@@ -264,8 +194,6 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         stepper = net
         if ctx.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
             stepper = DistributedDataParallel(net)
         sampler = DistributedSampler(train_src, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=cfg.seed)
         self.console.print(self._intro(), highlight=False, soft_wrap=True)

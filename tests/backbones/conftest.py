@@ -89,7 +89,7 @@ def certify(ckpt: Path, *modes: str) -> None:
 def mobilenet_weights(tmp_path_factory) -> Path:
     """torchvision MobileNetV2 with BN statistics of real-looking inputs: at random init its eval-mode
     features are ~1e-10 and a head would train on rounding noise (see backbones.calibrate)."""
-    from backbones.seed_table import calibrated_mobilenet
+    from backbones.seed_grid import calibrated_mobilenet
 
     path = tmp_path_factory.mktemp("weights") / "mobilenet_v2.pth"
     calibrated_mobilenet(path, seed=0, size=IMG)

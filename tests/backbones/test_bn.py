@@ -56,3 +56,23 @@ def test_bn_mode_follows_policy_not_model(policy, training):
     net = _net().train()
     bn.apply_mode(net, bn.BN_POLICIES[policy])
     assert all(m.training == training for m in bn.bn_layers(net))
+
+
+def test_bn_layers_are_every_batchnorm_in_module_order_cross_rank_ones_too():
+    """bn_layers finds BatchNorms through torch's public classes (convert.layers.batchnorm): the
+    cross-rank BatchNorms that torchrun swaps in (backbones.dist) are found, in the same places."""
+    from backbones.dist import CrossRankBatchNorm1d, CrossRankBatchNorm2d, to_cross_rank
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)),
+                        nn.ReLU(), nn.Flatten(), nn.BatchNorm1d(4), CrossRankBatchNorm1d(4), nn.SyncBatchNorm(4))
+
+    def names(layers):
+        return [n for layer in layers for n, m in net.named_modules() if m is layer]
+
+    before = names(bn.bn_layers(net))
+    assert before == ["1", "2.1", "5", "6", "7"]
+    to_cross_rank(net)
+    after = bn.bn_layers(net)
+    assert names(after) == before
+    assert [type(m) for m in after] == [CrossRankBatchNorm2d, CrossRankBatchNorm2d, nn.BatchNorm1d,
+                                        CrossRankBatchNorm1d, nn.SyncBatchNorm]

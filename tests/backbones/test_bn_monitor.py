@@ -44,7 +44,7 @@ def test_flags_momentum_zero_on_shifted_data(argv160, tmp_path, capsys):
     assert code == 0
     shift = [float(r["bn_shift_sigma"]) for r in rows]
     scale = [float(r["bn_log_var_ratio"]) for r in rows]
-    assert all(s > SHIFT_WARN or v > SCALE_WARN for s, v in zip(shift, scale))
+    assert all(s > SHIFT_WARN or v > SCALE_WARN for s, v in zip(shift, scale, strict=True))
     assert all(r["bn_worst_layer"].startswith("features.") for r in rows)
     assert "bn_drift" in text and "WARNING: BN statistics drift: epoch 0:" in text
     assert text.count("WARNING: BN statistics drift") == 1  # README: warns once (both epochs are past it)
@@ -87,7 +87,8 @@ def test_drift_figures_are_the_definition():
     rv = torch.tensor([4.0, 1.0], dtype=torch.float64) + bn.eps
     want_shift = ((batch_means - torch.tensor([0.0, 1.0], dtype=torch.float64)) / rv.sqrt()).square().mean().sqrt()
     want_scale = ((batch_vars + bn.eps) / rv).log().square().mean().sqrt()
-    assert d.shift == pytest.approx(float(want_shift), rel=1e-6) and d.scale == pytest.approx(float(want_scale), rel=1e-6)
+    assert d.shift == pytest.approx(float(want_shift), rel=1e-6)
+    assert d.scale == pytest.approx(float(want_scale), rel=1e-6)
     assert math.isfinite(d.shift) and not mon._hooks
     # README: past 0.3 sigma or a variance factor of 3 it warns
     assert SHIFT_WARN == 0.3 and SCALE_WARN == pytest.approx(math.log(3.0))

@@ -61,12 +61,22 @@ def test_concat_pool_is_max_then_average():
 
 
 def test_heads_registry_matches_config():
-    from backbones.config import HEAD_KINDS
     from backbones.head import HEADS, LinearHead, build
+    from backbones.head_kinds import HEAD_KINDS
 
     assert tuple(HEADS) == HEAD_KINDS
     assert isinstance(build("linear", 7), LinearHead) and build("linear", 7)(torch.randn(2, 7)).shape == (2, 2)
     assert HEADS["fastai"].needs_map and not HEADS["default"].needs_map
+
+
+@pytest.mark.parametrize("name", ["fastai", "resnet_head"], ids=["twice", "not-in-HEAD_KINDS"])
+def test_a_head_outside_the_one_list_is_refused(name):
+    from backbones.head import HEADS, HeadKind, LinearHead, register
+
+    before = dict(HEADS)
+    with pytest.raises(ValueError, match=name):
+        register(HeadKind(name, False, lambda c, hidden, dropout: LinearHead(c), "linear"))
+    assert HEADS == before
 
 
 def test_feature_map_takes_the_pooling_off():

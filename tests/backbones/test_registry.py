@@ -91,3 +91,15 @@ def test_corrupt_ported_checkpoint(tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"\x00" * 100)
     with pytest.raises(TfportError, match="bad.pth"):  # the wording is convert.port.torch_files'
         registry.build(str(tmp_path / "bad.pth"))
+
+
+def test_the_name_check_runs_without_torch():
+    """The CLI checks --backbone before torch loads, so a typo fails at once: the registry, and the
+    ported-checkpoint suffixes it takes from convert.checkpoint, import no torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom backbones import registry\nregistry.check_name('port.safetensors')\n"
+            "print('torch' in sys.modules, registry.PORTED_SUFFIXES)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.strip() == "False ('.pth', '.safetensors')"

@@ -30,6 +30,8 @@ def _flip_one_tensor_byte(path, key: str) -> None:
 def test_convert_parity_train(samples, noses, tmp_path):
     from safetensors import safe_open
 
+    from convert.repair import repair
+
     src = samples.get("keras2_h5", 0.35, (SIZE, SIZE))
     port = tmp_path / "ported.safetensors"
     proc = run_cli("convert", "tf2torch", str(src), "-o", str(port), "--probes", "4")
@@ -43,8 +45,6 @@ def test_convert_parity_train(samples, noses, tmp_path):
 
     model = backbones.load(port)  # the whole function, metadata attached
     assert model.tfport_meta == meta and not model.training
-
-    from convert.repair import repair
 
     agreements, fixed = repair(port, tmp_path / "fixed.safetensors", probes=4)
     assert fixed is not None, agreements

@@ -1,11 +1,15 @@
-"""The factorial seed experiment: its reductions (pure) and one small real grid."""
+"""The factorial seed experiment (seed_grid, seed_stats, seed_render, the seed_table CLI): its reductions
+(pure) and one small real grid."""
 
 from __future__ import annotations
 
 import json
 import math
 
-from backbones.seed_table import Cell, effects, main, markdown, summarise, text_table
+from backbones.seed_grid import Cell
+from backbones.seed_render import markdown, text_table
+from backbones.seed_stats import effects, summarise
+from backbones.seed_table import main
 
 
 def _cell(setting, head, run, seed, train, valid, backbone="port", norm="imagenet"):
