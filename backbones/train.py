@@ -33,9 +33,8 @@ from backbones.dist import Context
 from backbones.feature_cache import cacheable, compute_features
 from backbones.results import EpochResult, TrainResult
 from backbones.sources import FeatureSource, ImageSource, Source, eval_chunks
-from convert.runtime.files import write_text
-from convert.runtime.files import sha256_file
 from convert.runtime.errors import fail
+from convert.runtime.files import sha256_file, write_text
 
 
 class NonFiniteLoss(Exception):

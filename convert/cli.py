@@ -10,7 +10,7 @@ import sys
 
 from convert.model.options import DEFAULT_PROBES
 from convert.runtime.args import HelpFormatter, Parser, positive_int, positive_seconds, seed_number
-from convert.runtime.args import path as Path  # lazy pathlib: --help stays fast
+from convert.runtime.args import path as path_arg  # lazy pathlib: --help stays fast
 from convert.runtime.errors import TfportError
 from convert.runtime.quiet import add_verbose_flag, quiet_frameworks
 
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="write sample TF MobileNetV2s in every form", epilog=EPILOG,
                        formatter_class=HelpFormatter)
-    p.add_argument("out_dir", type=Path)
+    p.add_argument("out_dir", type=path_arg)
     p.add_argument("--alpha", type=float, default=1.0, choices=ALPHAS)
     p.add_argument("--size", type=parse_size, default=(224, 224), help="H or HxW (default 224)")
     p.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tf2torch", help="convert a TF MobileNetV2 to a verified PyTorch checkpoint", epilog=EPILOG,
                        formatter_class=HelpFormatter)
-    p.add_argument("src", type=Path, help="frozen .pb, SavedModel folder, .h5 or .keras")
-    p.add_argument("-o", "--output", type=Path, default="ported.pth",
+    p.add_argument("src", type=path_arg, help="frozen .pb, SavedModel folder, .h5 or .keras")
+    p.add_argument("-o", "--output", type=path_arg, default="ported.pth",
                    help="ported.pth (torch.save), or a path ending in .safetensors (default %(default)s)")
     p.add_argument("--via", choices=("onnx", "mmdnn", "both"), default="onnx")
     p.add_argument("--input-size", type=parse_size, default=None, help="HxW, where the graph leaves it open")
@@ -144,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("repair", help="rebuild any port as the canonical backbone with the source's semantics",
                        epilog=EPILOG, formatter_class=HelpFormatter)
-    p.add_argument("ported", type=Path,
+    p.add_argument("ported", type=path_arg,
                    help="ported.pth or .safetensors, a torchvision state dict, or MMdnn's emitted .py (+ .npy)")
-    p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="fixed.pth, or a path ending in .safetensors")
+    p.add_argument("--source", type=path_arg, default=None, help="TF source (default: from the checkpoint's metadata)")
+    p.add_argument("-o", "--output", type=path_arg, required=True, help="fixed.pth, or a path ending in .safetensors")
     p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     add_verbose_flag(p)
     p.set_defaults(func=cmd_repair)

@@ -128,7 +128,7 @@ def _path(v: str, source, x: np.ndarray, tf_out: Mapping[str, np.ndarray], progr
     return res
 
 
-def provenance(source, path: str, agreements) -> dict[str, Any]:
+def provenance(source, via: str, agreements) -> dict[str, Any]:
     """The metadata every checkpoint tfport writes carries about where it came from and how it was
     checked (convert and repair both write it)."""
     return {
@@ -136,7 +136,7 @@ def provenance(source, path: str, agreements) -> dict[str, Any]:
         "tool": {"name": "tfport", "version": TOOL_VERSION},
         "source": {"path": str(Path(source.path).resolve()), "sha256": source.sha256, "form": source.form,
                    "input": source.info.input, "output": source.info.output},
-        "path": path,
+        "path": via,  # the metadata key predates `--via`: the route taken (onnx, mmdnn, or a repair)
         "conversion_check": {a.what: {"rel": a.rel, "max_abs": a.max_abs, "top1_agree": a.top1_agree}
                              for a in agreements},
     }

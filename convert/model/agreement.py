@@ -29,10 +29,10 @@ FEATURE_MAP_TOL = 1e-4
 
 def agreement(what: str, port: np.ndarray, ref: np.ndarray, logits: bool = False, elementwise: bool = False,
               scale: float | None = None) -> Agreement:
-    feature_map = np.ndim(ref) == 4
     """`elementwise`: the tensor carries single elements of a feature map (max pooling) rather than averages,
     or a head of the source's own has summed them with cancellation: FEATURE_MAP_TOL applies. `scale`: the
     size of what was summed into `ref` (a Dense layer's sum of |w·x| + |b|), where that exceeds |ref|."""
+    feature_map = np.ndim(ref) == 4
     tol = FEATURE_MAP_TOL if feature_map or elementwise else None
     if not np.size(ref):  # nothing compared is no agreement
         return Agreement(what, float("inf"), float("inf"), 0.0 if logits else None, tol)

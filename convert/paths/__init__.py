@@ -7,6 +7,8 @@
 tf2onnx and MMdnn themselves are imported only when a path runs).
 """
 
-from convert.paths import onnx  # noqa: F401, I001  (registers first: --via both's order)
+# isort: off
+from convert.paths import onnx  # noqa: F401  (registers first: --via both's order)
 from convert.paths import mmdnn  # noqa: F401
+# isort: on
 from convert.paths.base import PATHS, get, via  # noqa: F401

@@ -60,7 +60,6 @@ class TFLiteInfo:
     """What the walk learns besides the layers: the tensors the reference is read at (TFLite tensor names)."""
 
     input: str
-    input_index: int
     input_shape: tuple[int | None, ...]  # the file's signature; None where it leaves a dim free (the batch)
     output: str
     pooled: str | None
@@ -275,7 +274,7 @@ class _Walk:
         output = outputs[0]["name"] if outputs else ""
         if self.logits is None and self.layers and isinstance(self.layers[-1], DenseSpec):
             self.logits = self.taps[len(self.layers) - 1][""]
-        info = TFLiteInfo(detail["name"], int(detail["index"]), dims, output, self.pooled, self.logits, counts)
+        info = TFLiteInfo(detail["name"], dims, output, self.pooled, self.logits, counts)
         spec = ModelSpec(
             layers=self.layers, input_shape=(dims[1], dims[2], 3), arch=arch, origin="tflite", taps=self.taps
         )

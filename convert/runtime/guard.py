@@ -7,8 +7,8 @@ framework loads; torch then reports "no triton" and works normally.
 
 numpy's OpenBLAS runs one thread: tfport's numpy work is memory-bound (parity's chunked float64 sums,
 probe generation), and OpenBLAS's threads spin-wait after every call on the cores TF's and torch's own
-pools need next. Measured on `parity check` (224, 8 probes, 2 cores): user CPU 13.2 s -> 10.0 s, wall
--0.5 s. A caller's own setting (OPENBLAS_NUM_THREADS in the environment) is kept.
+pools need next (the README's benchmark section has the measured saving). A caller's own setting
+(OPENBLAS_NUM_THREADS in the environment) is kept.
 """
 
 import os

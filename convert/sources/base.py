@@ -22,14 +22,10 @@ class Source:
     form: str  # a registered form name, e.g. keras3_keras, keras2_h5, savedmodel, graph_pb
     sha256: str
     graph_def: object | None  # tf GraphDef, frozen; None for a TFLite flatbuffer (see runner())
-    info: object  # convert.GraphInfo
+    info: object  # convert.readers.tf_graph.GraphInfo, or convert.readers.tflite.TFLiteInfo
     spec: ModelSpec
     keras_model: object | None = None
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def describe(self) -> str:
-        return f"{self.form}, input {self.spec.input_shape}, {len(self.spec.layers)} layers"
 
     def runner(self):
         """The source run as itself (the reference every comparison is against): TF on the frozen graph, or
