@@ -8,7 +8,7 @@ from torch import nn
 
 from backbones.config import TrainConfig
 from backbones.dist import Context
-from backbones.sources import ImageSource, eval_chunks
+from backbones.batches import ImageSource, eval_chunks
 
 
 def cacheable(cfg: TrainConfig) -> bool:

@@ -32,7 +32,7 @@ from backbones.config import DIV_FACTOR, FINAL_DIV_FACTOR, PCT_START, TrainConfi
 from backbones.dist import Context
 from backbones.feature_cache import cacheable, compute_features
 from backbones.results import EpochResult, TrainResult
-from backbones.sources import FeatureSource, ImageSource, Source, eval_chunks
+from backbones.batches import BatchSource, FeatureSource, ImageSource, eval_chunks
 from convert.runtime.errors import fail
 from convert.runtime.files import sha256_file, write_text
 
@@ -57,7 +57,7 @@ class KeypointModel(nn.Module):
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, src: Source, size: int, ctx: Context) -> float:
+def evaluate(net: nn.Module, src: BatchSource, size: int, ctx: Context) -> float:
     """Mean squared error over the whole split (eval mode), summed across ranks."""
     net.eval()
     sse = torch.zeros(2, dtype=torch.float64)
@@ -129,7 +129,7 @@ class Trainer:
         self.forecasts = bn.forecast(features, self.total_steps) if self.policy.batch_stats else []
 
     # ------------------------------------------------------------------ set-up that computes
-    def _sources(self) -> tuple[nn.Module, Source, Source]:
+    def _sources(self) -> tuple[nn.Module, BatchSource, BatchSource]:
         train = ImageSource(self.data.train, self.prep)
         valid = ImageSource(self.data.valid, self.prep)
         if not self.cached:
@@ -234,7 +234,7 @@ class Trainer:
         return result
 
     def _epoch(self, epoch: int, net: nn.Module, stepper: nn.Module, opt: torch.optim.Optimizer, sched: OneCycleLR,
-               sampler: DistributedSampler, train_src: Source, valid_src: Source,
+               sampler: DistributedSampler, train_src: BatchSource, valid_src: BatchSource,
                monitor: BNMonitor | None = None) -> EpochResult:
         cfg, ctx = self.cfg, self.ctx
         t0 = time.perf_counter()

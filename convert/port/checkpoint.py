@@ -69,8 +69,11 @@ def save(path: str | Path, state_dict: dict, metadata: dict[str, Any]) -> str:
 
 def _safetensors_load(path: str | Path):
     """A safetensors file as torch_load would return its .pth twin: a tfport payload, or a plain state dict."""
-    p = existing_file(path)
     from safetensors import safe_open
+
+    from convert.port.head import head_keys, torchvision_keys
+
+    p = existing_file(path)
 
     try:
         with safe_open(str(p), "pt", device="cpu") as f:
@@ -80,7 +83,6 @@ def _safetensors_load(path: str | Path):
         raise fail(f"{p}: not a readable safetensors file ({first_line(e)})") from None
     if header.get("format") != FORMAT:
         return tensors
-    from convert.port.head import head_keys, torchvision_keys
 
     version = header.get("version")  # a string in the header; anything but ours is reported as found
     return {"format": FORMAT, "version": VERSION if version == str(VERSION) else version,

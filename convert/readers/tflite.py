@@ -187,10 +187,11 @@ class _Walk:
 
     def _ops(self, details: list[dict], model, sub) -> list[_Op]:
         """Ops in execution order from the interpreter, each with its builtin options from the flatbuffer."""
+        from tensorflow.lite.python import schema_util
+
         operators = sub.operators or []
         if len(details) != len(operators):
             raise fail(f"{self.where}: the interpreter lists {len(details)} ops, the flatbuffer {len(operators)}")
-        from tensorflow.lite.python import schema_util
 
         names = _builtin_names()
         ops = []

@@ -88,11 +88,12 @@ class _SilencedFirstImport:
 
 def quiet_frameworks(verbose: bool = False) -> None:
     """TF and Keras log to stderr at import; keep stderr for our one-line errors (`verbose` keeps it all)."""
+    import logging
+    import warnings
+
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import logging
-    import warnings
 
     # the frameworks' own warnings (deprecations inside TF/Keras, tf2onnx's, torch's notices), not the
     # process's: a warning raised from tfport's own code still shows

@@ -67,9 +67,10 @@ def keras3_ops() -> dict[str, type]:
 @functools.lru_cache(maxsize=1)
 def known_classes() -> frozenset[str]:
     """Class names Keras itself provides (tf_keras and Keras 3 layers, Keras 3 ops): safe to deserialize."""
-    names = set(_KERAS_OWN)
     import keras
     import tf_keras
+
+    names = set(_KERAS_OWN)
 
     for mod in (keras.layers, tf_keras.layers):
         names.update(n for n in dir(mod) if n[:1].isupper())

@@ -86,11 +86,12 @@ def _load_tf_keras(path: Path, trust_code: bool):
 def _load_keras3(path: Path, trust_code: bool):
     import keras
 
+    from convert.sources.keras_config import keras3_ops
+
     if _is_hdf5(path) and path.suffix != ".h5":  # Keras 3 picks the legacy reader by extension
         raise fail(f"{path}: an HDF5 model written by Keras 3 must be named *.h5 for Keras 3 to read it")
     if _is_zip(path) and path.suffix != ".keras":
         raise fail(f"{path}: a .keras archive must be named *.keras for Keras 3 to read it")
-    from convert.sources.keras_config import keras3_ops
 
     return keras.models.load_model(str(path), compile=False, safe_mode=not trust_code, custom_objects=keras3_ops())
 

@@ -13,7 +13,7 @@ from backbones import preprocess as pp
 from backbones.dist import Context
 
 
-class Source(Protocol):
+class BatchSource(Protocol):
     def __len__(self) -> int: ...
     def batch(self, idx: torch.Tensor, aug: augment.Affine | None) -> tuple[torch.Tensor, torch.Tensor]: ...
 
