@@ -66,6 +66,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_tf2torch(args: argparse.Namespace) -> int:
     quiet_frameworks(args.verbose)
     from convert import pipeline
+    from convert.model import tolerance
     from convert.report import print_summary
     from convert.runtime.bounds import bounded
 
@@ -80,7 +81,7 @@ def cmd_tf2torch(args: argparse.Namespace) -> int:
     print_summary(console, result)
     if not result.ok:
         console.print(
-            f"FAILED: the port does not reproduce {args.src} (tolerance {pipeline.REL_TOL:g}); nothing written"
+            f"FAILED: the port does not reproduce {args.src} (tolerance {tolerance.REL_TOL:g}); nothing written"
         )
         return 1
     console.print(f"PASSED: wrote {result.output}")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.model.layouts import tf_conv_kernel, tf_depthwise_kernel
 from convert.model.spec import BNSpec, ConvSpec, DenseSpec, ModelSpec
 from convert.readers.handlers import OpHandlers
 from convert.runtime.errors import fail
@@ -97,12 +98,7 @@ def _conv(walk: IRWalk, node) -> None:
     if len(strides) != 4 or strides[1] != strides[2]:
         raise fail(f"{walk.where}: MMdnn IR conv '{node.name}' has strides {strides}, not a MobileNetV2 conv")
     depthwise = node.op == "DepthwiseConv"
-    if depthwise:
-        if w.shape[3] != 1:
-            raise fail(f"{walk.where}: depthwise '{node.name}' has channel multiplier {w.shape[3]}, MobileNetV2 uses 1")
-        torch_w = w.transpose(2, 3, 0, 1)  # (kH, kW, C, 1) -> (C, 1, kH, kW)
-    else:
-        torch_w = w.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+    torch_w = tf_depthwise_kernel(w, walk.where, node.name) if depthwise else tf_conv_kernel(w)
     # MMdnn labels TF's SAME "SAME_LOWER" but stores TF's own pads (extra pixel after): trust the pads
     same = _text(node, "auto_pad").startswith("SAME")
     own = _nhwc_pads(node, walk.where)

@@ -19,6 +19,7 @@ import numpy as np
 
 from convert import arch as architectures
 from convert.model.census import Census
+from convert.model.layouts import tf_conv_kernel, tf_depthwise_kernel
 from convert.model.spec import ACTIVATIONS, BNSpec, ConvSpec, DenseSpec, InputAffine, ModelSpec, tf_same_pads
 from convert.readers.input_affine import affine_fit
 from convert.runtime.errors import fail
@@ -414,14 +415,7 @@ class GraphReader:
         wt = self.need_const(ins[1], "filter").astype(np.float32)
         kh, kw = wt.shape[:2]
         depthwise = n.op == "DepthwiseConv2dNative"
-        if depthwise:
-            if wt.shape[3] != 1:
-                raise fail(
-                    f"{self.where}: depthwise '{n.name}' has channel multiplier {wt.shape[3]}, MobileNetV2 uses 1"
-                )
-            torch_w = wt.transpose(2, 3, 0, 1)  # (kH, kW, C, 1) -> (C, 1, kH, kW)
-        else:
-            torch_w = wt.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+        torch_w = tf_depthwise_kernel(wt, self.where, n.name) if depthwise else tf_conv_kernel(wt)
         shape = self.shape(ins[0])
         if shape is None or len(shape) != 4 or shape[1] is None or shape[2] is None:
             raise fail(f"{self.where}: TensorFlow cannot infer the spatial size reaching '{n.name}' (shape {shape})")

@@ -81,7 +81,6 @@ def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 4) -> tuple[np.ndarr
 
 def emitted_bn_momenta(model) -> dict[str, float]:
     """Every BatchNorm momentum in MMdnn's emitted model, by module name."""
-    import torch
+    from convert.layers.batchnorm import batchnorms
 
-    bn = torch.nn.modules.batchnorm._BatchNorm
-    return {name: m.momentum for name, m in model.named_modules() if isinstance(m, bn)}
+    return {name: m.momentum for name, m in batchnorms(model)}
