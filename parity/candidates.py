@@ -7,9 +7,10 @@ module itself where it can be — a check must look at what the port does, not a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from convert.errors import fail
 
@@ -97,7 +98,8 @@ def _load_mmdnn(path: Path) -> Candidate:
     """MMdnn's emitted PyTorch code + its weights .npy beside it (same stem)."""
     from convert import checkpoint, mmdnn_path
 
-    weights = next((w for w in (path.with_suffix(".npy"), path.parent / (path.stem + "_weights.npy")) if w.exists()), None)
+    beside = (path.with_suffix(".npy"), path.parent / (path.stem + "_weights.npy"))
+    weights = next((w for w in beside if w.exists()), None)
     if weights is None:
         raise fail(f"{path}: MMdnn emitted code needs its weights file beside it ({path.with_suffix('.npy').name})")
     model = mmdnn_path.load_emitted(path, weights)
@@ -117,7 +119,7 @@ def _load_onnx(path: Path) -> Candidate:
     try:
         model = onnx.load(str(path))
     except Exception as e:  # noqa: BLE001
-        raise fail(f"{path}: not a readable ONNX model ({type(e).__name__})")
+        raise fail(f"{path}: not a readable ONNX model ({type(e).__name__})") from e
     module = onnx_path.onnx_to_torch_module(model).eval()
     return Candidate("onnx2torch", path, checkpoint.sha256_file(path), module, {"declared": False},
                      torchvision_layout=False, input_layout="NHWC")

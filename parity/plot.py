@@ -90,7 +90,7 @@ def plot(data: PlotData, path: str | Path, title: str) -> None:
                     zorder=2)
     if any(y == FLOOR for s in data.series for y in s.y):
         ax.annotate("exact (|Δ| = 0)", (0, FLOOR), xytext=(2, 4), textcoords="offset points", fontsize=7, color="0.4")
-    for s, style in zip(data.tolerance, ("--", ":", "-.")):
+    for s, style in zip(data.tolerance, ("--", ":", "-."), strict=False):
         ax.semilogy(s.x, s.y, "k" + style, lw=0.9, label=s.label, zorder=3)
     if data.first is not None:
         x, name, y = data.first
