@@ -71,12 +71,11 @@ def _load_state_dict(path: Path) -> Candidate:
     from torchvision.models import mobilenet_v2
 
     from convert import checkpoint
+    from convert.canonical import ALPHAS, make_divisible_tv
 
     sd, _ = checkpoint.load_any(path)
     if "features.0.0.weight" not in sd or "classifier.1.weight" not in sd:
         raise fail(f"{path}: not a torchvision MobileNetV2 state dict (no features.0.0.weight / classifier.1.weight)")
-    from convert.canonical import ALPHAS, make_divisible_tv
-
     first = int(sd["features.0.0.weight"].shape[0])
     alphas = [a for a in ALPHAS if make_divisible_tv(32 * a) == first]
     k = int(sd["classifier.1.weight"].shape[0])

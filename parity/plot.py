@@ -75,10 +75,10 @@ def block_of(point: str) -> str:
 def plot(data: PlotData, path: str | Path, title: str) -> None:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from convert.atomic import atomic_path
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # after choosing the backend: pyplot picks one on import
 
     fig, ax = plt.subplots(figsize=(15, 5.5))
     blocks = list(dict.fromkeys(block_of(p) for p in data.order))
