@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from backbones.batches import ImageSource, eval_chunks
 from backbones.config import TrainConfig
 from backbones.dist import Context
-from backbones.batches import ImageSource, eval_chunks
 
 
 def cacheable(cfg: TrainConfig) -> bool:

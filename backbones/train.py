@@ -27,12 +27,12 @@ from backbones import augment, bn, dist, gate, registry, report, state
 from backbones import data as kdata
 from backbones import head as heads
 from backbones import preprocess as pp
+from backbones.batches import BatchSource, FeatureSource, ImageSource, eval_chunks
 from backbones.bn_monitor import BNDrift, BNMonitor
 from backbones.config import DIV_FACTOR, FINAL_DIV_FACTOR, PCT_START, TrainConfig
 from backbones.dist import Context
 from backbones.feature_cache import cacheable, compute_features
 from backbones.results import EpochResult, TrainResult
-from backbones.batches import BatchSource, FeatureSource, ImageSource, eval_chunks
 from convert.runtime.errors import fail
 from convert.runtime.files import sha256_file, write_text
 

@@ -7,9 +7,10 @@ module itself where it can be — a check must look at what the port does, not a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from convert.paths.mmdnn.emitted import load_emitted
 from convert.paths.onnx.to_torch import onnx_to_torch_module
@@ -72,14 +73,13 @@ def _load_state_dict(path: Path) -> Candidate:
     """A plain torchvision-keyed state dict: plain torchvision semantics, nothing declared."""
     from torchvision.models import mobilenet_v2
 
+    from convert.arch.mobilenet_v2 import ALPHAS
+    from convert.arch.mobilenet_v2 import make_divisible as make_divisible_tv
     from convert.port import checkpoint
 
     sd, _ = checkpoint.load_any(path)
     if "features.0.0.weight" not in sd or "classifier.1.weight" not in sd:
         raise fail(f"{path}: not a torchvision MobileNetV2 state dict (no features.0.0.weight / classifier.1.weight)")
-    from convert.arch.mobilenet_v2 import ALPHAS
-    from convert.arch.mobilenet_v2 import make_divisible as make_divisible_tv
-
     first = int(sd["features.0.0.weight"].shape[0])
     alphas = [a for a in ALPHAS if make_divisible_tv(32 * a) == first]
     k = int(sd["classifier.1.weight"].shape[0])
@@ -100,7 +100,8 @@ def _load_state_dict(path: Path) -> Candidate:
 def _load_mmdnn(path: Path) -> Candidate:
     """MMdnn's emitted PyTorch code + its weights .npy beside it (same stem)."""
 
-    weights = next((w for w in (path.with_suffix(".npy"), path.parent / (path.stem + "_weights.npy")) if w.exists()), None)
+    beside = (path.with_suffix(".npy"), path.parent / (path.stem + "_weights.npy"))
+    weights = next((w for w in beside if w.exists()), None)
     if weights is None:
         raise fail(f"{path}: MMdnn emitted code needs its weights file beside it ({path.with_suffix('.npy').name})")
     model = load_emitted(path, weights)
@@ -119,7 +120,7 @@ def _load_onnx(path: Path) -> Candidate:
     try:
         model = onnx.load(str(path))
     except Exception as e:  # noqa: BLE001
-        raise fail(f"{path}: not a readable ONNX model ({type(e).__name__})")
+        raise fail(f"{path}: not a readable ONNX model ({type(e).__name__})") from e
     module = onnx_to_torch_module(model).eval()
     return Candidate("onnx2torch", path, sha256_file(path), module, {"declared": False},
                      torchvision_layout=False, input_layout="NHWC")

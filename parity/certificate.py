@@ -56,7 +56,7 @@ def read(ckpt: str | Path) -> dict[str, Any] | None:
     try:
         cert = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TfportError(f"{p}: unreadable parity certificate ({type(e).__name__})")
+        raise TfportError(f"{p}: unreadable parity certificate ({type(e).__name__})") from e
     if not isinstance(cert, dict) or cert.get("format") != "tfport.parity-certificate":
         raise TfportError(f"{p}: not a tfport parity certificate")
     return cert

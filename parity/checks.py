@@ -1,18 +1,27 @@
 """Semantic checks: each one verdict, its evidence, the cause and the fix. A registry, one function each.
 
-Why each exists (DESIGN.md): a port can match TF in eval mode and still ruin training, or match on one
-input size and not another. These look at what the candidate *does* (its modules, its weights, one
-train-mode step), against what the source says.
+Why they exist: a port can match TF in eval mode and still ruin training (BN momentum 0 or TF's decay
+copied, running statistics saved after train-mode passes), or match at one input size and not another
+(TF's asymmetric SAME padding); README, `python -m parity check`. These look at what the candidate
+*does* (its modules, its weights, one train-mode step), against what the source says. What they expect
+of the network itself (its activation, its convolutions, where a finding localises) they ask the
+architecture (parity.arch), through the CheckContext (parity.context).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from convert.model.spec import TF_DEFAULT_BN_DECAY
+
+if TYPE_CHECKING:
+    from parity.context import CheckContext
 
 
 @dataclass(frozen=True)
@@ -32,12 +41,13 @@ class CheckResult:
         return asdict(self)
 
 
-CHECKS: dict[str, Callable[[Any], CheckResult | None]] = {}
+Check = Callable[["CheckContext"], "CheckResult | None"]  # None: the check does not apply to this candidate
+CHECKS: dict[str, Check] = {}
 REPAIR = "run `python -m convert repair PORTED --source SRC -o fixed.pth`"
 
 
-def check(name: str):
-    def deco(fn):
+def check(name: str) -> Callable[[Check], Check]:
+    def deco(fn: Check) -> Check:
         if name in CHECKS:
             raise ValueError(f"check {name!r} registered twice")
         CHECKS[name] = fn
@@ -45,25 +55,25 @@ def check(name: str):
     return deco
 
 
-def _bn_modules(ctx) -> list[tuple[str, Any]]:
-    import torch
+def _bn_modules(ctx: CheckContext) -> list[tuple[str, Any]]:
+    from convert.layers.batchnorm import batchnorms
 
-    return [(n, m) for n, m in ctx.candidate.module.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    return batchnorms(ctx.candidate.module)
 
 
-def _point_of_bn(ctx, index: int) -> str | None:
+def _point_of_bn(ctx: CheckContext, index: int) -> str | None:
     bn_points = [p for p in ctx.points if p.suffix == ":bn"]
     return bn_points[index].name if index < len(bn_points) else None
 
 
 @check("bn_eps")
-def bn_eps(ctx) -> CheckResult:
-    """BN eps per layer vs the source (TF 1e-3, torchvision 1e-5)."""
+def bn_eps(ctx: CheckContext) -> CheckResult:
+    """BN eps per layer vs the source (TF's default convert.spec.TF_DEFAULT_BN_EPS, torchvision's 1e-5)."""
     src = [b.eps for b in ctx.source.spec.bns]
     cand = [float(m.eps) for _, m in _bn_modules(ctx)]
     if len(src) != len(cand):
         return CheckResult("bn_eps", False, f"candidate has {len(cand)} BatchNorms, source {len(src)}")
-    bad = [i for i, (a, b) in enumerate(zip(cand, src)) if not math.isclose(a, b, rel_tol=1e-6)]
+    bad = [i for i, (a, b) in enumerate(zip(cand, src, strict=True)) if not math.isclose(a, b, rel_tol=1e-6)]
     if not bad:
         return CheckResult("bn_eps", True, f"all {len(src)} BN eps equal the source's ({_summary(src)})")
     i = bad[0]
@@ -89,10 +99,10 @@ def half_life(momentum: float) -> float:
 
 
 @check("bn_momentum")
-def bn_momentum(ctx) -> CheckResult:
+def bn_momentum(ctx: CheckContext) -> CheckResult:
     """Momentum semantics per BN layer: 0 = stats never move; >= 0.5 = TF decay copied; faithful = 1 - decay;
     and what one train-mode step of each layer really applies equals what it declares."""
-    expected = [1.0 - (b.decay if b.decay is not None else 0.999) for b in ctx.source.spec.bns]
+    expected = [1.0 - (b.decay if b.decay is not None else TF_DEFAULT_BN_DECAY) for b in ctx.source.spec.bns]
     mods = _bn_modules(ctx)
     cand = [m.momentum for _, m in mods]
     measured = ctx.measured_momentum or []  # per BN module, in module order
@@ -129,100 +139,108 @@ def bn_momentum(ctx) -> CheckResult:
                                  "statistics follow the last batch",
                            fix=f"set momentum={expected[copied[0]]:g}; {REPAIR}", point=_point_of_bn(ctx, copied[0]),
                            details=details)
-    off = [i for i, (c, e) in enumerate(zip(cand, expected)) if not math.isclose(c, e, rel_tol=1e-6, abs_tol=1e-9)]
+    off = [i for i, (c, e) in enumerate(zip(cand, expected, strict=True))
+           if not math.isclose(c, e, rel_tol=1e-6, abs_tol=1e-9)]
     if off:
         i = off[0]
         return CheckResult("bn_momentum", False, f"{len(off)} BN layer(s) off: first {mods[i][0]} momentum="
                            f"{cand[i]:g}, faithful value 1 − decay = {expected[i]:g}",
-                           cause="BN momentum is not 1 − the source's decay", fix=f"set momentum={expected[i]:g}; {REPAIR}",
+                           cause="BN momentum is not 1 − the source's decay",
+                           fix=f"set momentum={expected[i]:g}; {REPAIR}",
                            point=_point_of_bn(ctx, i), details={**details, "layers": [mods[j][0] for j in off]})
     if len(measured) != len(cand):
         return CheckResult("bn_momentum", False, f"momentum {_summary(cand)} = 1 − decay as declared, but one "
                            f"train-mode step could be measured on {len(measured)} of {len(cand)} BatchNorms",
                            cause="the update the running statistics really receive is unknown", fix=REPAIR,
                            point=_point_of_bn(ctx, len(measured)), details=details)
-    unlike = [i for i, (m, c) in enumerate(zip(measured, cand)) if not math.isclose(m, c, rel_tol=0.05, abs_tol=1e-6)]
+    unlike = [i for i, (m, c) in enumerate(zip(measured, cand, strict=True))
+              if not math.isclose(m, c, rel_tol=0.05, abs_tol=1e-6)]
     if unlike:
         i = unlike[0]
         return CheckResult("bn_momentum", False, f"{len(unlike)} BN layer(s) update unlike they declare: first "
                            f"{mods[i][0]} declares momentum {cand[i]:g} but one train-mode step moved its running "
                            f"mean by {measured[i]:g}×", cause="running statistics do not update as declared",
-                           fix=REPAIR, point=_point_of_bn(ctx, i), details={**details, "layers": [mods[j][0] for j in unlike]})
+                           fix=REPAIR, point=_point_of_bn(ctx, i),
+                           details={**details, "layers": [mods[j][0] for j in unlike]})
     return CheckResult("bn_momentum", True, f"momentum {_summary(cand)} = 1 − decay in all {len(cand)} BN layers; "
                        f"one train-mode step of each measured {_summary(measured)}; running statistics move halfway "
                        f"to new data in {hl:.0f} steps", details=details)
 
 
 @check("bn_statistics")
-def bn_statistics(ctx) -> CheckResult:
+def bn_statistics(ctx: CheckContext) -> CheckResult | None:
     """Running statistics equal the source's: a checkpoint saved after train-mode passes fails here."""
     if not ctx.candidate.torchvision_layout:
-        return None  # type: ignore[return-value]
+        return None
     mods = _bn_modules(ctx)
-    for i, ((name, m), b) in enumerate(zip(mods, ctx.source.spec.bns)):
+    for i, ((name, m), b) in enumerate(zip(mods, ctx.source.spec.bns, strict=False)):
         if b.folded:
             continue
         rm, rv = m.running_mean.detach().numpy(), m.running_var.detach().numpy()
         if not (np.allclose(rm, b.mean, rtol=1e-6, atol=1e-7) and np.allclose(rv, b.var, rtol=1e-6, atol=1e-7)):
-            same_affine = np.allclose(m.weight.detach().numpy(), b.gamma) and np.allclose(m.bias.detach().numpy(), b.beta)
+            same_affine = (np.allclose(m.weight.detach().numpy(), b.gamma)
+                           and np.allclose(m.bias.detach().numpy(), b.beta))
             cause = ("running statistics were updated after conversion (the checkpoint was saved after train-mode "
                      "forward passes)" if same_affine else "BN parameters differ from the source")
             return CheckResult("bn_statistics", False, f"{name}: running mean/var differ from the source's "
                                f"(max |Δmean| {np.abs(rm - b.mean).max():.3g})", cause=cause,
                                fix=f"keep the model in eval mode before saving; {REPAIR}", point=_point_of_bn(ctx, i))
     n_folded = sum(b.folded for b in ctx.source.spec.bns)
-    return CheckResult("bn_statistics", True, f"running statistics of {len(mods) - n_folded} BN layers equal the source's")
+    return CheckResult("bn_statistics", True,
+                       f"running statistics of {len(mods) - n_folded} BN layers equal the source's")
 
 
 @check("padding")
-def padding(ctx) -> CheckResult:
+def padding(ctx: CheckContext) -> CheckResult | None:
     """Per conv: TF SAME pads (0, 1) on stride-2 at even sizes; torchvision pads (1, 1). Static + numeric."""
     from convert.layers.conv_same import Conv2dSame
     from convert.port.canonical import padding_mode
 
     if not ctx.candidate.torchvision_layout:
-        return None  # type: ignore[return-value]
-    import torch
-
-    convs = [(n, m) for n, m in ctx.candidate.module.named_modules() if isinstance(m, torch.nn.Conv2d)]
+        return None
+    convs = ctx.arch.convs(ctx.candidate.module)
     hw = ctx.source.spec.input_shape[:2]
     bad = []
-    for (name, m), c in zip(convs, ctx.source.spec.convs):
+    for (name, m), c in zip(convs, ctx.source.spec.convs, strict=False):
         want = padding_mode(c, hw, str(ctx.source.path))
-        have = "tf_same" if isinstance(m, Conv2dSame) else ("symmetric" if m.padding == (m.kernel_size[0] // 2,) * 2 else f"{m.padding}")
+        symmetric = m.padding == (m.kernel_size[0] // 2,) * 2
+        have = "tf_same" if isinstance(m, Conv2dSame) else ("symmetric" if symmetric else f"{m.padding}")
         if want == "tf_same" and have == "symmetric" and m.stride[0] == 2:
             bad.append((name, want, have))
         elif want == "symmetric" and have != "symmetric":
             bad.append((name, want, have))
         hw = (math.ceil(hw[0] / c.stride), math.ceil(hw[1] / c.stride))
     numeric = ctx.padding_numeric
+    details = numeric.to_json() if numeric is not None else None
     if bad:
         name = bad[0][0]
-        unit = name.rsplit(".", 1)[0]
-        return CheckResult("padding", False, f"{len(bad)} conv(s) pad unlike the source: first {name} pads {bad[0][2]}, "
-                           f"the source pads {bad[0][1]}" + (f"; at {numeric['size']} the output differs by {numeric['max_abs']:.3g}" if numeric else ""),
+        return CheckResult("padding", False, f"{len(bad)} conv(s) pad unlike the source: first {name} pads "
+                           f"{bad[0][2]}, the source pads {bad[0][1]}"
+                           + (f"; at {numeric.size} the output differs by {numeric.max_abs:.3g}" if numeric else ""),
                            cause="TF SAME padding on stride-2 convs is asymmetric (0 before, 1 after on even sizes); "
                                  "PyTorch's padding=1 is symmetric, shifting every later feature by half a pixel",
                            fix=f"pad like TF (Conv2dSame / F.pad(x, (0, 1, 0, 1)) before a padding-0 conv); {REPAIR}",
-                           point=f"{unit}:bn", details={"convs": [b[0] for b in bad], "numeric": numeric})
+                           point=ctx.arch.point_of_conv(name),
+                           details={"convs": [b[0] for b in bad], "numeric": details})
     if numeric is None:
         return CheckResult("padding", False, "every conv declares the source's padding, but it was not run at an "
                            "even size", cause="padding not confirmed numerically", fix=REPAIR, details={})
-    if numeric["first_unit"] is not None:
-        unit = numeric["first_unit"]
-        point = next((p.name for p in ctx.points if p.name.startswith(unit + ":") or p.name.startswith(unit + ".")), None)
-        return CheckResult("padding", False, f"every conv declares the source's padding, but at {numeric['size']} "
+    if numeric.first_unit is not None:
+        unit = numeric.first_unit
+        point = next((p.name for p in ctx.points if p.name.startswith((unit + ":", unit + "."))), None)
+        return CheckResult("padding", False, f"every conv declares the source's padding, but at {numeric.size} "
                            f"{unit} computes otherwise than the source-semantics reference (features differ by max "
-                           f"|Δ| {numeric['max_abs']:.3g}, tolerance {numeric['bound']:.2g})",
-                           cause="the convolutions pad unlike the source at an even size (TF SAME pads 0 before, 1 after "
-                                 "on stride 2) although their static padding matches",
+                           f"|Δ| {numeric.max_abs:.3g}, tolerance {numeric.bound:.2g})",
+                           cause="the convolutions pad unlike the source at an even size (TF SAME pads 0 before, 1 "
+                                 "after on stride 2) although their static padding matches",
                            fix=f"pad like TF (Conv2dSame / F.pad(x, (0, 1, 0, 1)) before a padding-0 conv); {REPAIR}",
-                           point=point, details={"numeric": numeric})
-    return CheckResult("padding", True, f"every conv pads as the source does; confirmed numerically at {numeric['size']} "
-                       f"(max |Δ| {numeric['max_abs']:.2g} vs the source-semantics reference)", details={"numeric": numeric})
+                           point=point, details={"numeric": details})
+    return CheckResult("padding", True, f"every conv pads as the source does; confirmed numerically at "
+                       f"{numeric.size} (max |Δ| {numeric.max_abs:.2g} vs the source-semantics reference)",
+                       details={"numeric": details})
 
 
-def _batch_dependence(ctx) -> tuple[float, float]:
+def _batch_dependence(ctx: CheckContext) -> tuple[float, float]:
     """max |Δ| of the first probe's output run alone and in a batch of two, and the tolerance it must meet.
 
     At inference each input's output is its own. A module left in train mode, or a forward that forces
@@ -250,7 +268,7 @@ def _batch_dependence(ctx) -> tuple[float, float]:
 
 
 @check("mode")
-def mode(ctx) -> CheckResult:
+def mode(ctx: CheckContext) -> CheckResult:
     """Inference treats each input on its own (eval-mode BN, no dropout); and parity also holds in train mode."""
     diff, bound = _batch_dependence(ctx)
     if not diff <= bound:
@@ -277,7 +295,7 @@ def mode(ctx) -> CheckResult:
 
 
 @check("preprocessing")
-def preprocessing(ctx) -> CheckResult:
+def preprocessing(ctx: CheckContext) -> CheckResult:
     """The input contract: the range the source is fed in, and the affine it applies inside the model
     (preprocess_input, Rescaling, Normalization — measured in TF), carried by the port and equal to it."""
     want = list(ctx.source.spec.input_range)
@@ -286,27 +304,32 @@ def preprocessing(ctx) -> CheckResult:
     module = getattr(ctx.candidate.module, "input_affine", None)
     if have is None:
         return CheckResult("preprocessing", False, "the candidate records no input preprocessing",
-                           cause="without the input range, users feed ImageNet mean/std normalised images (torchvision's "
-                                 "convention) to a network trained on [-1, 1]", fix=f"record input_range {want}; {REPAIR}",
-                           point="features.0:bn")
+                           cause="without the input range, users feed ImageNet mean/std normalised images "
+                                 "(torchvision's convention) to a network trained on [-1, 1]",
+                           fix=f"record input_range {want}; {REPAIR}",
+                           point=ctx.arch.input_point)
     if src is not None and module is None:
-        return CheckResult("preprocessing", False, f"the source applies x * {_affine(src.scale)} + {_affine(src.offset)} "
-                           f"inside the model ({', '.join(src.ops[:3])}); the candidate applies nothing",
+        return CheckResult("preprocessing", False, f"the source applies x * {_affine(src.scale)} + "
+                           f"{_affine(src.offset)} inside the model ({', '.join(src.ops[:3])}); the candidate "
+                           "applies nothing",
                            cause="the source's own preprocessing layers were left out of the port",
-                           fix=f"convert the source with `python -m convert tf2torch`; {REPAIR}", point="features.0:bn")
+                           fix=f"convert the source with `python -m convert tf2torch`; {REPAIR}",
+                           point=ctx.arch.input_point)
     if src is None and module is not None:
         return CheckResult("preprocessing", False, "the candidate applies an input affine the source does not have",
-                           cause="preprocessing added by the port", fix=REPAIR, point="features.0:bn")
+                           cause="preprocessing added by the port", fix=REPAIR, point=ctx.arch.input_point)
     if src is not None:
         scale, offset = module.scale.flatten().numpy(), module.offset.flatten().numpy()
-        if not (np.allclose(scale, src.scale, rtol=1e-6, atol=0) and np.allclose(offset, src.offset, rtol=1e-6, atol=1e-7)):
-            return CheckResult("preprocessing", False, f"the candidate applies x * {_affine(scale)} + {_affine(offset)}, "
-                               f"the source x * {_affine(src.scale)} + {_affine(src.offset)}",
-                               cause="input preprocessing differs from the source's", fix=REPAIR, point="features.0:bn")
+        if not (np.allclose(scale, src.scale, rtol=1e-6, atol=0)
+                and np.allclose(offset, src.offset, rtol=1e-6, atol=1e-7)):
+            return CheckResult("preprocessing", False, f"the candidate applies x * {_affine(scale)} + "
+                               f"{_affine(offset)}, the source x * {_affine(src.scale)} + {_affine(src.offset)}",
+                               cause="input preprocessing differs from the source's", fix=REPAIR,
+                               point=ctx.arch.input_point)
     if list(have) != want:
         return CheckResult("preprocessing", False, f"the candidate declares input {have}, the source expects {want}",
-                           cause="input normalisation differs from the source's (TF MobileNetV2: x / 127.5 − 1)",
-                           fix=f"feed inputs in {want}; {REPAIR}", point="features.0:bn")
+                           cause=f"input normalisation differs from the source's ({ctx.arch.input_convention})",
+                           fix=f"feed inputs in {want}; {REPAIR}", point=ctx.arch.input_point)
     inside = (f"; inside the model x * {_affine(src.scale)} + {_affine(src.offset)} ({', '.join(src.ops[:3])}), "
               "carried into the port and equal to the source's" if src is not None else "")
     return CheckResult("preprocessing", True, f"input range {have} recorded, as the source expects{inside}")
@@ -318,33 +341,32 @@ def _affine(values) -> str:
 
 
 @check("layout")
-def layout(ctx) -> CheckResult:
-    """Weights in the right layout: OIHW convs, (C, 1, kH, kW) depthwise, RGB colour order — compared, never permuted to fit."""
+def layout(ctx: CheckContext) -> CheckResult | None:
+    """Weights in the right layout: OIHW convs, (C, 1, kH, kW) depthwise, RGB colour order — compared,
+    never permuted to fit."""
     if not ctx.candidate.torchvision_layout:
-        return None  # type: ignore[return-value]
-    import torch
-
-    convs = [(n, m) for n, m in ctx.candidate.module.named_modules() if isinstance(m, torch.nn.Conv2d)]
+        return None
+    convs = ctx.arch.convs(ctx.candidate.module)
     bns = [m for _, m in _bn_modules(ctx)]
     src_bns = ctx.source.spec.bns
     folded = 0
-    for i, ((name, m), c) in enumerate(zip(convs, ctx.source.spec.convs)):
+    for i, ((name, m), c) in enumerate(zip(convs, ctx.source.spec.convs, strict=False)):
         w = m.weight.detach().numpy()
         if w.shape == c.weight.shape and np.array_equal(w, c.weight):
             continue
         if i < len(src_bns) and i < len(bns) and src_bns[i].folded and _same_folded(w, bns[i], c.weight, src_bns[i]):
             folded += 1  # BN folded into the conv at the source: only conv x BN is defined, and it is equal
             continue
-        unit = name.rsplit(".", 1)[0]
+        point = ctx.arch.point_of_conv(name)
         for hypothesis, transform in LAYOUT_FAULTS.items():
             t = transform(c.weight)
             if t is not None and t.shape == w.shape and np.array_equal(w, t):
                 cause, fix = hypothesis
                 return CheckResult("layout", False, f"{name}: weight equals the source's {cause}", cause=cause,
-                                   fix=fix, point=f"{unit}:bn")
+                                   fix=fix, point=point)
         return CheckResult("layout", False, f"{name}: weight differs from the source's (max |Δ| "
                            f"{np.abs(w - c.weight).max() if w.shape == c.weight.shape else 'shape ' + str(w.shape)})",
-                           cause="weights differ from the source", fix=REPAIR, point=f"{unit}:bn")
+                           cause="weights differ from the source", fix=REPAIR, point=point)
     return CheckResult("layout", True, "NCHW input; every conv weight equals the source's in OIHW / (C, 1, kH, kW); "
                        "RGB order" + (f"; {folded} conv(s) compared as conv x BN, the BN folded into them at the "
                                       "source" if folded else ""))
@@ -365,7 +387,8 @@ def _same_folded(w: np.ndarray, bn, src_w: np.ndarray, src_bn) -> bool:
 
 
 LAYOUT_FAULTS: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray | None]] = {
-    ("kernel transposed spatially (H and W swapped)", "transpose kernels as HWIO -> OIHW (3, 2, 0, 1), depthwise HWC1 -> (2, 3, 0, 1)"):
+    ("kernel transposed spatially (H and W swapped)",
+     "transpose kernels as HWIO -> OIHW (3, 2, 0, 1), depthwise HWC1 -> (2, 3, 0, 1)"):
         lambda w: w.transpose(0, 1, 3, 2),
     ("with input colour channels reversed (BGR instead of RGB)", "feed RGB, or flip the first conv's input channels"):
         lambda w: w[:, ::-1] if w.shape[1] == 3 else None,
@@ -373,17 +396,16 @@ LAYOUT_FAULTS: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray | None]] 
 
 
 @check("activation")
-def activation(ctx) -> CheckResult:
-    """ReLU6 where TF has Relu6 (a plain ReLU passes every value above 6 through)."""
-    import torch
-
+def activation(ctx: CheckContext) -> CheckResult | None:
+    """The architecture's activation where TF has it (MobileNetV2: ReLU6 for Relu6; a plain ReLU passes
+    every value above 6 through)."""
     if not ctx.candidate.torchvision_layout:
-        return None  # type: ignore[return-value]
-    wrong = [(n, type(m).__name__) for n, m in ctx.candidate.module.named_modules()
-             if n.endswith(".2") and isinstance(m, torch.nn.ReLU) and not isinstance(m, torch.nn.ReLU6)]
+        return None
+    arch = ctx.arch
+    wrong = arch.wrong_activations(ctx.candidate.module)
     if wrong:
         unit = wrong[0][0].rsplit(".", 1)[0]
-        return CheckResult("activation", False, f"{len(wrong)} activation(s) are {wrong[0][1]}, TF uses Relu6: first {wrong[0][0]}",
-                           cause="ReLU instead of ReLU6: activations above 6 are not clipped", fix="use nn.ReLU6",
-                           point=f"{unit}:act")
-    return CheckResult("activation", True, "all activations are ReLU6, as in TF")
+        return CheckResult("activation", False, f"{len(wrong)} activation(s) are {wrong[0][1]}, TF uses "
+                           f"{arch.tf_activation}: first {wrong[0][0]}", cause=arch.activation_fault,
+                           fix=f"use nn.{arch.activation}", point=f"{unit}:act")
+    return CheckResult("activation", True, f"all activations are {arch.activation}, as in TF")

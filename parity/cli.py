@@ -19,7 +19,7 @@ exit codes: 0 pass, 1 parity failed, 2 bad input or usage"""
 
 
 def _against(text: str) -> tuple[str, ...]:
-    from parity.run import REFERENCES
+    from parity.results import REFERENCES
 
     items = tuple(t.strip() for t in text.split(",") if t.strip())
     bad = [t for t in items if t not in REFERENCES]
@@ -31,9 +31,14 @@ def _against(text: str) -> tuple[str, ...]:
 def cmd_check(args: argparse.Namespace) -> int:
     from convert.runtime.quiet import quiet_frameworks
 
-    quiet_frameworks(args.verbose)
+    quiet_frameworks(args.verbose)  # before torch and TF are imported (_check's imports)
+    return _check(args)
+
+
+def _check(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from convert.runtime.bounds import bounded, stage
     from parity import certificate, report
     from parity.candidates import load_candidate
     from parity.metrics import Tolerance
@@ -45,8 +50,6 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise TfportError(f"{out}: output folder {out.parent} does not exist")
     cfg = ParityConfig(tol=Tolerance(atol=args.atol, rtol=args.rtol), probes=args.probes, seed=args.seed,
                        against=args.against)
-    from convert.runtime.bounds import bounded, stage
-
     with console.status("loading") as status, bounded(args.timeout, args.source or args.ported):
         def progress(msg: str) -> None:
             status.update(msg)
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TfportError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

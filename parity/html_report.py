@@ -14,9 +14,7 @@ from pathlib import Path
 
 from parity.metrics import PointResult
 from parity.plot import block_of, plot_data
-from parity.run import ParityReport
-
-GATING = ("tf", "onnx", "torchvision+declared")  # plain torchvision is informational: it never fails a port
+from parity.results import GATING, ParityReport
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:0;color:#222}
@@ -69,7 +67,8 @@ def _blocks(report: ParityReport) -> str:
             f"<span class='fail-text'>{len(bad)} of {len(rs)} rows divergent</span>" if bad
             else f"<span class='pass-text'>{len(rs)} rows ok</span>")
         out.append(f"<details id='block-{escape(block)}' class='{'bad' if bad else ''}'{' open' if bad else ''}>"
-                   f"<summary>{head}</summary><table>{POINT_HEAD}{''.join(_row(r, first) for r in rs)}</table></details>")
+                   f"<summary>{head}</summary><table>{POINT_HEAD}{''.join(_row(r, first) for r in rs)}"
+                   "</table></details>")
     return "".join(out)
 
 
@@ -78,10 +77,10 @@ def _summary(report: ParityReport) -> str:
     failed = [c for c in report.checks if not c.passed]
     h = report.hazard
     items = [
-        ("candidate", f"{escape(report.candidate['path'])} ({report.candidate['kind']}, "
-                      f"sha256 {report.candidate['sha256'][:12]}…)"),
-        ("source", escape(str(report.source["path"]))),
-        ("tolerance", f"atol {report.config['atol']:g} + rtol {report.config['rtol']:g}·max|ref|"),
+        ("candidate", f"{escape(report.candidate.path)} ({report.candidate.kind}, "
+                      f"sha256 {report.candidate.sha256[:12]}…)"),
+        ("source", escape(str(report.source.path))),
+        ("tolerance", f"atol {report.config.atol:g} + rtol {report.config.rtol:g}·max|ref|"),
         ("modes passed", escape(", ".join(report.modes_passed)) or "none"),
         ("first divergent", "none" if first is None else
          f"<a class='fail-text' href='#first-divergent'>{escape(first.point)}</a> ({first.mode}: max |Δ| "
@@ -89,8 +88,8 @@ def _summary(report: ParityReport) -> str:
         ("failed checks", "none" if not failed else "<ul>" + "".join(
             f"<li><b>{escape(c.name)}</b>: {escape(c.evidence)}<br>{escape(c.cause)} → {escape(c.fix)}</li>"
             for c in failed) + "</ul>"),
-        ("train-mode hazard", f"BN momentum {h['bn_momentum']:g}; running statistics move halfway to new data in "
-                              + ("never" if h["never_moves"] else f"{h['half_life_steps']:.0f} steps")),
+        ("train-mode hazard", f"BN momentum {h.bn_momentum:g}; running statistics move halfway to new data in "
+                              + ("never" if h.never_moves else f"{h.half_life_steps:.0f} steps")),
     ] + [("note", escape(n)) for n in report.notes]
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
@@ -102,7 +101,8 @@ def render(report: ParityReport, plot_png: Path) -> str:
         f"<td>{escape(c.evidence)}</td><td>{escape(c.cause)}{' → ' + escape(c.fix) if c.fix else ''}</td></tr>"
         for c in report.checks)
     verdict = "pass" if report.passed else "fail"
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tfport parity: {verdict.upper()}</title>
+    title = f"tfport parity: {verdict.upper()}"
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>{CSS}</style></head><body>
 <header class="verdict {verdict}" id="verdict">{'PASSED' if report.passed else 'FAILED'}
 <small>{escape(report.summary())}</small></header><main>

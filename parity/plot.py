@@ -75,10 +75,10 @@ def block_of(point: str) -> str:
 def plot(data: PlotData, path: str | Path, title: str) -> None:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from convert.runtime.files import atomic_path
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # after choosing the backend: pyplot picks one on import
 
     fig, ax = plt.subplots(figsize=(15, 5.5))
     blocks = list(dict.fromkeys(block_of(p) for p in data.order))
@@ -90,7 +90,7 @@ def plot(data: PlotData, path: str | Path, title: str) -> None:
                     zorder=2)
     if any(y == FLOOR for s in data.series for y in s.y):
         ax.annotate("exact (|Δ| = 0)", (0, FLOOR), xytext=(2, 4), textcoords="offset points", fontsize=7, color="0.4")
-    for s, style in zip(data.tolerance, ("--", ":", "-.")):
+    for s, style in zip(data.tolerance, ("--", ":", "-."), strict=False):
         ax.semilogy(s.x, s.y, "k" + style, lw=0.9, label=s.label, zorder=3)
     if data.first is not None:
         x, name, y = data.first

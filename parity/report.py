@@ -3,11 +3,12 @@
 JSON schema (version 1):
   {"schema": "tfport.parity-report/1", "passed": bool, "summary": str,
    "candidate": {path, kind, sha256, bn_folded}, "source": {path, form, sha256, alpha, input_size, num_classes},
-   "config": {atol, rtol, probes, seed, against, modes, tool_version},
+   "config": {atol, rtol, train_atol, train_rtol, probes, seed, against, modes, tool_version},
    "first_divergent": point result | null,
    "points": [{point, reference, mode, shape, max_abs, mean_abs, rel_l2, cosine, worst_index, bound, passed}],
    "checks": [{name, passed, evidence, cause, fix, point, details}],
    "hazard": {bn_momentum, half_life_steps, never_moves, measured_one_step},
+Each object is a record of parity.results, written by its `to_json`.
    "modes_passed": [...], "notes": [...]}
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from convert.runtime.files import atomic_path, write_text
-from parity.run import ParityReport
+from parity.results import ParityReport
 
 
 def _finite(v):
@@ -36,10 +37,10 @@ def to_json(report: ParityReport) -> dict:
     first = report.first_divergent
     return _finite({
         "schema": "tfport.parity-report/1", "passed": report.passed, "summary": report.summary(),
-        "candidate": report.candidate, "source": report.source, "config": report.config,
+        "candidate": report.candidate.to_json(), "source": report.source.to_json(), "config": report.config.to_json(),
         "first_divergent": first.to_json() if first is not None else None,
         "points": [r.to_json() for r in report.results], "checks": [c.to_json() for c in report.checks],
-        "hazard": report.hazard, "modes_passed": report.modes_passed, "notes": report.notes,
+        "hazard": report.hazard.to_json(), "modes_passed": report.modes_passed, "notes": report.notes,
     })
 
 
@@ -102,7 +103,7 @@ def print_table(console, report: ParityReport) -> None:
     tf = [r for r in report.results if r.reference == "tf"]
     tv = {(r.point, r.mode): r for r in report.results if r.reference == "torchvision"}
     for mode in dict.fromkeys(r.mode for r in tf):
-        t = Table(title=f"parity: {report.candidate['path']} vs TF {report.source['path']}, {MODE_TITLES.get(mode, mode)}",
+        t = Table(title=f"parity: {report.candidate.path} vs TF {report.source.path}, {MODE_TITLES.get(mode, mode)}",
                   box=box.SIMPLE_HEAVY, show_edge=False)
         t.add_column("point", no_wrap=True)
         for col in ("max |Δ|", "rel L2", "cosine") + (("max |Δ| vs torchvision",) if tv else ()):
@@ -121,7 +122,8 @@ def print_table(console, report: ParityReport) -> None:
     declared = [r for r in report.results if r.reference == "torchvision+declared"]
     if declared:
         bad = [r for r in declared if not r.passed]
-        console.print(f"torchvision + declared semantics: {len(declared) - len(bad)}/{len(declared)} points equal the candidate"
+        console.print(f"torchvision + declared semantics: {len(declared) - len(bad)}/{len(declared)} points equal "
+                      "the candidate"
                       + (f"; undeclared deviation first at {bad[0].point}" if bad else ""))
     ct = Table(title="semantic checks")
     ct.add_column("check", no_wrap=True)
@@ -133,7 +135,8 @@ def print_table(console, report: ParityReport) -> None:
                    "" if c.passed else f"{c.cause} → {c.fix}")
     console.print(ct)
     h = report.hazard
-    hl = "never" if h["never_moves"] else f"{h['half_life_steps']:.0f} steps"
-    console.print(f"train-mode hazard: BN momentum {h['bn_momentum']:g}; running statistics move halfway to new data in {hl}")
+    hl = "never" if h.never_moves else f"{h.half_life_steps:.0f} steps"
+    console.print(f"train-mode hazard: BN momentum {h.bn_momentum:g}; running statistics move halfway to new data "
+                  f"in {hl}")
     for n in report.notes:
         console.print(f"[yellow]note:[/] {n}")

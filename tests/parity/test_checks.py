@@ -1,6 +1,6 @@
 """The semantic checks one by one, on small modules and a source description: no TF, no conversion.
 
-Each builds the context a check reads (`parity.run._Ctx`'s fields) around a module a user could hold."""
+Each builds the context a check reads (`parity.context.CheckContext`'s fields) around a module a user could hold."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from parity.checks import CHECKS
-from parity.run import _measure_momentum
+from parity.evidence import measure_momentum
 
 
 def _ctx(module: torch.nn.Module, n_source_bns: int, decay: float = 0.999):
     source = types.SimpleNamespace(spec=types.SimpleNamespace(bns=[types.SimpleNamespace(decay=decay)] * n_source_bns))
     return types.SimpleNamespace(candidate=types.SimpleNamespace(module=module), source=source, points=[],
-                                 measured_momentum=_measure_momentum(module))
+                                 measured_momentum=measure_momentum(module))
 
 
 class _UpdatesUnlikeDeclared(torch.nn.BatchNorm2d):

@@ -228,7 +228,8 @@ def test_capture_in_another_layout_is_not_transposed_to_fit(base):
         nhwc.load_state_dict(bn.state_dict())
         c.module.features[0][1] = torch.nn.Sequential(nhwc.eval(), _BackToNCHW())
 
-    generic = dataclasses.replace(_with_module(cand, channels_last_first_bn), torchvision_layout=False, kind="onnx2torch")
+    generic = dataclasses.replace(_with_module(cand, channels_last_first_bn), torchvision_layout=False,
+                                  kind="onnx2torch")
     report = run(generic, source, FAST)
     (first,) = [r for r in report.results if r.point == "features.0:bn" and r.reference == "tf"]
     assert not first.passed and first.shape == (4, 48, 48, 32)

@@ -15,7 +15,7 @@ def test_comparing_nothing_fails():
 
 
 def test_a_point_never_captured_fails():
-    from parity.run import NOTHING
+    from parity.capture import NOTHING
 
     assert not compare("output", "tf", "eval", NOTHING, np.ones((2, 8, 3, 3), np.float32), EVAL_TOL)
 
@@ -35,7 +35,7 @@ def test_conversion_without_any_path_is_not_ok():
 
 
 def test_parity_report_over_no_points_fails():
-    from parity.run import ParityReport
+    from parity.results import ParityReport
 
     report = ParityReport(candidate={}, source={}, config={}, results=[], checks=[], hazard={}, modes_passed=[])
     assert not report.passed

@@ -1,0 +1,130 @@
+"""Capturing probe points: forward hooks on torch models, and TF's values in the candidate's layout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from parity.points import Point
+
+NOTHING = np.empty((0,), np.float32)  # what a point never captured compares as: it fails (metrics.compare)
+
+
+class AllCaptured(Exception):
+    """Raised from the hook of the last point a forward pass was needed for: the rest is not run."""
+
+
+class Capture:
+    """Forward hooks on a torchvision-structured model collecting every probe point in one pass.
+
+    `stop_early`: once every point has a value, the hook raises AllCaptured, so a forward pass wanted
+    for the first points only (parity's train stage runs in parts) does not compute the rest. Values
+    are only collected here; comparing them inside the hooks, between the model's ops, slowed both
+    torch and numpy ~7x on 2 cores (their worker threads spin-wait on each other's cores)."""
+
+    def __init__(self, model, points: list[Point], stop_early: bool = False) -> None:
+        import torch
+
+        self.values: dict[str, list] = {p.name: [] for p in points}
+        self.left = set(self.values) if stop_early else None
+        self.handles = []
+        modules = dict(model.named_modules())
+        for p in points:
+            if p.suffix == "output":
+                mod, hook = model, self._hook(p.name)  # the whole module's return value
+            elif p.suffix == "pool" and p.module not in modules:  # plain torchvision: pools in forward()
+                mod, hook = modules.get("features"), self._pool_hook(p.name, torch)
+            else:
+                mod, hook = modules.get(p.module), self._hook(p.name)
+            if mod is not None:
+                self.handles.append(mod.register_forward_hook(hook))
+
+    def _add(self, name: str, value) -> None:
+        self.values[name].append(value)
+        if self.left is not None:
+            self.left.discard(name)
+            if not self.left:
+                raise AllCaptured
+
+    def _hook(self, name: str):
+        def hook(_mod, _inp, out):
+            self._add(name, out.detach().numpy().copy())
+        return hook
+
+    def _pool_hook(self, name: str, torch):
+        def hook(_mod, _inp, out):
+            self._add(name, torch.nn.functional.adaptive_avg_pool2d(out, 1).flatten(1).detach().numpy())
+        return hook
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def result(self) -> dict[str, np.ndarray]:
+        return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in self.values.items() if v}
+
+
+def nchw(a: np.ndarray) -> np.ndarray:
+    return a.transpose(0, 3, 1, 2) if a.ndim == 4 else a
+
+
+def tf_values(runner, x: np.ndarray, tensors: dict[str, str], points: list[Point]) -> dict[str, np.ndarray]:
+    """TF's value of each named point in the candidate's layout: a block's feature maps NCHW (a 1x1 map
+    late in a small input included); pooled features and logits flat (a pooling that kept its dims, a
+    slim graph's 1x1-conv logits: N x 1 x 1 x C); the source's output as the runner gives it."""
+    from convert.runners.tf import per_probe
+
+    suffix = {p.name: p.suffix for p in points}
+    names = list(tensors)
+    vals = runner.run(x, [tensors[n] for n in names], maps=True)
+    out = {}
+    for n, v in zip(names, vals, strict=True):
+        kind = suffix.get(n, "output")
+        if kind in ("pool", ""):
+            out[n] = v.reshape(len(v), -1)
+        else:
+            out[n] = nchw(per_probe(v, len(v)) if kind == "output" else v)
+    return out
+
+
+def capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int,
+                  stop_early: bool = False) -> dict[str, np.ndarray]:
+    """Every point's value, concatenated over batches. `stop_early` (one batch): the forward pass
+    ends once every point has its value."""
+    import torch
+
+    cap = Capture(model, points, stop_early=stop_early and len(x_nchw) <= batch)
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x_nchw), batch):
+                model(torch.from_numpy(np.ascontiguousarray(x_nchw[i : i + batch])))
+    except AllCaptured:
+        pass
+    finally:
+        cap.close()
+    return cap.result()
+
+
+def capture_generic(model: Any, x: np.ndarray, batch: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Modules not laid out like torchvision: BN outputs in call order, plus the final output."""
+    import torch
+
+    from convert.layers.batchnorm import batchnorms
+
+    calls: list[list[np.ndarray]] = []
+    outs = []
+    bns = [m for _, m in batchnorms(model)]
+    for i in range(0, len(x), batch):
+        seen: list[np.ndarray] = []
+        hs = [m.register_forward_hook(lambda _m, _i, o, seen=seen: seen.append(o.detach().numpy().copy())) for m in bns]
+        try:
+            with torch.no_grad():
+                out = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])))
+        finally:
+            for h in hs:
+                h.remove()
+        calls.append(seen)
+        outs.append(out.detach().numpy().reshape(len(out), -1))
+    per_bn = [np.concatenate([c[k] for c in calls]) for k in range(min(len(c) for c in calls))] if calls else []
+    return per_bn, np.concatenate(outs)
