@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convert.runtime.errors import TfportError
 from convert.runtime.files import write_text
+
+if TYPE_CHECKING:
+    from parity.results import ParityReport
 
 SUFFIX = ".parity.json"
 VERSION = 2  # 2 records the references and the train-mode tolerances
@@ -31,18 +34,19 @@ def path_for(ckpt: str | Path) -> Path:
     return p.with_name(p.name + SUFFIX)
 
 
-def write(report, ckpt: str | Path) -> Path:
+def write(report: ParityReport, ckpt: str | Path) -> Path:
+    """Write the certificate of a passing report beside the checkpoint it was run on."""
+    cfg, hazard = report.config, report.hazard
     cert = {
         "format": "tfport.parity-certificate", "version": VERSION,
-        "checkpoint": {"name": Path(ckpt).name, "sha256": report.candidate["sha256"]},
-        "source": {"path": report.source["path"], "sha256": report.source["sha256"]},
-        "tolerances": {"atol": report.config["atol"], "rtol": report.config["rtol"],
-                       "train_atol": report.config["train_atol"], "train_rtol": report.config["train_rtol"]},
-        "references": list(report.config["against"]),
+        "checkpoint": {"name": Path(ckpt).name, "sha256": report.candidate.sha256},
+        "source": {"path": report.source.path, "sha256": report.source.sha256},
+        "tolerances": {"atol": cfg.atol, "rtol": cfg.rtol, "train_atol": cfg.train_atol, "train_rtol": cfg.train_rtol},
+        "references": list(cfg.against),
         "modes_passed": report.modes_passed,
-        "bn": {"folded": report.candidate["bn_folded"], "momentum": report.hazard["bn_momentum"],
-               "half_life_steps": report.hazard["half_life_steps"]},
-        "tool_version": report.config["tool_version"],
+        "bn": {"folded": report.candidate.bn_folded, "momentum": hazard.bn_momentum,
+               "half_life_steps": hazard.half_life_steps},
+        "tool_version": cfg.tool_version,
     }
     target = path_for(ckpt)
     write_text(target, json.dumps(cert, indent=2, sort_keys=True))

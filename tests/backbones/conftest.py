@@ -77,11 +77,10 @@ def certify(ckpt: Path, *modes: str) -> None:
     from parity import certificate
 
     sha = sha256_file(ckpt)
-    report = types.SimpleNamespace(
-        candidate={"sha256": sha, "bn_folded": False}, source={"path": "source.h5", "sha256": "0" * 64},
-        config={"atol": 1e-5, "rtol": 1e-4, "train_atol": 1e-4, "train_rtol": 2e-3, "against": ["tf"],
-                "tool_version": "test"}, modes_passed=list(modes),
-        hazard={"bn_momentum": 0.0, "half_life_steps": None})
+    ns = types.SimpleNamespace
+    report = ns(candidate=ns(sha256=sha, bn_folded=False), source=ns(path="source.h5", sha256="0" * 64),
+                config=ns(atol=1e-5, rtol=1e-4, train_atol=1e-4, train_rtol=2e-3, against=["tf"], tool_version="test"),
+                modes_passed=list(modes), hazard=ns(bn_momentum=0.0, half_life_steps=None))
     certificate.write(report, ckpt)
 
 

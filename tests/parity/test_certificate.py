@@ -20,9 +20,10 @@ def _certified(tmp_path, modes=("eval", "train"), **config):
 
     ckpt = tmp_path / "ported.pth"
     ckpt.write_bytes(b"weights")
-    report = types.SimpleNamespace(
-        candidate={"sha256": sha256_file(ckpt), "bn_folded": False}, source={"path": "s.h5", "sha256": "0" * 64},
-        config={**DEFAULT, **config}, modes_passed=list(modes), hazard={"bn_momentum": 0.001, "half_life_steps": 692.8})
+    ns = types.SimpleNamespace
+    report = ns(candidate=ns(sha256=sha256_file(ckpt), bn_folded=False), source=ns(path="s.h5", sha256="0" * 64),
+                config=ns(**{**DEFAULT, **config}), modes_passed=list(modes),
+                hazard=ns(bn_momentum=0.001, half_life_steps=692.8))
     certificate.write(report, ckpt)
     return ckpt
 
