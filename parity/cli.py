@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from convert.runtime.args import HelpFormatter, Parser, positive_int, positive_seconds, seed_number, tolerance
-from convert.runtime.args import path as Path  # lazy pathlib: --help stays fast
+from convert.runtime.args import path as path_arg  # lazy pathlib: --help stays fast
 from convert.runtime.errors import TfportError
 from convert.runtime.quiet import add_verbose_flag
 
@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="check a port against its TF source", epilog=EPILOG,
                        formatter_class=HelpFormatter)
-    p.add_argument("ported", type=Path, help="ported.pth, a torchvision state dict, MMdnn's emitted .py, or an .onnx")
-    p.add_argument("--source", type=Path, default=None, help="TF source (default: from the checkpoint's metadata)")
+    p.add_argument("ported", type=path_arg,
+                   help="ported.pth, a torchvision state dict, MMdnn's emitted .py, or an .onnx")
+    p.add_argument("--source", type=path_arg, default=None, help="TF source (default: from the checkpoint's metadata)")
     p.add_argument("--against", type=_against, default=("tf", "onnx", "torchvision"))
     p.add_argument("--atol", type=tolerance, default=tolerances.EVAL_ATOL,
                    help="absolute tolerance per point (default %(default)g; the trainer's gate accepts no looser)")
@@ -98,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "looser)")
     p.add_argument("--probes", type=positive_int, default=8)
     p.add_argument("--seed", type=seed_number, default=0)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--junit", type=Path)
-    p.add_argument("--html", type=Path, help="folder for index.html and per_layer_error.png")
+    p.add_argument("--json", type=path_arg)
+    p.add_argument("--junit", type=path_arg)
+    p.add_argument("--html", type=path_arg, help="folder for index.html and per_layer_error.png")
     p.add_argument("--trust-code", action="store_true",
                    help="run code the source file carries (Keras Lambda, custom classes); refused by default")
     p.add_argument("--timeout", type=positive_seconds, default=None,

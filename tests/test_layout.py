@@ -242,3 +242,20 @@ def test_ruff_is_clean_and_scripts_test_runs_it():
     ruff = Path(sys.executable).parent / "ruff"
     proc = subprocess.run([str(ruff), "check", "--quiet", str(ROOT)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_the_runtime_layer_imports_the_standard_library_only():
+    """convert/runtime/ is what every CLI imports while building --help: its modules' top-level imports are
+    the standard library's and each other's (heavy imports stay inside the functions that need them)."""
+    import sys
+
+    wrong = []
+    for module, path in _modules():
+        if not module.startswith("convert.runtime"):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            wrong += [f"{module} imports {n}" for n in names if n.split(".")[0] not in sys.stdlib_module_names
+                      and not n.startswith("convert.runtime") and n != "__future__"]
+    assert wrong == []
