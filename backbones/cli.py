@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convert.runtime.args import Parser
-from convert.runtime.errors import TfportError
+from convert.runtime.args import Parser, run_main
 
 if TYPE_CHECKING:
     from backbones.config import TrainConfig
@@ -162,12 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_tensorflow_import()  # TF's C++ start-up lines, should anything here import it
 
-    try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
-    except (TfportError, GateError) as e:  # bad input: 2; refused by the parity gate: 1
-        _say(f"error: {e}", err=True)
-        return e.exit_code
-    except KeyboardInterrupt:
-        _say("error: interrupted; completed epochs are in the run's checkpoint.pt (continue with --resume)", err=True)
-        return 130
+    # bad input: 2; refused by the parity gate: 1
+    return run_main(build_parser(), argv, errors=(GateError,), say=lambda line: _say(line, err=True),
+                    interrupted="interrupted; completed epochs are in the run's checkpoint.pt (continue with --resume)")

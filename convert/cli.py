@@ -6,12 +6,10 @@ Heavy frameworks (TF, torch) load inside the handlers, so `--help` and usage err
 from __future__ import annotations
 
 import argparse
-import sys
 
 from convert.model.options import DEFAULT_PROBES
-from convert.runtime.args import HelpFormatter, Parser, positive_int, positive_seconds, seed_number
+from convert.runtime.args import HelpFormatter, Parser, positive_int, positive_seconds, run_main, seed_number
 from convert.runtime.args import path as path_arg  # lazy pathlib: --help stays fast
-from convert.runtime.errors import TfportError
 from convert.runtime.quiet import add_verbose_flag, quiet_frameworks
 
 EPILOG = """examples:
@@ -156,12 +154,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
-    except TfportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return run_main(build_parser(), argv)

@@ -91,3 +91,23 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         raise TfportError(f"{self.prog}: {message} (see --help)")
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def run_main(parser: argparse.ArgumentParser, argv, *, errors: tuple[type[BaseException], ...] = (),
+             interrupted: str = "interrupted", say=_to_stderr) -> int:
+    """Every CLI's one exit-code path: parse, run the subcommand's handler (`set_defaults(func=...)`) and
+    return its code; bad input (TfportError, and `errors`, each with its `exit_code`) is one line
+    `error: ...`; Ctrl-C is one line and 130. Anything else is a bug and keeps its traceback."""
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except (TfportError, *errors) as e:
+        say(f"error: {e}")
+        return e.exit_code  # type: ignore[union-attr]
+    except KeyboardInterrupt:
+        say(f"error: {interrupted}")
+        return 130
