@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from convert import TOOL_VERSION
 from convert.model.options import DEFAULT_PROBES
 from convert.model.tolerance import CROSS_PATH_TOL, dense_scale, loose_output, pools_single_elements
 from convert.paths.base import Progress
 from convert.paths.result import PathResult
+from convert.port.provenance import provenance
 from convert.runtime.errors import fail
 
 FORMAT_VERSION = 2  # metadata: 2 adds head/preprocess/dropped (portnet); 1 had a classifier or nothing
@@ -126,20 +126,6 @@ def _path(v: str, source, x: np.ndarray, tf_out: Mapping[str, np.ndarray], progr
         res.agreements.append(agreement("canonical vs TF: logits", res.outputs["logits"], tf_out["logits"], logits=True,
                                         elementwise=ew or len(source.spec.head) > 1, scale=scale))
     return res
-
-
-def provenance(source, via: str, agreements) -> dict[str, Any]:
-    """The metadata every checkpoint tfport writes carries about where it came from and how it was
-    checked (convert and repair both write it)."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "tool": {"name": "tfport", "version": TOOL_VERSION},
-        "source": {"path": str(Path(source.path).resolve()), "sha256": source.sha256, "form": source.form,
-                   "input": source.info.input, "output": source.info.output},
-        "path": via,  # the metadata key predates `--via`: the route taken (onnx, mmdnn, or a repair)
-        "conversion_check": {a.what: {"rel": a.rel, "max_abs": a.max_abs, "top1_agree": a.top1_agree}
-                             for a in agreements},
-    }
 
 
 def _metadata(result: ConversionResult, chosen: PathResult, output: Path) -> dict[str, Any]:

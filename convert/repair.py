@@ -63,10 +63,10 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     from convert.model.probe import probe_inputs
     from convert.model.tolerance import REL_TOL
     from convert.paths.worker import torch_outputs
-    from convert.pipeline import provenance
     from convert.port import checkpoint
     from convert.port.build import build
     from convert.port.canonical import slots_of, to_torchvision
+    from convert.port.provenance import provenance
     from convert.sources import load_source
 
     ported, output = Path(ported), Path(output)

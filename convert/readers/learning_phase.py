@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from convert.readers.tf_names import node_name
 from convert.runtime.errors import fail
 
 if TYPE_CHECKING:
@@ -33,10 +34,6 @@ _IF = {"If", "StatelessIf"}
 _PLACEHOLDERS = {"Placeholder", "PlaceholderWithDefault"}
 _DT_BOOL = 10  # types_pb2.DT_BOOL, kept literal so a graph without a learning phase needs no TF import
 _DEAD = object()  # what a tensor on the branch not taken reads as
-
-
-def _name(inp: str) -> str:
-    return inp.lstrip("^").split(":")[0]
 
 
 def _canon(inp: str) -> str:
@@ -92,9 +89,9 @@ def _learning_phases(gd: GraphDef) -> list[NodeDef]:
             start = n.input[0]
         else:
             continue
-        node = nodes.get(_name(start))
+        node = nodes.get(node_name(start))
         while node is not None and (node.op in _PASS_THROUGH or node.op in _SWITCH) and node.input:
-            node = nodes.get(_name(node.input[0]))  # a Switch forwards its data input to nested conds
+            node = nodes.get(node_name(node.input[0]))  # a Switch forwards its data input to nested conds
         if node is not None and node.op in _PLACEHOLDERS and node.attr["dtype"].type == _DT_BOOL:
             found[node.name] = node
     return list(found.values())
@@ -116,10 +113,10 @@ def _const_bool(t: str, nodes: dict[str, NodeDef]) -> bool | None:
     from tensorflow.python.framework import tensor_util
 
     negate = False
-    node = nodes.get(_name(t))
+    node = nodes.get(node_name(t))
     while node is not None and (node.op in _PASS_THROUGH or node.op == "LogicalNot"):
         negate ^= node.op == "LogicalNot"
-        node = nodes.get(_name(node.input[0]))
+        node = nodes.get(node_name(node.input[0]))
     if node is None or node.op != "Const" or node.attr["dtype"].type != _DT_BOOL:
         return None
     value = tensor_util.MakeNdarray(node.attr["value"].tensor)
@@ -138,8 +135,8 @@ def _fold_switches(gd: GraphDef, outputs: list[str], where: str, folded: Counter
     kept: dict[str, NodeDef] = {}
     extra: list[NodeDef] = []
     for n in _topo(gd, where):
-        data = [_DEAD if _name(i) in dead else alias.get(_canon(i), i) for i in n.input if not i.startswith("^")]
-        ctrl = [_DEAD if _name(i) in dead else i for i in n.input if i.startswith("^") and _name(i) not in gone]
+        data = [_DEAD if node_name(i) in dead else alias.get(_canon(i), i) for i in n.input if not i.startswith("^")]
+        ctrl = [_DEAD if node_name(i) in dead else i for i in n.input if i.startswith("^") and node_name(i) not in gone]
         if n.op in _MERGE and _DEAD not in ctrl:
             live = [(k, i) for k, i in enumerate(data) if i is not _DEAD]
             if not live:
@@ -186,9 +183,9 @@ def _topo(gd: GraphDef, where: str) -> list[NodeDef]:
     indeg = dict.fromkeys(nodes, 0)
     for n in gd.node:
         for i in n.input:
-            if _name(i) not in nodes:
-                raise fail(f"{where}: node '{n.name}' reads '{_name(i)}', which is not in the graph")
-            edges.setdefault(_name(i), []).append(n.name)
+            if node_name(i) not in nodes:
+                raise fail(f"{where}: node '{n.name}' reads '{node_name(i)}', which is not in the graph")
+            edges.setdefault(node_name(i), []).append(n.name)
             indeg[n.name] += 1
     ready = [n.name for n in gd.node if indeg[n.name] == 0]
     order = []
@@ -222,7 +219,7 @@ def _inline_ifs(gd: GraphDef, outputs: list[str], where: str, folded: Counter) -
             raise fail(f"{where}: {n.op} '{n.name}' calls '{fname}', which is not in the graph's function library")
         bodies[n.name], rets = _instantiate(n, functions[fname], f"{n.name}/{branch}/", taken, functions, where)
         alias.update({f"{n.name}:{k}": t for k, t in enumerate(rets)})
-        ctrl_alias["^" + n.name] = sorted({"^" + _name(t) for t in rets})
+        ctrl_alias["^" + n.name] = sorted({"^" + node_name(t) for t in rets})
         if n.name in outputs:  # an output If keeps its name
             bodies[n.name].append(_identity(n.name, rets, "T", n.attr["Tout"], op="IdentityN"))
         folded[f"{n.op} ({branch} branch)"] += 1
@@ -269,7 +266,7 @@ def _instantiate(call: NodeDef, fdef, prefix: str, taken: set[str], functions: d
         for nd in fdef.node_def:
             new = _copy(nd)
             new.name = rename[nd.name]
-            ins = ["^" + (_name(flat[i[1:]]) if i[1:] in flat else rename[i[1:]]) if i.startswith("^")
+            ins = ["^" + (node_name(flat[i[1:]]) if i[1:] in flat else rename[i[1:]]) if i.startswith("^")
                    else _short(flat[i]) for i in nd.input]
             del new.input[:]
             new.input.extend(ins or call_ctrl)  # sources keep the call's ordering
@@ -284,7 +281,7 @@ def _instantiate(call: NodeDef, fdef, prefix: str, taken: set[str], functions: d
 # --- pruning and checks ---------------------------------------------------------------------------
 def _sinks(gd: GraphDef) -> list[str]:
     """Nodes nothing reads: the graph's outputs (constants and no-ops left dangling are not)."""
-    read = {_name(i) for n in gd.node for i in n.input}
+    read = {node_name(i) for n in gd.node for i in n.input}
     return [n.name for n in gd.node if n.name not in read and n.op not in ("Const", "NoOp")]
 
 
@@ -296,7 +293,7 @@ def _prune(gd: GraphDef, outputs: list[str]) -> GraphDef:
         name = stack.pop()
         if name not in need:
             need.add(name)
-            stack.extend(_name(i) for i in nodes[name].input)
+            stack.extend(node_name(i) for i in nodes[name].input)
     out = _graph(gd, [n for n in gd.node if n.name in need])
     functions = {f.signature.name: f for f in gd.library.function}
     used, stack = set(), [f for n in out.node for f in _calls(n, functions)]
@@ -327,7 +324,7 @@ def _refuse_leftover_control_flow(gd: GraphDef, where: str) -> None:
         if n.op in _IF:
             raise fail(f"{where}: {n.op} '{n.name}' has condition '{_short(n.input[0])}', {why}")
         if n.op in _MERGE:
-            srcs = ", ".join(f"'{_name(i)}'" for i in n.input if not i.startswith("^"))
+            srcs = ", ".join(f"'{node_name(i)}'" for i in n.input if not i.startswith("^"))
             raise fail(f"{where}: {n.op} '{n.name}' joins {srcs}, more than one live input once the learning phase "
                        "is False; only learning-phase conditionals can be folded")
 

@@ -22,6 +22,7 @@ from convert.model.census import Census
 from convert.model.layouts import tf_conv_kernel, tf_depthwise_kernel
 from convert.model.spec import ACTIVATIONS, BNSpec, ConvSpec, DenseSpec, InputAffine, ModelSpec, tf_same_pads
 from convert.readers.input_affine import affine_fit
+from convert.readers.tf_names import node_name
 from convert.runtime.errors import fail
 
 _PASS_THROUGH = {"Identity", "ReadVariableOp", "Snapshot", "StopGradient"}
@@ -71,10 +72,6 @@ class GraphInfo:
     output: str
     input_shape: tuple[int | None, ...]
     op_counts: dict[str, int] = field(default_factory=dict)
-
-
-def node_name(inp: str) -> str:
-    return inp.lstrip("^").split(":")[0]
 
 
 class GraphReader:

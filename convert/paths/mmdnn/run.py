@@ -22,6 +22,7 @@ from pathlib import Path
 from convert.compat.mmdnn import MMDNN_VERSION
 from convert.model.spec import ModelSpec
 from convert.paths.base import Progress
+from convert.readers.tf_names import node_name
 from convert.runtime.errors import TfportError, fail
 
 _FUSED_BN_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
@@ -118,14 +119,10 @@ def _without_preprocessing(source) -> _Input:
     ph.attr["shape"].shape.CopyFrom(tf.TensorShape([None, *source.spec.input_shape]).as_proto())
     node = next(n for n in gd.node if n.name == cut.name)
     node.input[0] = BACKBONE_INPUT
-    out = _node(source.info.output)
+    out = node_name(source.info.output)
     gd = tf.compat.v1.graph_util.extract_sub_graph(gd, [out])
     return _Input(gd, BACKBONE_INPUT + ":0", source.info.output,
                   "the graph after the model's own preprocessing (MMdnn emits no RealDiv/Sub); the port applies it")
-
-
-def _node(tensor: str) -> str:
-    return tensor.split(":")[0]
 
 
 @contextlib.contextmanager
@@ -183,7 +180,7 @@ def run_mmdnn(source, out_dir: str | Path, progress: Progress = lambda s: None) 
         def parse() -> None:
             from mmdnn.conversion.tensorflow.tensorflow_frozenparser import TensorflowParser2
 
-            TensorflowParser2(str(frozen), [list(hwc)], [_node(inp.input)], [_node(inp.output)]).run(ir)
+            TensorflowParser2(str(frozen), [list(hwc)], [node_name(inp.input)], [node_name(inp.output)]).run(ir)
 
         def emit() -> None:
             from mmdnn.conversion.pytorch.pytorch_emitter import PytorchEmitter
@@ -215,7 +212,7 @@ def run_mmdnn(source, out_dir: str | Path, progress: Progress = lambda s: None) 
         shutil.rmtree(work, ignore_errors=True)
     return MmdnnResult(
         ir_json=out / (IR_STEM + ".json"), ir_pb=out / (IR_STEM + ".pb"), ir_weights=out / (IR_STEM + ".npy"),
-        code=out / CODE_NAME, weights=out / WEIGHTS_NAME, input=_node(inp.input), output=_node(inp.output),
+        code=out / CODE_NAME, weights=out / WEIGHTS_NAME, input=node_name(inp.input), output=node_name(inp.output),
         input_shape=hwc, parse_s=parse_s, emit_s=emit_s, route=inp.route, log=log.getvalue(),
     )
 
