@@ -295,7 +295,7 @@ def _onnx_reference(candidate, x, cand_output, cfg, results, notes, progress) ->
     if cand_output is None:
         return
     progress("ONNX Runtime: final output")
-    ort = OrtRunner(path.read_bytes())
+    ort = OrtRunner(path.read_bytes(), where=str(path), folder=path.parent)
     (out,) = ort.run(x, [ort.sess.get_outputs()[0].name])
     results.append(compare("output", "onnx", "eval", cand_output, _nchw(out), cfg.tol))
 
