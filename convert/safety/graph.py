@@ -104,3 +104,22 @@ def check_saved_model(path: Path, trust_code: bool) -> list[str]:
         found += findings(gd, [(_upstream(gd, [s.save_tensor_name]), TF_SAVE_OPS),
                                (_upstream(gd, [s.restore_op_name]), TF_RESTORE_OPS)])
     return refuse_unless_trusted(str(path), found, trust_code)
+
+
+def compute_only(graph_def, outputs: list[str]):
+    """The graph without the side effects a user let run with --trust-code: nodes outside the allowlist that
+    no data edge reads (a WriteFile waited for through a control edge) are dropped, with the control edges to
+    them, and only what `outputs` need is kept. The TF reference ran them; a converter (MMdnn) need not."""
+    import tensorflow as tf
+
+    read = {i.split(":")[0] for n in graph_def.node for i in n.input if not i.startswith("^")}
+    drop = {n.name for n in graph_def.node if n.op not in TF_OPS and n.name not in read}
+    if not drop:
+        return graph_def
+    out = tf.compat.v1.GraphDef()
+    out.CopyFrom(graph_def)
+    for n in out.node:
+        keep = [i for i in n.input if not (i.startswith("^") and i[1:] in drop)]
+        del n.input[:]
+        n.input.extend(keep)
+    return tf.compat.v1.graph_util.extract_sub_graph(out, [o.split(":")[0] for o in outputs])
