@@ -66,7 +66,7 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     from convert.pipeline import provenance
     from convert.port import checkpoint
     from convert.port.build import build
-    from convert.port.canonical import to_torchvision, torchvision_slots
+    from convert.port.canonical import slots_of, to_torchvision
     from convert.sources import load_source
 
     ported, output = Path(ported), Path(output)
@@ -88,7 +88,7 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     progress(f"loading source {src}")
     source = load_source(src, tuple(meta_in["input_size"]) if meta_in.get("input_size") else None, trust_code)
     prescribed = to_torchvision(source.spec, str(source.path))
-    slots = torchvision_slots(prescribed.meta["alpha"], prescribed.meta["num_classes"])
+    slots = slots_of(prescribed.meta)
     if sd is None:
         sd = _mmdnn_state_dict(ported, slots)
     model = build(prescribed.meta)

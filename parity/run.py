@@ -174,13 +174,13 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(), progress: Callabl
     import torch
 
     from convert.model.probe import probe_inputs
-    from convert.port.canonical import to_torchvision, torchvision_slots
+    from convert.port.canonical import slots_of, to_torchvision
     from convert.runners.tf import TFRunner
 
     torch.manual_seed(cfg.seed)
     src_can = to_torchvision(source.spec, str(source.path))
     alpha, k = src_can.meta["alpha"], src_can.meta["num_classes"]
-    slots = torchvision_slots(alpha, k)
+    slots = slots_of(src_can.meta)
     # the whole function is compared where the candidate claims to be one (a tfport port); a plain
     # torchvision state dict returns logits whatever the source returns, and is compared up to them
     points = points_for(slots, source.spec.pool, output=candidate.kind == "ported")
