@@ -37,17 +37,19 @@ TF_OPS: frozenset[str] = frozenset({
     "Reshape", "Squeeze", "ExpandDims", "Shape", "ShapeN", "Size", "Rank", "Transpose", "ConcatV2",
     "Concat", "Pack", "Unpack", "StridedSlice", "Slice", "Split", "SplitV", "Tile", "Fill", "ZerosLike",
     "OnesLike", "Range", "GatherV2", "Gather", "GatherNd", "BroadcastTo", "BroadcastArgs", "Pad", "PadV2",
-    "MirrorPad", "ReverseV2", "Where",
+    "MirrorPad", "ReverseV2", "Where", "Bitcast",
     # image preprocessing and augmentation layers (Resizing, CenterCrop, RandomFlip/Rotation/Zoom/Contrast)
     "ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea", "ScaleAndTranslate",
     "CropAndResize", "ImageProjectiveTransformV3", "AdjustContrastv2", "AdjustHue", "AdjustSaturation",
-    "RGBToHSV", "HSVToRGB",
+    "RGBToHSV", "HSVToRGB", "Cos", "Sin", "Tan",  # RandomRotation's transform matrix
     # random numbers: dropout and augmentation in training functions, Keras 3's seed generators
     "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
     "StatelessRandomUniformV2", "StatelessRandomNormalV2", "StatelessRandomUniformIntV2",
     "StatelessTruncatedNormalV2", "StatelessRandomGetKeyCounter", "StatelessRandomGetAlg",
     "StatelessRandomGetKeyCounterAlg", "StatelessRandomUniform", "StatelessRandomNormal",
-    "StatelessRandomUniformInt", "StatelessTruncatedNormal", "RngReadAndSkip", "RngSkip",
+    "StatelessRandomUniformInt", "StatelessTruncatedNormal", "StatelessRandomUniformFullIntV2",
+    "StatelessRandomUniformFullInt", "RngReadAndSkip", "RngSkip", "StatefulUniform", "StatefulUniformInt",
+    "StatefulUniformFullInt", "StatefulStandardNormalV2", "StatefulTruncatedNormal",
 })
 
 # a SavedModel's own checkpoint functions (`__inference__traced_save/restore`, TF1's save/restore_all):
