@@ -114,13 +114,9 @@ def _load_mmdnn(path: Path) -> Candidate:
 @register("onnx2torch", lambda p: p.suffix == ".onnx" and p.is_file())
 def _load_onnx(path: Path) -> Candidate:
     """The PyTorch module onnx2torch builds from the ONNX export (NHWC input, as tf2onnx left it)."""
-    import onnx
+    from convert.safety.onnx import load_onnx
 
-
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # noqa: BLE001
-        raise fail(f"{path}: not a readable ONNX model ({type(e).__name__})") from e
+    model = load_onnx(path, str(path))  # op types and external-data locations checked before anything reads them
     module = onnx_to_torch_module(model).eval()
     return Candidate("onnx2torch", path, sha256_file(path), module, {"declared": False},
                      torchvision_layout=False, input_layout="NHWC")

@@ -96,7 +96,7 @@ def onnx_reference(candidate: Candidate, x: np.ndarray, cand_output: np.ndarray 
     if cand_output is None:
         return None
     progress("ONNX Runtime: final output")
-    ort = OrtRunner(path.read_bytes())
+    ort = OrtRunner(path.read_bytes(), where=str(path), folder=path.parent)
     (out,) = ort.run(x, [ort.sess.get_outputs()[0].name])
     return compare("output", "onnx", "eval", cand_output, nchw(out), tol)
 

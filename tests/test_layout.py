@@ -17,6 +17,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "runtime": ("convert", "convert.runtime"),  # stdlib only: errors, args, bounds, files, quiet, exit
     "compat": ("convert.compat",),  # third-party private names and shims, one module per library
     "model": ("convert.model",),  # framework-neutral spec, probes, agreement, tolerances
+    "safety": ("convert.safety",),  # untrusted files checked as data: op allowlists, archive bounds
     "arch": ("convert.arch",),  # the architecture registry and one module per architecture
     "layers": ("convert.layers",),  # torch building blocks with TF semantics
     "readers": ("convert.readers",),  # TF graph, TFLite, ONNX, MMdnn IR -> spec

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from convert.port.torch_files import first_line, torch_load
-from convert.runtime.errors import fail
+from convert.runtime.errors import TfportError, fail
 from convert.runtime.files import atomic_path, existing_file, sha256_file
+from convert.safety.archives import check_zip
 
 FORMAT = "tfport.ported"
 
@@ -107,8 +108,10 @@ def declares_ported(path: str | Path) -> bool:
                 header = json.loads(f.read(min(size, 100_000_000)))
             return (header.get("__metadata__") or {}).get("format") == FORMAT
         with zipfile.ZipFile(p) as z:
+            check_zip(z, str(p))  # bounds before inflating data.pkl
             return any(name.endswith("data.pkl") and FORMAT.encode() in z.read(name) for name in z.namelist())
-    except (OSError, ValueError, AttributeError, struct.error, zipfile.BadZipFile):  # JSONDecodeError is a ValueError
+    # JSONDecodeError is a ValueError; TfportError: an archive out of bounds (torch_load says so)
+    except (OSError, ValueError, AttributeError, struct.error, zipfile.BadZipFile, TfportError):
         return False
 
 

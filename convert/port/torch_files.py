@@ -37,7 +37,11 @@ def torch_load(path: str | Path, what: str = "PyTorch checkpoint"):
     each is one TfportError naming the file, never a traceback."""
     import torch
 
+    from convert.safety.archives import check_zip_file, is_zip
+
     p = existing_file(path)
+    if is_zip(p):
+        check_zip_file(p, what=f"{what} (zip archive)")  # member names, sizes, ratios: before torch inflates one
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's advice on pickle protocols: the outcome is what we report

@@ -106,7 +106,7 @@ def interpreter(data: bytes, where: str, *, preserve_all_tensors: bool):
     return interp
 
 
-def _flatbuffer(data: bytes, where: str):
+def flatbuffer(data: bytes, where: str):
     """The file as TFLite's own generated schema objects (ModelT), for what the interpreter hides."""
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -166,7 +166,7 @@ class _Walk:
     def __init__(self, data: bytes, where: str) -> None:
         self.where = where
         self.interp = interpreter(data, where, preserve_all_tensors=False)
-        model = _flatbuffer(data, where)
+        model = flatbuffer(data, where)
         if not model.subgraphs:
             raise fail(f"{where}: a TFLite file with no subgraph")
         sub = model.subgraphs[0]

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
 class OrtRunner:
     """ONNX Runtime session over an ONNX model (bytes or path), fetching named outputs."""
 
-    def __init__(self, model_bytes: bytes, extra_outputs: list[str] | None = None) -> None:
+    def __init__(self, model_bytes: bytes, extra_outputs: list[str] | None = None, *, where: str = "ONNX model",
+                 folder: Path | None = None) -> None:
+        """`folder`: where the model was read from (its external data may only lie inside it); None for a
+        model made in memory (tf2onnx's), which may name no external data."""
         import onnx
         import onnxruntime as ort
 
-        model = onnx.load_from_string(model_bytes)
+        from convert.runtime.errors import fail
+        from convert.safety.onnx import check_onnx, external_files
+
+        try:
+            model = onnx.load_from_string(model_bytes)
+        except Exception as e:  # noqa: BLE001  (protobuf's DecodeError and others on a damaged file)
+            raise fail(f"{where}: not a readable ONNX model ({type(e).__name__})") from None
+        check_onnx(model, where, folder)  # before ONNX Runtime sees it
+        if external_files(model, where, folder):
+            onnx.load_external_data_for_model(model, str(folder))
         known = {o.name for o in model.graph.output}
         for name in extra_outputs or []:
             if name not in known:

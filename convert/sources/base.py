@@ -96,11 +96,19 @@ def _require_finite(source: Source) -> None:
                 raise fail(f"{source.path}: layer '{layer.name}' has NaN or Inf in its {name}")
 
 
+def trust(spec: ModelSpec, trusted: list[str]) -> None:
+    """Record what ran only because the user passed --trust-code (metadata `trusted_code`, parity's notes)."""
+    spec.trusted_code = list(dict.fromkeys([*spec.trusted_code, *trusted]))
+
+
 def graph_source(path: Path, form: str, gd, opts: LoadOptions, keras_model=None) -> Source:
     """A Source from a frozen GraphDef (what every form reduces to)."""
     from convert.readers.tf_graph import read_graph
     from convert.runtime.files import sha256_file
+    from convert.safety.graph import check_graph_def
 
+    trusted = check_graph_def(gd, str(path), opts.trust_code)  # every form reduces to this graph: before any run
     spec, info = read_graph(gd, str(path), opts.input_size)
     spec.origin = form
+    trust(spec, trusted)
     return Source(path, form, sha256_file(path), gd, info, spec, keras_model)

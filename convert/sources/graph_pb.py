@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convert.sources.base import LoadOptions, Source, graph_source, register
+from convert.sources.base import LoadOptions, Source, graph_source, register, trust
 
 _CONTROL_FLOW = {"Switch", "Merge", "If", "StatelessIf"}
 
@@ -35,13 +35,16 @@ def _is_graph_def(path: Path) -> bool:
 @register("graph_pb", _is_graph_def)
 def load(path: Path, opts: LoadOptions) -> Source:
     from convert.readers.tf_graph import parse_graph_def
+    from convert.safety.graph import check_graph_def
 
     gd = parse_graph_def(path.read_bytes(), str(path))
+    trusted = check_graph_def(gd, str(path), opts.trust_code)  # the file as written, before folding
     notes: list[str] = []
     if any(n.op in _CONTROL_FLOW for n in gd.node):
         from convert.readers.learning_phase import fold_learning_phase
 
         gd, notes = fold_learning_phase(gd, str(path))
     source = graph_source(path, "graph_pb", gd, opts)
+    trust(source.spec, trusted)
     source.notes.extend(notes)
     return source

@@ -23,7 +23,7 @@ import numpy as np
 from convert.model.semantics import same_affine
 from convert.model.spec import BNSpec, ModelSpec
 from convert.runtime.errors import fail
-from convert.sources.base import LoadOptions, Source, graph_source, read_head, register
+from convert.sources.base import LoadOptions, Source, graph_source, read_head, register, trust
 from convert.sources.keras_config import ConfigScan, scan_config
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -41,6 +41,9 @@ def h5_config(path: Path) -> tuple[str, dict]:
     """(keras_version, model config) of an .h5 model file, read as data with h5py (nothing deserialised)."""
     import h5py
 
+    from convert.safety.archives import check_hdf5
+
+    check_hdf5(path, str(path))  # external links / storage / virtual datasets: before any reader follows them
     try:
         with h5py.File(path, "r") as f:
             version = f.attrs.get("keras_version", b"")
@@ -61,13 +64,16 @@ def h5_config(path: Path) -> tuple[str, dict]:
 
 def zip_config(path: Path) -> tuple[str, dict]:
     """(keras_version, model config) of a .keras archive (config.json, metadata.json), read as data."""
+    from convert.safety.archives import check_zip_file, read_member
+
+    check_zip_file(path, what=".keras archive")  # names, sizes, ratios, the weights' HDF5: before a byte is inflated
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
             if "config.json" not in names:
                 raise fail(f"{path}: a zip archive that is not a .keras model (no config.json)")
-            meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
-            config = json.loads(z.read("config.json"))
+            meta = json.loads(read_member(z, "metadata.json", str(path))) if "metadata.json" in names else {}
+            config = json.loads(read_member(z, "config.json", str(path)))
     except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
         raise fail(f"{path}: corrupt .keras archive ({type(e).__name__})") from None
     if not isinstance(config, dict) or not isinstance(meta, dict):
@@ -183,7 +189,7 @@ def keras_source(path: Path, form: str, loader: Callable, scan: ConfigScan, opts
     source = fuse_bn(graph_source(path, form, gd, opts, keras_model=model), model, opts)
     source.notes.extend(keras_bn_decay(source.spec, model))
     source.spec.dropped = list(scan.dropped)
-    source.spec.trusted_code = list(scan.code_layers) if opts.trust_code else []
+    trust(source.spec, list(scan.code_layers) if opts.trust_code else [])
     return source
 
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from convert.runtime.errors import fail
-from convert.sources.base import LoadOptions, Source, graph_source, register
+from convert.sources.base import LoadOptions, Source, graph_source, register, trust
 
 
 def _is_savedmodel(path: Path) -> bool:
@@ -34,6 +34,15 @@ def _keras_metadata_configs(path: Path) -> list[dict]:
 
 @register("savedmodel", _is_savedmodel)
 def load(path: Path, opts: LoadOptions) -> Source:
+    from convert.safety.graph import check_saved_model
+
+    trusted = check_saved_model(path, opts.trust_code)  # before TF loads it (a TF1 loader runs restore/init ops)
+    source = _load(path, opts)
+    trust(source.spec, trusted)
+    return source
+
+
+def _load(path: Path, opts: LoadOptions) -> Source:
     if (path / "keras_metadata.pb").exists():
         from convert.sources.keras_config import ConfigScan
         from convert.sources.keras_files import keras_source

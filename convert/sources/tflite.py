@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convert.sources.base import LoadOptions, Source, register
+from convert.sources.base import LoadOptions, Source, register, trust
 
 
 def _is_tflite(path: Path) -> bool:
@@ -23,10 +23,14 @@ def _is_tflite(path: Path) -> bool:
 def load(path: Path, opts: LoadOptions) -> Source:
     import dataclasses
 
-    from convert.readers.tflite import read_tflite
+    from convert.readers.tflite import flatbuffer, read_bytes, read_tflite
     from convert.runtime.files import sha256_file
+    from convert.safety.tflite import check_tflite
 
+    # operator codes as data, before the interpreter is built (custom and Flex ops refused)
+    trusted = check_tflite(flatbuffer(read_bytes(path, str(path)), str(path)), str(path), opts.trust_code)
     spec, info = read_tflite(path, str(path))
+    trust(spec, trusted)
     if spec.head and info.logits and info.logits != info.output:  # the reader saw SOFTMAX after the dense layer
         spec.layers[-1] = dataclasses.replace(spec.layers[-1], activation="softmax")
     source = Source(path, "tflite", sha256_file(path), None, info, spec)

@@ -67,6 +67,23 @@ def build(d: Path, good_pb: Path, good_h5: Path, good_keras: Path, ported: Path,
                              "--trust-code", True))
     entries.append(Entry("repair:lambda_k2.h5", ("convert", "repair", "{ported}", "--source", "{d}/lambda_k2.h5", "-o",
                                                  "{out}/fixed.pth"), 2, "--trust-code", True, names="lambda_k2"))
+    # graphs whose ops reach the file system, and containers out of bounds (issue 21): each WriteFile would
+    # create its PWNED marker
+    from tests.zoo import hostile
+
+    hostile_sources = {
+        "telemetry.pb": lambda p: hostile.write_file_pb(p, d / "PWNED-convert:telemetry.pb"),
+        "if_branch.pb": lambda p: hostile.if_branch_pb(p, d / "PWNED-convert:if_branch.pb"),
+        "telemetry_savedmodel": lambda p: hostile.write_file_savedmodel(p, d / "PWNED-convert:telemetry_savedmodel"),
+        "flex.tflite": hostile.flex_tflite,
+        "bomb.keras": lambda p: hostile.zip_bomb_keras(good_keras, p),
+        "slip.keras": lambda p: hostile.zip_slip_keras(good_keras, p),
+        "linked.h5": lambda p: hostile.h5_external_link(good_h5, p, d / "linked_other.h5"),
+    }
+    for name, writer in hostile_sources.items():
+        if writer(d / name) is not None:
+            entries.append(Entry(f"convert:{name}", ("convert", "tf2torch", "{d}/" + name, "-o", "{out}/p.pth"), 2,
+                                 "refused", name.endswith(("pb", "savedmodel"))))
     (d / "folder.pb").mkdir()
     entries.append(Entry("convert:folder", ("convert", "tf2torch", "{d}/folder.pb", "-o", "{out}/p.pth"), 2, "SavedModel"))
     os.symlink(d / "does-not-exist.pb", d / "dangling.pb")
@@ -88,6 +105,10 @@ def build(d: Path, good_pb: Path, good_h5: Path, good_keras: Path, ported: Path,
     par("wrong_shape.pth", _mutated_checkpoint(ported, "shape"), mentions="do not fit")
     par("bad_metadata.pth", _mutated_checkpoint(ported, "metadata"), mentions="metadata")
     par("random.onnx", rand(2000))
+    export = ported.with_suffix(".onnx")  # the ONNX export beside the port, its data named at ../../x
+    hostile.onnx_external_data(export, d / "external_data.onnx")
+    entries.append(Entry("parity:external_data.onnx", ("parity", "check", "{d}/external_data.onnx", "--source",
+                                                      "{src}"), 2, "../../x"))
     par("random.npy", rand(200))
     # MMdnn artifacts: weights .npy carrying a payload, beside emitted code
     (d / "mmdnn_payload.py").write_text("raise SystemExit('emitted code must not matter here')\n")

@@ -146,6 +146,41 @@ def test_model_files_carrying_code(payload_files, tmp_path_factory, muts, cut, f
     assert not marker.exists(), "the file's code ran"
 
 
+@pytest.fixture(scope="module")
+def hostile_files(samples, tmp_path_factory):
+    """A frozen graph whose output waits on a WriteFile node, and a zip-bomb .keras (issue 21): bytes mutated below."""
+    from tests.zoo import hostile
+
+    d = tmp_path_factory.mktemp("fuzz_hostile")
+    marker = d / "PWNED"
+    _CHECKPOINT["hostile.pb"] = hostile.write_file_pb(d / "telemetry.pb", marker).read_bytes()
+    _CHECKPOINT["hostile.keras"] = hostile.zip_bomb_keras(samples.get("keras3", 0.35), d / "bomb.keras",
+                                                          size=256 << 20).read_bytes()
+    return d, marker
+
+
+@given(muts=mutations, cut=st.one_of(st.none(), st.floats(0, 1)), fmt=st.sampled_from(["pb", "keras"]))
+def test_hostile_graphs_and_archives(hostile_files, tmp_path_factory, muts, cut, fmt):
+    """Whatever the bytes of a WriteFile graph or a zip bomb: only TfportError escapes; a graph that loads is run
+    as the TF reference is, and its WriteFile never runs (a mutated op name is outside the allowlist too)."""
+    from convert.model.probe import probe_inputs
+    from convert.sources import load_source
+
+    d, marker = hostile_files
+    path = tmp_path_factory.mktemp("fz") / f"model.{fmt}"
+    path.write_bytes(_mutate(_CHECKPOINT[f"hostile.{fmt}"], muts, cut))
+    try:
+        source = load_source(path)
+        runner = source.runner()
+        try:
+            runner.run(probe_inputs(1, source.spec.input_shape[:2], source.spec.input_range), [source.info.output])
+        finally:
+            runner.close()
+    except TfportError:
+        pass
+    assert not marker.exists(), "the graph's WriteFile ran"
+
+
 def test_ci_runs_15_examples_a_target_and_scripts_fuzz_1500():
     """README: CI runs 15 examples per target; scripts/fuzz runs 1,500 (the `long` profile, unless
     TFPORT_FUZZ_EXAMPLES says otherwise)."""

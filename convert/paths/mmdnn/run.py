@@ -71,6 +71,10 @@ def _mmdnn_input(source) -> _Input:
     if any(counts.get(op) for op in _FUSED_BN_OPS) or not source.spec.bns:
         inp = (_without_preprocessing(source) if source.spec.preprocess is not None else
                _Input(source.graph_def, source.info.input, source.info.output, "frozen graph"))
+        if source.spec.trusted_code:  # side effects the user let run (--trust-code) ran in TF's reference
+            from convert.safety.graph import compute_only
+
+            inp = dataclasses.replace(inp, graph_def=compute_only(inp.graph_def, [inp.output]))
         return dataclasses.replace(inp, graph_def=_dense_bias_as_bias_add(inp.graph_def))
     raise fail(f"{source.path}: BatchNorm is decomposed into Mul/Add in this graph (a Keras 3 export), which MMdnn "
                f"{MMDNN_VERSION} mis-parses into a broken model; convert the .keras file, save the model with "
