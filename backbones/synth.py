@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from backbones import data
 from convert.runtime.errors import fail
+from convert.runtime.registry import Registry
 
 _T = np.linspace(0, 2 * math.pi, 28, endpoint=False)
 _COS, _SIN = np.cos(_T), np.sin(_T)  # polygon vertices of every drawn ellipse
@@ -29,17 +30,11 @@ SUPERSAMPLE = 2  # draw at 2x and box-filter down: anti-aliased edges at no extr
 VALID_EVERY = 5  # every 5th image is validation: exactly 20 %, stable for a given n
 
 Texture = Callable[[np.random.Generator, np.ndarray, np.ndarray], np.ndarray]
-TEXTURES: dict[str, Texture] = {}
+TEXTURES: Registry[Texture] = Registry("texture")
 
 
 def texture(name: str) -> Callable[[Texture], Texture]:
-    def register(fn: Texture) -> Texture:
-        if name in TEXTURES:
-            raise ValueError(f"texture {name!r} registered twice")
-        TEXTURES[name] = fn
-        return fn
-
-    return register
+    return TEXTURES.register(name)
 
 
 def _mix(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convert.model.spec import TF_DEFAULT_BN_DECAY
+from convert.runtime.registry import Registry
 
 if TYPE_CHECKING:
     from parity.context import CheckContext
@@ -42,17 +43,12 @@ class CheckResult:
 
 
 Check = Callable[["CheckContext"], "CheckResult | None"]  # None: the check does not apply to this candidate
-CHECKS: dict[str, Check] = {}
+CHECKS: Registry[Check] = Registry("check")
 REPAIR = "run `python -m convert repair PORTED --source SRC -o fixed.pth`"
 
 
 def check(name: str) -> Callable[[Check], Check]:
-    def deco(fn: Check) -> Check:
-        if name in CHECKS:
-            raise ValueError(f"check {name!r} registered twice")
-        CHECKS[name] = fn
-        return fn
-    return deco
+    return CHECKS.register(name)
 
 
 def _bn_modules(ctx: CheckContext) -> list[tuple[str, Any]]:

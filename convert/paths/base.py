@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from convert.runtime.errors import fail
+from convert.runtime.registry import Registry
 
 Progress = Callable[[str], None]
 
@@ -22,17 +23,12 @@ class ConversionPath(Protocol):
                  torch_half: Any) -> Any: ...
 
 
-PATHS: dict[str, ConversionPath] = {}
+PATHS: Registry[ConversionPath] = Registry("conversion path")
 
 
 def via(name: str) -> Callable[[ConversionPath], ConversionPath]:
     """Register the conversion path `--via NAME` (duplicates raise)."""
-    def register(fn: ConversionPath) -> ConversionPath:
-        if name in PATHS:
-            raise ValueError(f"conversion path {name!r} is registered twice")
-        PATHS[name] = fn
-        return fn
-    return register
+    return PATHS.register(name)
 
 
 def get(name: str) -> ConversionPath:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from convert.readers.tf_names import node_name
+from convert.model.tf_names import node_name
 from convert.runtime.errors import fail
 
 if TYPE_CHECKING:

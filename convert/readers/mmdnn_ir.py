@@ -24,13 +24,13 @@ import numpy as np
 
 from convert.model.layouts import tf_conv_kernel, tf_depthwise_kernel
 from convert.model.spec import BNSpec, ConvSpec, DenseSpec, ModelSpec
-from convert.readers.handlers import OpHandlers
 from convert.runtime.errors import fail
+from convert.runtime.registry import Registry
 
 # ops that carry no weights and do not change the layer sequence
 STRUCTURAL = ("DataInput", "Relu6", "Relu", "Add", "Squeeze", "Softmax", "Identity", "Flatten", "Reshape", "Dropout")
 
-HANDLERS = OpHandlers("MMdnn IR op")
+HANDLERS: Registry = Registry("MMdnn IR op")
 
 
 @dataclass

@@ -21,8 +21,8 @@ from convert import arch as architectures
 from convert.model.census import Census
 from convert.model.layouts import tf_conv_kernel, tf_depthwise_kernel
 from convert.model.spec import ACTIVATIONS, BNSpec, ConvSpec, DenseSpec, InputAffine, ModelSpec, tf_same_pads
+from convert.model.tf_names import node_name
 from convert.readers.input_affine import affine_fit
-from convert.readers.tf_names import node_name
 from convert.runtime.errors import fail
 
 _PASS_THROUGH = {"Identity", "ReadVariableOp", "Snapshot", "StopGradient"}

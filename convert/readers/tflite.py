@@ -30,8 +30,8 @@ from convert import arch as architectures
 from convert.compat.tflite import ops_details, quiet_tflite
 from convert.model.census import Census
 from convert.model.spec import BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
-from convert.readers.handlers import OpHandlers
 from convert.runtime.errors import fail
+from convert.runtime.registry import Registry
 
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file_identifier of TFLite's schema.fbs, at bytes 4..8
 # enum values of TFLite's schema.fbs (Padding, ActivationFunctionType)
@@ -159,7 +159,7 @@ def folded_bn(name: str, bias: np.ndarray) -> BNSpec:
 
 
 # --- the walk --------------------------------------------------------------------------------------
-HANDLERS = OpHandlers("TFLite op")  # ops with no handler (RESHAPE, SQUEEZE, ...) pass through
+HANDLERS: Registry = Registry("TFLite op")  # ops with no handler (RESHAPE, SQUEEZE, ...) pass through
 
 
 class _Walk:

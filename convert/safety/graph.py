@@ -8,9 +8,11 @@ and again on the frozen graph every form reduces to (convert.sources.base.graph_
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+from convert.model.tf_names import node_name
 from convert.runtime.errors import fail
 from convert.safety.ops import TF_OPS, TF_RESTORE_OPS, TF_SAVE_OPS, why_refused
 from convert.safety.refusal import Unsafe, refuse_unless_trusted
@@ -25,18 +27,23 @@ def _called(node) -> Iterator[str]:
             yield from (f.name for f in value.list.func)
 
 
+def _closure(start: Iterable[str], items: dict, edges: Callable[[Any], Iterable[str]]) -> set[str]:
+    """The names reachable from `start` through `edges`, among those in `items`."""
+    todo, seen = list(start), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in items:
+            continue
+        seen.add(name)
+        todo.extend(edges(items[name]))
+    return seen
+
+
 def _reach(nodes: Iterable, library) -> set[str]:
     """Every library function the nodes call, directly or through other functions."""
     bodies = {f.signature.name: f for f in library.function}
-    todo = [name for n in nodes for name in _called(n)]
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in bodies:
-            continue
-        seen.add(name)
-        todo.extend(c for n in bodies[name].node_def for c in _called(n))
-    return seen
+    return _closure((name for n in nodes for name in _called(n)), bodies,
+                    lambda fn: (c for n in fn.node_def for c in _called(n)))
 
 
 def findings(graph_def, extra: Iterable[tuple[frozenset[str], frozenset[str]]] = ()) -> list[Unsafe]:
@@ -67,15 +74,8 @@ def check_graph_def(graph_def, where: str, trust_code: bool) -> list[str]:
 def _upstream(graph_def, names: Iterable[str]) -> frozenset[str]:
     """The named nodes and every top-level node they depend on (data and control inputs)."""
     by_name = {n.name: n for n in graph_def.node}
-    todo = [t.split(":")[0].lstrip("^") for t in names if t]
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in by_name:
-            continue
-        seen.add(name)
-        todo.extend(i.split(":")[0].lstrip("^") for i in by_name[name].input)
-    return frozenset(seen)
+    return frozenset(_closure((node_name(t) for t in names if t), by_name,
+                              lambda node: (node_name(i) for i in node.input)))
 
 
 def read_saved_model(path: Path):

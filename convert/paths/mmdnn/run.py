@@ -21,8 +21,8 @@ from pathlib import Path
 
 from convert.compat.mmdnn import MMDNN_VERSION
 from convert.model.spec import ModelSpec
+from convert.model.tf_names import node_name
 from convert.paths.base import Progress
-from convert.readers.tf_names import node_name
 from convert.runtime.errors import TfportError, fail
 
 _FUSED_BN_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
