@@ -84,6 +84,8 @@ TARGETS: tuple[Target, ...] = (
     Target("memory_parity", "memory", "peak RSS of `parity check` (224, 8 probes)", "<=", 2.5, "GB"),
     Target("memory_convert_onnx", "memory", "peak RSS of `convert tf2torch --via onnx` (224)", "<=", 2.5, "GB"),
     Target("memory_convert_mmdnn", "memory", "peak RSS of `convert tf2torch --via mmdnn` (224)", "<=", 3.0, "GB"),
+    Target("safety_cost", "safety", "checking the file as data (the costliest form: .keras) / its conversion",
+           "<=", 0.05),
 )
 TARGET_BY_KEY = {t.key: t for t in TARGETS}
 
@@ -376,10 +378,10 @@ class Bench:
         self.outcomes[outcome.target.key] = outcome
 
     # --- inputs (set-up, not timed) ---------------------------------------------------------
-    def model(self, alpha: float, size: int) -> dict:
-        return self.manifest[f"{FORM}:{float(alpha)}:{int(size)}"]  # keys as bench_samples.py writes them
+    def model(self, alpha: float, size: int, form: str | None = None) -> dict:
+        return self.manifest[f"{form or FORM}:{float(alpha)}:{int(size)}"]  # keys as bench_samples.py writes them
 
-    def ensure_samples(self, models: Sequence[tuple[float, int]]) -> None:
+    def ensure_samples(self, models: Sequence[tuple[float, int]], form: str | None = None) -> None:
         # the samples' calibration images come from convert.model.probe: a change to either regenerates them
         key = hashlib.sha256(
             (_sha(ROOT / "convert" / "sample.py") + _sha(ROOT / "convert" / "model" / "probe.py")).encode()
@@ -387,7 +389,7 @@ class Bench:
         folder = self.inputs / f"samples-{key}"
         folder.mkdir(parents=True, exist_ok=True)
         specs = [f"{float(a)}:{int(s)}" for a, s in models]
-        r = run_timed("setup_samples", self.py(str(SCRIPTS / "bench_samples.py"), str(folder), FORM, *specs),
+        r = run_timed("setup_samples", self.py(str(SCRIPTS / "bench_samples.py"), str(folder), form or FORM, *specs),
                       cwd=self.work, log_dir=self.work / "setup-logs", timeout=600)
         if not r.ok:
             raise SystemExit(f"error: generating the sample models failed (log: {r.log})")
@@ -567,9 +569,28 @@ def section_scaling(b: Bench) -> None:
     b.scaling = rows
 
 
+def section_safety(b: Bench) -> None:
+    """What checking a file as data costs beside converting it, for the frozen graph and the `.keras` zip
+    (its members and the weights' HDF5 are walked: the costliest form's check)."""
+    b.ensure_samples([MAIN], form="keras3")
+    pb, keras = b.model(*MAIN)["path"], b.model(*MAIN, form="keras3")["path"]
+    checks = b.run("safety_checks", b.py(str(SCRIPTS / "bench_safety.py"), pb, keras))
+    conv = b.run("convert_keras3", b.py("-m", "convert", "tf2torch", keras, "-o", str(b.out / "p224_keras3.pth")))
+    target = TARGET_BY_KEY["safety_cost"]
+    if not (checks.ok and conv.ok):
+        b.record(Outcome(target, None, note=f"a command failed (logs: {checks.log}, {conv.log})", failed=True))
+        return
+    printed = Path(checks.log).read_text().splitlines()
+    seconds = json.loads(next(line for line in reversed(printed) if line.startswith("{")))
+    check_s = seconds[keras]
+    b.record(Outcome(target, check_s / conv.seconds, f"{check_s * 1e3:.1f} ms / {conv.seconds:.1f} s",
+                     note=f"frozen graph's check: {seconds[pb] * 1e3:.2f} ms; median of 5 in-process checks",
+                     runs=("safety_checks", "convert_keras3")))
+
+
 SECTIONS: dict[str, Callable[[Bench], None]] = {
     "startup": section_startup, "conversion": section_conversion, "parity": section_parity,
-    "trainer": section_trainer, "scaling": section_scaling,
+    "trainer": section_trainer, "scaling": section_scaling, "safety": section_safety,
 }
 SECTION_TARGETS = {
     "startup": ("startup_parity", "startup_convert"),
@@ -577,6 +598,7 @@ SECTION_TARGETS = {
     "parity": ("parity_overhead", "memory_parity"),
     "trainer": ("trainer_cache_speedup", "trainer_throughput"),
     "scaling": (),
+    "safety": ("safety_cost",),
 }
 
 

@@ -44,6 +44,7 @@ def test_target_keys_unique_and_every_target_has_a_section():
     ("parity_overhead", 1.2), ("convert_onnx_overhead", 1.2), ("convert_mmdnn_overhead", 1.2),
     ("startup_parity", 3.0), ("startup_convert", 3.0), ("trainer_cache_speedup", 20.0),
     ("trainer_throughput", 0.9), ("memory_parity", 2.5), ("memory_convert_onnx", 2.5), ("memory_convert_mmdnn", 3.0),
+    ("safety_cost", 0.05),  # issue 21: the refusal costs under 5 % of conversion time
 ], ids=lambda v: str(v))
 def test_targets_are_the_issue_s(key, limit):
     assert T[key].limit == limit
