@@ -133,6 +133,20 @@ def test_the_certificate_binds_to_the_bytes_checked(checked, tmp_path):
         report.write_certificate(other)
 
 
+def test_backbones_train_takes_the_certified_port(checked, tmp_path):
+    """backbones.train mirrors `python -m backbones train`: the Port trains once its certificate is written
+    (the gate reads it); a train-mode BN run is allowed because train mode was certified too."""
+    import backbones
+    from backbones.synth import write_dataset
+
+    _, port, report = checked
+    report.write_certificate()
+    write_dataset(tmp_path / "data", n=20, size=SIZE, seed=0, workers=1)
+    result = backbones.train(port, str(tmp_path / "data"), out=str(tmp_path / "run"), epochs=2, bs=4)
+    assert result and result.exit_code == 0 and len(result.epochs) == 2
+    assert (tmp_path / "run" / "result.json").is_file()
+
+
 def test_a_different_model_object_fails_parity(ported):
     """The comparison decides for an in-memory source: other weights, same architecture -> FAILED."""
     import parity
