@@ -1,6 +1,6 @@
 """``python -m backbones``: train the shared head on any backbone, list backbones, make a dataset.
 
-Handlers are thin over the library (backbones.train, backbones.synth). Exit codes, as in every tfport
+Handlers are thin over the library (backbones.trainer, backbones.synth). Exit codes, as in every tfport
 CLI: 0 ok; 1 the run failed (parity gate refused, non-finite loss, non-finite validation loss);
 2 bad input or usage — one ``error:`` line on stderr, no traceback. torch is imported only by the handlers that
 need it, so ``--help`` and bad-usage errors are instant.
@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(cfg: TrainConfig) -> int:
     """The run itself, once the torch-free checks have passed: torch loads here."""
     from backbones import dist
-    from backbones.train import train
+    from backbones.trainer import train
 
     ctx = dist.init()
     try:

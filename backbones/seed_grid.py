@@ -95,7 +95,7 @@ def _run_one(job: Job) -> Cell:
     from rich.console import Console
 
     from backbones.config import TrainConfig
-    from backbones.train import train
+    from backbones.trainer import train
 
     torch.set_num_threads(1)
     s = job.setting

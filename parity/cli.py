@@ -37,41 +37,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from convert.runtime.bounds import bounded, stage
     from parity import certificate, report
-    from parity.candidates import load_candidate
-    from parity.metrics import Tolerance
-    from parity.run import ParityConfig, resolve_source, run
+    from parity.api import check
 
     console = Console(highlight=False, log_path=False)
     for out in (args.json, args.junit):
         if out is not None and not out.parent.is_dir():
             raise TfportError(f"{out}: output folder {out.parent} does not exist")
-    cfg = ParityConfig(tol=Tolerance(atol=args.atol, rtol=args.rtol), probes=args.probes, seed=args.seed,
-                       against=args.against)
-    with console.status("loading") as status, bounded(args.timeout, args.source or args.ported):
+    with console.status("loading") as status:
         def progress(msg: str) -> None:
             status.update(msg)
             console.log(msg)
 
-        progress(f"loading candidate {args.ported}")
-        with stage("load"):  # MMdnn's .py and onnx2torch run code or convert while loading
-            cand = load_candidate(args.ported)
-        progress("loading source")
-        with stage("load"):
-            source = resolve_source(cand, args.source, trust_code=args.trust_code)
-        with stage("parity"):
-            rep = run(cand, source, cfg, progress)
+        rep = check(args.ported, args.source, against=args.against, atol=args.atol, rtol=args.rtol,
+                    probes=args.probes, seed=args.seed, trust_code=args.trust_code, timeout=args.timeout,
+                    progress=progress)
     report.print_table(console, rep)
     if args.json:
-        report.write_json(rep, args.json)
+        rep.write_json(args.json)
     if args.junit:
-        report.write_junit(rep, args.junit)
+        rep.write_junit(args.junit)
     if args.html:
-        console.print(f"HTML report: {report.write_html(rep, args.html)}")
+        console.print(f"HTML report: {rep.write_html(args.html)}")
     cert = certificate.path_for(args.ported)
-    if rep.passed and cand.kind == "ported":
-        certificate.write(rep, args.ported)
+    if rep.passed and rep.candidate.kind == "ported":
+        rep.write_certificate(args.ported)
         console.print(f"certificate: {cert} (modes: {', '.join(rep.modes_passed)})")
     elif cert.exists():
         cert.unlink()  # a stale certificate must not outlive a failing check

@@ -27,6 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "paths": ("convert.paths",),  # the ONNX and MMdnn paths and the torch worker
     "pipeline": ("convert.pipeline", "convert.repair", "convert.sample"),
     "report": ("convert.report",),
+    "api": ("convert.api",),  # the Python API over the pipeline (convert.tf2torch, Port)
     "cli": ("convert.cli", "convert.__main__"),
     "parity": ("parity",),
     "backbones": ("backbones",),
@@ -123,6 +124,40 @@ def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return groups
+
+
+def lazy_exports(root=ROOT) -> dict[str, dict[str, str]]:
+    """Each package's `LAZY` table (name -> module, read by its module-level `__getattr__` on first use): the
+    one way an `__init__` names a module above its own layer, imported when the name is read, never at import."""
+    out = {}
+    for package in PACKAGES:
+        for node in ast.parse((root / package / "__init__.py").read_text()).body:
+            if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["LAZY"]:
+                out[package] = ast.literal_eval(node.value)
+    return out
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_lazy_exports_are_declared_and_load_only_when_read(package):
+    """convert.tf2torch, parity.check: each LAZY name is defined at the top level of a module in a declared
+    layer; `import PACKAGE` loads none of those modules (nor numpy, torch, TF); reading the name loads it."""
+    import subprocess
+    import sys
+
+    table = lazy_exports()[package]
+    assert table
+    for name, module in table.items():
+        assert layer_of(module) is not None, module
+        tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
+        assert name in {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}, (name, module)
+    code = (f"import sys, {package}; heavy = ('numpy', 'torch', 'tensorflow', *{sorted(set(table.values()))!r}); "
+            "print(sorted(m for m in heavy if m in sys.modules)); "
+            f"[getattr({package}, n) for n in {sorted(table)!r}]; "
+            "print(sorted(m for m in heavy[3:] if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["[]", str(sorted(set(table.values())))]
 
 
 def test_every_module_is_in_a_layer_and_imports_run_down_the_layers():
