@@ -40,8 +40,10 @@ def torch_load(path: str | Path, what: str = "PyTorch checkpoint"):
     from convert.safety.archives import check_zip_file, is_zip
 
     p = existing_file(path)
-    if is_zip(p):
-        check_zip_file(p, what=f"{what} (zip archive)")  # member names, sizes, ratios: before torch inflates one
+    # member names, sizes, ratios: before torch inflates one. A zip cut short (no end record) has no
+    # members to inflate: torch.load fails on it below, reported as truncated
+    if is_zip(p) and not cut_zip(p):
+        check_zip_file(p, what=f"{what} (zip archive)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's advice on pickle protocols: the outcome is what we report
