@@ -108,8 +108,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convert.arch.mobilenet_v2 import ALPHAS
     from convert.model.options import FORMS
+    from convert.model.options import MOBILENET_V2_ALPHAS as ALPHAS
 
     parser = Parser(prog="python -m convert", description=__doc__.splitlines()[0],
                                      epilog=EPILOG, formatter_class=HelpFormatter)

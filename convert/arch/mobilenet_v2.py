@@ -12,13 +12,16 @@ Widths: Keras's `alpha` is torchvision's `width_mult`; both round channels with 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convert.arch.registry import register
-from convert.model.census import Census
+from convert.model.options import MOBILENET_V2_ALPHAS
 from convert.runtime.errors import fail
 
-ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # Keras Applications' widths (its weight files exist for these)
+if TYPE_CHECKING:
+    from convert.model.census import Census
+
+ALPHAS = MOBILENET_V2_ALPHAS  # Keras Applications' widths (its weight files exist for these)
 DEPTHWISE_CONVS = 17  # one per inverted residual block
 
 

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from convert.model.census import Census, likeliest_family
 from convert.runtime.errors import fail
+
+if TYPE_CHECKING:  # the CLIs import the registry while building --help: no dataclasses machinery then
+    from convert.model.census import Census
 
 
 class Architecture(Protocol):
@@ -62,6 +64,8 @@ def of(meta: dict[str, Any]) -> Architecture:
 
 def recognise(census: Census, where: str) -> Architecture:
     """The registered architecture whose op census this is, or one line naming what the file looks like."""
+    from convert.model.census import likeliest_family
+
     for arch in ARCHITECTURES.values():
         if arch.recognise(census):
             return arch

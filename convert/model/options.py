@@ -8,3 +8,6 @@ FORMS = ("slim_pb", "keras2_h5", "keras2_pb", "keras3", "savedmodel", "transfer_
 # probe inputs `tf2torch` verifies on: a wrong mapping moves every probe, so 16 catch what 64 did (the
 # fault tests) at a quarter of the forward passes; `parity check` is the deep, layer-by-layer test
 DEFAULT_PROBES = 16
+# `convert sample --alpha`: Keras Applications' MobileNetV2 widths (convert.arch.mobilenet_v2 reads them
+# from here: the sample command's choices are built for --help, before any architecture module loads)
+MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
