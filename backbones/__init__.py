@@ -7,6 +7,7 @@ what `python -m backbones train` runs, settings by keyword).
 from __future__ import annotations
 
 from convert.runtime import guard as _guard  # noqa: F401
+from convert.runtime.lazy import lazy_exports
 
 LAZY = {"train": "backbones.api"}  # name -> its module, imported where first read
 
@@ -18,14 +19,4 @@ def load(path):
     return _load(path)
 
 
-def __getattr__(name: str):
-    """The API's names, imported where first read (PEP 562)."""
-    if name not in LAZY:
-        raise AttributeError(f"module 'backbones' has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(LAZY[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, LAZY, globals())  # the API's names, imported where first read

@@ -5,20 +5,11 @@ Python API (convert.api, loaded on first use: `import convert` stays as light as
 """
 
 from convert.runtime import guard as _guard  # noqa: F401  (must run before torch or TF load)
+from convert.runtime.lazy import lazy_exports
 
 TOOL_VERSION = "0.1.0"  # = pyproject.toml's version; recorded in checkpoints and certificates
 
 LAZY = {"tf2torch": "convert.api", "Port": "convert.api", "PortFailed": "convert.api"}  # name -> its module
 
 
-def __getattr__(name: str):
-    """The API's names, imported where first read (PEP 562)."""
-    if name not in LAZY:
-        raise AttributeError(f"module 'convert' has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(LAZY[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, LAZY, globals())  # the API's names, imported where first read
