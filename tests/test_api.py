@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.parity.test_report import GREEN, render_in_browser
-from tests.zoo.keras_models import calibrate, keras_module
+from tests.zoo.keras_models import calibrate, keras_module, serving_module
 
 SIZE, ALPHA = 96, 0.35
 REL = 1e-5  # README: the port reproduces its source's output within 1e-5 relative
@@ -203,3 +203,113 @@ def test_bad_input_is_one_tfport_error_line(call, mentions):
     with pytest.raises(TfportError) as e:
         call()
     assert "\n" not in str(e.value) and mentions in str(e.value), str(e.value)
+
+
+SMALL = 64  # the TF-native objects below: one conversion each, at the smallest size the suite uses
+
+
+def _serving_module(seed: int = 1):
+    """A TF-Hub-style tf.Module with one serving signature around a tf_keras classifier (no Keras metadata)."""
+    K = keras_module("k2")
+    base = K.applications.MobileNetV2(alpha=ALPHA, input_shape=(SMALL, SMALL, 3), weights=None, include_top=False,
+                                      pooling="avg")
+    net = K.Model(base.input, K.layers.Dense(3, activation="softmax")(base.output))
+    calibrate(net, SMALL, (-1.0, 1.0), seed)
+    return serving_module(net, SMALL)
+
+
+def _frozen_graph_def(seed: int = 2):
+    """A tf.compat.v1.GraphDef frozen from a Keras 3 feature extractor, as TF's own freezer writes it."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    K = keras_module("k3")
+    model = K.applications.MobileNetV2(alpha=ALPHA, input_shape=(SMALL, SMALL, 3), weights=None,
+                                       include_top=False, pooling="avg")
+    calibrate(model, SMALL, (-1.0, 1.0), seed)
+    fn = tf.function(lambda x: model(x, training=False))
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(tf.TensorSpec([1, SMALL, SMALL, 3],
+                                                                                      tf.float32)))
+    return frozen.graph.as_graph_def(), model
+
+
+def _small_error(port, reference, x: np.ndarray) -> float:
+    import torch
+
+    with torch.no_grad():
+        out = port.module(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    assert out.shape == reference.shape, (out.shape, reference.shape)
+    return float(np.abs(out - reference).max() / np.abs(reference).max())
+
+
+def test_a_tf_module_with_a_serving_signature_becomes_a_port():
+    """A tf.Module (no Keras) is saved by tf.saved_model.save with its signature, then read as a SavedModel."""
+    import convert
+    import parity
+
+    module = _serving_module()
+    port = convert.tf2torch(module, probes=4)
+    assert port.source.name == "savedmodel" and port.meta["num_classes"] == 3
+    x = np.random.default_rng(3).uniform(-1, 1, (3, SMALL, SMALL, 3)).astype(np.float32)
+    ref = np.asarray(module.serve(x)["probabilities"])
+    rel = _small_error(port, ref, x)
+    print(f"tf.Module: max|Δ|/max|ref| = {rel:.2e}")
+    assert rel <= REL and (port.module(__import__("torch").from_numpy(x.transpose(0, 3, 1, 2).copy()))
+                           .argmax(1).numpy() == ref.argmax(1)).all()
+    assert parity.check(port, module, probes=2, against=("tf",))
+
+
+def test_a_graph_def_becomes_a_port():
+    """A GraphDef object is written as the .pb TF would write and read as a frozen graph."""
+    import convert
+
+    graph_def, model = _frozen_graph_def()
+    port = convert.tf2torch(graph_def, probes=4)
+    assert port.source.suffix == ".pb" and port.meta["head"]["output"] == "pooled"
+    x = np.random.default_rng(4).uniform(-1, 1, (2, SMALL, SMALL, 3)).astype(np.float32)
+    rel = _small_error(port, np.asarray(model(x, training=False)), x)
+    print(f"GraphDef: max|Δ|/max|ref| = {rel:.2e}")
+    assert rel <= REL
+
+
+def test_a_graph_def_with_a_file_reading_op_is_refused():
+    """In-memory graphs get the file checks: a ReadFile in a GraphDef object is refused before anything runs."""
+    import tensorflow as tf
+
+    import convert
+    from convert.runtime.errors import TfportError
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.io.read_file(tf.constant("/etc/hostname"), name="leak")
+    with pytest.raises(TfportError) as refused:
+        convert.tf2torch(graph.as_graph_def())
+    assert "\n" not in str(refused.value) and "ReadFile" in str(refused.value), str(refused.value)
+
+
+def test_a_subclassed_tf_keras_model_is_written_as_a_savedmodel():
+    """HDF5 holds functional and Sequential models only: a subclassed tf_keras model goes through the
+    SavedModel fallback, and the port still reproduces it."""
+    import convert
+
+    K = keras_module("k2")
+    base = K.applications.MobileNetV2(alpha=ALPHA, input_shape=(SMALL, SMALL, 3), weights=None, include_top=False,
+                                      pooling="avg")
+    calibrate(base, SMALL, (-1.0, 1.0), 6)
+
+    class Wrapped(K.Model):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def call(self, x, training=False):
+            return self.net(x, training=training)
+
+    model = Wrapped(base)
+    x = np.random.default_rng(5).uniform(-1, 1, (2, SMALL, SMALL, 3)).astype(np.float32)
+    ref = np.asarray(model(x, training=False))
+    port = convert.tf2torch(model, probes=4)
+    assert port.source.name == "savedmodel"
+    rel = _small_error(port, ref, x)
+    print(f"subclassed tf_keras: max|Δ|/max|ref| = {rel:.2e}")
+    assert rel <= REL

@@ -180,15 +180,9 @@ def save(model, version: str, form: str, path: Path) -> Path:
     return target
 
 
-def tf_module_savedmodel(path: Path, size: int = 96, alpha: float = 0.35, seed: int = 0) -> tuple[Path, Built]:
-    """A TF-Hub-style SavedModel: a plain tf.Module with a serving signature (no Keras metadata) around a
-    tf_keras classifier, written by tf.saved_model.save."""
+def serving_module(net, size: int):
+    """A TF-Hub-style tf.Module with one serving signature (`serve`: images -> {"probabilities"}) around `net`."""
     import tensorflow as tf
-
-    built = build("features_avg", "k2", size, alpha, seed)
-    K = keras_module("k2")
-    model = K.Model(built.model.input, K.layers.Dense(5, activation="softmax")(built.model.output))
-    calibrate(model, size, built.input_range, seed)
 
     class Classifier(tf.Module):
         def __init__(self, net):
@@ -199,7 +193,20 @@ def tf_module_savedmodel(path: Path, size: int = 96, alpha: float = 0.35, seed: 
         def serve(self, images):
             return {"probabilities": self.net(images, training=False)}
 
-    module = Classifier(model)
+    return Classifier(net)
+
+
+def tf_module_savedmodel(path: Path, size: int = 96, alpha: float = 0.35, seed: int = 0) -> tuple[Path, Built]:
+    """A TF-Hub-style SavedModel: a plain tf.Module with a serving signature (no Keras metadata) around a
+    tf_keras classifier, written by tf.saved_model.save."""
+    import tensorflow as tf
+
+    built = build("features_avg", "k2", size, alpha, seed)
+    K = keras_module("k2")
+    model = K.Model(built.model.input, K.layers.Dense(5, activation="softmax")(built.model.output))
+    calibrate(model, size, built.input_range, seed)
+
+    module = serving_module(model, size)
     target = path.with_name(path.name + "_tfmodule")
     tf.saved_model.save(module, str(target), signatures={"serving_default": module.serve})
     return target, Built(model, built.input_range)
