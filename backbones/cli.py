@@ -46,7 +46,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from backbones.config import TrainConfig
 
     cfg = TrainConfig(
-        backbone=args.backbone, data=args.data, out=args.out or str(Path("runs") / Path(args.backbone).stem),
+        backbone=args.backbone, data=args.data,
+        out=args.out or str(Path("runs") / Path(args.backbone).stem.replace(":", "-")),
         weights=args.weights, bs=args.bs, max_lr=args.max_lr, epochs=args.epochs, freeze=args.freeze,
         bn=args.bn, bn_momentum=args.bn_momentum, img_size=args.img_size, seed=args.seed,
         head=args.head, hidden=tuple(args.head_hidden), dropout=args.dropout, weight_decay=args.wd,
@@ -79,13 +80,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     from backbones.preprocess import PREPROCESS
     from backbones.registry import PORTED_SUFFIXES, REGISTRY
 
-    print(f"{'backbone':<18}{'features':<10}{'inputs':<10}weights")
+    print(f"{'backbone':<22}{'features':<10}{'inputs':<10}weights")
     for e in REGISTRY.values():
-        print(f"{e.name:<18}{e.dim:<10}{e.preprocess:<10}random init, or --weights FILE (torchvision state dict)")
-    ported = "ported MobileNetV2 (alpha a); needs a parity certificate"
+        weights = ("ImageNet (pip-fetched, sha256 pinned)" if e.weights is not None
+                   else "random init, or --weights FILE")
+        print(f"{e.name:<22}{e.dim:<10}{e.preprocess:<10}{weights}")
+    ported = "a port; needs a parity certificate"
     for suffix in PORTED_SUFFIXES:
-        print(f"{'PATH' + suffix:<18}{'1280*a':<10}{'metadata':<10}{ported}")
-    print("preprocessing (--preprocess): " + "; ".join(p.describe() for p in PREPROCESS.values()))
+        print(f"{'PATH' + suffix:<22}{'1280*a':<10}{'metadata':<10}{ported}")
+    print("preprocessing (--preprocess):")
+    for p in PREPROCESS.values():
+        print(f"  {p.describe()}")
     return 0
 
 

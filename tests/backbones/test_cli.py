@@ -94,5 +94,6 @@ def test_make_data_and_list(tmp_path):
     assert_one_line_error(again, code=2, mentions="already holds a dataset")
     listing = _run("-m", "backbones", "list")
     assert listing.returncode == 0
-    assert [line.split()[0] for line in listing.stdout.splitlines()[1:6]] == [
-        "resnet34", "resnet50", "vgg16_bn", "mobilenet_v2", "PATH.pth"]
+    assert [line.split()[0] for line in listing.stdout.splitlines()[1:7]] == [
+        "resnet34", "resnet50", "vgg16_bn", "mobilenet_v2", "mobilenet_v2:imagenet", "PATH.pth"]
+    assert max(map(len, listing.stdout.splitlines())) <= 80  # read in CI logs, piped at 80 columns

@@ -90,3 +90,62 @@ def test_random_init_statistics_fail_the_verification(tmp_path):
     write_ported(port, alpha=1.0)
     v = pretrained.verify(port)
     assert v.bn_agreement < pretrained.MIN_BN_AGREEMENT and not v.sensible and not v.ok
+
+
+# ------------------------------------------------------------------- torchvision's own pretrained MobileNetV2
+
+
+@pytest.fixture(scope="session")
+def tv_pth() -> Path:
+    return pretrained.fetch(pretrained.TORCHVISION_MOBILENET_V2)
+
+
+def test_the_torchvision_file_is_the_one_torchvision_downloads(tv_pth):
+    """Pinned bytes, and torchvision's naming convention: the file name carries its sha256's first 8 hex."""
+    tv = pretrained.TORCHVISION_MOBILENET_V2
+    digest = sha256_file(tv_pth)
+    assert tv_pth.suffix == ".pth" and digest == tv.member_sha256
+    assert Path(tv.member).stem == f"mobilenet_v2-{digest[:8]}"
+
+
+def test_the_torchvision_file_behaves_as_imagenet_pretrained(tv_pth):
+    """Loaded strict into torchvision's mobilenet_v2: on the whole photograph (ImageNet mean/std) its top-1 is
+    652 'military uniform' with bow tie, suit and mortarboard in the top 5; BN statistics of real photos."""
+    v = pretrained.verify_imagenet(tv_pth)
+    print(v.describe())
+    assert v.top5[0][:2] == (652, "military uniform") and v.top5[0][2] > 0.3
+    assert {457, 834, 667} <= {k for k, _, _ in v.top5}
+    assert v.bn_layers == 52 and v.bn_agreement > 0.9 and v.ok
+
+
+def test_random_init_torchvision_weights_fail_the_imagenet_verification(tmp_path):
+    import torch
+    from torchvision.models import mobilenet_v2
+
+    torch.manual_seed(0)
+    path = tmp_path / "random.pth"
+    torch.save(mobilenet_v2(weights=None).state_dict(), path)
+    v = pretrained.verify_imagenet(path)
+    assert not v.ok and v.top5[0][0] != 652 and v.bn_agreement < pretrained.MIN_BN_AGREEMENT, v.describe()
+
+
+def test_the_native_pretrained_backbone_is_registered(tv_pth):
+    """`mobilenet_v2:imagenet`: torchvision's module with the fetched weights, torchvision's BN semantics,
+    ImageNet inputs; its features are those of the state dict."""
+    import torch
+    from torchvision.models import mobilenet_v2
+
+    from backbones import registry
+
+    b = registry.build("mobilenet_v2:imagenet")
+    assert (b.dim, b.preprocess.name, b.source["sha256"]) == (1280, "imagenet", sha256_file(tv_pth))
+    bns = [m for m in b.features.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 52 and {(m.momentum, m.eps) for m in bns} == {(0.1, 1e-5)}
+    ref = mobilenet_v2(weights=None)
+    ref.load_state_dict(torch.load(tv_pth, weights_only=True))
+    ref.eval()
+    x = pretrained.imagenet_photo(96)
+    with torch.no_grad():
+        want = ref.features(x).mean(dim=(2, 3))
+        got = b.features.eval()(x)
+    assert torch.allclose(got, want, atol=1e-5)
