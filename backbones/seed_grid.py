@@ -34,7 +34,29 @@ SETTINGS: tuple[BNSetting, ...] = (
 )
 SETTING = {s.name: s for s in SETTINGS}
 NORMS = ("imagenet", "source")  # "source": the backbone's own preprocessing (a port's input range)
-NATIVE_SETTINGS = ("pytorch",)  # torchvision's own semantics; at random init BN eval has nothing to keep
+
+
+@dataclass(frozen=True)
+class Native:
+    """torchvision's own MobileNetV2 beside the port: the backbone name (backbones.registry) and the BN
+    settings it runs under, with ImageNet inputs."""
+
+    name: str  # the tables' backbone column
+    backbone: str
+    settings: tuple[str, ...]
+    what: str
+
+
+NATIVES: tuple[Native, ...] = (
+    # the user's "native pytorch mobilenetv2 from torchvision", pretrained like the port: its own momentum 0.1,
+    # and BN eval (its ImageNet statistics kept, as a frozen Keras backbone keeps the port's)
+    Native("native-imagenet", "mobilenet_v2:imagenet", ("pytorch", "frozen-eval"),
+           "torchvision's ImageNet MobileNetV2 (mobilenet_v2:imagenet)"),
+    # random init: BN eval would keep statistics of nothing, so PyTorch's momentum only
+    Native("native-random", "mobilenet_v2", ("pytorch",), "torchvision's MobileNetV2 at random init"),
+)
+NATIVE = {n.name: n for n in NATIVES}
+BACKBONE_ORDER = ("port", *NATIVE)  # the tables' row order
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backbones.head_kinds import HEAD_KINDS
-from backbones.seed_grid import NORMS, SETTINGS, Cell, num
+from backbones.seed_grid import BACKBONE_ORDER, NORMS, SETTINGS, Cell, num
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ def summarise(cells: Sequence[Cell]) -> list[Summary]:
 
 def groups(summaries: Sequence[Summary]) -> list[tuple[str, str, str, str]]:
     """Every (backbone, BN setting, inputs, head) present, in the tables' order."""
-    order = {"port": 0, "native": 1}
+    order = {name: i for i, name in enumerate(BACKBONE_ORDER)}
     seen = {s.group for s in summaries}
-    return sorted(seen, key=lambda g: (order.get(g[0], 2), [s.name for s in SETTINGS].index(g[1]),
+    return sorted(seen, key=lambda g: (order.get(g[0], len(order)), [s.name for s in SETTINGS].index(g[1]),
                                        NORMS.index(g[2]), HEAD_KINDS.index(g[3])))
 
 

@@ -13,8 +13,9 @@ validation loss exploded while the training loss fell. Here every combination of
     run            the user's four (bs, max_lr)
 
 runs with several seeds on the same backbone weights (a real pretrained port: scripts/fetch_pretrained),
-plus torchvision's own MobileNetV2 as the "native" comparison (random init: no pretrained torchvision
-weights can be had here) under PyTorch's momentum 0.1 with ImageNet inputs. "BN train" is fastai's
+plus torchvision's own MobileNetV2 as the "native" comparison with ImageNet inputs: its ImageNet weights
+(`native-imagenet`, backbones.pretrained: PyTorch's momentum 0.1, and BN eval) and random init
+(`native-random`, momentum 0.1). "BN train" is fastai's
 train_bn: batch statistics normalise in training, running statistics at validation. Runs go to worker
 processes, one thread each (small batches scale poorly across threads; two single-thread runs use two
 cores fully). Under BN eval the trainer caches the backbone's features within each run.
@@ -37,7 +38,7 @@ from backbones.head_kinds import HEAD_KINDS
 from backbones.seed_grid import (
     CONFIGS,
     EXPLODED,
-    NATIVE_SETTINGS,
+    NATIVE,
     NORMS,
     SETTING,
     SETTINGS,
@@ -76,22 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", nargs="+", choices=HEAD_KINDS, help=f"default: all ({', '.join(HEAD_KINDS)})")
     p.add_argument("--norms", nargs="+", choices=NORMS, help=f"default: both ({', '.join(NORMS)})")
     p.add_argument("--settings", nargs="+", choices=list(SETTING), help="BN settings (default: all four)")
+    p.add_argument("--natives", nargs="+", choices=list(NATIVE), default=list(NATIVE),
+                   help="torchvision's own MobileNetV2 rows (default: both: " + "; ".join(
+                       f"{n.name}: {n.what}" for n in NATIVE.values()) + ")")
     p.add_argument("--no-native", action="store_true", help="leave out torchvision's own MobileNetV2")
+    p.add_argument("--no-port", action="store_true", help="the native rows only (adds them to a table cheaply)")
     p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 4))
     p.add_argument("--no-parity-gate", action="store_true", help="passed to every run with a ported backbone")
     return p
 
 
-def plan(args: argparse.Namespace, common: dict, native: dict | None) -> list[Job]:
+def plan(args: argparse.Namespace, common: dict, shared: dict | None) -> list[Job]:
+    """The runs: the port's grid (unless --no-port) and, with `shared` (TrainConfig fields common to every
+    backbone), each requested native backbone under its own BN settings with ImageNet inputs."""
     seeds = [args.seed + k for k in range(1 if args.quick else args.seeds)]
     heads = args.heads or (("fastai",) if args.quick else HEAD_KINDS)
     norms = args.norms or (("imagenet",) if args.quick else NORMS)
     settings = [SETTING[n] for n in (args.settings or SETTING)]
-    jobs = [Job("port", s, n, h, r, bs, lr, seed, common)
-            for s in settings for n in norms for h in heads for bs, lr, r in CONFIGS for seed in seeds]
-    if native is not None:
-        jobs += [Job("native", SETTING[s], "imagenet", h, r, bs, lr, seed, native)
-                 for s in NATIVE_SETTINGS for h in heads for bs, lr, r in CONFIGS for seed in seeds]
+    jobs = [] if args.no_port else [Job("port", s, n, h, r, bs, lr, seed, common) for s in settings for n in norms
+                                    for h in heads for bs, lr, r in CONFIGS for seed in seeds]
+    if shared is not None and not args.no_native:
+        for native in (NATIVE[n] for n in args.natives):
+            config = dict(backbone=native.backbone, weights=None, **shared)
+            jobs += [Job(native.name, SETTING[s], "imagenet", h, r, bs, lr, seed, config)
+                     for s in native.settings for h in heads for bs, lr, r in CONFIGS for seed in seeds]
+    if not jobs:
+        raise fail("no runs: --no-port with --no-native leaves nothing to train")
     return jobs
 
 
@@ -124,8 +135,12 @@ def run(args: argparse.Namespace) -> tuple[list[Cell], list[Summary]]:
         calibrated_mobilenet(Path(weights), args.seed, args.img_size)
     shared = dict(data=data, epochs=args.epochs, img_size=args.img_size)
     common = dict(backbone=backbone, weights=weights, parity_gate=not args.no_parity_gate, **shared)
-    native = None if args.no_native else dict(backbone="mobilenet_v2", weights=None, **shared)
-    jobs = plan(args, common, native)
+    jobs = plan(args, common, shared)
+    from backbones.registry import REGISTRY
+
+    for name in dict.fromkeys(j.common["backbone"] for j in jobs):  # fetched once here, not by every worker
+        if name in REGISTRY and REGISTRY[name].weights is not None:
+            REGISTRY[name].weights()
     print(f"{len(jobs)} runs on {args.workers} workers", flush=True)
     cells = run_all(jobs, out, args.workers)
     summaries = summarise(cells)

@@ -39,31 +39,47 @@ def test_summaries_take_median_and_range_over_seeds():
 
 
 def test_a_small_grid_end_to_end(tmp_path, capsys):
+    """Two BN settings of the port and the native rows on torchvision's ImageNet weights (its momentum 0.1 and
+    BN eval), in one run of the command: every run trains, BN-train runs carry the monitor's figures."""
     out = tmp_path / "grid"
-    code = main(["--out", str(out), "--quick", "--settings", "mmdnn", "frozen-eval", "--no-native", "--n", "120",
-                 "--img-size", "32", "--epochs", "2", "--workers", "2"])
+    code = main(["--out", str(out), "--quick", "--settings", "mmdnn", "frozen-eval", "--natives", "native-imagenet",
+                 "--n", "120", "--img-size", "32", "--epochs", "2", "--workers", "2"])
     text = capsys.readouterr().out
     assert code == 0, text
     doc = json.loads((out / "seed_table.json").read_text())
-    assert len(doc["cells"]) == 8 and {c["head"] for c in doc["cells"]} == {"fastai"}
-    assert {(c["setting"], c["run"]) for c in doc["cells"]} == {(s, f"run#{k}") for s in ("mmdnn", "frozen-eval")
-                                                                 for k in range(1, 5)}
+    port = [c for c in doc["cells"] if c["backbone"] == "port"]
+    native = [c for c in doc["cells"] if c["backbone"] == "native-imagenet"]
+    assert len(port) == 8 and len(native) == 8 and {c["head"] for c in doc["cells"]} == {"fastai"}
+    assert {(c["setting"], c["run"]) for c in port} == {(s, f"run#{k}") for s in ("mmdnn", "frozen-eval")
+                                                        for k in range(1, 5)}
+    assert {(c["setting"], c["run"]) for c in native} == {(s, f"run#{k}") for s in ("pytorch", "frozen-eval")
+                                                          for k in range(1, 5)}
+    assert all(c["status"] == "done" and all(map(math.isfinite, c["train"])) for c in native), native
     # BN train runs carry the monitor's figures, BN eval runs none
-    assert all(all(d is not None for d in c["drift"]) == (c["setting"] == "mmdnn") for c in doc["cells"])
+    assert all(all(d is not None for d in c["drift"]) == (c["setting"] in ("mmdnn", "pytorch"))
+               for c in doc["cells"])
     assert (out / "seed_table.png").stat().st_size > 10_000
-    assert (out / "seed_table.md").read_text().count("| port |") == 2 and "DONE: 8 runs" in text
+    table = (out / "seed_table.md").read_text()
+    assert table.count("| port |") == 2 and table.count("| native-imagenet |") == 2 and "DONE: 16 runs" in text
+    assert table.index("| port |") < table.index("| native-imagenet |")
 
 
 def test_the_grid_sizes_the_readme_gives():
-    """README: the full grid is 324 runs (4 BN settings x 2 inputs x 3 heads x 4 runs x 3 seeds, plus native
-    torchvision: 1 x 3 heads x 4 runs x 3 seeds); --quick is 20 (one seed, fastai head, ImageNet inputs)."""
+    """README: the full grid is 396 runs (4 BN settings x 2 inputs x 3 heads x 4 runs x 3 seeds, plus
+    torchvision's ImageNet MobileNetV2 under momentum 0.1 and BN eval: 2 x 3 x 4 x 3, and at random init under
+    momentum 0.1: 1 x 3 x 4 x 3); --quick is 28 (one seed, fastai head, ImageNet inputs)."""
     from backbones.seed_table import build_parser, plan
 
     full = plan(build_parser().parse_args([]), {}, {})
     quick = plan(build_parser().parse_args(["--quick"]), {}, {})
-    assert (len(full), len(quick)) == (324, 20)
+    assert (len(full), len(quick)) == (396, 28)
     assert {(j.head, j.norm) for j in quick} == {("fastai", "imagenet")} and {j.seed for j in quick} == {0}
-    assert sum(j.backbone == "native" for j in full) == 36
+    assert sum(j.backbone == "native-imagenet" for j in full) == 72
+    assert sum(j.backbone == "native-random" for j in full) == 36
+    assert {(j.common["backbone"], j.setting.name) for j in quick if j.backbone != "port"} == {
+        ("mobilenet_v2:imagenet", "pytorch"), ("mobilenet_v2:imagenet", "frozen-eval"), ("mobilenet_v2", "pytorch")}
+    only = plan(build_parser().parse_args(["--quick", "--no-port", "--natives", "native-imagenet"]), {}, {})
+    assert {j.backbone for j in only} == {"native-imagenet"} and len(only) == 8
 
 
 def test_the_default_data_split(tmp_path):
