@@ -76,6 +76,8 @@ class Cell:
     valid: tuple[float, ...]
     drift: tuple[float | None, ...]  # the BN monitor's worst shift per epoch (sigmas); None under BN eval
     seconds: float
+    epoch_seconds: tuple[float, ...] = ()  # wall time of each epoch (training + validation)
+    steps: int = 0  # optimiser steps per epoch (training batches)
 
     @property
     def bad_epochs(self) -> int:
@@ -128,7 +130,8 @@ def _run_one(job: Job) -> Cell:
     r = train(cfg, console=quiet, err=quiet)
     return Cell(job.backbone, s.name, job.norm, job.head, job.run, job.bs, job.max_lr, job.seed, r.status,
                 tuple(e.train_loss for e in r.epochs), tuple(e.valid_loss for e in r.epochs),
-                tuple(e.bn_shift for e in r.epochs), time.perf_counter() - t0)
+                tuple(e.bn_shift for e in r.epochs), time.perf_counter() - t0,
+                tuple(e.seconds for e in r.epochs), len(r.epochs[0].batch_losses) if r.epochs else 0)
 
 
 def calibrated_mobilenet(path: Path, seed: int, size: int) -> None:

@@ -24,8 +24,8 @@ def markdown(summaries: Sequence[Summary]) -> str:
 
 def text_table(summaries: Sequence[Summary]) -> str:
     """The same for a terminal or CI log: one line per group and run, fits 80 columns."""
-    head = f"{'backbone/BN/inputs/head':<36}{'run':<7}{'median':>8}{'range':>17}{'exploded':>10}"
-    rows = [head]
+    width = max([len("backbone/BN/inputs/head")] + [len("/".join(g)) for g in groups(summaries)]) + 1
+    rows = [f"{'backbone/BN/inputs/head':<{width}}{'run':<6}{'median':>7}{'range':>13}{'exploded':>9}"]
     by = {(s.group, s.run): s for s in summaries}
     for g in groups(summaries):
         for _, _, r in CONFIGS:
@@ -33,7 +33,7 @@ def text_table(summaries: Sequence[Summary]) -> str:
             if s is None:
                 continue
             rng = f"{num(min(s.ratios))}–{num(max(s.ratios))}"
-            rows.append(f"{'/'.join(g):<36}{r:<7}{num(s.median):>8}{rng:>17}{f'{s.exploded}/{len(s.bad)}':>10}")
+            rows.append(f"{'/'.join(g):<{width}}{r:<6}{num(s.median):>7}{rng:>13}{f'{s.exploded}/{len(s.bad)}':>9}")
     return "\n".join(rows)
 
 

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from backbones import seed_answers
 from backbones.head_kinds import HEAD_KINDS
 from backbones.seed_grid import (
     CONFIGS,
@@ -149,8 +150,11 @@ def run(args: argparse.Namespace) -> tuple[list[Cell], list[Summary]]:
     print(text_table(summaries))
     plot(out / "seed_table.png", summaries)
     write_text(out / "seed_table.md", markdown(summaries))
+    write_text(out / "seed_answers.md", seed_answers.render(cells))
+    answers = seed_answers.as_json(cells)
+    print(f"\nsmall lr: {answers['small_lr']['sentence']}\nbatch size: {answers['batch_sentence']}")
     doc = {"backbone": backbone, "weights": weights, "data": data, "epochs": args.epochs, "img_size": args.img_size,
-           "settings": [asdict(s) for s in SETTINGS], "effects": effects(summaries),
+           "settings": [asdict(s) for s in SETTINGS], "effects": effects(summaries), "answers": answers,
            "summaries": [{**asdict(s), "median": s.median, "exploded": s.exploded} for s in summaries],
            "cells": [{**asdict(c), "ratio": c.ratio, "bad_epochs": c.bad_epochs} for c in cells]}
     write_text(out / "seed_table.json", json.dumps(strict_json(doc), indent=2))
@@ -169,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     exploded = sum(1 for c in cells if c.bad_epochs)
     print(f"DONE: {len(cells)} runs in {time.perf_counter() - t0:.0f} s; {exploded} with an exploded validation "
-          f"epoch; table {args.out}/seed_table.md, plot {args.out}/seed_table.png, data {args.out}/seed_table.json")
+          f"epoch; table {args.out}/seed_table.md, answers {args.out}/seed_answers.md, plot {args.out}/seed_table.png, "
+          f"data {args.out}/seed_table.json")
     return 0
 
 
