@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-port", action="store_true", help="the native rows only (adds them to a table cheaply)")
     p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 4))
     p.add_argument("--no-parity-gate", action="store_true", help="passed to every run with a ported backbone")
+    p.add_argument("--from-json", nargs="+", metavar="JSON",
+                   help="train nothing: the tables and answers of earlier runs' seed_table.json files, together")
     return p
 
 
@@ -108,13 +110,15 @@ def plan(args: argparse.Namespace, common: dict, shared: dict | None) -> list[Jo
 
 
 def run(args: argparse.Namespace) -> tuple[list[Cell], list[Summary]]:
-    import json
-
     from backbones import gate
     from backbones.data import read_labels
-    from backbones.results import strict_json
     from backbones.synth import write_dataset
-    from convert.runtime.files import write_text
+
+    if args.from_json:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        cells, metas = read_cells(args.from_json)
+        return cells, write_results(out, cells, {"from": list(args.from_json), "grids": metas})
 
     if args.seeds < 1:
         raise fail(f"--seeds {args.seeds}: need at least 1")
@@ -144,6 +148,17 @@ def run(args: argparse.Namespace) -> tuple[list[Cell], list[Summary]]:
             REGISTRY[name].weights()
     print(f"{len(jobs)} runs on {args.workers} workers", flush=True)
     cells = run_all(jobs, out, args.workers)
+    meta = {"backbone": backbone, "weights": weights, "data": data, "epochs": args.epochs, "img_size": args.img_size}
+    return cells, write_results(out, cells, meta)
+
+
+def write_results(out: Path, cells: list[Cell], meta: dict) -> list[Summary]:
+    """The tables, the answers, the plot and the data, printed and written into `out`."""
+    import json
+
+    from backbones.results import strict_json
+    from convert.runtime.files import write_text
+
     summaries = summarise(cells)
     print(f"\nfinal valid/train loss ratio over {len({c.seed for c in cells})} seed(s): median, range; exploded = "
           f"seeds with an epoch of valid nan/inf or > {EXPLODED:g}x train\n")
@@ -153,12 +168,36 @@ def run(args: argparse.Namespace) -> tuple[list[Cell], list[Summary]]:
     write_text(out / "seed_answers.md", seed_answers.render(cells))
     answers = seed_answers.as_json(cells)
     print(f"\nsmall lr: {answers['small_lr']['sentence']}\nbatch size: {answers['batch_sentence']}")
-    doc = {"backbone": backbone, "weights": weights, "data": data, "epochs": args.epochs, "img_size": args.img_size,
-           "settings": [asdict(s) for s in SETTINGS], "effects": effects(summaries), "answers": answers,
+    doc = {**meta, "settings": [asdict(s) for s in SETTINGS], "effects": effects(summaries), "answers": answers,
            "summaries": [{**asdict(s), "median": s.median, "exploded": s.exploded} for s in summaries],
            "cells": [{**asdict(c), "ratio": c.ratio, "bad_epochs": c.bad_epochs} for c in cells]}
     write_text(out / "seed_table.json", json.dumps(strict_json(doc), indent=2))
-    return cells, summaries
+    return summaries
+
+
+def read_cells(paths: Sequence[str]) -> tuple[list[Cell], list[dict]]:
+    """The cells of earlier runs' seed_table.json files (one grid's rows added to another's), each run once."""
+    import json
+    from dataclasses import fields
+
+    names = [f.name for f in fields(Cell)]
+    cells: dict[tuple, Cell] = {}
+    metas = []
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text())
+            rows = doc["cells"]
+            got = [Cell(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items() if k in names})
+                   for row in rows]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise fail(f"--from-json {path}: not a seed_table.json ({type(e).__name__}: {str(e)[:120]})") from None
+        for c in got:
+            key = (c.group, c.run, c.seed)
+            if key in cells:
+                raise fail(f"--from-json {path}: {'/'.join(c.group)} {c.run} seed {c.seed} is in two files")
+            cells[key] = c
+        metas.append({k: v for k, v in doc.items() if k in ("backbone", "weights", "data", "epochs", "img_size")})
+    return list(cells.values()), metas
 
 
 def main(argv: Sequence[str] | None = None) -> int:

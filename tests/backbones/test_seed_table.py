@@ -62,6 +62,15 @@ def test_a_small_grid_end_to_end(tmp_path, capsys):
     table = (out / "seed_table.md").read_text()
     assert table.count("| port |") == 2 and table.count("| native-imagenet |") == 2 and "DONE: 16 runs" in text
     assert table.index("| port |") < table.index("| native-imagenet |")
+    answers = (out / "seed_answers.md").read_text()
+    assert "| TF port, MMdnn's momentum 0 |" in answers and "| torchvision pretrained, momentum 0.1 |" in answers
+    # the same tables again from the data alone; one grid twice is refused
+    again = tmp_path / "again"
+    assert main(["--from-json", str(out / "seed_table.json"), "--out", str(again)]) == 0
+    assert (again / "seed_table.md").read_text() == table and (again / "seed_answers.md").read_text() == answers
+    capsys.readouterr()
+    assert main(["--from-json", str(out / "seed_table.json"), str(out / "seed_table.json"), "--out", str(again)]) == 2
+    assert "is in two files" in capsys.readouterr().err
 
 
 def test_the_grid_sizes_the_readme_gives():
