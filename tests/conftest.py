@@ -147,3 +147,23 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int = 2, ment
     assert len(errors) == 1, proc.stderr
     assert mentions in errors[0], errors[0]
     return errors[0]
+
+
+# The exhaustive matrix: cases the default suite covers by a cheaper sibling (another form, size or path of
+# the same code) run only with `scripts/test --exhaustive` (or TFPORT_EXHAUSTIVE=1), keeping the default
+# suite under its 20 minutes on 2 cores while every form and architecture is still covered once.
+def pytest_addoption(parser):
+    parser.addoption("--exhaustive", action="store_true", help="also run the tests marked exhaustive")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "exhaustive: a case the default suite covers by a cheaper sibling")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--exhaustive") or os.environ.get("TFPORT_EXHAUSTIVE") == "1":
+        return
+    skip = pytest.mark.skip(reason="exhaustive matrix: scripts/test --exhaustive")
+    for item in items:
+        if "exhaustive" in item.keywords:
+            item.add_marker(skip)
