@@ -211,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     exploded = sum(1 for c in cells if c.bad_epochs)
-    print(f"DONE: {len(cells)} runs in {time.perf_counter() - t0:.0f} s; {exploded} with an exploded validation "
+    how = (f"read from {len(args.from_json)} file(s)" if args.from_json
+           else f"in {time.perf_counter() - t0:.0f} s")
+    print(f"DONE: {len(cells)} runs {how}; {exploded} with an exploded validation "
           f"epoch; table {args.out}/seed_table.md, answers {args.out}/seed_answers.md, plot {args.out}/seed_table.png, "
           f"data {args.out}/seed_table.json")
     return 0

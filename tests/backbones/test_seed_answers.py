@@ -31,7 +31,7 @@ def lr_cells(small_valid: float) -> list[Cell]:
 
 def test_a_small_lr_that_validates_better_at_the_same_fit_is_called_regularising():
     a = sa.answer_lr(lr_cells(small_valid=0.12))
-    assert a.pairs == 6 and a.smaller_gap == 6
+    assert (a.pairs, a.matched, a.smaller_gap) == (6, 6, 6)
     assert math.isclose(a.median_gap_ratio, (0.12 / 0.1) / (0.4 / 0.1)) and a.median_mismatch == 0.0
     assert a.sentence().startswith("yes")
     pair = sa.lr_pairs(lr_cells(0.12))[0]
@@ -43,6 +43,19 @@ def test_a_small_lr_with_the_same_gap_is_not_called_regularising():
     assert math.isclose(a.median_gap_ratio, 1.0) and a.smaller_gap == 0
     assert a.sentence().startswith("no clear regularisation")
     assert sa.answer_lr(lr_cells(small_valid=0.9)).sentence().startswith("no:")
+
+
+def test_train_losses_that_never_meet_are_not_called_a_match():
+    """lr 0.1 that never trains below 2 against lr 0.01 ending at 0.3: no pair is matched, and the answer says
+    the large learning rate fits worse instead of claiming regularisation either way."""
+    cells = []
+    for seed in range(3):
+        cells.append(cell("native-imagenet", "pytorch", 8, 0.1, seed, [5, 3, 2, 2.5], [9, 4, 2, 2.2]))
+        cells.append(cell("native-imagenet", "pytorch", 8, 0.01, seed, [1, 0.6, 0.3], [0.8, 0.3, 0.15]))
+    a = sa.answer_lr(cells)
+    assert (a.pairs, a.matched) == (3, 0) and math.isnan(a.median_gap_ratio)
+    assert (a.train_big, a.train_small) == (2, 0.3) and math.isclose(10 ** a.median_mismatch, 2 / 0.3)
+    assert a.sentence().startswith("not as regularisation") and "fits worse" in a.sentence()
 
 
 def test_the_port_rows_are_not_used_for_the_learning_rate_answer():
