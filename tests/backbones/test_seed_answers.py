@@ -85,3 +85,24 @@ def test_batch_rows_measure_steps_time_and_time_to_best():
     assert (rows[32].epoch_seconds, rows[32].best_valid, rows[32].seconds_to_best) == (1.0, 0.4, 3.0)
     text = sa.batch_sentence(list(rows.values()))
     assert "in 0/1" in text and "not always better" in text and "26 steps per epoch against 7" in text
+
+
+def test_the_readme_contrast_is_what_the_script_computes_from_the_committed_cells():
+    """README's like-for-like table and its three answers are seed_answers' output on docs/seed_contrast.json
+    (the 60 runs the README's commands wrote), not figures typed by hand."""
+    from backbones.seed_table import read_cells
+    from tests.conftest import ROOT
+
+    cells, _ = read_cells([str(ROOT / "docs" / "seed_contrast.json")])
+    assert len(cells) == 60
+    md = sa.render(cells)
+    assert md == (ROOT / "docs" / "seed_contrast.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith(("| TF port", "| torchvision"))]
+    assert len(rows) == 5 and all(row in readme for row in rows)
+    lr = sa.answer_lr(cells)
+    assert (lr.matched, f"{lr.train_big:.3g}", f"{lr.train_small:.3g}") == (0, "3.46", "0.374")
+    assert "median lowest 3.46 against a final\n  0.374" in readme
+    batch = sa.batch_sentence(sa.answer_batch(cells))
+    assert "in 0/10 (backbone, BN, lr) pairs" in batch and "sooner in wall time in 2/10" in batch
+    assert "0 of 10 (backbone, BN, lr) pairs" in readme and "wall time in 2/10" in readme
