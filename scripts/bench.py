@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -655,8 +656,26 @@ def environment() -> dict:
         dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout)
     except OSError:
         commit, dirty = "", False
-    return {"cpus": os.cpu_count(), "loadavg_start": list(os.getloadavg()), "python": sys.version.split()[0],
-            "commit": commit, "dirty": dirty, "form": FORM, "host": os.uname().nodename}
+    return {"cpus": os.cpu_count(), "cpu_model": _cpu_model(), "loadavg_start": list(os.getloadavg()),
+            "python": sys.version.split()[0], "commit": commit, "dirty": dirty, "form": FORM,
+            "host": os.uname().nodename,
+            # the environment the figures were made in: requirements.lock pins all of it (scripts/lock)
+            "lock_sha256": _lock_sha256()}
+
+
+def _lock_sha256() -> str | None:
+    lock = ROOT / "requirements.lock"
+    return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def default_work() -> Path:

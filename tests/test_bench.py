@@ -295,3 +295,12 @@ def test_profile_reruns_a_missed_target_s_command_under_cprofile(tmp_path, monke
     assert list(done) == ["parity_help"]  # only the missed target's command
     assert (b.out / "profiles" / "parity_help.prof").stat().st_size > 0
     assert "Ordered by: cumulative time" in done["parity_help"] and "cli.py" in done["parity_help"]
+
+
+def test_the_bench_records_the_environment_it_measured_in():
+    """A figure holds only with its environment: the lock's hash (every package pinned), CPU model, load."""
+    import hashlib
+
+    env = bench.environment()
+    assert env["lock_sha256"] == hashlib.sha256((ROOT / "requirements.lock").read_bytes()).hexdigest()
+    assert env["cpu_model"] and len(env["loadavg_start"]) == 3 and env["python"].startswith("3.11")

@@ -41,7 +41,8 @@ def _sourced(home: Path, **env: str) -> dict[str, str]:
 
 
 def test_venv_is_outside_the_clone_keyed_by_the_requirements(tmp_path):
-    key = hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest()[:12]
+    key = hashlib.sha256((ROOT / "requirements.txt").read_bytes() + (ROOT / "requirements.lock").read_bytes()
+                         ).hexdigest()[:12]
     venv = _fake_venv(tmp_path / ".cache" / "tfport" / "venvs" / key)
     got = _sourced(tmp_path)
     assert got["VENV"] == str(venv) and got["PY"] == str(venv / "bin" / "python")
@@ -91,3 +92,48 @@ def test_every_script_sets_up_or_reuses_the_venv(script):
 def test_scripts_test_runs_the_whole_suite():
     last = (ROOT / "scripts" / "test").read_text().strip().splitlines()[-1]
     assert last == 'exec "$PY" -m pytest -q --durations=15 "$@"'  # from the clone's root: every test, unless narrowed
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[_norm(name)] = version.strip()
+    return pins
+
+
+def _norm(name: str) -> str:
+    """PEP 503 names: tf_keras, tf-keras and TF.Keras are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower().strip()
+
+
+def test_the_lock_holds_every_top_level_pin_at_its_version():
+    """requirements.txt and the lock cannot drift: each top-level pin is in the lock, at the same version."""
+    lock = _lock()
+    assert len(lock) >= 70  # the transitive set too, not only the top level
+    drift = {name: (version, lock.get(_norm(name))) for name, version in _pins().items()
+             if lock.get(_norm(name)) != version}
+    assert not drift, f"requirements.txt vs requirements.lock: {drift}; run scripts/lock"
+
+
+def test_pyproject_pins_what_requirements_pins():
+    """pyproject.toml's dependencies (+ the dev extra) are requirements.txt's pins, nothing more or less."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    pins = {_norm(d.split("==")[0]): d.split("==")[1] for d in declared}
+    assert pins == {_norm(k): v for k, v in _pins().items()}
+
+
+@pytest.mark.skipif(not (Path(sys.prefix) / ".complete").exists(), reason="not running in a scripts/_venv.sh venv")
+def test_the_venv_is_the_lock():
+    """The environment the suite runs in is exactly the lock: no package missing, extra or at another version."""
+    from importlib.metadata import distributions
+
+    installed = {_norm(d.metadata["Name"]): d.version for d in distributions()}
+    installed = {k: v for k, v in installed.items() if k not in ("pip", "setuptools", "wheel")}
+    lock = _lock()
+    assert installed == lock, {k: (installed.get(k), lock.get(k)) for k in installed.keys() | lock.keys()
+                               if installed.get(k) != lock.get(k)}
