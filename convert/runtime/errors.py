@@ -11,10 +11,7 @@ unpickler) is marked :func:`called_back`, so that its failure crosses the librar
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-F = TypeVar("F", bound=Callable[..., Any])
+from collections.abc import Callable  # no `typing`: this module is imported while --help is built
 
 
 class TfportError(Exception):
@@ -38,16 +35,16 @@ class CallbackBug(Exception):
 OWN: tuple[type[Exception], ...] = (TfportError, CallbackBug)
 
 
-def called_back(*expected: type[BaseException]) -> Callable[[F], F]:
+def called_back(*expected: type[BaseException]) -> Callable[[Callable], Callable]:
     """Decorator for tfport code that a library calls (a shim, a hook, an unpickler's find_class).
     `expected`: exceptions that are the protocol with that library (AttributeError from a `__getattr__`,
     UnpicklingError from a refusing find_class) and pass as they are; TfportError passes too. Anything
     else becomes CallbackBug, so that no `except Exception` in or around the library can report it as
     the user's file."""
 
-    def deco(fn: F) -> F:
+    def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
             except (*OWN, *expected):
@@ -55,6 +52,6 @@ def called_back(*expected: type[BaseException]) -> Callable[[F], F]:
             except Exception as e:
                 raise CallbackBug(f"{type(e).__name__} in {fn.__qualname__}: {e}") from e
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return deco
