@@ -344,7 +344,7 @@ def _torchvision(cache: Path | None, timeout: float) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from convert.runtime.args import Parser, positive_seconds
+    from convert.runtime.args import Parser, positive_seconds, run_main
 
     p = Parser(prog="scripts/fetch_pretrained", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, help=f"folder (default {cache_dir()})")
@@ -353,15 +353,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", choices=["all", *SHIPPED], default="all",
                    help="which shipped model (default: all): face_mask, a Keras MobileNetV2 converted and certified; "
                         "torchvision_mobilenet_v2, torchvision's own ImageNet weights")
-    try:
-        args = p.parse_args(argv)
-        if args.model in ("all", "face_mask"):
-            _face_mask(args.cache, args.timeout)
-        if args.model in ("all", "torchvision_mobilenet_v2"):
-            _torchvision(args.cache, args.timeout)
-    except TfportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+    p.set_defaults(func=_fetch_and_verify)
+    return run_main(p, argv)  # exit codes as every CLI's: 2 bad input, 3 a bug (its traceback in a file)
+
+
+def _fetch_and_verify(args) -> int:
+    if args.model in ("all", "face_mask"):
+        _face_mask(args.cache, args.timeout)
+    if args.model in ("all", "torchvision_mobilenet_v2"):
+        _torchvision(args.cache, args.timeout)
     return 0
 
 

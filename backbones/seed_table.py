@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -50,7 +49,7 @@ from backbones.seed_grid import (
 )
 from backbones.seed_render import markdown, plot, text_table
 from backbones.seed_stats import Summary, effects, summarise
-from convert.runtime.errors import TfportError, fail
+from convert.runtime.errors import fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,15 +200,18 @@ def read_cells(paths: Sequence[str]) -> tuple[list[Cell], list[dict]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes as every CLI's (convert.runtime.args.run_main): 2 bad input, 1 the gate refused, 3 a bug."""
+    from convert.runtime.args import run_main
     from parity.certificate import GateError
 
-    try:
-        args = build_parser().parse_args(argv)
-        t0 = time.perf_counter()
-        cells, summaries = run(args)
-    except (TfportError, GateError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+    p = build_parser()
+    p.set_defaults(func=_reproduce)
+    return run_main(p, argv, errors=(GateError,))
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    cells, summaries = run(args)
     exploded = sum(1 for c in cells if c.bad_epochs)
     how = (f"read from {len(args.from_json)} file(s)" if args.from_json
            else f"in {time.perf_counter() - t0:.0f} s")

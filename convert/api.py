@@ -27,7 +27,7 @@ from typing import Any
 
 from convert.model.options import DEFAULT_PROBES
 from convert.model.tolerance import REL_TOL
-from convert.runtime.errors import TfportError, fail
+from convert.runtime.errors import OWN, TfportError, fail
 
 IN_MEMORY = "keras.Model (Keras 3), tf_keras.Model, a tf.Module with a serving signature, a tf.compat.v1.GraphDef"
 
@@ -139,9 +139,16 @@ def source_file(obj: Any, folder: Path) -> Path:
         raise fail(f"source: a {type(obj).__module__}.{type(obj).__qualname__} is neither a path nor an "
                    f"in-memory model ({IN_MEMORY})")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return writer(obj, folder)
+
+
+def _saving(obj: Any, save: Callable[[], Any], passes: tuple[type[Exception], ...] = ()) -> None:
+    """The saving tool's own call (Keras's save, tf.saved_model.save, protobuf's serializer), and only it:
+    its refusal is one line about the object; what the writers around it do is tfport's. `passes`: what
+    the writer handles itself."""
     try:
-        return writer(obj, folder)
-    except TfportError:
+        save()
+    except (*OWN, *passes):
         raise
     except Exception as e:  # noqa: BLE001  (the saving tool's own refusal, as one line)
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
@@ -164,18 +171,19 @@ def _is(module: str, attr: str) -> Callable[[Any], bool]:
 
 def _write_keras3(model: Any, folder: Path) -> Path:
     target = folder / "model.keras"
-    model.save(str(target))
+    _saving(model, lambda: model.save(str(target)))
     return target
 
 
 def _write_tf_keras(model: Any, folder: Path) -> Path:
-    target = folder / "model.h5"
+    h5 = folder / "model.h5"
     try:
-        model.save(str(target))
+        _saving(model, lambda: model.save(str(h5)), passes=(NotImplementedError,))
+        return h5
     except NotImplementedError:  # a subclassed model: HDF5 holds functional and Sequential models only
-        target.unlink(missing_ok=True)
-        target = folder / "savedmodel"
-        model.save(str(target), save_format="tf")
+        h5.unlink(missing_ok=True)
+    target = folder / "savedmodel"
+    _saving(model, lambda: model.save(str(target), save_format="tf"))
     return target
 
 
@@ -184,13 +192,16 @@ def _write_tf_module(module: Any, folder: Path) -> Path:
 
     target = folder / "savedmodel"
     signatures = getattr(module, "signatures", None)  # a loaded SavedModel keeps its own
-    tf.saved_model.save(module, str(target), signatures=dict(signatures) if signatures else None)
+    kept = dict(signatures) if signatures else None
+    _saving(module, lambda: tf.saved_model.save(module, str(target), signatures=kept))
     return target
 
 
 def _write_graph_def(graph_def: Any, folder: Path) -> Path:
     target = folder / "graph.pb"
-    target.write_bytes(graph_def.SerializeToString())
+    data: list[bytes] = []
+    _saving(graph_def, lambda: data.append(graph_def.SerializeToString()))
+    target.write_bytes(data[0])
     return target
 
 

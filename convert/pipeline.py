@@ -54,7 +54,6 @@ def convert(src: str | Path, output: str | Path, via: str = "onnx", input_size: 
 
 def _convert(src, output: Path, vias: list[str], input_size, probes: int, seed: int, progress: Progress,
              torch_half, trust_code: bool = False) -> ConversionResult:
-    from convert.model.agreement import agreement
     from convert.model.probe import probe_inputs
     from convert.runtime.bounds import stage
     from convert.sources import load_source
@@ -82,9 +81,7 @@ def _convert(src, output: Path, vias: list[str], input_size, probes: int, seed: 
             tf_out.future.result()
     result = ConversionResult(source, results)
     if len(results) == 2:
-        a, b = results
-        result.cross.append(agreement("canonical via onnx vs via mmdnn: output", a.outputs["output"],
-                                      b.outputs["output"], logits=True))
+        result.cross.append(cross_agreement(*(r.outputs for r in results)))
     if result.ok:
         _write(result, output, torch_half)
     return result
@@ -111,21 +108,41 @@ def _path(v: str, source, x: np.ndarray, tf_out: Mapping[str, np.ndarray], progr
     """One conversion path, then the canonical port's agreement with TF: its whole output always (the
     source's own function, fed the source's own input), pooled features and logits where both have them."""
     from convert import paths
-    from convert.model.agreement import agreement
 
     res = paths.get(v)(source, x, tf_out, progress, torch_half)
-    ew = pools_single_elements(source.spec)
-    scale = dense_scale(source.spec, tf_out.get("pooled"))
-    res.agreements.append(agreement("canonical vs TF: output", res.outputs["output"], tf_out["output"], logits=True,
-                                    elementwise=loose_output(source.spec),
-                                    scale=dense_scale(source.spec, tf_out.get("pooled"), output=True)))
-    if "pooled" in tf_out and "pooled" in res.outputs:
-        res.agreements.append(agreement("canonical vs TF: pooled features", res.outputs["pooled"], tf_out["pooled"],
-                                        elementwise=ew))
-    if "logits" in tf_out and "logits" in res.outputs:
-        res.agreements.append(agreement("canonical vs TF: logits", res.outputs["logits"], tf_out["logits"], logits=True,
-                                        elementwise=ew or len(source.spec.head) > 1, scale=scale))
+    res.agreements.extend(verify(source.spec, res.outputs, tf_out))
     return res
+
+
+def verify(spec, port: Mapping[str, np.ndarray], tf_out: Mapping[str, np.ndarray]) -> list:
+    """How the canonical port's outputs on the probes (convert.paths.worker.torch_outputs) reproduce TF's,
+    each kind with its own tolerance class (convert.model.tolerance); a PathResult holding them is `ok` when
+    all pass. Public so that the tolerances are tested from the refusing side on real ports' outputs
+    (tests/convert/test_tolerance_edges.py)."""
+    from convert.model.agreement import agreement
+
+    ew = pools_single_elements(spec)
+    out = [agreement("canonical vs TF: output", port["output"], tf_out["output"], logits=True,
+                     elementwise=loose_output(spec), scale=dense_scale(spec, tf_out.get("pooled"), output=True))]
+    if "pooled" in tf_out and "pooled" in port:
+        out.append(agreement("canonical vs TF: pooled features", port["pooled"], tf_out["pooled"], elementwise=ew))
+    if "logits" in tf_out and "logits" in port:
+        out.append(agreement("canonical vs TF: logits", port["logits"], tf_out["logits"], logits=True,
+                             elementwise=ew or len(spec.head) > 1, scale=dense_scale(spec, tf_out.get("pooled"))))
+    return out
+
+
+def cross_agreement(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]):
+    """`--via both`: the two paths' canonical ports (outputs as `verify` takes them) on the same probes. They
+    are the same torchvision model with the same weights, whatever the output kind (a classifier's softmax,
+    pooled features, a feature map): held to CROSS_PATH_TOL on every kind, not to a feature map's looser
+    tolerance against TF."""
+    import dataclasses
+
+    from convert.model.agreement import agreement
+
+    measured = agreement("canonical via onnx vs via mmdnn: output", a["output"], b["output"], logits=True)
+    return dataclasses.replace(measured, tol=CROSS_PATH_TOL)
 
 
 def _metadata(result: ConversionResult, chosen: PathResult, output: Path) -> dict[str, Any]:

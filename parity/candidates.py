@@ -14,7 +14,7 @@ from typing import Any
 
 from convert.paths.mmdnn.emitted import load_emitted
 from convert.paths.onnx.to_torch import onnx_to_torch_module
-from convert.runtime.errors import fail
+from convert.runtime.errors import TfportError, fail
 from convert.runtime.files import sha256_file
 
 
@@ -55,7 +55,7 @@ def _is_tfport(path: Path) -> bool:
         return False
     try:
         checkpoint.load(path)
-    except Exception:  # noqa: BLE001  (tfport's own loader reports the real problem below)
+    except TfportError:  # a damaged one is still ours when its header says so: its loader then names the fault
         return checkpoint.declares_ported(path)
     return True
 

@@ -109,6 +109,26 @@ def zoo(tmp_path_factory) -> Zoo:
 
 
 @pytest.fixture(scope="session")
+def zoo_ported(zoo, tmp_path_factory):
+    """case -> (source path, Built, ported.pth, ConversionResult), each zoo file converted once per session
+    (tests/convert/test_zoo.py, and the tolerance edges of tests/convert/test_tolerance_edges.py)."""
+    from convert import pipeline
+
+    root = tmp_path_factory.mktemp("zoo_ported")
+    cache: dict = {}
+
+    def get(case: tuple[str, str, str], via: str = "onnx"):
+        if (case, via) not in cache:
+            src, built = zoo.get(*case)
+            out = root / ("-".join(map(str, case)) + "-" + via) / "ported.pth"
+            out.parent.mkdir(exist_ok=True)
+            cache[case, via] = (src, built, out, pipeline.convert(src, out, via=via, probes=16))
+        return cache[case, via]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def converted(samples, tmp_path_factory):
     """converted(case, via="onnx") -> (source path, ported.pth, ConversionResult), each converted once per
     session; via "mmdnn" or "both" also leaves MMdnn's emitted ported.mmdnn.py (+ .npy) beside the port."""

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.runtime.errors import fail
+from convert.runtime.errors import OWN, called_back, fail
 
 MMDNN_VERSION = "0.3.1"  # what these shims were written for (requirements.txt pins it)
 IR_PROTO_MODULE = "mmdnn.conversion.common.IR.graph_pb2"
@@ -116,6 +116,7 @@ class _TF1(types.ModuleType):
     def __init__(self) -> None:
         super().__init__("tensorflow", "tf.compat.v1 in front of tf, for MMdnn 0.3.1")
 
+    @called_back(AttributeError)  # what MMdnn asks for and TF has under neither name: getattr's own answer
     def __getattr__(self, name: str) -> Any:
         import tensorflow as tf
 
@@ -182,6 +183,7 @@ class IdentifierTable:
         self.by_name: dict[str, str] = {}
         self.taken: set[str] = set()
 
+    @called_back()  # MMdnn reads node.variable_name while it writes code
     def __call__(self, name: str) -> str:
         ident = self.by_name.get(name)
         if ident is None:
@@ -237,11 +239,16 @@ _ALLOWED_GLOBALS = frozenset({
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
+    @called_back(pickle.UnpicklingError)  # the refusal is the protocol; any other failure here is tfport's
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are allowed)")
-        return super().find_class(module, name)
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError) as e:  # a numpy that spells it otherwise: the file's, not a bug
+            raise pickle.UnpicklingError(f"cannot find {module}.{name} ({e})") from None
 
+    @called_back(pickle.UnpicklingError)
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("refusing a persistent id")
 
@@ -252,29 +259,41 @@ _HEADER_READERS: dict[tuple[int, int], Callable] = {
 }
 
 
-def read_weights(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """MMdnn's weights file (np.save of {layer: {name: array}}) without executing pickled code.
-
-    Any malformed, truncated or unsafe file is a TfportError naming the file."""
-    path = Path(path)
+def _numpy_says(path: Path, read: Callable[[], Any]) -> Any:
+    """One read of numpy's header parser or the unpickler; what they raise on bad bytes is the file's fault."""
     try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            reader = _HEADER_READERS.get(version)
-            if reader is None:
-                raise ValueError(f"unsupported .npy version {version}")
-            shape, _, dtype = reader(f)
-            if dtype != np.dtype(object) or shape != ():
-                raise ValueError(f"holds a {dtype} array of shape {shape}, not a pickled dict")
-            obj = _ArraysOnlyUnpickler(f).load()
-    except FileNotFoundError:
-        raise fail(f"{path}: no such file") from None
+        return read()
+    except OWN:
+        raise
     except pickle.UnpicklingError as e:
         raise fail(f"{path}: unsafe or corrupt MMdnn weights file ({e})") from e
     except Exception as e:  # noqa: BLE001  corrupt bytes make numpy's header parser and the unpickler raise
         # anything (SyntaxError, tokenize.TokenError, MemoryError for a huge declared array, ...)
         detail = str(e).splitlines()[0] if str(e) else "truncated"
         raise fail(f"{path}: corrupt MMdnn weights file ({type(e).__name__}: {detail})") from e
+
+
+def read_weights(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """MMdnn's weights file (np.save of {layer: {name: array}}) without executing pickled code.
+
+    Any malformed, truncated or unsafe file is a TfportError naming the file."""
+    path = Path(path)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise fail(f"{path}: no such file") from None
+    except OSError as e:
+        raise fail(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        version = _numpy_says(path, lambda: np.lib.format.read_magic(f))
+        reader = _HEADER_READERS.get(version)
+        if reader is None:
+            raise fail(f"{path}: corrupt MMdnn weights file (unsupported .npy version {version})")
+        shape, _, dtype = _numpy_says(path, lambda: reader(f))
+        if dtype != np.dtype(object) or shape != ():
+            raise fail(f"{path}: corrupt MMdnn weights file (holds a {dtype} array of shape {shape}, not a "
+                       "pickled dict)")
+        obj = _numpy_says(path, _ArraysOnlyUnpickler(f).load)
     value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, dict) and all(isinstance(a, np.ndarray) for a in v.values())
@@ -291,6 +310,7 @@ def _safe_weights() -> Iterator[None]:
 
     saved = Emitter.__dict__["_load_weights"]
 
+    @called_back()  # read_weights names a bad file as TfportError; anything else from it is a bug
     def _load_weights(self, file_name=None):
         self.weight_loaded = True
         self.weights_dict = read_weights(file_name)

@@ -72,14 +72,18 @@ def emitted(state: TorchState, code: str, weights: str, x_nhwc: np.ndarray) -> t
     from convert.paths.mmdnn.emitted import emitted_bn_momenta, emitted_outputs, load_emitted
 
     model = load_emitted(code, weights)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Implicit dimension choice for softmax")  # MMdnn's F.softmax(x)
+
+    def forward(x):  # MMdnn's emitted code, and only it: its failures are MMdnn's, not tfport's
         try:
-            logits, out = emitted_outputs(model, x_nhwc)
-        except (TypeError, RuntimeError, ValueError, IndexError, AttributeError) as e:  # MMdnn's code, not ours
+            return model(x)
+        except (TypeError, RuntimeError, ValueError, IndexError, AttributeError) as e:
             raise fail(f"MMdnn {MMDNN_VERSION} emitted PyTorch code that fails to run on this model "
                        f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
                        "use --via onnx") from None
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Implicit dimension choice for softmax")  # MMdnn's F.softmax(x)
+        logits, out = emitted_outputs(model, x_nhwc, forward=forward)
     return logits, out, emitted_bn_momenta(model)
 
 
@@ -198,8 +202,9 @@ class TorchWorker:
             status, value = self._answers.pop(ticket)
         if status == "fail":
             raise TfportError(value)
-        if status == "error":
-            raise RuntimeError("in tfport's torch worker:\n" + value)
+        if status == "error":  # a bug there: its last line first (the one line a CLI shows), then its traceback
+            lines = value.strip().splitlines()
+            raise RuntimeError(f"in tfport's torch worker: {lines[-1] if lines else '?'}\n{value}")
         return value
 
     def call(self, request: Request, *args: Any) -> Any:

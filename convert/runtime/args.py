@@ -101,7 +101,8 @@ def run_main(parser: argparse.ArgumentParser, argv, *, errors: tuple[type[BaseEx
              interrupted: str = "interrupted", say=_to_stderr) -> int:
     """Every CLI's one exit-code path: parse, run the subcommand's handler (`set_defaults(func=...)`) and
     return its code; bad input (TfportError, and `errors`, each with its `exit_code`) is one line
-    `error: ...`; Ctrl-C is one line and 130. Anything else is a bug and keeps its traceback."""
+    `error: ...`; Ctrl-C is one line and 130. Anything else is a bug in tfport: one line naming it and the
+    file its traceback was written to, exit 3 (convert.runtime.bug)."""
     try:
         args = parser.parse_args(argv)
         return args.func(args)
@@ -111,3 +112,8 @@ def run_main(parser: argparse.ArgumentParser, argv, *, errors: tuple[type[BaseEx
     except KeyboardInterrupt:
         say(f"error: {interrupted}")
         return 130
+    except Exception as e:  # noqa: BLE001  (not bad input: tfport's own code failed)
+        from convert.runtime.bug import EXIT_BUG, report_bug
+
+        say(report_bug(e))
+        return EXIT_BUG

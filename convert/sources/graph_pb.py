@@ -22,12 +22,13 @@ def _is_graph_def(path: Path) -> bool:
         return False
     if path.suffix in (".pb", ".graphdef", ""):
         return True
-    try:
-        import tensorflow as tf
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
-        gd = tf.compat.v1.GraphDef()
+    gd = tf.compat.v1.GraphDef()
+    try:
         gd.ParseFromString(path.read_bytes())
-    except Exception:  # noqa: BLE001  (any parse failure: not a GraphDef)
+    except (DecodeError, ValueError, RuntimeError, OSError):  # what protobuf says of bytes it cannot parse
         return False
     return bool(gd.node) and all(n.op and n.name for n in gd.node)
 

@@ -17,12 +17,13 @@ import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from convert.model.semantics import same_affine
 from convert.model.spec import BNSpec, ModelSpec
-from convert.runtime.errors import fail
+from convert.runtime.errors import OWN, fail
 from convert.sources.base import LoadOptions, Source, graph_source, read_head, register, trust
 from convert.sources.keras_config import ConfigScan, scan_config
 
@@ -81,15 +82,28 @@ def zip_config(path: Path) -> tuple[str, dict]:
     return str(meta.get("keras_version", "3")), config
 
 
-def _load_tf_keras(path: Path, trust_code: bool):
+def keras_loads(path: Path, form: str, load: Callable[[], Any]):
+    """Keras's own load_model, and only it: what it raises on the user's file is one line, exit 2. tfport's
+    part of loading (names, custom objects, the checks after) runs outside, so that its bugs stay bugs."""
+    try:
+        return load()
+    except OWN:
+        raise
+    except Exception as e:  # noqa: BLE001  Keras raises anything from ValueError to OSError on bad files
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        hint = ("; Keras 3 cannot rebuild some of its own layers from a legacy .h5 (op layers such as "
+                "preprocess_input's): save the model as .keras" if form == "keras3_h5" else "")
+        raise fail(f"{path}: cannot load as a Keras model ({type(e).__name__}: {msg}){hint}") from None
+
+
+def _load_tf_keras(path: Path, trust_code: bool, form: str):
     import tf_keras
 
-    if path.suffix == ".h5" or _is_hdf5(path):
-        return tf_keras.models.load_model(str(path), compile=False)  # the config scan is the guard
-    return tf_keras.models.load_model(str(path), compile=False, safe_mode=not trust_code)
+    kw = {} if path.suffix == ".h5" or _is_hdf5(path) else {"safe_mode": not trust_code}  # .h5: the scan guards
+    return keras_loads(path, form, lambda: tf_keras.models.load_model(str(path), compile=False, **kw))
 
 
-def _load_keras3(path: Path, trust_code: bool):
+def _load_keras3(path: Path, trust_code: bool, form: str):
     import keras
 
     from convert.sources.keras_config import keras3_ops
@@ -99,7 +113,9 @@ def _load_keras3(path: Path, trust_code: bool):
     if _is_zip(path) and path.suffix != ".keras":
         raise fail(f"{path}: a .keras archive must be named *.keras for Keras 3 to read it")
 
-    return keras.models.load_model(str(path), compile=False, safe_mode=not trust_code, custom_objects=keras3_ops())
+    ops = keras3_ops()
+    return keras_loads(path, form, lambda: keras.models.load_model(str(path), compile=False, safe_mode=not trust_code,
+                                                                   custom_objects=ops))
 
 
 def frozen_graph_def(model):
@@ -172,15 +188,7 @@ def _keras_bn(layer, where: str) -> BNSpec:
 def keras_source(path: Path, form: str, loader: Callable, scan: ConfigScan, opts: LoadOptions) -> Source:
     """Load (the config scan has already passed), freeze, read the graph, add what Keras knows."""
     scan.refuse_unless_trusted(path, opts.trust_code)
-    try:
-        model = loader(path, opts.trust_code)
-    except Exception as e:  # Keras raises anything from ValueError to OSError on bad files
-        if isinstance(e, type(fail(""))):
-            raise
-        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        hint = ("; Keras 3 cannot rebuild some of its own layers from a legacy .h5 (op layers such as "
-                "preprocess_input's): save the model as .keras" if form == "keras3_h5" else "")
-        raise fail(f"{path}: cannot load as a Keras model ({type(e).__name__}: {msg}){hint}") from None
+    model = loader(path, opts.trust_code, form)  # each loader wraps Keras's load_model alone (keras_loads)
     shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
     if len(model.inputs) != 1 or len(shape) != 4 or shape[3] != 3:
         raise fail(f"{path}: the model takes {len(model.inputs)} input(s) of shape {shape[1:]}; expected one "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from convert.runtime.errors import fail
+from convert.runtime.errors import OWN, fail
 from convert.sources.base import LoadOptions, Source, graph_source, register, trust
 
 
@@ -71,10 +71,12 @@ def _custom(cls: str) -> bool:
     return cls not in known_classes()
 
 
-def _load_tf_keras_savedmodel(path: Path, trust_code: bool):
+def _load_tf_keras_savedmodel(path: Path, trust_code: bool, form: str):
     import tf_keras
 
-    return tf_keras.models.load_model(str(path), compile=False)
+    from convert.sources.keras_files import keras_loads
+
+    return keras_loads(path, form, lambda: tf_keras.models.load_model(str(path), compile=False))
 
 
 def _signature_source(path: Path, opts: LoadOptions) -> Source:
@@ -93,12 +95,7 @@ def _signature_source(path: Path, opts: LoadOptions) -> Source:
     fn = sigs[name]
     if len(fn.structured_input_signature[1]) + len(fn.structured_input_signature[0]) != 1:
         raise fail(f"{path}: signature '{name}' takes {len(fn.inputs)} inputs; expected one image input")
-    try:
-        gd = _freeze(fn)
-    except Exception as e:  # noqa: BLE001  (freezing raises many types on graphs it cannot take)
-        raise fail(
-            f"{path}: cannot freeze signature '{name}' ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
-        ) from None
+    gd = _drop_state_updates(_freeze(fn, path, name), [t.name.split(":")[0] for t in fn.outputs])
     source = graph_source(path, "savedmodel", gd, opts)
     rel = _check_frozen(fn, source)
     source.notes.append(f"SavedModel signature '{name}' frozen (graph only: no Python is run); frozen graph "
@@ -106,20 +103,27 @@ def _signature_source(path: Path, opts: LoadOptions) -> Source:
     return source
 
 
-def _freeze(fn):
-    """Variables -> constants. Keras 3's `export()` keeps its random layers' seed-state updates in the
-    serving graph; TF's public freezer then fails re-importing them (a resource fed an int64 constant),
-    so such a graph is frozen one level down and the updates are dropped (no output reads them — and
-    `_check_frozen` proves the frozen graph computes what the signature computes)."""
+def _freeze(fn, path: Path, name: str):
+    """Variables -> constants, by TF's freezer alone (what it raises on a graph it cannot take is the
+    file's). Keras 3's `export()` keeps its random layers' seed-state updates in the serving graph; TF's
+    public freezer then fails re-importing them (a resource fed an int64 constant), so such a graph is
+    frozen one level down, and the caller drops the updates (no output reads them — and `_check_frozen`
+    proves the frozen graph computes what the signature computes)."""
     from tensorflow.python.framework import convert_to_constants as c2c
 
-    outputs = [t.name.split(":")[0] for t in fn.outputs]
-    try:
-        return _drop_state_updates(c2c.convert_variables_to_constants_v2(fn).graph.as_graph_def(), outputs)
-    except ValueError:
-        from convert.compat.tensorflow import freeze_without_reimport
+    from convert.compat.tensorflow import freeze_without_reimport
 
-        return _drop_state_updates(freeze_without_reimport(fn), outputs)
+    try:
+        try:
+            return c2c.convert_variables_to_constants_v2(fn).graph.as_graph_def()
+        except ValueError:
+            return freeze_without_reimport(fn)  # TF's own two steps (tfport names them, TF runs them)
+    except OWN:
+        raise
+    except Exception as e:  # noqa: BLE001  (freezing raises many types on graphs it cannot take)
+        raise fail(
+            f"{path}: cannot freeze signature '{name}' ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
 
 
 # Keras 3's exported random layers update their seed state even at inference; the output never reads it

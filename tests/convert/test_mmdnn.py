@@ -270,6 +270,26 @@ def test_graph_mmdnn_cannot_parse_refused(mmdnn_runs, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_shim_bug_is_a_bug_not_mmdnn_refusing(mmdnn_runs, tmp_path, monkeypatch):
+    """The identifier shim (convert.compat.mmdnn), called back from inside MMdnn, fails: MMdnn's broad wrapper
+    lets it through as CallbackBug, which every CLI reports as exit 3 (tests/convert/test_bug_exit.py); before,
+    it read "MMdnn 0.3.1 cannot emit PyTorch code for this model", exit 2. Nothing is left in the folder."""
+    from convert.runtime.errors import CallbackBug
+
+    class Injected(Exception):
+        pass
+
+    def broken(name):
+        raise Injected(f"deliberate bug for {name}")
+
+    source = mmdnn_runs(*CASES[2]).source
+    monkeypatch.setattr(mmdnn_compat, "py_identifier", broken)
+    with pytest.raises(CallbackBug) as e:
+        run_mmdnn(source, tmp_path)
+    assert isinstance(e.value.__cause__, Injected)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_truncated_source_refused(mmdnn_runs, tmp_path):
     from convert.sources import load_source
 

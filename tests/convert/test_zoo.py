@@ -60,22 +60,9 @@ FORM = {("k2", "h5"): "keras2_h5", ("k2", "keras"): "keras2_keras", ("k2", "save
 
 
 @pytest.fixture(scope="session")
-def ported(zoo, tmp_path_factory):
-    """case -> (source path, Built, ported.pth, ConversionResult), each converted once per session."""
-    from convert import pipeline
-
-    root = tmp_path_factory.mktemp("zoo_ported")
-    cache: dict = {}
-
-    def get(case: tuple[str, str, str], via: str = "onnx"):
-        if (case, via) not in cache:
-            src, built = zoo.get(*case)
-            out = root / ("-".join(map(str, case)) + "-" + via) / "ported.pth"
-            out.parent.mkdir(exist_ok=True)
-            cache[case, via] = (src, built, out, pipeline.convert(src, out, via=via, probes=16))
-        return cache[case, via]
-
-    return get
+def ported(zoo_ported):
+    """case -> (source path, Built, ported.pth, ConversionResult): tests/conftest.py's zoo_ported."""
+    return zoo_ported
 
 
 def _port_vs_source(src, built, out) -> float:

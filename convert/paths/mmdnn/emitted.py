@@ -46,14 +46,15 @@ def load_emitted(code_path: str | Path, weights_path: str | Path):
     return model.eval()
 
 
-def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 4, forward=None) -> tuple[np.ndarray, np.ndarray]:
     """(logits, output) of MMdnn's emitted model for NHWC inputs.
 
     Batch 4: the emitted forward is straight-line code whose locals keep every intermediate tensor
     alive until it returns (~80 MB per 224 image), so its peak memory grows with the batch.
 
     The emitted forward returns only the graph's output (softmax); the logits are the output of the
-    last conv/linear module it runs (slim: the 1x1 classifier conv; Keras: the Dense)."""
+    last conv/linear module it runs (slim: the 1x1 classifier conv; Keras: the Dense). `forward`: how the
+    model is called (default: as it is), e.g. with its failures named as MMdnn's."""
     import torch
 
     last: list[torch.Tensor] = []
@@ -68,7 +69,7 @@ def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 4) -> tuple[np.ndarr
         with torch.no_grad():
             for i in range(0, len(x_nhwc), batch):
                 chunk = x_nhwc[i : i + batch]
-                y = model(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2))))
+                y = (forward or model)(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2))))
                 if y.ndim == 4:  # a feature map (a feature extractor's output): compared in TF's NHWC order
                     y = y.permute(0, 2, 3, 1)
                 outputs.append(y.reshape(len(chunk), -1).numpy())  # MMdnn's squeeze drops a batch of 1

@@ -23,7 +23,7 @@ from convert.compat.mmdnn import MMDNN_VERSION
 from convert.model.spec import ModelSpec
 from convert.model.tf_names import node_name
 from convert.paths.base import Progress
-from convert.runtime.errors import TfportError, fail
+from convert.runtime.errors import OWN, TfportError, fail
 
 _FUSED_BN_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 
@@ -157,7 +157,7 @@ def _mmdnn_step(step: str, where: str, log: io.StringIO, fn: Callable[[], None])
     with mmdnn_compat(), _quiet_tf(), contextlib.redirect_stdout(log):
         try:
             fn()
-        except TfportError:
+        except OWN:  # bad input named already; a shim of tfport's (convert.compat.mmdnn) failing is a bug
             raise
         except Exception as e:  # MMdnn signals what it cannot handle with assert, KeyError, ...
             raise _mmdnn_failure(step, where, e, log.getvalue()) from e
@@ -180,16 +180,18 @@ def run_mmdnn(source, out_dir: str | Path, progress: Progress = lambda s: None) 
         frozen = work / "frozen.pb"
         frozen.write_bytes(inp.graph_def.SerializeToString())
         ir = str(work / IR_STEM)
+        nodes = [node_name(inp.input)], [node_name(inp.output)]  # tfport's part, outside MMdnn's wrapper
+        code, weights = str(work / CODE_NAME), str(work / WEIGHTS_NAME)
 
-        def parse() -> None:
+        def parse() -> None:  # MMdnn only, from here on: what fails inside is MMdnn's or a shim's
             from mmdnn.conversion.tensorflow.tensorflow_frozenparser import TensorflowParser2
 
-            TensorflowParser2(str(frozen), [list(hwc)], [node_name(inp.input)], [node_name(inp.output)]).run(ir)
+            TensorflowParser2(str(frozen), [list(hwc)], *nodes).run(ir)
 
         def emit() -> None:
             from mmdnn.conversion.pytorch.pytorch_emitter import PytorchEmitter
 
-            PytorchEmitter((ir + ".pb", ir + ".npy")).run(str(work / CODE_NAME), str(work / WEIGHTS_NAME), "test")
+            PytorchEmitter((ir + ".pb", ir + ".npy")).run(code, weights, "test")
 
         progress(f"MMdnn {MMDNN_VERSION}: TF frozen graph -> IR (TensorflowParser2)")
         parse_s = _mmdnn_step("parse", where, log, parse)
