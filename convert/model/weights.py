@@ -31,5 +31,7 @@ class WeightsMatch:
 
     def describe(self) -> str:
         variant = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.variant.items())
-        top = f"with its classifier ({self.classes} classes)" if self.include_top else "without its classifier"
+        # the file holds the Dense's arrays, not its activation: Keras Applications' own (softmax) is assumed
+        top = (f"with its classifier ({self.classes} classes; GAP + Dense + softmax as Keras Applications' own — a "
+               "head of your own needs the model file, model.save)" if self.include_top else "without its classifier")
         return f"{variant}, {top}" if variant else top

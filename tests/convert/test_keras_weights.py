@@ -203,7 +203,7 @@ def test_backbone_loads_strict_into_torchvision_and_parity_certifies_both_modes(
     assert certificate.read(out)["modes_passed"] == ["eval", "train"]
 
 
-@pytest.mark.parametrize("key", ["tf_keras-no-top", "keras3-no-top"])
+@pytest.mark.parametrize("key", ["keras3-no-top"])  # the legacy layout: converted end to end above
 def test_the_rebuilt_reference_is_the_keras_model_the_weights_came_from(written, key):
     """Every layout ends as the same thing, Keras's MobileNetV2 holding the file's arrays (tf_keras, whichever
     Keras wrote them), frozen: TF runs that graph as the reference, and it computes the original model."""
@@ -253,3 +253,18 @@ def test_a_weights_file_cut_short_is_one_line(written, tmp_path, capsys, keep):
     path = tmp_path / "cut.h5"
     path.write_bytes(data[: int(len(data) * keep)])
     assert "corrupt" in _refused(path, tmp_path, capsys)
+
+
+def test_mobilenet_v2_layers_of_no_keras_width_are_one_line(written, tmp_path, capsys):
+    """Its layer names, but block 16's projection 8 channels wider than any Keras width has it."""
+    import h5py
+
+    path = tmp_path / "widened.h5"
+    shutil.copy(written["tf_keras-no-top"].path, path)
+    with h5py.File(path, "r+") as f:
+        name = "block_16_project/block_16_project/kernel:0"
+        kernel = f[name][()]
+        del f[name]
+        f[name] = np.concatenate([kernel, kernel[..., :8]], axis=-1)
+    err = _refused(path, tmp_path, capsys)
+    assert "MobileNetV2 layers of no Keras width" in err and "block_16_project 120" in err
