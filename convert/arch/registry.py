@@ -84,12 +84,14 @@ def recognise(census: Census, where: str) -> Architecture:
 
 
 def recognise_weights(shapes: Shapes, where: str) -> tuple[Architecture, WeightsMatch]:
-    """The registered architecture a weights-only file holds, or one line naming what the file has."""
-    for arch in ARCHITECTURES.values():
+    """The registered architecture a weights-only file holds, or one line naming what the file has. An
+    architecture registered without the weight-file members is not one a weights file can be (yet)."""
+    readers = [a for a in ARCHITECTURES.values() if hasattr(a, "recognise_weights")]
+    for arch in readers:
         match = arch.recognise_weights(shapes, where)
         if match is not None:
             return arch, match
     names = list(shapes)
     shown = ", ".join(names[:4]) + (f", ..., {names[-1]}" if len(names) > 4 else "")
-    has = "; ".join(f"a {a.title} has {a.weights_signature}" for a in ARCHITECTURES.values())
+    has = "; ".join(f"a {a.title} has {a.weights_signature}" for a in readers)
     raise fail(f"{where}: weights of no registered architecture: {len(names)} layers with weights ({shown}); {has}")
