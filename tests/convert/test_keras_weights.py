@@ -268,3 +268,16 @@ def test_mobilenet_v2_layers_of_no_keras_width_are_one_line(written, tmp_path, c
         f[name] = np.concatenate([kernel, kernel[..., :8]], axis=-1)
     err = _refused(path, tmp_path, capsys)
     assert "MobileNetV2 layers of no Keras width" in err and "block_16_project 120" in err
+
+
+def test_a_weights_file_linking_to_another_file_is_refused_before_it_is_read(written, tmp_path, capsys):
+    """convert.safety.archives.check_hdf5 runs on weights files too: an HDF5 external link names a file on disk."""
+    import h5py
+
+    other, path = tmp_path / "elsewhere.h5", tmp_path / "linked.h5"
+    with h5py.File(other, "w") as f:
+        f["secret"] = np.zeros(3, np.float32)
+    shutil.copy(written["tf_keras-no-top"].path, path)
+    with h5py.File(path, "r+") as f:
+        f["Conv1"]["telemetry"] = h5py.ExternalLink(str(other), "/")
+    assert "external link" in _refused(path, tmp_path, capsys)
