@@ -128,11 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tf2torch", help="convert a TF MobileNetV2 to a verified PyTorch checkpoint", epilog=EPILOG,
                        formatter_class=HelpFormatter)
-    p.add_argument("src", type=path_arg, help="frozen .pb, SavedModel folder, .h5 or .keras")
+    p.add_argument("src", type=path_arg, help="frozen .pb, SavedModel folder, .h5 (model or weights), .keras, .tflite")
     p.add_argument("-o", "--output", type=path_arg, default="ported.pth",
                    help="ported.pth (torch.save), or a path ending in .safetensors (default %(default)s)")
     p.add_argument("--via", choices=("onnx", "mmdnn", "both"), default="onnx")
-    p.add_argument("--input-size", type=parse_size, default=None, help="HxW, where the graph leaves it open")
+    p.add_argument("--input-size", type=parse_size, default=None,
+                   help="HxW, where the graph leaves it open; a weights-only .h5 is rebuilt at it (default 224)")
     p.add_argument("--probes", type=positive_int, default=DEFAULT_PROBES,
                    help="seeded probe inputs compared against TF (default %(default)s)")
     p.add_argument("--seed", type=seed_number, default=0)

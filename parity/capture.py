@@ -32,7 +32,7 @@ class Capture:
         modules = dict(model.named_modules())
         for p in points:
             if p.suffix == "output":
-                mod, hook = model, self._hook(p.name)  # the whole module's return value
+                mod, hook = model, self._output_hook(p.name)  # the whole module's return value
             elif p.suffix == "pool" and p.module not in modules:  # plain torchvision: pools in forward()
                 mod, hook = modules.get("features"), self._pool_hook(p.name, torch)
             else:
@@ -50,6 +50,14 @@ class Capture:
     def _hook(self, name: str):
         def hook(_mod, _inp, out):
             self._add(name, out.detach().numpy().copy())
+        return hook
+
+    def _output_hook(self, name: str):
+        """The return value as the runners give the source's output (convert.runners.tf.per_probe): a 1x1 map,
+        an unpooled 32 px feature extractor's, flattened to (n, C), else it fits no reference."""
+        def hook(_mod, _inp, out):
+            v = out.detach().numpy().copy()
+            self._add(name, v.reshape(len(v), -1) if v.ndim == 4 and v.shape[2:] == (1, 1) else v)
         return hook
 
     def _pool_hook(self, name: str, torch):

@@ -40,6 +40,10 @@ FORMS = [
     ("tf.Module SavedModel (TF-Hub style)", "classifier", "tfmodule", "savedmodel"),
     ("TF1-era Keras frozen .pb (learning phase)", "classifier", "tf1", "pb"),
     ("TFLite float32", "classifier", "tflite", "tflite"),
+    # weights only: rebuilt from Keras's own MobileNetV2 at --input-size (default 224, used here)
+    ("tf_keras save_weights .h5 (Keras Applications layout, top)", "application", "k2", "weights"),
+    ("tf_keras save_weights .h5 (no top)", "features_none", "k2", "weights"),
+    ("Keras 3 save_weights .weights.h5 (no top)", "features_none", "k3", "weights"),
 ]
 
 
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="keep the written files here")
     parser.add_argument("--via", nargs="+", default=["onnx", "mmdnn"], choices=["onnx", "mmdnn"])
+    parser.add_argument("--only", default="", help="the rows whose label holds this text (default: all)")
     args = parser.parse_args(argv)
     from convert.runtime.quiet import quiet_frameworks
 
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
           "| dropped | pooling → head |")
     print("|---|---|---|---|---|---|---|")
     t0 = time.perf_counter()
-    for label, kind, version, form in FORMS:
+    for label, kind, version, form in (f for f in FORMS if args.only in f[0]):
         with contextlib.redirect_stdout(io.StringIO()):  # Keras 3's export() prints its signature
             src, _ = zoo.get(kind, version, form)
         for via in args.via:

@@ -15,4 +15,13 @@ Adding an architecture (ResNet50, VGG16, ...) means adding modules, not editing 
 """
 
 from convert.arch import mobilenet_v2  # noqa: F401  (registers)
-from convert.arch.registry import ARCHITECTURES, DEFAULT, Architecture, get, of, recognise, register  # noqa: F401
+from convert.arch.registry import (  # noqa: F401
+    ARCHITECTURES,
+    DEFAULT,
+    Architecture,
+    get,
+    of,
+    recognise,
+    recognise_weights,
+    register,
+)

@@ -9,6 +9,7 @@ from convert.runtime.errors import fail
 
 if TYPE_CHECKING:  # the CLIs import the registry while building --help: no dataclasses machinery then
     from convert.model.census import Census
+    from convert.model.weights import Shapes, WeightsMatch
 
 
 class Architecture(Protocol):
@@ -35,6 +36,13 @@ class Architecture(Protocol):
 
     def keras_variant(self, layers: list) -> dict[str, Any]:
         """The variant of a Keras model of this architecture, from its (flattened) layers."""
+
+    # weight files (Keras Applications .h5, save_weights)
+    weights_signature: ClassVar[str]  # its weighted layers in words, for refusals: "Conv1, block_1..16_*, Conv_1"
+
+    def recognise_weights(self, shapes: Shapes, where: str) -> WeightsMatch | None:
+        """A weights-only file whose layers (name -> weight shapes, file order) are this architecture's: its
+        variant, top and classes (None: not this architecture; one line if it is but fits no variant)."""
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -73,3 +81,17 @@ def recognise(census: Census, where: str) -> Architecture:
     has = "; ".join(f"a {a.title} has {a.signature}" for a in ARCHITECTURES.values())
     raise fail(f"{where}: not a {titles}: found {census.describe()} — {likeliest_family(census)}; {has}")
 
+
+
+def recognise_weights(shapes: Shapes, where: str) -> tuple[Architecture, WeightsMatch]:
+    """The registered architecture a weights-only file holds, or one line naming what the file has. An
+    architecture registered without the weight-file members is not one a weights file can be (yet)."""
+    readers = [a for a in ARCHITECTURES.values() if hasattr(a, "recognise_weights")]
+    for arch in readers:
+        match = arch.recognise_weights(shapes, where)
+        if match is not None:
+            return arch, match
+    names = list(shapes)
+    shown = ", ".join(names[:4]) + (f", ..., {names[-1]}" if len(names) > 4 else "")
+    has = "; ".join(f"a {a.title} has {a.weights_signature}" for a in readers)
+    raise fail(f"{where}: weights of no registered architecture: {len(names)} layers with weights ({shown}); {has}")

@@ -22,10 +22,13 @@ def loose_output(spec) -> bool:
     """Where the output's error relative to its own maximum is not the backbone's: a head of the source's own
     (several Dense layers) sums with cancellation, so the error grows by the head's gain; a softmax/sigmoid
     turns a logit error δ into a probability error up to δ in absolute terms; global max pooling keeps single
-    elements (tests/convert/test_zoo.py measures each kind). The pooled features and the logits
-    are still held to REL_TOL; these outputs to FEATURE_MAP_TOL."""
-    return len(spec.head) > 1 or pools_single_elements(spec) or bool(spec.head and spec.head[-1].activation in
-                                                                      ("softmax", "sigmoid"))
+    elements (tests/convert/test_zoo.py measures each kind); so does a feature extractor's unpooled output,
+    the map itself (a 4-D one gets FEATURE_MAP_TOL from `agreement` by its shape, but the runners flatten a
+    1x1 map, 32 px inputs: measured 1.3e-5 ONNX Runtime vs TF on a correct port). The pooled features and the
+    logits are still held to REL_TOL; these outputs to FEATURE_MAP_TOL."""
+    feature_map = spec.pool is None and not spec.head
+    return len(spec.head) > 1 or pools_single_elements(spec) or feature_map or bool(
+        spec.head and spec.head[-1].activation in ("softmax", "sigmoid"))
 
 
 def dense_scale(spec, pooled, output: bool = False) -> float | None:

@@ -9,9 +9,11 @@ never trusted.
 
 from __future__ import annotations
 
-# registration order is detection order: folders, then magic bytes, then the GraphDef fallback
+# registration order is detection order: folders, then magic bytes (a weights-only HDF5 before a model's),
+# then the GraphDef fallback
 # isort: off
 from convert.sources import savedmodel  # noqa: F401  (SavedModel folders)
+from convert.sources import keras_weights  # noqa: F401  (weights-only HDF5: Keras Applications, save_weights)
 from convert.sources import keras_files  # noqa: F401  (HDF5 and .keras zip archives)
 from convert.sources import tflite  # noqa: F401  (TFLite flatbuffers)
 from convert.sources import graph_pb  # noqa: F401  (frozen GraphDef: the fallback)

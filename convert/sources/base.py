@@ -66,6 +66,14 @@ def read_head(path: Path, n: int = 16) -> bytes:
         raise fail(f"{path}: cannot read ({e.strerror})") from None
 
 
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # every HDF5 file's first 8 bytes (a user block aside, which Keras never writes)
+
+
+def is_hdf5(path: Path) -> bool:
+    """An HDF5 file by its signature: Keras model files (.h5) and weights files (.h5, .weights.h5) alike."""
+    return path.is_file() and read_head(path, 8) == HDF5_MAGIC
+
+
 def detect_form(path: Path) -> Form:
     if not path.exists():
         raise fail(f"{path}: no such file or folder")

@@ -24,14 +24,8 @@ import numpy as np
 from convert.model.semantics import same_affine
 from convert.model.spec import BNSpec, ModelSpec
 from convert.runtime.errors import OWN, fail
-from convert.sources.base import LoadOptions, Source, graph_source, read_head, register, trust
+from convert.sources.base import LoadOptions, Source, graph_source, is_hdf5, read_head, register, trust
 from convert.sources.keras_config import ConfigScan, scan_config
-
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-
-def _is_hdf5(path: Path) -> bool:
-    return path.is_file() and read_head(path, 8) == _HDF5_MAGIC
 
 
 def _is_zip(path: Path) -> bool:
@@ -54,8 +48,8 @@ def h5_config(path: Path) -> tuple[str, dict]:
         raise fail(f"{path}: not a readable Keras model: corrupt HDF5 file ({type(e).__name__}: {detail})") from None
     version = version.decode() if isinstance(version, bytes) else str(version)
     if raw is None:
-        raise fail(f"{path}: an HDF5 file without a model config (weights only?); save the whole model "
-                   "with model.save(...)")
+        raise fail(f"{path}: an HDF5 file with neither a model config nor Keras weights (no layer_names, no "
+                   "layers/*/vars); save the whole model with model.save(...)")
     try:
         config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -99,7 +93,7 @@ def keras_loads(path: Path, form: str, load: Callable[[], Any]):
 def _load_tf_keras(path: Path, trust_code: bool, form: str):
     import tf_keras
 
-    kw = {} if path.suffix == ".h5" or _is_hdf5(path) else {"safe_mode": not trust_code}  # .h5: the scan guards
+    kw = {} if path.suffix == ".h5" or is_hdf5(path) else {"safe_mode": not trust_code}  # .h5: the scan guards
     return keras_loads(path, form, lambda: tf_keras.models.load_model(str(path), compile=False, **kw))
 
 
@@ -108,7 +102,7 @@ def _load_keras3(path: Path, trust_code: bool, form: str):
 
     from convert.sources.keras_config import keras3_ops
 
-    if _is_hdf5(path) and path.suffix != ".h5":  # Keras 3 picks the legacy reader by extension
+    if is_hdf5(path) and path.suffix != ".h5":  # Keras 3 picks the legacy reader by extension
         raise fail(f"{path}: an HDF5 model written by Keras 3 must be named *.h5 for Keras 3 to read it")
     if _is_zip(path) and path.suffix != ".keras":
         raise fail(f"{path}: a .keras archive must be named *.keras for Keras 3 to read it")
@@ -210,7 +204,7 @@ def _load(path: Path, opts: LoadOptions, read_config: Callable[[Path], tuple[str
     return keras_source(path, f"keras2_{ext}", _load_tf_keras, scan, opts)
 
 
-@register("keras_h5", _is_hdf5)
+@register("keras_h5", is_hdf5)
 def load_h5(path: Path, opts: LoadOptions) -> Source:
     return _load(path, opts, h5_config, "h5")
 

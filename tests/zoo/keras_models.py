@@ -141,7 +141,14 @@ def relu6_tanh(K, size: int, alpha: float) -> Built:
     return Built(K.Model(inp, K.layers.Dense(2, activation="tanh")(x)), (0.0, 255.0))
 
 
+def application(K, size: int, alpha: float) -> Built:
+    """Keras Applications' MobileNetV2 itself, with its classifier (GAP + Dense(1000, softmax)): what its
+    downloaded weight files hold."""
+    return Built(_base(K, size, alpha), (-1.0, 1.0))
+
+
 BUILDERS: dict[str, Callable] = {
+    "application": application,
     "tutorial": tutorial,
     "features_none": features(None),
     "features_avg": features("avg"),
@@ -162,8 +169,12 @@ def build(kind: str, version: str, size: int = 96, alpha: float = 0.35, seed: in
 
 
 def save(model, version: str, form: str, path: Path) -> Path:
-    """Write with the model's own Keras: .h5, .keras, a SavedModel folder (tf_keras save / Keras 3 export)."""
-    if form == "h5":
+    """Write with the model's own Keras: .h5, .keras, a SavedModel folder (tf_keras save / Keras 3 export), or
+    its weights alone (`save_weights`: tf_keras's legacy HDF5 layout, Keras 3's .weights.h5)."""
+    if form == "weights":
+        target = path.with_suffix(".h5") if version == "k2" else path.with_name(path.name + ".weights.h5")
+        model.save_weights(str(target))
+    elif form == "h5":
         target = path.with_suffix(".h5")
         model.save(str(target))
     elif form == "keras":
