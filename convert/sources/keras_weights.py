@@ -70,7 +70,7 @@ def load_weights_file(path: Path, opts: LoadOptions) -> Source:
     arch, match = recognise_weights(weights.shapes, where)
     size = tuple(opts.input_size or DEFAULT_INPUT_SIZE)
 
-    def rebuild(_path: Path, _trust_code: bool):
+    def rebuild(_path: Path, _trust_code: bool, _form: str):
         import tf_keras
 
         model = arch.keras_application(tf_keras, match.variant, input_shape=(*size, 3), **match.application_kwargs())

@@ -10,7 +10,6 @@ another network, and a file cut short, are refused in one line.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,8 +153,8 @@ def test_architecture_width_top_and_classes_come_from_the_contents(written, key)
 
 # The default suite converts the downloaded layout end to end; the other layouts differ from it only until
 # the Keras model is rebuilt (test_the_rebuilt_reference_is_the_keras_model below): converting them through
-# both paths is the exhaustive variant (TFPORT_EXHAUSTIVE=1, ~2 min more on 2 cores).
-EXHAUSTIVE = pytest.mark.skipif(not os.environ.get("TFPORT_EXHAUSTIVE"), reason="TFPORT_EXHAUSTIVE=1 runs it")
+# both paths is the exhaustive variant (scripts/test --exhaustive or TFPORT_EXHAUSTIVE=1, ~2 min more on 2 cores).
+EXHAUSTIVE = pytest.mark.exhaustive
 CONVERTED = {
     "applications": pytest.param("applications", "onnx", id="applications"),
     "keras3-no-top": pytest.param("keras3-no-top", "onnx", id="keras3-no-top", marks=EXHAUSTIVE),
