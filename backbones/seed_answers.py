@@ -213,7 +213,7 @@ def batch_sentence(rows: Sequence[BatchRow]) -> str:
 
 def render(cells: Sequence[Cell]) -> str:
     """The three answers as markdown, each with the cells it rests on."""
-    lr = answer_lr(cells)
+    lr, batch = answer_lr(cells), answer_batch(cells)
     out = ["## Does a small learning rate regularise?", "",
            f"On torchvision's pretrained MobileNetV2 (`{NATIVE_PRETRAINED}`, BN cannot be blamed), each max_lr 0.01 "
            "run against the max_lr 0.1 run of the same BN setting, head, bs and seed, at matched train loss:", "",
@@ -235,16 +235,16 @@ def render(cells: Sequence[Cell]) -> str:
     out += ["", "Over every head: " + "; ".join(f"{r.what}: {r.exploded[0]}/{r.exploded[1]} seeds exploded"
                                                for r in every) + ".", "",
             "## Is a bigger batch always better; is a smaller one faster?", "",
-            f"**{batch_sentence(answer_batch(cells))}.**", "",
+            f"**{batch_sentence(batch)}.**", "",
             "| backbone | BN | max_lr | bs | runs | steps/epoch | s/epoch | best valid | s to best | valid/train |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     out += [f"| {r.backbone} | {r.setting} | {r.max_lr:g} | {r.bs} | {r.runs} | {r.steps} | {r.epoch_seconds:.2f} | "
-            f"{r.best_valid:.3g} | {r.seconds_to_best:.1f} | {num(r.final_ratio)} |" for r in answer_batch(cells)]
+            f"{r.best_valid:.3g} | {r.seconds_to_best:.1f} | {num(r.final_ratio)} |" for r in batch]
     return "\n".join(out) + "\n"
 
 
 def as_json(cells: Sequence[Cell]) -> dict:
-    return {"small_lr": {**asdict(answer_lr(cells)), "sentence": answer_lr(cells).sentence()},
+    lr, batch = answer_lr(cells), answer_batch(cells)
+    return {"small_lr": {**asdict(lr), "sentence": lr.sentence()},
             "contrast": [{**asdict(r), "exploded": r.exploded} for r in answer_contrast(cells)],
-            "batch": [asdict(r) for r in answer_batch(cells)],
-            "batch_sentence": batch_sentence(answer_batch(cells))}
+            "batch": [asdict(r) for r in batch], "batch_sentence": batch_sentence(batch)}
