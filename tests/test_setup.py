@@ -130,9 +130,13 @@ def test_pyproject_pins_what_requirements_pins():
 @pytest.mark.skipif(not (Path(sys.prefix) / ".complete").exists(), reason="not running in a scripts/_venv.sh venv")
 def test_the_venv_is_the_lock():
     """The environment the suite runs in is exactly the lock: no package missing, extra or at another version."""
+    import sysconfig
     from importlib.metadata import distributions
 
-    installed = {_norm(d.metadata["Name"]): d.version for d in distributions()}
+    # Only what is installed in the venv's site-packages: once setuptools is imported (torch, tf2onnx do)
+    # its vendored packages' dist-info under setuptools/_vendor join sys.path, and they are not installs.
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {_norm(d.metadata["Name"]): d.version for d in distributions(path=site)}
     installed = {k: v for k, v in installed.items() if k not in ("pip", "setuptools", "wheel")}
     lock = _lock()
     assert installed == lock, {k: (installed.get(k), lock.get(k)) for k in installed.keys() | lock.keys()

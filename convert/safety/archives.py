@@ -95,6 +95,11 @@ def read_member(z: zipfile.ZipFile, name: str, where: str) -> bytes:
     return data
 
 
+#: What h5py raises on a truncated or corrupt file: RuntimeError too (e.g. "Link visitation failed (addr
+#: overflow ...)" from a cut file's link table), not only OSError.
+HDF5_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError)
+
+
 def check_hdf5(file, where: str) -> None:
     """Refuse an HDF5 file (a path or a seekable file object) whose links or datasets reach other files."""
     import h5py
@@ -102,7 +107,7 @@ def check_hdf5(file, where: str) -> None:
     try:
         with h5py.File(file, "r") as f:
             _check_open_hdf5(f, where)
-    except (OSError, ValueError, KeyError) as e:
+    except HDF5_ERRORS as e:
         if isinstance(e, type(fail(""))):
             raise
         detail = str(e).splitlines()[0][:120] if str(e) else ""

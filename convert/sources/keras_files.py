@@ -36,14 +36,14 @@ def h5_config(path: Path) -> tuple[str, dict]:
     """(keras_version, model config) of an .h5 model file, read as data with h5py (nothing deserialised)."""
     import h5py
 
-    from convert.safety.archives import check_hdf5
+    from convert.safety.archives import HDF5_ERRORS, check_hdf5
 
     check_hdf5(path, str(path))  # external links / storage / virtual datasets: before any reader follows them
     try:
         with h5py.File(path, "r") as f:
             version = f.attrs.get("keras_version", b"")
             raw = f.attrs.get("model_config")
-    except (OSError, ValueError, KeyError) as e:
+    except HDF5_ERRORS as e:
         detail = str(e).splitlines()[0][:120] if str(e) else ""
         raise fail(f"{path}: not a readable Keras model: corrupt HDF5 file ({type(e).__name__}: {detail})") from None
     version = version.decode() if isinstance(version, bytes) else str(version)

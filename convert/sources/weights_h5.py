@@ -71,7 +71,7 @@ def read_weights(path: Path) -> WeightsFile:
     """Every weighted layer of a weights-only file, after the HDF5 safety checks, within bounds."""
     import h5py
 
-    from convert.safety.archives import check_hdf5
+    from convert.safety.archives import HDF5_ERRORS, check_hdf5
 
     where = str(path)
     check_hdf5(path, where)  # external links / storage / virtual datasets: before any dataset is read
@@ -81,7 +81,7 @@ def read_weights(path: Path) -> WeightsFile:
             version = _text(f.attrs.get("keras_version", ""))
             named = _legacy(f, where) if layout == LEGACY else _keras3(f, where)
             layers = _read(named, where)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except HDF5_ERRORS as e:
         if isinstance(e, type(fail(""))):
             raise
         detail = str(e).splitlines()[0][:120] if str(e) else ""
