@@ -79,3 +79,9 @@ class MobileNetV2:
             if make_divisible(32 * a) == first.filters and (not proj or proj[0].filters == make_divisible(int(16 * a))):
                 return {"alpha": a}
         raise fail("cannot infer the width (alpha) of the Keras MobileNetV2")
+
+    # structure (ordering, strides, bias folding)
+    folds_conv_bias = False  # its convs have no bias in any Keras or slim graph: one there is another network
+
+    def execution_order(self, layers: list) -> list[int]:
+        return list(range(len(layers)))  # no weighted branches: a graph's order is torchvision's
