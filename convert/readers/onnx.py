@@ -54,6 +54,14 @@ class _Graph:
         add = self.only_consumer(name, "Add")
         return None if add is None else next((self.const(i) for i in add.input if self.const(i) is not None), None)
 
+    def bn_after(self, name: str):
+        """The BatchNormalization that alone consumes `name`, through layout-only ops (tf2onnx puts a Reshape
+        before the BN of a 1x1 feature map), else None."""
+        cs = self.consumers.get(name, [])
+        while len(cs) == 1 and cs[0].op_type in ("Transpose", "Identity", "Reshape", "Squeeze", "Unsqueeze"):
+            cs = self.consumers.get(cs[0].output[0], [])
+        return cs[0] if len(cs) == 1 and cs[0].op_type == "BatchNormalization" else None
+
     def only_consumer(self, name: str, op: str | None = None):
         cs = self.consumers.get(name, [])
         while len(cs) == 1 and cs[0].op_type in ("Transpose", "Identity") and op != cs[0].op_type:
@@ -155,7 +163,7 @@ def _conv(g: _Graph, n, w: np.ndarray, hw, pending_pad, where: str) -> list:
     # a conv bias before a BN of its own (ResNet's Keras convs): the conv's, which the canonical mapping
     # folds into that BN; without one, BN folded by tf2onnx (conv bias) or left as Mul/Add (Keras 3 graphs)
     mul = g.only_consumer(n.output[0], "Mul")
-    own_bias = bias is not None and g.only_consumer(n.output[0], "BatchNormalization") is not None
+    own_bias = bias is not None and g.bn_after(n.output[0]) is not None
     out: list = [ConvSpec(n.name, np.ascontiguousarray(w), stride, depthwise, pads, same,
                           bias.astype(np.float32).reshape(-1) if own_bias else None)]
     scale = np.ones(w.shape[0], np.float32)
@@ -168,6 +176,6 @@ def _conv(g: _Graph, n, w: np.ndarray, hw, pending_pad, where: str) -> list:
             scale = s.astype(np.float32).reshape(-1) * np.ones(w.shape[0], np.float32)
             base = offset if offset is not None else 0.0
             offset = (base * scale + b.astype(np.float32).reshape(-1)).astype(np.float32)
-    if offset is not None and g.only_consumer(n.output[0], "BatchNormalization") is None:
+    if offset is not None and g.bn_after(n.output[0]) is None:
         out.append(BNSpec.folded_affine(n.name + "/folded_bn", scale, offset))
     return out
