@@ -137,6 +137,8 @@ def build(spec: str, weights: str | None = None) -> Backbone:
 
 
 def _ported(path: str) -> Backbone:
+    from collections import OrderedDict
+
     from torch import nn
 
     from backbones.ported import load
@@ -153,8 +155,8 @@ def _ported(path: str) -> Backbone:
     # the port's own input affine (preprocessing inside the source), its backbone modules in order (the
     # architecture's `body`: MobileNetV2's features; ResNet50's conv1 ... layer4) and pooling; images
     # arrive in the source's input range (its metadata), as the source was fed
-    parts = [getattr(model, name) for name in model.body]
-    backbone = parts[0] if len(parts) == 1 else nn.Sequential(*parts)
+    parts = OrderedDict((name, getattr(model, name)) for name in model.body)  # named: the BN monitor's paths
+    backbone = next(iter(parts.values())) if len(parts) == 1 else nn.Sequential(parts)
     body = nn.Sequential(model.input_affine, backbone) if model.input_affine is not None else backbone
     features = nn.Sequential(body, model.pool) if model.pool is not None else _pooled(body)
     return Backbone(p.name, features, dim, pp.from_meta(meta), source, ported=str(p))

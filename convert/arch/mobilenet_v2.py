@@ -81,6 +81,7 @@ class MobileNetV2:
         raise fail("cannot infer the width (alpha) of the Keras MobileNetV2")
 
     # structure (ordering, strides, bias folding)
+    input_range = (-1.0, 1.0)  # keras mobilenet_v2.preprocess_input: x / 127.5 - 1
     folds_conv_bias = False  # its convs have no bias in any Keras or slim graph: one there is another network
 
     def execution_order(self, layers: list) -> list[int]:

@@ -38,6 +38,9 @@ class Architecture(Protocol):
         """The variant of a Keras model of this architecture, from its (flattened) layers."""
 
     # structure (ordering, strides, bias folding)
+    # The range the backbone's own input is fed in where the model does no preprocessing itself: the
+    # source's raw input (MobileNetV2: [-1, 1]; ResNet50: caffe-preprocessed BGR, [-123.68, 151.061]).
+    input_range: ClassVar[tuple[float, float]]
     # A conv bias directly before its BN folds into the BN's running mean (mean - b): exact in eval and
     # train mode. Architectures whose torchvision convs have no bias and whose sources may (ResNet50) say so.
     folds_conv_bias: ClassVar[bool]

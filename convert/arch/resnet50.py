@@ -64,6 +64,9 @@ class ResNet50:
         return {}
 
     # structure (ordering, strides, bias folding)
+    # keras resnet50.preprocess_input (caffe) runs outside the model: BGR pixels minus the ImageNet mean
+    # [103.939, 116.779, 123.68], so the raw input spans [-123.68, 255 - 103.939]
+    input_range = (-123.68, 151.061)
     folds_conv_bias = True  # Keras's convs carry a bias before each BN: folded into its running mean
 
     def execution_order(self, layers: list) -> list[int]:

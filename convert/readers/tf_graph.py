@@ -208,7 +208,8 @@ class GraphReader:
         if logits is None and layers and isinstance(layers[-1], DenseSpec):
             logits = output
         info = GraphInfo(ph.name + ":0", pooled, logits, output, dims, counts)
-        spec = ModelSpec(layers=layers, input_shape=(h, w, 3), arch=arch, origin="graph", pool=pool)
+        spec = ModelSpec(layers=layers, input_shape=(h, w, 3), arch=arch, origin="graph", pool=pool,
+                         input_range=architectures.get(arch).input_range)
         if first_conv is not None:
             spec.preprocess = self._input_affine(first_conv)
             if spec.preprocess is not None:

@@ -138,6 +138,7 @@ def test_the_port_is_the_source_and_torchvision_keys(resnet):
     assert len(meta["conv_bias_folded"]) == 53
     assert {round(b["eps"], 9) for b in meta["bn"].values()} == {1.001e-5}
     assert {b["momentum"] for b in meta["bn"].values()} == {0.01}
+    assert meta["input_range"] == [-123.68, 151.061]  # caffe-preprocessed BGR, as the Keras model is fed
     x = probe_inputs(4, SIZE, tuple(meta["input_range"]), seed=3)
     ref = keras(x, training=False).numpy()
     with torch.no_grad():
