@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -194,3 +195,22 @@ def test_every_form_converts(resnet, tmp_path, form):
     (src,) = write_samples(tmp_path, SampleSpec(arch="resnet50", size=SIZE), (form,)).values()
     result = pipeline.convert(src, tmp_path / "p.pth", via="onnx")
     assert result.ok and result.paths[0].canonical.meta["arch"] == "resnet50"
+
+
+def test_the_trainer_trains_the_certified_port(resnet):
+    """`backbones train --backbone PORT.pth` on the port `parity check` certified above (eval + train):
+    pooled 2048 features into the head, BN in train mode, the BN monitor naming torchvision's paths."""
+    d, _, out, _ = resnet
+    assert (out.parent / (out.name + ".parity.json")).exists(), "run after test_parity_check_passes_eval_and_train"
+    data, run = d / "data", d / "run"
+    assert run_cli("backbones", "make-data", str(data), "--n", "20", "--size", "32").returncode == 0
+    proc = run_cli("backbones", "train", "--backbone", str(out), "--data", str(data), "--out", str(run),
+                   "--epochs", "2", "--bs", "4", "--bn", "train", "--img-size", "32")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "done" and len(result["epochs"]) == 2
+    assert result["forecasts"][0]["layers"] == 53 and result["forecasts"][0]["momentum"] == 0.01
+    # the BN monitor names the worst layer by torchvision's paths (features.layer3.5.bn1), not Sequential indices
+    worst = [row.rsplit(",", 1)[-1] for row in (run / "log.csv").read_text().splitlines()[1:]]
+    assert worst and all(re.fullmatch(r"features\.(layer[1-4]\.\d+\.bn[1-3]|layer[1-4]\.0\.downsample\.1|bn1)", w)
+                         for w in worst), worst
