@@ -153,6 +153,8 @@ def build(spec: str, weights: str | None = None) -> Backbone:
 
 
 def _ported(path: str) -> Backbone:
+    from collections import OrderedDict
+
     from torch import nn
 
     from backbones.ported import load
@@ -163,10 +165,14 @@ def _ported(path: str) -> Backbone:
         raise fail(f"{path}: no such ported checkpoint")
     model = load(p)
     meta = getattr(model, "tfport_meta", None) or {}
-    dim = model.classifier[-1].in_features
+    classifier = getattr(model, model.classifier_name)  # MobileNetV2's `classifier` (Sequential), ResNet50's `fc`
+    dim = (classifier[-1] if isinstance(classifier, nn.Sequential) else classifier).in_features
     source = {"kind": "ported", "path": str(p), "sha256": sha256_file(p)}
-    # the port's own input affine (preprocessing inside the source) and pooling; images arrive in the
-    # source's input range (its metadata), as the source was fed
-    body = nn.Sequential(model.input_affine, model.features) if model.input_affine is not None else model.features
+    # the port's own input affine (preprocessing inside the source), its backbone modules in order (the
+    # architecture's `body`: MobileNetV2's features; ResNet50's conv1 ... layer4) and pooling; images
+    # arrive in the source's input range (its metadata), as the source was fed
+    parts = OrderedDict((name, getattr(model, name)) for name in model.body)  # named: the BN monitor's paths
+    backbone = next(iter(parts.values())) if len(parts) == 1 else nn.Sequential(parts)
+    body = nn.Sequential(model.input_affine, backbone) if model.input_affine is not None else backbone
     features = nn.Sequential(body, model.pool) if model.pool is not None else _pooled(body)
     return Backbone(p.name, features, dim, pp.from_meta(meta), source, ported=str(p))

@@ -15,6 +15,7 @@ from convert.runtime.quiet import add_verbose_flag, quiet_frameworks
 EPILOG = """examples:
   python -m convert sample samples/                     # every sample form, alpha 1.0, 224x224
   python -m convert sample samples/ --alpha 0.35 --size 128x192 --forms slim_pb keras2_h5
+  python -m convert sample samples/ --arch resnet50 --size 64 --forms keras2_h5 keras3
   python -m convert tf2torch mobilenet_v2.pb            # -> ported.pth (+ ported.onnx)
   python -m convert tf2torch model.h5 -o out/model.pth --via both
   python -m convert repair out/model.mmdnn.py --source model.h5 -o fixed.pth   # MMdnn's output -> canonical
@@ -52,9 +53,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from convert.sample import SampleSpec, write_samples
 
     console = _console()
-    spec = SampleSpec(alpha=args.alpha, size=args.size, classes=args.classes, seed=args.seed)
+    spec = SampleSpec(alpha=args.alpha, size=args.size, classes=args.classes, seed=args.seed, arch=args.arch)
+    from convert.model.options import FORMS, MOBILENET_V2_ONLY_FORMS
+
+    # default: every form the architecture has (TF-slim's graph is MobileNetV2's own)
+    forms = args.forms or [f for f in FORMS if args.arch == "mobilenet_v2" or f not in MOBILENET_V2_ONLY_FORMS]
     with console.status("generating") as status:
-        paths = write_samples(args.out_dir, spec, tuple(args.forms), progress=lambda f: status.update(f"writing {f}"))
+        paths = write_samples(args.out_dir, spec, tuple(forms), progress=lambda f: status.update(f"writing {f}"))
     for form, path in paths.items():
         console.print(f"{form:12s} {path}")
     console.print(f"DONE: {len(paths)} sample model(s) in {args.out_dir}")
@@ -108,7 +113,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convert.model.options import FORMS
+    from convert.model.options import FORMS, SAMPLE_ARCHS
     from convert.model.options import MOBILENET_V2_ALPHAS as ALPHAS
 
     parser = Parser(prog="python -m convert", description=__doc__.splitlines()[0],
@@ -118,9 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="write sample TF MobileNetV2s in every form", epilog=EPILOG,
                        formatter_class=HelpFormatter)
     p.add_argument("out_dir", type=path_arg)
-    p.add_argument("--alpha", type=float, default=1.0, choices=ALPHAS)
+    p.add_argument("--arch", default="mobilenet_v2", choices=SAMPLE_ARCHS,
+                   help="the Keras application to build (default %(default)s)")
+    p.add_argument("--alpha", type=float, default=1.0, choices=ALPHAS, help="MobileNetV2's width")
     p.add_argument("--size", type=parse_size, default=(224, 224), help="H or HxW (default 224)")
-    p.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
+    p.add_argument("--forms", nargs="+", default=None, choices=FORMS, help="default: every form the --arch has")
     p.add_argument("--classes", type=positive_int, default=1000)
     p.add_argument("--seed", type=seed_number, default=0)
     add_verbose_flag(p)

@@ -12,6 +12,11 @@ def _fmt_counts(values) -> str:
     return ", ".join(f"{v:g}×{n}" if isinstance(v, float) else f"{v}×{n}" for v, n in Counter(values).most_common())
 
 
+def _width(meta: dict) -> str:
+    """The width multiplier where the architecture has one (MobileNetV2's alpha), else its name."""
+    return f"{meta['alpha']:g}" if "alpha" in meta else str(meta.get("arch", "–"))
+
+
 def print_summary(console, result: ConversionResult) -> None:
     from rich.table import Table
 
@@ -23,7 +28,7 @@ def print_summary(console, result: ConversionResult) -> None:
     metas = [p.canonical.meta for p in result.paths]
     rows = [
         ("layers mapped", [f"{len(m['padding'])} conv, {len(m['bn'])} BN" for m in metas]),
-        ("alpha / input", [f"{m['alpha']:g} / {m['input_size'][0]}x{m['input_size'][1]}" for m in metas]),
+        ("alpha / input", [f"{_width(m)} / {m['input_size'][0]}x{m['input_size'][1]}" for m in metas]),
         (
             "input range",
             [

@@ -17,7 +17,7 @@ import numpy as np
 
 from convert import arch as architectures
 from convert.arch.mobilenet_v2 import ALPHAS
-from convert.model.options import FORMS
+from convert.model.options import FORMS, MOBILENET_V2_ONLY_FORMS, SAMPLE_ARCHS
 from convert.model.probe import probe_inputs
 from convert.runtime.errors import fail
 from convert.sources.keras_files import flat_layers
@@ -33,19 +33,24 @@ class SampleSpec:
     arch: str = "mobilenet_v2"  # convert.arch; the slim and TF1 forms are MobileNetV2's own
 
     def __post_init__(self) -> None:
+        if self.arch not in SAMPLE_ARCHS:
+            raise fail(f"no sample for architecture {self.arch!r}; known: {', '.join(SAMPLE_ARCHS)}")
+        if self.arch != "mobilenet_v2" and self.alpha != 1.0:
+            raise fail(f"--alpha is MobileNetV2's width; {self.arch} has none")
         if self.alpha not in ALPHAS:
             raise fail(f"alpha {self.alpha} is not one of {ALPHAS}")
         if min(self.size) < 32:
-            raise fail(f"input size {self.size[0]}x{self.size[1]} is below MobileNetV2's minimum of 32")
+            raise fail(f"input size {self.size[0]}x{self.size[1]} is below Keras Applications' minimum of 32")
 
     @property
     def variant(self) -> dict:
-        return {"alpha": self.alpha}
+        return {"alpha": self.alpha} if self.arch == "mobilenet_v2" else {}
 
     @property
     def tag(self) -> str:
         h, w = self.size
-        return f"a{self.alpha:g}_{h}" + ("" if h == w else f"x{w}")
+        width = f"a{self.alpha:g}_" if self.arch == "mobilenet_v2" else ""
+        return f"{width}{h}" + ("" if h == w else f"x{w}")
 
 
 def _realistic_bn(model, seed: int) -> None:
@@ -53,6 +58,11 @@ def _realistic_bn(model, seed: int) -> None:
     import tf_keras
 
     rng = np.random.default_rng(seed + 1)
+    bias_rng = np.random.default_rng(seed + 2)  # its own stream: MobileNetV2's samples (no conv bias) unchanged
+    for conv in (layer for layer in flat_layers(model) if isinstance(layer, tf_keras.layers.Conv2D)
+                 and getattr(layer, "use_bias", False)):
+        # ResNet50's convs carry a bias before each BN (Keras's zeros would hide a port that drops it)
+        conv.bias.assign(bias_rng.normal(0, 0.2, conv.bias.shape[0]).astype(np.float32))
     for dense in (layer for layer in flat_layers(model) if isinstance(layer, tf_keras.layers.Dense)):
         dense.bias.assign(rng.normal(0, 0.1, dense.bias.shape[0]).astype(np.float32))  # not Keras's zeros
     bns = [layer for layer in flat_layers(model) if isinstance(layer, tf_keras.layers.BatchNormalization)]
@@ -235,8 +245,11 @@ def write_samples(out_dir: str | Path, spec: SampleSpec, forms: tuple[str, ...] 
         raise fail(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
+    only = [f for f in forms if f in MOBILENET_V2_ONLY_FORMS] if spec.arch != "mobilenet_v2" else []
+    if only:
+        raise fail(f"sample form(s) {', '.join(only)} exist for MobileNetV2 only, not {spec.arch}")
     k2 = keras2_model(spec) if k2 is None else k2
-    stem = f"mobilenet_v2_{spec.tag}"
+    stem = f"{spec.arch}_{spec.tag}"
     for form in forms:
         progress(form)
         if form == "slim_pb":
@@ -250,7 +263,7 @@ def write_samples(out_dir: str | Path, spec: SampleSpec, forms: tuple[str, ...] 
             _atomic_write_bytes(p, frozen_graph_def(k2).SerializeToString())
         elif form == "keras3":
             p = out / f"{stem}_keras3.keras"
-            m3 = keras3_model(k2)
+            m3 = keras3_model(k2, spec.arch)
             _atomic_save(p, lambda t, m3=m3: m3.save(str(t) + ".keras") or os.replace(str(t) + ".keras", t))
         elif form == "savedmodel":
             p = out / f"{stem}_savedmodel"

@@ -70,30 +70,26 @@ def _load_ported(path: Path) -> Candidate:
 
 @register("state_dict", lambda p: p.suffix in (".pth", ".pt", ".bin", ".safetensors") and p.is_file())
 def _load_state_dict(path: Path) -> Candidate:
-    """A plain torchvision-keyed state dict: plain torchvision semantics, nothing declared."""
-    from torchvision.models import mobilenet_v2
-
-    from convert.arch.mobilenet_v2 import ALPHAS
-    from convert.arch.mobilenet_v2 import make_divisible as make_divisible_tv
+    """A plain torchvision-keyed state dict: plain torchvision semantics, nothing declared; the architecture
+    whose stock torchvision model its keys fit (parity.arch `plain`)."""
     from convert.port import checkpoint
+    from convert.runtime.errors import TfportError
+    from parity import arch as architectures
 
     sd, _ = checkpoint.load_any(path)
-    if "features.0.0.weight" not in sd or "classifier.1.weight" not in sd:
-        raise fail(f"{path}: not a torchvision MobileNetV2 state dict (no features.0.0.weight / classifier.1.weight)")
-    first = int(sd["features.0.0.weight"].shape[0])
-    alphas = [a for a in ALPHAS if make_divisible_tv(32 * a) == first]
-    k = int(sd["classifier.1.weight"].shape[0])
-    for alpha in alphas:
-        model = mobilenet_v2(width_mult=alpha, num_classes=k)
+    for name, arch in architectures.ARCHITECTURES.items():
         try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError:
-            continue
-        model.eval()
-        meta = {"alpha": alpha, "num_classes": k, "input_range": None,
-                "input_size": None, "bn_folded": False, "declared": False}
-        return Candidate("state_dict", path, sha256_file(path), model, meta)
-    raise fail(f"{path}: state dict does not fit torchvision's MobileNetV2 at any alpha {ALPHAS}")
+            found = arch.plain(sd)
+        except TfportError as e:
+            raise fail(f"{path}: {e}") from None
+        if found is not None:
+            model, meta = found
+            meta = {"arch": name, **meta, "input_range": None, "input_size": None, "bn_folded": False,
+                    "declared": False}
+            return Candidate("state_dict", path, sha256_file(path), model.eval(), meta)
+    raise fail(f"{path}: not a torchvision state dict of a known architecture "
+               f"({', '.join(architectures.ARCHITECTURES)}: e.g. no features.0.0.weight / classifier.1.weight, "
+               "no conv1.weight / fc.weight)")
 
 
 @register("mmdnn", lambda p: p.suffix == ".py" and p.is_file())

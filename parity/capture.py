@@ -8,6 +8,9 @@ import numpy as np
 
 from parity.points import Point
 
+# plain torchvision models' last feature module (MobileNetV2's `features`, ResNet's `layer4`): their
+# forward() pools after it, so the `pool` point is taken there
+PLAIN_LAST_FEATURES = ("features", "layer4")
 NOTHING = np.empty((0,), np.float32)  # what a point never captured compares as: it fails (metrics.compare)
 
 
@@ -34,7 +37,8 @@ class Capture:
             if p.suffix == "output":
                 mod, hook = model, self._output_hook(p.name)  # the whole module's return value
             elif p.suffix == "pool" and p.module not in modules:  # plain torchvision: pools in forward()
-                mod, hook = modules.get("features"), self._pool_hook(p.name, torch)
+                last = next((modules[m] for m in PLAIN_LAST_FEATURES if m in modules), None)
+                mod, hook = last, self._pool_hook(p.name, torch)
             else:
                 mod, hook = modules.get(p.module), self._hook(p.name)
             if mod is not None:

@@ -168,18 +168,22 @@ def bn_statistics(ctx: CheckContext) -> CheckResult | None:
     """Running statistics equal the source's: a checkpoint saved after train-mode passes fails here."""
     if not ctx.candidate.torchvision_layout:
         return None
+    from convert.port.canonical import running_means
+
     mods = _bn_modules(ctx)
-    for i, ((name, m), b) in enumerate(zip(mods, ctx.source.spec.bns, strict=False)):
+    means = running_means(ctx.source.spec)  # a conv bias before a BN is folded into its running mean
+    for i, ((name, m), b, mean) in enumerate(zip(mods, ctx.source.spec.bns, means, strict=False)):
         if b.folded:
             continue
         rm, rv = m.running_mean.detach().numpy(), m.running_var.detach().numpy()
-        if not (np.allclose(rm, b.mean, rtol=1e-6, atol=1e-7) and np.allclose(rv, b.var, rtol=1e-6, atol=1e-7)):
+        if not (np.allclose(rm, mean, rtol=1e-6, atol=1e-6 * max(1.0, float(np.abs(mean).max())))
+                and np.allclose(rv, b.var, rtol=1e-6, atol=1e-7)):
             same_affine = (np.allclose(m.weight.detach().numpy(), b.gamma)
                            and np.allclose(m.bias.detach().numpy(), b.beta))
             cause = ("running statistics were updated after conversion (the checkpoint was saved after train-mode "
                      "forward passes)" if same_affine else "BN parameters differ from the source")
             return CheckResult("bn_statistics", False, f"{name}: running mean/var differ from the source's "
-                               f"(max |Δmean| {np.abs(rm - b.mean).max():.3g})", cause=cause,
+                               f"(max |Δmean| {np.abs(rm - mean).max():.3g})", cause=cause,
                                fix=f"keep the model in eval mode before saving; {REPAIR}", point=_point_of_bn(ctx, i))
     n_folded = sum(b.folded for b in ctx.source.spec.bns)
     return CheckResult("bn_statistics", True,
@@ -234,6 +238,31 @@ def padding(ctx: CheckContext) -> CheckResult | None:
     return CheckResult("padding", True, f"every conv pads as the source does; confirmed numerically at "
                        f"{numeric.size} (max |Δ| {numeric.max_abs:.2g} vs the source-semantics reference)",
                        details={"numeric": details})
+
+
+@check("stride")
+def stride(ctx: CheckContext) -> CheckResult | None:
+    """Per conv, the stride the candidate applies vs the source's: ResNet v1 strides a downsampling block's
+    first 1x1 where torchvision's v1.5 strides its 3x3 — same weight shapes, so the weights load either way."""
+    if not ctx.candidate.torchvision_layout:
+        return None
+    convs = ctx.arch.convs(ctx.candidate.module)
+    src = ctx.source.spec.convs
+    bad = [(name, int(m.stride[0]), c.stride) for (name, m), c in zip(convs, src, strict=False)
+           if int(m.stride[0]) != c.stride]
+    if len(convs) != len(src):
+        return CheckResult("stride", False, f"candidate has {len(convs)} convs, the source {len(src)}: strides "
+                           "cannot be compared conv by conv")
+    if not bad:
+        n2 = sum(c.stride == 2 for c in src)
+        return CheckResult("stride", True, f"every conv strides as the source does ({n2} with stride 2)")
+    name, have, want = bad[0]
+    where = ", ".join(f"{n} {h} (source {w})" for n, h, w in bad[:4])
+    return CheckResult("stride", False, f"{len(bad)} conv(s) stride unlike the source: {where}",
+                       cause=ctx.arch.stride_fault,
+                       fix=f"set each conv's stride to the source's (convert.port.build does from the metadata's "
+                           f"`stride`); {REPAIR}", point=ctx.arch.point_of_conv(name),
+                       details={"convs": [{"conv": n, "candidate": h, "source": w} for n, h, w in bad]})
 
 
 def _batch_dependence(ctx: CheckContext) -> tuple[float, float]:

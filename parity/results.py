@@ -51,7 +51,7 @@ class SourceRecord(_Record):
     path: str
     form: str
     sha256: str
-    alpha: float
+    alpha: float | None  # MobileNetV2's width; None for an architecture without one (ResNet50)
     input_size: tuple[int, ...]
     num_classes: int
 

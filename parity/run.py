@@ -75,7 +75,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     return ParityReport(
         candidate=CandidateRecord(str(candidate.path), candidate.kind, candidate.sha256,
                                   bool(candidate.meta.get("bn_folded"))),
-        source=SourceRecord(str(source.path), source.form, source.sha256, src_can.meta["alpha"], tuple(hw),
+        source=SourceRecord(str(source.path), source.form, source.sha256, src_can.meta.get("alpha"), tuple(hw),
                             src_can.meta["num_classes"]),
         config=ConfigRecord.of(cfg, TOOL_VERSION), results=results, checks=checks,
         hazard=hazard(candidate.module, measured),

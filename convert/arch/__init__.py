@@ -14,12 +14,13 @@ Adding an architecture (ResNet50, VGG16, ...) means adding modules, not editing 
   - import it at the bottom of this file (and of parity/arch/__init__.py), so it registers.
 """
 
-from convert.arch import mobilenet_v2  # noqa: F401  (registers)
+from convert.arch import mobilenet_v2, resnet50  # noqa: F401  (registers)
 from convert.arch.registry import (  # noqa: F401
     ARCHITECTURES,
     DEFAULT,
     Architecture,
     get,
+    in_torchvision_order,
     of,
     recognise,
     recognise_weights,

@@ -138,3 +138,10 @@ class MobileNetV2:
         raise fail(f"{where}: MobileNetV2 weights (alpha {alpha:g}) with layers Keras Applications' MobileNetV2 "
                    f"does not have: {shown}; only its own classifier (one Dense from {last} channels) fits; "
                    "for a model of your own, convert the file model.save() writes")
+
+    # structure (ordering, strides, bias folding)
+    input_range = (-1.0, 1.0)  # keras mobilenet_v2.preprocess_input: x / 127.5 - 1
+    folds_conv_bias = False  # its convs have no bias in any Keras or slim graph: one there is another network
+
+    def execution_order(self, layers: list) -> list[int]:
+        return list(range(len(layers)))  # no weighted branches: a graph's order is torchvision's

@@ -9,6 +9,7 @@ from convert.runtime.errors import fail
 
 if TYPE_CHECKING:  # the CLIs import the registry while building --help: no dataclasses machinery then
     from convert.model.census import Census
+    from convert.model.spec import ModelSpec
     from convert.model.weights import Shapes, WeightsMatch
 
 
@@ -44,6 +45,21 @@ class Architecture(Protocol):
         """A weights-only file whose layers (name -> weight shapes, file order) are this architecture's: its
         variant, top and classes (None: not this architecture; one line if it is but fits no variant)."""
 
+    # structure (ordering, strides, bias folding)
+    # The range the backbone's own input is fed in where the model does no preprocessing itself: the
+    # source's raw input (MobileNetV2: [-1, 1]; ResNet50: caffe-preprocessed BGR, [-123.68, 151.061]).
+    input_range: ClassVar[tuple[float, float]]
+    # A conv bias directly before its BN folds into the BN's running mean (mean - b): exact in eval and
+    # train mode. Architectures whose torchvision convs have no bias and whose sources may (ResNet50) say so.
+    folds_conv_bias: ClassVar[bool]
+
+    def execution_order(self, layers: list) -> list[int]:
+        """A permutation of a reader's layers into torchvision's module order (indices into `layers`).
+
+        Readers yield layers in the graph's topological order, which for branches (ResNet's projection
+        shortcut) is not torchvision's `named_modules` order and differs between graphs (TF, ONNX, TFLite);
+        identity where the architecture has no branches with weights."""
+
 
 ARCHITECTURES: dict[str, Architecture] = {}
 DEFAULT = "mobilenet_v2"  # what checkpoints written before the registry are
@@ -68,6 +84,22 @@ def get(name: str | None) -> Architecture:
 def of(meta: dict[str, Any]) -> Architecture:
     """The architecture a checkpoint's metadata describes."""
     return get(meta.get("arch"))
+
+
+def in_torchvision_order(spec: ModelSpec, arch: str | None = None) -> ModelSpec:
+    """`spec` with its layers (and their taps) in torchvision's module order (the `execution_order` of
+    `arch`, default the spec's own): what the canonical mapping and the probe points' alignment index into.
+    A path's reading of a graph does not know its architecture yet: it is the source's."""
+    order = get(arch or spec.arch).execution_order(spec.layers)
+    if order == list(range(len(spec.layers))):
+        return spec
+    if sorted(order) != list(range(len(spec.layers))):
+        raise ValueError(f"{spec.arch}: execution_order is not a permutation of {len(spec.layers)} layers")
+    import dataclasses
+
+    new_index = {old: new for new, old in enumerate(order)}
+    taps = {new_index[i]: t for i, t in spec.taps.items() if i in new_index}
+    return dataclasses.replace(spec, layers=[spec.layers[i] for i in order], taps=taps)
 
 
 def recognise(census: Census, where: str) -> Architecture:

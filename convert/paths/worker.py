@@ -145,7 +145,7 @@ def _classifier_of(model):
     """torchvision's classifier where the port uses it (a feature extractor's has 0 outputs)."""
     if getattr(model, "classifier_activation", None) is None:
         return None
-    return model.classifier
+    return getattr(model, model.classifier_name)  # MobileNetV2's `classifier`, ResNet50's `fc`
 
 
 class TorchWorker:

@@ -5,7 +5,9 @@ TF semantics are parameter values on torchvision's own modules (state-dict keys 
   - padding: TF SAME on stride-2 convs pads (0 before, 1 after) on even sizes; torchvision pads 1 on
     both sides. Such convs become `Conv2dSame`, which pads like TF for any input size;
   - BN eps: the source's (TF 1e-3; torchvision 1e-5);
-  - BN momentum: PyTorch momentum = 1 - TF decay (Keras momentum 0.999 -> 0.001).
+  - BN momentum: PyTorch momentum = 1 - TF decay (Keras momentum 0.999 -> 0.001);
+  - strides: where the source strides another conv than torchvision does (ResNet v1's first 1x1 of a
+    downsampling block, torchvision v1.5's 3x3), `meta["stride"]` sets each conv's stride.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def build(meta: dict[str, Any]) -> nn.Module:
         with torch.device("meta"):
             model = arch.torchvision(variant, classes)
         modules = dict(model.named_modules())
+        for key, stride in meta.get("stride", {}).items():  # ResNet v1: where the source strides, not v1.5
+            if int(stride) not in (1, 2):
+                raise fail(f"checkpoint metadata: stride {stride!r} for {key} is not 1 or 2")
+            modules[key].stride = (int(stride), int(stride))
         for key, mode in meta["padding"].items():
             conv = modules[key]
             if mode == "tf_same":

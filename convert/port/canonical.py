@@ -30,6 +30,7 @@ class Slot:
     key: str  # torchvision module path, e.g. features.3.conv.1.0
     kind: str  # conv | depthwise | bn | dense
     shape: tuple[int, ...]
+    stride: int = 1  # torchvision's (convs); where the source's differs, the metadata's `stride` says so
 
 
 def torchvision_slots(arch: str, variant: dict[str, Any], num_classes: int) -> list[Slot]:
@@ -52,7 +53,7 @@ def _slots(arch: str, variant: str, num_classes: int) -> tuple[Slot, ...]:
     for key, mod in m.named_modules():
         if isinstance(mod, nn.Conv2d):
             kind = "depthwise" if mod.groups > 1 else "conv"
-            out.append(Slot(key, kind, tuple(mod.weight.shape)))
+            out.append(Slot(key, kind, tuple(mod.weight.shape), int(mod.stride[0])))
         elif isinstance(mod, nn.BatchNorm2d):
             out.append(Slot(key, "bn", (mod.num_features,)))
         elif isinstance(mod, nn.Linear):
@@ -110,6 +111,7 @@ def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
     The head goes into torchvision's classifier where it is exactly that (global average pooling, then
     one Dense); any other head is kept beside the backbone, and a feature extractor has none at all."""
     arch = architectures.get(spec.arch)
+    spec = architectures.in_torchvision_order(spec)
     body, head = spec.backbone, spec.head
     if head and spec.pool is None:
         raise fail(f"{where}: dense layers on an unpooled feature map are not a {arch.title} head tfport reproduces")
@@ -142,6 +144,20 @@ def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
                f"convolutions ({n_dw} depthwise, {kernels}) and {n_conv} BatchNorms{at}")
 
 
+def running_means(spec: ModelSpec) -> list[np.ndarray]:
+    """Each BN's running mean as the port holds it: mean - b where a conv bias b precedes the BN (layers in
+    torchvision's order), since BN(x + b) with mean m is BN(x) with mean m - b."""
+    spec = architectures.in_torchvision_order(spec)
+    out, bias = [], None
+    for layer in spec.backbone:
+        if isinstance(layer, ConvSpec):
+            bias = layer.bias
+        elif isinstance(layer, BNSpec):
+            out.append(layer.mean if bias is None else (layer.mean.astype(np.float64) - bias).astype(np.float32))
+            bias = None
+    return out
+
+
 def padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str) -> str:
     k = conv.weight.shape[-1]
     if conv.pads == (k // 2,) * 4:
@@ -156,22 +172,36 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
     sd: dict[str, torch.Tensor] = {}
     bn_meta: dict[str, dict[str, float]] = {}
     padding: dict[str, str] = {}
+    strides: dict[str, int] = {}
+    folded_bias: list[str] = []
+    family = architectures.get(arch)
     hw = spec.input_shape[:2]
     decays_known = all(b.decay is not None for b in spec.bns)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    for layer, slot in zip(spec.backbone, slots, strict=False):
+    bias: np.ndarray | None = None  # the conv bias the next BN absorbs
+    for k, (layer, slot) in enumerate(zip(spec.backbone, slots, strict=False)):
         if isinstance(layer, ConvSpec):
+            bias = None
             if layer.bias is not None and np.any(layer.bias != 0):
-                raise fail(f"{where}: conv '{layer.name}' has a bias; {architectures.get(arch).title} convs have none "
-                           "(BN follows)")
+                if not (family.folds_conv_bias and k + 1 < len(spec.backbone)
+                        and isinstance(spec.backbone[k + 1], BNSpec)):
+                    raise fail(f"{where}: conv '{layer.name}' has a bias; {family.title} convs have none "
+                               "(BN follows)")
+                bias = layer.bias.astype(np.float64)
+                folded_bias.append(slot.key)
             sd[slot.key + ".weight"] = t(layer.weight)
             padding[slot.key] = padding_mode(layer, hw, where)
+            if layer.stride != slot.stride:  # ResNet v1's downsampling 1x1 vs torchvision v1.5's 3x3
+                strides[slot.key] = int(layer.stride)
             hw = (math.ceil(hw[0] / layer.stride), math.ceil(hw[1] / layer.stride))
         elif isinstance(layer, BNSpec):
+            # BN(x + b) = BN with running_mean - b: in train mode the batch mean carries b and cancels it
+            mean = layer.mean if bias is None else (layer.mean.astype(np.float64) - bias).astype(np.float32)
+            bias = None
             for name, arr in (
                 ("weight", layer.gamma),
                 ("bias", layer.beta),
-                ("running_mean", layer.mean),
+                ("running_mean", mean),
                 ("running_var", layer.var),
             ):
                 sd[f"{slot.key}.{name}"] = t(arr)
@@ -220,6 +250,8 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
         "layout": {"input": "NCHW", "color": "RGB"},
         "bn": bn_meta,
         "padding": padding,
+        "stride": strides,
+        "conv_bias_folded": folded_bias,
         "bn_folded": any(b.folded for b in spec.bns),
         "momentum_from": "source" if decays_known else f"default: 1 - TF default decay {TF_DEFAULT_BN_DECAY}",
     }

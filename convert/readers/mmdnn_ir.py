@@ -78,6 +78,10 @@ def _pad(walk: IRWalk, node) -> None:
 
 @HANDLERS.register("Pool", "ReduceMean")
 def _pool(walk: IRWalk, node) -> None:
+    """TF's global pooling (MMdnn writes GlobalAveragePooling2D's Mean as Pool AVG); a MAX pool on a feature
+    map (ResNet50's stem, 3x3/2 after ZeroPadding2D(1)) is the backbone's own, torchvision's `maxpool`."""
+    if node.op == "Pool" and _text(node, "pooling_type") == "MAX" and _ints(node, "kernel_shape")[1:3] == [3, 3]:
+        return
     if node.op == "Pool" and _text(node, "pooling_type") != "AVG":
         raise fail(f"{walk.where}: MMdnn IR pool '{node.name}' is {_text(node, 'pooling_type')} pooling, not average")
     walk.pooled = True

@@ -54,6 +54,14 @@ class _Graph:
         add = self.only_consumer(name, "Add")
         return None if add is None else next((self.const(i) for i in add.input if self.const(i) is not None), None)
 
+    def bn_after(self, name: str):
+        """The BatchNormalization that alone consumes `name`, through layout-only ops (tf2onnx puts a Reshape
+        before the BN of a 1x1 feature map), else None."""
+        cs = self.consumers.get(name, [])
+        while len(cs) == 1 and cs[0].op_type in ("Transpose", "Identity", "Reshape", "Squeeze", "Unsqueeze"):
+            cs = self.consumers.get(cs[0].output[0], [])
+        return cs[0] if len(cs) == 1 and cs[0].op_type == "BatchNormalization" else None
+
     def only_consumer(self, name: str, op: str | None = None):
         cs = self.consumers.get(name, [])
         while len(cs) == 1 and cs[0].op_type in ("Transpose", "Identity") and op != cs[0].op_type:
@@ -74,6 +82,10 @@ def read_onnx(model, where: str, input_hw: tuple[int, int]) -> ModelSpec:
         op = n.op_type
         if op in ("GlobalAveragePool", "AveragePool", "ReduceMean"):
             pooled = True
+        elif op == "MaxPool":  # ResNet's stem: the pad before it is the pool's, not the next conv's
+            pending_pad = None
+            stride = int(g.attr(n, "strides", [1, 1])[0])
+            hw = (-(-hw[0] // stride), -(-hw[1] // stride))
         elif op == "Conv" and pooled:  # slim's logits: a 1x1 conv on the pooled map
             w, b = g.const(n.input[1]), g.const(n.input[2]) if len(n.input) > 2 else None
             if b is None:  # tf2onnx drops an all-zero bias
@@ -147,12 +159,15 @@ def _conv(g: _Graph, n, w: np.ndarray, hw, pending_pad, where: str) -> list:
         p = [int(x) for x in g.attr(n, "pads", [0, 0, 0, 0])]
         pads = (p[0], p[2], p[1], p[3])
         same = pads == tf_same_pads(h, kh, stride) + tf_same_pads(wd, kw, stride) and pads[0] != pads[1]
-    out: list = [ConvSpec(n.name, np.ascontiguousarray(w), stride, depthwise, pads, same)]
     bias = g.const(n.input[2]) if len(n.input) > 2 else None
-    # BN folded by tf2onnx (conv bias) or left as Mul/Add on constants (Keras 3 graphs)
+    # a conv bias before a BN of its own (ResNet's Keras convs): the conv's, which the canonical mapping
+    # folds into that BN; without one, BN folded by tf2onnx (conv bias) or left as Mul/Add (Keras 3 graphs)
     mul = g.only_consumer(n.output[0], "Mul")
+    own_bias = bias is not None and g.bn_after(n.output[0]) is not None
+    out: list = [ConvSpec(n.name, np.ascontiguousarray(w), stride, depthwise, pads, same,
+                          bias.astype(np.float32).reshape(-1) if own_bias else None)]
     scale = np.ones(w.shape[0], np.float32)
-    offset = bias.astype(np.float32) if bias is not None else None
+    offset = bias.astype(np.float32) if bias is not None and not own_bias else None
     if mul is not None:
         s = next((g.const(i) for i in mul.input if g.const(i) is not None), None)
         add = g.only_consumer(mul.output[0], "Add")
@@ -161,6 +176,6 @@ def _conv(g: _Graph, n, w: np.ndarray, hw, pending_pad, where: str) -> list:
             scale = s.astype(np.float32).reshape(-1) * np.ones(w.shape[0], np.float32)
             base = offset if offset is not None else 0.0
             offset = (base * scale + b.astype(np.float32).reshape(-1)).astype(np.float32)
-    if offset is not None and g.only_consumer(n.output[0], "BatchNormalization") is None:
+    if offset is not None and g.bn_after(n.output[0]) is None:
         out.append(BNSpec.folded_affine(n.name + "/folded_bn", scale, offset))
     return out

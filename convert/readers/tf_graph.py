@@ -208,7 +208,8 @@ class GraphReader:
         if logits is None and layers and isinstance(layers[-1], DenseSpec):
             logits = output
         info = GraphInfo(ph.name + ":0", pooled, logits, output, dims, counts)
-        spec = ModelSpec(layers=layers, input_shape=(h, w, 3), arch=arch, origin="graph", pool=pool)
+        spec = ModelSpec(layers=layers, input_shape=(h, w, 3), arch=arch, origin="graph", pool=pool,
+                         input_range=architectures.get(arch).input_range)
         if first_conv is not None:
             spec.preprocess = self._input_affine(first_conv)
             if spec.preprocess is not None:
@@ -341,18 +342,19 @@ class GraphReader:
         return cs[0] if len(cs) == 1 and cs[0].op in ops else None
 
     def _taps(self, layers: list) -> dict[int, dict[str, str]]:
-        """Per layer index, the tensors after normalisation (:bn), after ReLU6 (:act), after the residual add (:out)."""
+        """Per layer index, the tensors after normalisation (:bn), after ReLU6 / ReLU (:act), after the residual
+        add (:out; the ReLU that follows it where there is one)."""
         taps: dict[int, dict[str, str]] = {}
         for i, layer in enumerate(layers):
             if isinstance(layer, BNSpec):
                 node = layer.name.split("#")[0]
                 t = {":bn": node + ":0"}
-                act = self._follow(node, {"Relu6"})
+                act = self._follow(node, {"Relu6", "Relu"})
                 if act is not None:
                     t[":act"] = act.name + ":0"
                 add = self._follow(node, {"AddV2", "Add"})
-                if add is not None:
-                    t[":out"] = add.name + ":0"
+                if add is not None:  # a block's output: the add, or the ReLU after it (ResNet's bottleneck)
+                    t[":out"] = (self._follow(add.name, {"Relu"}) or add).name + ":0"
                 taps[i] = t
             elif isinstance(layer, DenseSpec):
                 taps[i] = {
@@ -362,6 +364,8 @@ class GraphReader:
 
     def _is_conv_output(self, inp: str, conv: ConvSpec) -> bool:
         node = self.producer(inp)
+        if node is not None and node.op == "BiasAdd" and conv.bias is not None:  # the conv's own bias
+            node = self.producer(node.input[0])
         return node is not None and node.name == conv.name
 
     def _decomposed_bn(self, mul, ins) -> BNSpec | None:
@@ -429,7 +433,16 @@ class GraphReader:
         elif padding == "EXPLICIT":
             e = list(n.attr["explicit_paddings"].list.i)
             pads = (e[2], e[3], e[4], e[5])
-        return ConvSpec(n.name, np.ascontiguousarray(torch_w), stride, depthwise, pads, padding == "SAME")
+        return ConvSpec(n.name, np.ascontiguousarray(torch_w), stride, depthwise, pads, padding == "SAME",
+                        self._conv_bias(n))
+
+    def _conv_bias(self, n) -> np.ndarray | None:
+        """The constant bias a conv's only consumer adds (Keras Conv2D use_bias: ResNet50's convs), else None."""
+        add = self._follow(n.name, {"BiasAdd"})
+        if add is None or node_name(add.input[0]) != n.name:
+            return None
+        b = self.const(add.input[1])
+        return None if b is None else b.astype(np.float32).reshape(-1)
 
 
 def recognise(counts: dict[str, int], where: str) -> str:

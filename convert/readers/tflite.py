@@ -277,7 +277,8 @@ class _Walk:
             self.logits = self.taps[len(self.layers) - 1][""]
         info = TFLiteInfo(detail["name"], dims, output, self.pooled, self.logits, counts)
         spec = ModelSpec(
-            layers=self.layers, input_shape=(dims[1], dims[2], 3), arch=arch, origin="tflite", taps=self.taps
+            layers=self.layers, input_shape=(dims[1], dims[2], 3), arch=arch, origin="tflite", taps=self.taps,
+            input_range=architectures.get(arch).input_range,
         )
         spec.notes.append("TFLite folds BatchNorm into the convs: BN layers are identity + conv bias (eval-mode only)")
         spec.notes.append("TFLite fuses ReLU6 into the convs: no ':bn' probe point before a ReLU6 exists in the file")

@@ -89,8 +89,11 @@ def detect_form(path: Path) -> Form:
 
 def load_source(path: str | Path, input_size: tuple[int, int] | None = None, trust_code: bool = False) -> Source:
     p = Path(path)
+    from convert.arch import in_torchvision_order
+
     source = detect_form(p).load(p, LoadOptions(input_size, trust_code))
     _require_finite(source)
+    source.spec = in_torchvision_order(source.spec)  # what parity's probe points index into
     return source
 
 

@@ -75,6 +75,7 @@ class MobileNetV2:
     activation_fault = "ReLU instead of ReLU6: activations above 6 are not clipped"
     input_point = "features.0:bn"  # the stem's BN: the first point that sees the input's scale
     input_convention = "TF MobileNetV2: x / 127.5 − 1"
+    stride_fault = "a conv strides unlike the source's: every later feature map is computed at another resolution"
 
     def canonical(self, spec: Any, where: str) -> Canonical:
         return to_torchvision(spec, where)
@@ -92,6 +93,27 @@ class MobileNetV2:
                              num_classes=int(state_dict["classifier.1.weight"].shape[0]))
         model.load_state_dict(self.backbone_state(state_dict))
         return model
+
+    def plain(self, state_dict: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+        """Stock torchvision MobileNetV2 holding a plain state dict, at the width its stem has (None where
+        the keys are not MobileNetV2's; bad input where no width fits them)."""
+        from torchvision.models import mobilenet_v2
+
+        from convert.arch.mobilenet_v2 import ALPHAS, make_divisible
+        from convert.runtime.errors import fail
+
+        if "features.0.0.weight" not in state_dict or "classifier.1.weight" not in state_dict:
+            return None
+        first = int(state_dict["features.0.0.weight"].shape[0])
+        k = int(state_dict["classifier.1.weight"].shape[0])
+        for alpha in [a for a in ALPHAS if make_divisible(32 * a) == first]:
+            model = mobilenet_v2(width_mult=alpha, num_classes=k)
+            try:
+                model.load_state_dict(state_dict, strict=True)
+            except RuntimeError:
+                continue
+            return model, {"alpha": alpha, "num_classes": k}
+        raise fail(f"state dict does not fit torchvision's MobileNetV2 at any alpha {ALPHAS}")
 
     def with_source_semantics(self, meta: dict[str, Any]) -> Any:
         return build(meta)

@@ -15,8 +15,8 @@ def test_a_name_registers_once():
 
 
 def test_an_unknown_name_is_bad_input_naming_the_known_ones():
-    with pytest.raises(TfportError, match="'resnet50' is unknown to parity; known: mobilenet_v2"):
-        arch.get("resnet50")
+    with pytest.raises(TfportError, match="'inception_v3' is unknown to parity; known: mobilenet_v2, resnet50"):
+        arch.get("inception_v3")
 
 
 def test_a_checkpoint_without_arch_is_mobilenet_v2():

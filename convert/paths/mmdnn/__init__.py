@@ -28,6 +28,7 @@ from convert.runtime.errors import fail
 @via("mmdnn")
 def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Progress, torch_half) -> PathResult:
     """MMdnn's artifacts, its emitted model and the canonical backbone on the probes (both in the torch half)."""
+    from convert.arch import in_torchvision_order
     from convert.model.agreement import agreement
     from convert.model.semantics import with_source_semantics
     from convert.model.tolerance import dense_scale, loose_output
@@ -45,7 +46,7 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
         pre = source.spec.preprocess if res.input == BACKBONE_INPUT else None
         x_mm = x if pre is None else (x * np.float32(pre.scale) + np.float32(pre.offset)).astype(np.float32)
         ran = torch_half.submit(emitted, str(res.code), str(res.weights), x_mm)
-        spec = with_source_semantics(read_mmdnn_ir(res), source.spec)
+        spec = with_source_semantics(in_torchvision_order(read_mmdnn_ir(res), source.spec.arch), source.spec)
         mapped = torch_half.submit(canonical_outputs, "mmdnn", spec, str(source.path), x)
         artifacts = {".mmdnn.py": res.code.read_bytes(), ".mmdnn.npy": res.weights.read_bytes()}
         with stage("torch side"):

@@ -21,6 +21,7 @@ from convert.paths.result import PathResult
 def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Progress, torch_half) -> PathResult:
     """ONNX export -> ONNX Runtime on the probes, and the canonical port mapped from the ONNX graph (in
     the torch half, meanwhile)."""
+    from convert.arch import in_torchvision_order
     from convert.model.agreement import agreement
     from convert.model.semantics import with_source_semantics
     from convert.model.tolerance import dense_scale, loose_output
@@ -45,7 +46,8 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
         check_onnx(model)
     data = model.SerializeToString()
     progress("ONNX -> canonical torchvision layout, run on the probe inputs")
-    spec = with_source_semantics(read_onnx(model, str(source.path), source.spec.input_shape[:2]), source.spec)
+    spec = with_source_semantics(in_torchvision_order(read_onnx(model, str(source.path), source.spec.input_shape[:2]),
+                                                     source.spec.arch), source.spec)
     pending = torch_half.submit(canonical_outputs, "onnx", spec, str(source.path), x)  # the worker runs it meanwhile
     progress("ONNX Runtime on the probe inputs")
     ort = OrtRunner(data)
