@@ -1,5 +1,7 @@
 from convert.cli import main
+from convert.runtime.bounds import own_process
 from convert.runtime.fast_exit import exit_now
 
 if __name__ == "__main__":  # not when a spawned worker re-imports the main module
+    own_process()  # a stage past its bound may end this process (convert/runtime/bounds.py)
     exit_now(main())  # no interpreter teardown: 1.5-2.5 s with TF and torch loaded (convert/runtime/fast_exit.py)

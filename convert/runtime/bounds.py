@@ -6,7 +6,10 @@ forever — is interrupted at once) and the CLI turns it into `error: SRC: stage
 bound of 600 s (--timeout)`, exit 2, outputs removed as on any failure. Native code that never
 returns to Python (a TF kernel, protobuf parsing) cannot be interrupted: after a grace period the
 watchdog prints the same line itself and ends the process with exit 2 (`os._exit`, no output file
-has been renamed into place yet: every output is written to a temporary name first).
+has been renamed into place yet: every output is written to a temporary name first) — only in a
+process tfport owns (the `python -m` entry points call `own_process()`). In someone else's process
+(the Python API in a notebook, a test runner) the watchdog never ends the process: the interrupt is
+all it sends, and a call stuck in native code runs on.
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ from pathlib import Path
 BASE_SECONDS = 300.0
 SECONDS_PER_MB = 10.0  # larger files (width, input size, heads) take proportionally longer to read and convert
 GRACE_SECONDS = 15.0  # after the interrupt, time for native code to return to Python
+_OWN_PROCESS = False  # may a watchdog end the process? Only a `python -m` entry point says so
+
+
+def own_process() -> None:
+    """Called by the `python -m` entry points: this process is tfport's, a bound may end it."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
 
 
 def default_bound(src: str | Path) -> float:
@@ -74,7 +84,7 @@ class Watchdog:
                 continue
             self.expired = current[0]
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-            if self._stop.wait(GRACE_SECONDS):
+            if self._stop.wait(GRACE_SECONDS) or not _OWN_PROCESS:
                 return
             print(f"error: {self.message()}", file=sys.stderr, flush=True)  # native code never returned
             os._exit(2)

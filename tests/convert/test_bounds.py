@@ -23,14 +23,41 @@ def test_a_stage_past_its_bound_ends_the_run_in_one_line(samples, tmp_path):
 
 
 def test_a_python_loop_is_interrupted_and_named():
-    """The hang once seen (tf_keras rebuilding a config forever) is Python code: interrupted at the bound."""
+    """The hang once seen (tf_keras rebuilding a config forever) is Python code: interrupted at the bound.
+    In-process (the API's case): the loop is itself bounded, so a missing interrupt fails this test and
+    says what the main thread's signal state was, rather than hanging or ending pytest."""
+    import signal
+    import threading
+
     from convert.runtime import bounds
     from convert.runtime.errors import TfportError
 
+    assert not bounds._OWN_PROCESS  # pytest's process: no watchdog may end it
     with pytest.raises(TfportError, match=r"model\.keras: stage 'rebuild' exceeded its bound of 0\.3 s"):
         with bounds.bounded(0.3, "model.keras"), bounds.stage("rebuild"):
-            while True:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 30:
                 pass
+            blocked = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            pytest.fail(f"not interrupted in 30 s: SIGINT handler {signal.getsignal(signal.SIGINT)}, blocked "
+                        f"signals {blocked}, threads {[t.name for t in threading.enumerate()]}")
+
+
+def test_a_watchdog_never_ends_a_process_tfport_does_not_own():
+    """Native code past its bound, in a library user's process (no `python -m` entry point): the interrupt
+    is sent, the process lives on (before, `os._exit(2)` ended a notebook kernel or the test runner)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import signal, time\nfrom convert.runtime import bounds\nbounds.GRACE_SECONDS = 0.5\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n"
+            "with bounds.watching(0.3, 'model.pb'), bounds.stage('tf2onnx'):\n    time.sleep(2.5)\n"
+            "print('alive')\n")
+    proc = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, "alive", "")
 
 
 def test_nested_stages_keep_the_outer_deadline_and_a_finished_run_never_fires():
@@ -79,6 +106,7 @@ def test_native_code_that_never_returns_ends_the_process_with_the_same_line():
 
     assert bounds.GRACE_SECONDS == 15.0
     code = ("import signal, time\nfrom convert.runtime import bounds\nbounds.GRACE_SECONDS = 1.0\n"
+            "bounds.own_process()\n"
             "with bounds.bounded(0.5, 'model.pb'), bounds.stage('tf2onnx'):\n"
             "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n    time.sleep(60)\n")
     t0 = time.monotonic()
