@@ -1,6 +1,5 @@
 from convert.cli import main
-from convert.runtime.bounds import own_process
-from convert.runtime.fast_exit import exit_now
+from convert.runtime.fast_exit import exit_now, own_process
 
 if __name__ == "__main__":  # not when a spawned worker re-imports the main module
     own_process()  # a stage past its bound may end this process (convert/runtime/bounds.py)

@@ -1,5 +1,4 @@
-from convert.runtime.bounds import own_process
-from convert.runtime.fast_exit import exit_now
+from convert.runtime.fast_exit import exit_now, own_process
 from parity.cli import main
 
 if __name__ == "__main__":  # not when a spawned worker re-imports the main module

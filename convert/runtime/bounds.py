@@ -7,9 +7,9 @@ bound of 600 s (--timeout)`, exit 2, outputs removed as on any failure. Native c
 returns to Python (a TF kernel, protobuf parsing) cannot be interrupted: after a grace period the
 watchdog prints the same line itself and ends the process with exit 2 (`os._exit`, no output file
 has been renamed into place yet: every output is written to a temporary name first) — only in a
-process tfport owns (the `python -m` entry points call `own_process()`). In someone else's process
-(the Python API in a notebook, a test runner) the watchdog never ends the process: the interrupt is
-all it sends, and a call stuck in native code runs on.
+process tfport owns (the `python -m` entry points call `convert.runtime.fast_exit.own_process()`).
+In someone else's process (the Python API in a notebook, a test runner) the watchdog never ends the
+process: the interrupt is all it sends, and a call stuck in native code runs on.
 """
 
 from __future__ import annotations
@@ -23,17 +23,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from convert.runtime import fast_exit
+
 # generous: the slowest stage seen here (MMdnn at alpha 1.4, 224 px, a loaded 2-core machine) takes ~60 s
 BASE_SECONDS = 300.0
 SECONDS_PER_MB = 10.0  # larger files (width, input size, heads) take proportionally longer to read and convert
 GRACE_SECONDS = 15.0  # after the interrupt, time for native code to return to Python
-_OWN_PROCESS = False  # may a watchdog end the process? Only a `python -m` entry point says so
-
-
-def own_process() -> None:
-    """Called by the `python -m` entry points: this process is tfport's, a bound may end it."""
-    global _OWN_PROCESS
-    _OWN_PROCESS = True
 
 
 def default_bound(src: str | Path) -> float:
@@ -84,7 +79,7 @@ class Watchdog:
                 continue
             self.expired = current[0]
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-            if self._stop.wait(GRACE_SECONDS) or not _OWN_PROCESS:
+            if self._stop.wait(GRACE_SECONDS) or not fast_exit.owns_process():
                 return
             print(f"error: {self.message()}", file=sys.stderr, flush=True)  # native code never returned
             os._exit(2)

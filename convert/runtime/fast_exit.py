@@ -17,6 +17,19 @@ import logging
 import os
 import sys
 
+_OWNED = False  # may tfport end this process (a stage past its bound)? Only a `python -m` entry point says so
+
+
+def own_process() -> None:
+    """Called by the `python -m` entry points: this process is tfport's, so a stage stuck in native code past
+    its bound may end it (convert/runtime/bounds.py). In a notebook or a test runner it never is."""
+    global _OWNED
+    _OWNED = True
+
+
+def owns_process() -> bool:
+    return _OWNED
+
 
 def exit_now(code: int | None) -> None:
     """Flush what a person or a pipe is waiting for, end daemon children as the interpreter's own exit

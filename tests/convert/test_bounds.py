@@ -29,10 +29,10 @@ def test_a_python_loop_is_interrupted_and_named():
     import signal
     import threading
 
-    from convert.runtime import bounds
+    from convert.runtime import bounds, fast_exit
     from convert.runtime.errors import TfportError
 
-    assert not bounds._OWN_PROCESS  # pytest's process: no watchdog may end it
+    assert not fast_exit.owns_process()  # pytest's process: no watchdog may end it
     with pytest.raises(TfportError, match=r"model\.keras: stage 'rebuild' exceeded its bound of 0\.3 s"):
         with bounds.bounded(0.3, "model.keras"), bounds.stage("rebuild"):
             t0 = time.monotonic()
@@ -106,7 +106,7 @@ def test_native_code_that_never_returns_ends_the_process_with_the_same_line():
 
     assert bounds.GRACE_SECONDS == 15.0
     code = ("import signal, time\nfrom convert.runtime import bounds\nbounds.GRACE_SECONDS = 1.0\n"
-            "bounds.own_process()\n"
+            "from convert.runtime.fast_exit import own_process\nown_process()\n"
             "with bounds.bounded(0.5, 'model.pb'), bounds.stage('tf2onnx'):\n"
             "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n    time.sleep(60)\n")
     t0 = time.monotonic()
