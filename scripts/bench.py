@@ -20,6 +20,7 @@ bench_loop.py (baselines), bench_scaling.py (scaling rows).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -30,8 +31,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from backbones.results import strict_json
@@ -55,6 +56,9 @@ class Target:
     op: str  # "<=" or ">="
     limit: float
     unit: str = "x"  # "x" (ratio) or "GB"
+    # time ratios are held to a looser bound while `--load N` busy processes share the cores (issue 27:
+    # under load <= 1.3x); None: the same bound under load (sizes, speed-ups of cached work)
+    loaded_limit: float | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -62,6 +66,10 @@ class Target:
 
     def holds(self, value: float) -> bool:
         return OPS[self.op](value, self.limit)
+
+    def under_load(self) -> Target:
+        """This target as it is held while other processes take the cores."""
+        return self if self.loaded_limit is None else replace(self, limit=self.loaded_limit, loaded_limit=None)
 
     @property
     def bound(self) -> str:
@@ -72,19 +80,25 @@ OPS: dict[str, Callable[[float, float], bool]] = {"<=": lambda v, lim: v <= lim,
 
 TARGETS: tuple[Target, ...] = (
     Target("parity_overhead", "parity",
-           "`parity check` (224, 8 probes, eval+train) / bare forwards of its backends + imports", "<=", 1.2),
-    Target("convert_onnx_overhead", "conversion", "`convert tf2torch --via onnx` / `python -m tf2onnx.convert` alone",
-           "<=", 1.2),
+           "`parity check` (224, 8 probes, eval+train) / bare forwards of its backends + imports", "<=", 1.2,
+           loaded_limit=1.3),
+    Target("convert_onnx_overhead", "conversion", "`convert tf2torch --via onnx` / tf2onnx's own convert alone",
+           "<=", 1.2, loaded_limit=1.3),
     Target("convert_mmdnn_overhead", "conversion", "`convert tf2torch --via mmdnn` / MMdnn alone (compat layer)",
-           "<=", 1.2),
+           "<=", 1.2, loaded_limit=1.3),
     Target("startup_parity", "start-up", "`python -m parity --help` / `python -c pass`", "<=", 3.0),
     Target("startup_convert", "start-up", "`python -m convert --help` / `python -c pass`", "<=", 3.0),
     Target("trainer_cache_speedup", "trainer", "head-only epoch (after the first) without / with feature cache",
            ">=", 20.0),
-    Target("trainer_throughput", "trainer", "uncached trainer throughput / hand-written PyTorch loop", ">=", 0.9),
+    Target("trainer_throughput", "trainer", "uncached trainer throughput / hand-written PyTorch loop", ">=", 0.95),
     Target("memory_parity", "memory", "peak RSS of `parity check` (224, 8 probes)", "<=", 2.5, "GB"),
     Target("memory_convert_onnx", "memory", "peak RSS of `convert tf2torch --via onnx` (224)", "<=", 2.5, "GB"),
-    Target("memory_convert_mmdnn", "memory", "peak RSS of `convert tf2torch --via mmdnn` (224)", "<=", 3.0, "GB"),
+    Target("memory_convert_mmdnn", "memory", "peak RSS of `convert tf2torch --via mmdnn` (224)", "<=", 2.5, "GB"),
+    Target("memory_parity_ratio", "memory", "peak private memory of `parity check` / of its bare forwards", "<=", 1.2),
+    Target("memory_convert_onnx_ratio", "memory",
+           "peak private memory of `convert tf2torch --via onnx` / of tf2onnx alone", "<=", 1.2),
+    Target("memory_convert_mmdnn_ratio", "memory",
+           "peak private memory of `convert tf2torch --via mmdnn` / of MMdnn alone", "<=", 1.2),
     Target("safety_cost", "safety", "checking the file as data (the costliest form: .keras) / its conversion",
            "<=", 0.05),
 )
@@ -105,6 +119,12 @@ class Run:
     log: str = ""  # file holding its stdout + stderr
     load1: float = 0.0  # 1-minute load average when it started: other work on the machine
     tree_peak_bytes: int = 0  # largest sum of RSS over the child and its descendants, sampled every 50 ms
+    # largest sum of private memory (anonymous + shared-memory pages, /proc's RssAnon + RssShmem) over the
+    # same processes and samples: what the job itself allocated. RSS also counts the pages of shared
+    # libraries (TF's ~1 GB of .so files) that the kernel maps in on a fault, and maps more of them where
+    # another process has already read them into the page cache (fault-around): RSS moves with what else
+    # runs on the machine, private memory does not.
+    tree_private_bytes: int = 0
 
     @property
     def peak_bytes(self) -> int:
@@ -177,6 +197,20 @@ def memory(target: Target, run: Run | None) -> Outcome:
         return Outcome(target, None, note=f"{run.name} exited {run.rc} (log: {run.log})", failed=True, runs=(run.name,))
     gb = run.peak_bytes / GB
     return Outcome(target, gb, f"{gb:.2f} GB peak", runs=(run.name,))
+
+
+def memory_ratio(target: Target, num: Run | None, den: Run | None) -> Outcome:
+    """Peak private memory of a tfport job / of its baseline, both from the same sampler in the same run."""
+    runs = tuple(r.name for r in (num, den) if r is not None)
+    if num is None or den is None:
+        return Outcome(target, None, note="not run", runs=runs)
+    for r in (num, den):
+        if not r.ok:
+            return Outcome(target, None, note=f"{r.name} exited {r.rc} (log: {r.log})", failed=True, runs=runs)
+    if den.tree_private_bytes <= 0:
+        return Outcome(target, None, note=f"{den.name}: no private memory sampled", runs=runs)
+    a, b = num.tree_private_bytes / GB, den.tree_private_bytes / GB
+    return Outcome(target, a / b, f"{a:.2f} GB / {b:.2f} GB", runs=runs)
 
 
 def not_measurable(target: Target, why: str) -> Outcome:
@@ -293,7 +327,7 @@ def run_timed(name: str, cmd: Sequence[str], *, cwd: Path, log_dir: Path, timeou
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = t0 + timeout
-        tree_peak, next_sample = 0, t0
+        tree_peak, private_peak, next_sample = 0, 0, t0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -304,19 +338,27 @@ def run_timed(name: str, cmd: Sequence[str], *, cwd: Path, log_dir: Path, timeou
                 pid, status, usage = os.wait4(proc.pid, 0)
                 break
             if now >= next_sample:
-                tree_peak, next_sample = max(tree_peak, tree_rss_bytes(proc.pid)), now + 0.05
+                mem = tree_memory(proc.pid)
+                tree_peak, private_peak = max(tree_peak, mem["rss"]), max(private_peak, mem["private"])
+                next_sample = now + 0.05
             time.sleep(0.005)
         seconds = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
     return Run(name, tuple(str(c) for c in cmd), seconds, int(usage.ru_maxrss) * 1024, proc.returncode, str(log),
-               load1, tree_peak)
+               load1, tree_peak, private_peak)
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants now (Linux /proc; 0 where unreadable).
+MEMORY_FIELDS = {"VmRSS": "rss", "RssAnon": "private", "RssShmem": "private", "RssFile": "file"}
+
+
+def tree_memory(pid: int) -> dict[str, int]:
+    """Memory of a process and all its descendants now, in bytes (Linux /proc; 0 where unreadable): `rss`
+    (VmRSS), `private` (RssAnon + RssShmem: what the processes allocated) and `file` (RssFile: mapped file
+    pages, mostly shared libraries).
 
     Pages shared between them count once per process: an upper bound, as a peak should be."""
-    total, todo, seen = 0, [pid], set()
+    total = dict.fromkeys(("rss", "private", "file"), 0)
+    todo, seen = [pid], set()
     while todo:
         p = todo.pop()
         if p in seen:
@@ -324,9 +366,9 @@ def tree_rss_bytes(pid: int) -> int:
         seen.add(p)
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    break
+                key, _, value = line.partition(":")
+                if key in MEMORY_FIELDS:
+                    total[MEMORY_FIELDS[key]] += int(value.split()[0]) * 1024
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):
@@ -334,11 +376,18 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory (VmRSS) of a process and all its descendants now."""
+    return tree_memory(pid)["rss"]
+
+
 class Bench:
     """The run's state: where things go, the runs so far, and how to start a child."""
 
-    def __init__(self, work: Path, console, *, python: str = sys.executable, reps: int = 5, pair_reps: int = 2) -> None:
+    def __init__(self, work: Path, console, *, python: str = sys.executable, reps: int = 5, pair_reps: int = 2,
+                 load: int = 0) -> None:
         self.work, self.console, self.python, self.reps, self.pair_reps = work, console, python, reps, pair_reps
+        self.load = load  # busy processes beside the run (--load): time ratios are held to their loaded bound
         self.inputs = work / "inputs"
         self.out = work / "run"
         self.logs = self.out / "logs"
@@ -367,13 +416,17 @@ class Bench:
             failed = next((r for r in rs if not r.ok), None)
             best = failed or min(rs, key=lambda r: r.seconds)
             r = Run(name, best.cmd, best.seconds, max(x.maxrss_bytes for x in rs), best.rc, best.log, best.load1,
-                    max(x.tree_peak_bytes for x in rs))
+                    max(x.tree_peak_bytes for x in rs), max(x.tree_private_bytes for x in rs))
             self.runs[name] = r
             out.append(r)
         return out
 
     def py(self, *args: str) -> list[str]:
         return [self.python, *args]
+
+    def target(self, key: str) -> Target:
+        """The target `key` as this run holds it (under `--load`, time ratios to their loaded bound)."""
+        return TARGET_BY_KEY[key].under_load() if self.load else TARGET_BY_KEY[key]
 
     def record(self, outcome: Outcome) -> None:
         self.outcomes[outcome.target.key] = outcome
@@ -415,8 +468,10 @@ MAIN = (1.0, 224)
 SIZES = (96, 160, 224, 320)  # at alpha 1.0
 ALPHAS = (0.35, 1.0, 1.4)  # at 224
 # the trainer's default image size; bs 32, the larger batch of DESIGN's story (bs 8/32): a cached step's
-# cost is the head's fixed per-step work, so the speed-up grows with the batch (README gives bs 8 too)
-TRAIN_N, TRAIN_IMG, TRAIN_BS, TRAIN_EPOCHS = 320, 96, 32, 4
+# cost is the head's fixed per-step work, so the speed-up grows with the batch (README gives bs 8 too).
+# 1280 images: 32 training steps an epoch (~2 s uncached), long enough that one busy moment on a shared
+# machine does not decide the pair (320 images gave 0.5 s epochs, and runs disagreed by 10-20 %)
+TRAIN_N, TRAIN_IMG, TRAIN_BS, TRAIN_EPOCHS = 1280, 96, 32, 4
 
 
 def scaling_models() -> list[tuple[float, int]]:
@@ -442,16 +497,16 @@ def section_startup(b: Bench) -> None:
         b.runs[k] = Run(k, r.cmd, min(times[k]), r.maxrss_bytes, r.rc, r.log, r.load1, r.tree_peak_bytes)
         b.console.log(f"{k:<24} min {min(times[k]):.3f} s, median {statistics.median(times[k]):.3f} s of {b.reps}")
     base = b.runs["python_pass"]
-    b.record(ratio(TARGET_BY_KEY["startup_parity"], b.runs["parity_help"], base, note=f"min of {b.reps}"))
-    b.record(ratio(TARGET_BY_KEY["startup_convert"], b.runs["convert_help"], base, note=f"min of {b.reps}"))
+    b.record(ratio(b.target("startup_parity"), b.runs["parity_help"], base, note=f"min of {b.reps}"))
+    b.record(ratio(b.target("startup_convert"), b.runs["convert_help"], base, note=f"min of {b.reps}"))
 
 
 def section_conversion(b: Bench) -> None:
     m = b.model(*MAIN)
     src = m["path"]
     tf2onnx, via_onnx = b.interleaved([
-        ("tf2onnx_alone", b.py("-m", "tf2onnx.convert", "--input", src, "--inputs", m["input"], "--outputs",
-                               m["output"], "--output", str(b.out / "tf2onnx_alone.onnx"))),
+        ("tf2onnx_alone", b.py(str(SCRIPTS / "bench_tf2onnx.py"), "--input", src, "--inputs", m["input"],
+                               "--outputs", m["output"], "--output", str(b.out / "tf2onnx_alone.onnx"))),
         ("convert_via_onnx", b.py("-m", "convert", "tf2torch", src, "-o", str(b.out / "p224.pth"), "--via", "onnx")),
     ], b.pair_reps)
     h, w = m["input_shape"][:2]
@@ -462,10 +517,12 @@ def section_conversion(b: Bench) -> None:
                                    "--via", "mmdnn")),
     ], b.pair_reps)
     note = f"convert default: 16 probes; fastest of {b.pair_reps}, interleaved"
-    b.record(ratio(TARGET_BY_KEY["convert_onnx_overhead"], via_onnx, tf2onnx, note=note))
-    b.record(ratio(TARGET_BY_KEY["convert_mmdnn_overhead"], via_mm, mm, note=note))
-    b.record(memory(TARGET_BY_KEY["memory_convert_onnx"], via_onnx))
-    b.record(memory(TARGET_BY_KEY["memory_convert_mmdnn"], via_mm))
+    b.record(ratio(b.target("convert_onnx_overhead"), via_onnx, tf2onnx, note=note))
+    b.record(ratio(b.target("convert_mmdnn_overhead"), via_mm, mm, note=note))
+    b.record(memory(b.target("memory_convert_onnx"), via_onnx))
+    b.record(memory(b.target("memory_convert_mmdnn"), via_mm))
+    b.record(memory_ratio(b.target("memory_convert_onnx_ratio"), via_onnx, tf2onnx))
+    b.record(memory_ratio(b.target("memory_convert_mmdnn_ratio"), via_mm, mm))
 
 
 def section_parity(b: Bench) -> None:
@@ -474,8 +531,8 @@ def section_parity(b: Bench) -> None:
     if not ported.is_file() or not (b.out / "p224.onnx").is_file():  # --only parity: convert first, untimed
         r = b.run("setup_convert", b.py("-m", "convert", "tf2torch", m["path"], "-o", str(ported), "--via", "onnx"))
         if not r.ok:
-            for key in ("parity_overhead", "memory_parity"):
-                b.record(Outcome(TARGET_BY_KEY[key], None, note=f"conversion failed (log: {r.log})", failed=True))
+            for key in SECTION_TARGETS["parity"]:
+                b.record(Outcome(b.target(key), None, note=f"conversion failed (log: {r.log})", failed=True))
             return
     parity, bare = b.interleaved([
         ("parity_check", b.py("-m", "parity", "check", str(ported), "--probes", "8",
@@ -483,9 +540,10 @@ def section_parity(b: Bench) -> None:
         ("bare_forwards", b.py(str(SCRIPTS / "bench_forward.py"), m["path"], str(ported), str(b.out / "p224.onnx"),
                                "--probes", "8")),
     ], b.pair_reps)
-    b.record(ratio(TARGET_BY_KEY["parity_overhead"], parity, bare,
+    b.record(ratio(b.target("parity_overhead"), parity, bare,
                    note=f"bare: TF eval+train, 4 torch forwards, ORT, imports; fastest of {b.pair_reps}, interleaved"))
-    b.record(memory(TARGET_BY_KEY["memory_parity"], parity))
+    b.record(memory(b.target("memory_parity"), parity))
+    b.record(memory_ratio(b.target("memory_parity_ratio"), parity, bare))
 
 
 def _epoch_seconds(result_json: Path) -> list[float] | None:
@@ -497,7 +555,7 @@ def _epoch_seconds(result_json: Path) -> list[float] | None:
 
 
 def section_trainer(b: Bench) -> None:
-    speed, thr = TARGET_BY_KEY["trainer_cache_speedup"], TARGET_BY_KEY["trainer_throughput"]
+    speed, thr = b.target("trainer_cache_speedup"), b.target("trainer_throughput")
     helper = subprocess.run(b.py("-m", "backbones", "train", "--help"), cwd=b.out, capture_output=True, text=True)
     missing = [f for f in ("--no-feature-cache", "--epochs", "--bs", "--out", "--img-size") if f not in helper.stdout]
     if helper.returncode != 0 or missing:
@@ -577,7 +635,7 @@ def section_safety(b: Bench) -> None:
     pb, keras = b.model(*MAIN)["path"], b.model(*MAIN, form="keras3")["path"]
     checks = b.run("safety_checks", b.py(str(SCRIPTS / "bench_safety.py"), pb, keras))
     conv = b.run("convert_keras3", b.py("-m", "convert", "tf2torch", keras, "-o", str(b.out / "p224_keras3.pth")))
-    target = TARGET_BY_KEY["safety_cost"]
+    target = b.target("safety_cost")
     if not (checks.ok and conv.ok):
         b.record(Outcome(target, None, note=f"a command failed (logs: {checks.log}, {conv.log})", failed=True))
         return
@@ -595,8 +653,9 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
 }
 SECTION_TARGETS = {
     "startup": ("startup_parity", "startup_convert"),
-    "conversion": ("convert_onnx_overhead", "convert_mmdnn_overhead", "memory_convert_onnx", "memory_convert_mmdnn"),
-    "parity": ("parity_overhead", "memory_parity"),
+    "conversion": ("convert_onnx_overhead", "convert_mmdnn_overhead", "memory_convert_onnx", "memory_convert_mmdnn",
+                   "memory_convert_onnx_ratio", "memory_convert_mmdnn_ratio"),
+    "parity": ("parity_overhead", "memory_parity", "memory_parity_ratio"),
     "trainer": ("trainer_cache_speedup", "trainer_throughput"),
     "scaling": (),
     "safety": ("safety_cost",),
@@ -683,6 +742,24 @@ def default_work() -> Path:
     return cache / "tfport" / "bench"
 
 
+BUSY_LOOP = "while True: pass"
+
+
+@contextlib.contextmanager
+def busy_load(n: int, console) -> Iterator[list[subprocess.Popen]]:
+    """`n` processes spinning on the CPU beside the run, at the run's own priority (`--load`): a machine
+    whose cores other work takes, on purpose, so that "holds under load" is measured, not hoped."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(n)]
+    if n:
+        console.log(f"load: {n} busy process(es) beside the run (pids {', '.join(str(p.pid) for p in procs)})")
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -697,6 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair-reps", type=int, default=2,
                    help="repetitions of each conversion and parity pair, interleaved (default 2)")
     p.add_argument("--markdown", type=Path, help="also write the tables as Markdown (the README's copy)")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="run N busy processes beside the bench (time ratios then held to their loaded bound, 1.3x)")
     p.add_argument("--profile", action="store_true",
                    help="re-run the command behind every missed target under cProfile and print the top entries")
     return p
@@ -716,7 +795,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if env["loadavg_start"][0] > (env["cpus"] or 1):
         console.print(f"[yellow]note: load average {env['loadavg_start'][0]:.1f} on {env['cpus']} CPUs: other work "
                       "is running; ratios are measured side by side, absolute times are not comparable[/]")
-    b = Bench(args.work.resolve(), console, reps=args.reps, pair_reps=args.pair_reps)
+    if args.load < 0:
+        console.print(f"error: --load {args.load}: a count of busy processes, 0 or more")
+        return 2
+    env["load_procs"] = args.load
+    b = Bench(args.work.resolve(), console, reps=args.reps, pair_reps=args.pair_reps, load=args.load)
     shutil.rmtree(b.out, ignore_errors=True)
     b.out.mkdir(parents=True)
     # installed packages run from compiled bytecode; a shell with PYTHONDONTWRITEBYTECODE=1 would
@@ -726,9 +809,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with console.status("set-up: sample models (generated once, kept in --work)"):
         needs = [MAIN] + (scaling_models() if "scaling" in sections else [])
         b.ensure_samples(sorted(set(needs)))
-    for s in sections:
-        console.rule(s)
-        SECTIONS[s](b)
+    with busy_load(args.load, console):
+        for s in sections:
+            console.rule(s)
+            SECTIONS[s](b)
     outcomes = [b.outcomes[k] for t in TARGETS for k in [t.key] if k in b.outcomes]
     env["loadavg_end"] = list(os.getloadavg())
     result = BenchResult(outcomes, b.runs, b.scaling, env, time.perf_counter() - t0)

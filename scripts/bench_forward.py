@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 from convert.runtime import guard as _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
+from convert.runtime.fast_exit import exit_now
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,4 +106,4 @@ def _output(gd) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # ends as tfport's CLIs end: no teardown (scripts/bench.py: fair baselines)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 from convert.runtime import guard as _guard  # noqa: F401  (before torch: hides triton)
+from convert.runtime.fast_exit import exit_now
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # ends as tfport's CLIs end: no teardown (scripts/bench.py: fair baselines)

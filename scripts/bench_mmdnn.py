@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from convert.runtime import guard as _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
+from convert.runtime.fast_exit import exit_now
 
 
 def main(argv: list[str]) -> int:
@@ -41,4 +42,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))  # ends as tfport's CLIs end: no teardown (scripts/bench.py: fair baselines)

@@ -43,7 +43,8 @@ def test_target_keys_unique_and_every_target_has_a_section():
 @pytest.mark.parametrize("key,limit", [
     ("parity_overhead", 1.2), ("convert_onnx_overhead", 1.2), ("convert_mmdnn_overhead", 1.2),
     ("startup_parity", 3.0), ("startup_convert", 3.0), ("trainer_cache_speedup", 20.0),
-    ("trainer_throughput", 0.9), ("memory_parity", 2.5), ("memory_convert_onnx", 2.5), ("memory_convert_mmdnn", 3.0),
+    ("trainer_throughput", 0.95), ("memory_parity", 2.5), ("memory_convert_onnx", 2.5), ("memory_convert_mmdnn", 2.5),
+    ("memory_parity_ratio", 1.2), ("memory_convert_onnx_ratio", 1.2), ("memory_convert_mmdnn_ratio", 1.2),  # issue 27
     ("safety_cost", 0.05),  # issue 21: the refusal costs under 5 % of conversion time
 ], ids=lambda v: str(v))
 def test_targets_are_the_issue_s(key, limit):
@@ -304,3 +305,76 @@ def test_the_bench_records_the_environment_it_measured_in():
     env = bench.environment()
     assert env["lock_sha256"] == hashlib.sha256((ROOT / "requirements.lock").read_bytes()).hexdigest()
     assert env["cpu_model"] and len(env["loadavg_start"]) == 3 and env["python"].startswith("3.11")
+
+
+@pytest.mark.parametrize("key,loaded", [
+    ("parity_overhead", 1.3), ("convert_onnx_overhead", 1.3), ("convert_mmdnn_overhead", 1.3),
+    ("memory_parity", 2.5), ("memory_parity_ratio", 1.2), ("trainer_cache_speedup", 20.0), ("startup_parity", 3.0),
+], ids=lambda v: str(v))
+def test_under_load_only_the_time_ratios_loosen_to_1_3(key, loaded):
+    """Issue 27: under load the time ratios <= 1.3x; sizes and the other targets keep their bound."""
+    b = bench.Bench(Path("/nonexistent"), _QuietConsole(), load=2)
+    assert b.target(key).limit == loaded
+    assert bench.Bench(Path("/nonexistent"), _QuietConsole()).target(key).limit == T[key].limit
+    if T[key].op == "<=":  # 1.25x: held under load only where the bound loosened
+        assert bench.Outcome(b.target(key), 1.25).status == (bench.HOLDS if loaded >= 1.25 else bench.MISSED)
+
+
+def test_memory_ratio_is_private_memory_of_the_job_over_its_baseline():
+    num = bench.Run("parity_check", (), 1.0, 3_000_000_000, 0, tree_peak_bytes=2_900_000_000,
+                    tree_private_bytes=1_320_000_000)
+    den = bench.Run("bare_forwards", (), 1.0, 2_000_000_000, 0, tree_private_bytes=1_100_000_000)
+    o = bench.memory_ratio(T["memory_parity_ratio"], num, den)
+    assert o.value == pytest.approx(1.2) and o.status == bench.HOLDS and o.measured == "1.32 GB / 1.10 GB"
+    over = bench.Run("parity_check", (), 1.0, 1, 0, tree_private_bytes=1_330_000_000)
+    assert bench.memory_ratio(T["memory_parity_ratio"], over, den).status == bench.MISSED
+    assert bench.memory_ratio(T["memory_parity_ratio"], num, _run("bare", rc=1)).status == bench.FAILED
+
+
+def test_private_memory_is_sampled_apart_from_shared_file_pages(tmp_path):
+    """A child that maps a 200 MB file and reads it has that much more RSS (file pages), not private memory;
+    one that allocates 200 MB has that much more of both."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\1" * 200_000_000)
+    reader = (f"import mmap, time\nf = open({str(big)!r}, 'rb')\nm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+              "s = sum(m[i] for i in range(0, len(m), 4096))\ntime.sleep(0.6)\n")
+    alloc = "import time\nb = bytearray(200_000_000)\nb[::4096] = b'\\1' * len(b[::4096])\ntime.sleep(0.6)\n"
+    idle = "import time\ntime.sleep(0.6)\n"
+    runs = {k: bench.run_timed(k, [sys.executable, "-c", code], cwd=tmp_path, log_dir=tmp_path)
+            for k, code in (("idle", idle), ("reader", reader), ("alloc", alloc))}
+    assert all(r.ok for r in runs.values()), [open(r.log).read() for r in runs.values()]
+    mb = {k: (r.tree_peak_bytes / 1e6, r.tree_private_bytes / 1e6) for k, r in runs.items()}
+    assert mb["reader"][0] - mb["idle"][0] > 150 and mb["reader"][1] - mb["idle"][1] < 30, mb
+    assert mb["alloc"][0] - mb["idle"][0] > 150 and mb["alloc"][1] - mb["idle"][1] > 150, mb
+
+
+def test_busy_load_runs_n_spinning_processes_and_ends_them():
+    with bench.busy_load(2, _QuietConsole()) as procs:
+        import time
+
+        time.sleep(0.5)
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+        ticks = [int(Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[11]) for p in procs]
+        assert all(t > 0 for t in ticks), ticks  # they took CPU time (utime clock ticks)
+    assert all(p.poll() is not None for p in procs)
+
+
+def test_load_is_an_option_and_a_negative_count_is_usage():
+    assert bench.build_parser().parse_args(["--load", "2"]).load == 2
+    assert bench.main(["--load", "-1", "--json", "/tmp/x.json"]) == 2
+
+
+@pytest.mark.parametrize("script", ["bench_tf2onnx.py", "bench_forward.py", "bench_mmdnn.py", "bench_loop.py"])
+def test_every_baseline_ends_as_tfport_s_clis_end(script):
+    """Fair baselines (issue 27): tfport's CLIs skip the interpreter's teardown; so does every baseline."""
+    text = (ROOT / "scripts" / script).read_text()
+    assert "exit_now(main(" in text and "sys.exit(main" not in text
+
+
+def test_the_tf2onnx_baseline_is_tf2onnx_s_own_entry_point(tmp_path):
+    """The runner calls tf2onnx.convert.main() with the arguments unchanged: its --help is tf2onnx's."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_tf2onnx.py"), "--help"], capture_output=True,
+                         text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert out.returncode == 0 and "--opset" in out.stdout and "--inputs" in out.stdout, out.stderr[-400:]
