@@ -94,13 +94,28 @@ def test_scripts_test_runs_the_whole_suite():
     assert last == 'exec "$PY" -m pytest -q --durations=15 "$@"'  # from the clone's root: every test, unless narrowed
 
 
+def _lock_lines() -> list[str]:
+    return [line for line in (ROOT / "requirements.lock").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def _lock() -> dict[str, str]:
+    """The lock's packages and versions, pip itself aside (a venv's installer, not an install of the project)."""
     pins = {}
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, version = line.split("==")
+    for line in _lock_lines():
+        name, version = line.split()[0].split("==")
+        if _norm(name) != "pip":
             pins[_norm(name)] = version.strip()
     return pins
+
+
+def test_every_locked_file_is_pinned_by_its_sha256():
+    """Issue 27: installed with hashes required: one `--hash=sha256:` of 64 hex digits per package, pip too."""
+    lines = _lock_lines()
+    bad = [line for line in lines if not re.fullmatch(r"[A-Za-z0-9_.\-]+==\S+ --hash=sha256:[0-9a-f]{64}", line)]
+    assert not bad and any(line.startswith("pip==") for line in lines), bad
+    venv_sh = (ROOT / "scripts" / "_venv.sh").read_text()
+    assert venv_sh.count("--require-hashes --no-deps") == 2 and '-r "$ROOT/requirements.lock"' in venv_sh
 
 
 def _norm(name: str) -> str:
