@@ -186,8 +186,14 @@ def read_onnx(model, where: str, input_hw: tuple[int, int]) -> ModelSpec:
             if w is None:
                 raise fail(f"{where}: squeeze-excitation conv '{n.name}' weight is not an initializer")
             bias = (np.zeros(w.shape[0], np.float32) if b is None else b).astype(np.float32).reshape(-1)
+            kind, act = g.activation_after(n.output[0])
+            scale = g.only_consumer(act) if kind == "relu6" and act is not None else None
+            if scale is not None and ((scale.op_type == "Mul" and g.other_than_const(scale, 1 / 6))
+                                      or (scale.op_type == "Div" and g.other_than_const(scale, 6.0))):
+                # TFLite's converter folds hard-sigmoid's + 3 into the conv's bias (tf2onnx keeps it so)
+                kind, bias = "hard_sigmoid", (bias.astype(np.float64) - 3.0).astype(np.float32)
             layers.append(ConvSpec(n.name, np.ascontiguousarray(w.astype(np.float32)), 1, False, (0, 0, 0, 0), False,
-                                   bias, activation=g.activation_after(n.output[0])[0], squeeze=True))
+                                   bias, activation=kind, squeeze=True))
         elif op == "MaxPool":  # ResNet's stem: the pad before it is the pool's, not the next conv's
             pending_pad = None
             stride = int(g.attr(n, "strides", [1, 1])[0])

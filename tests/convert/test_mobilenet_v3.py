@@ -183,6 +183,54 @@ def test_naive_port_fails_naming_padding_momentum_and_input_range(small):
     assert checks["bn_eps"]["passed"] and checks["activation"]["passed"]
 
 
+def test_relu_for_hard_swish_is_named_at_its_layer(small):
+    """The stem's Hardswish swapped for a ReLU in the port's module (what a converter that knows only ReLU
+    writes): parity diverges first at features.0:act and the activation check names hard-swish there."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from parity.candidates import load_candidate
+    from parity.references import resolve_source
+    from parity.results import ParityConfig
+    from parity.run import run
+
+    _, _, out, _ = small
+    cand = load_candidate(out)
+    faulty = dataclasses.replace(cand, module=copy.deepcopy(cand.module))
+    faulty.module.features[0][2] = torch.nn.ReLU()
+    report = run(faulty, resolve_source(cand, None), ParityConfig(probes=4, against=("tf",), modes=("eval",)))
+    assert not report.passed and report.first_divergent.point == "features.0:act"
+    (act,) = [c for c in report.checks if c.name == "activation"]
+    assert not act.passed and act.point == "features.0:act" and "hard-swish" in act.evidence
+    assert "features.0.2" in act.evidence and act.fix == "use nn.Hardswish"
+
+
+@pytest.mark.exhaustive
+def test_relu_for_hard_swish_in_an_onnx_file_is_localised(small, tmp_path):
+    """The port's own ONNX export with the stem's hard-swish (Add 3, Clip, Mul 1/6, Mul x) ending in a Relu
+    of x instead: as an onnx2torch candidate it diverges first at the next BN, features.1.block.0:bn."""
+    import onnx
+
+    d, src, out, _ = small
+    model = onnx.load(str(out.with_suffix(".onnx")))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    swish = next(n for n in model.graph.node if n.op_type == "Mul" and any(
+        (p := producer.get(i)) is not None and p.op_type == "Mul" and getattr(producer.get(p.input[0]), "op_type", "")
+        == "Clip" for i in n.input))
+    x = next(i for i in swish.input if producer.get(i) is None or producer[i].op_type != "Mul")
+    swish.op_type = "Relu"
+    del swish.input[:]
+    swish.input.append(x)
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, str(path))
+    report = tmp_path / "r.json"
+    proc = run_cli("parity", "check", str(path), "--source", str(src), "--json", str(report))
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert json.loads(report.read_text())["first_divergent"]["point"] == "features.1.block.0:bn"
+
+
 def test_mmdnn_refuses_naming_hard_swish(small, tmp_path):
     """MMdnn 0.3.1's IR has no hard-swish: `--via mmdnn` is one line, exit 2, nothing written."""
     _, src, _, _ = small
@@ -219,3 +267,92 @@ def test_the_trainer_trains_the_certified_port(small):
     assert result["forecasts"][0]["layers"] == 34 and result["forecasts"][0]["momentum"] == 0.001
     worst = [row.rsplit(",", 1)[-1] for row in (run / "log.csv").read_text().splitlines()[1:]]
     assert worst and all(re.fullmatch(r"features\.\d+(\.block\.\d+)?\.1", w) for w in worst), worst
+
+
+# --- the exhaustive matrix: Large end to end, every other form of both sizes --------------------------------
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    """(sample folder, 64 px MobileNetV3Large .h5 with Keras's top, its port): converted by the CLI."""
+    from convert.sample import SampleSpec, write_samples
+
+    d = tmp_path_factory.mktemp("mobilenet_v3_large")
+    (src,) = write_samples(d, SampleSpec(arch="mobilenet_v3_large", size=SIZE, classes=CLASSES),
+                           ("keras2_h5",)).values()
+    out = d / "ported.pth"
+    proc = run_cli("convert", "tf2torch", str(src), "-o", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return d, src, out
+
+
+@pytest.mark.exhaustive
+def test_large_is_certified_and_its_naive_port_fails(large):
+    """Large as Small above: strict=True into mobilenet_v3_large(10), parity eval + train, and the plain state
+    dict failing at the stem on padding, momentum and the input range."""
+    import torch
+    from torchvision.models import mobilenet_v3_large
+
+    from convert.port import checkpoint
+    from convert.port.head import torchvision_keys
+
+    d, src, out = large
+    sd = torchvision_keys(checkpoint.load_module(out).state_dict())
+    mobilenet_v3_large(num_classes=CLASSES).load_state_dict(sd, strict=True)
+    proc = run_cli("parity", "check", str(out), "--json", str(d / "parity.json"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rep = json.loads((d / "parity.json").read_text())
+    assert rep["modes_passed"] == ["eval", "train"]
+    points = {p["point"] for p in rep["points"]}
+    assert {"features.4.block.2:out", "features.13.block.2:out", "features.7:out", "features.16:act"} <= points
+    torch.save(sd, d / "naive.pth")
+    proc = run_cli("parity", "check", str(d / "naive.pth"), "--source", str(src), "--json", str(d / "naive.json"))
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    naive = json.loads((d / "naive.json").read_text())
+    failed = {c["name"]: c for c in naive["checks"] if not c["passed"]}
+    assert naive["first_divergent"]["point"] == "features.0:bn"
+    assert {"padding", "bn_momentum", "preprocessing"} <= set(failed) and failed["padding"]["point"] == "features.0:bn"
+
+
+FORMS = [(arch, form) for arch in SIZES for form in ("keras3", "savedmodel", "keras2_pb", "transfer_h5")]
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize(("arch", "form"), FORMS, ids=[f"{a.rsplit('_', 1)[1]}-{f}" for a, f in FORMS])
+def test_every_form_converts(tmp_path, arch, form):
+    from convert import pipeline
+    from convert.sample import SampleSpec, write_samples
+
+    (src,) = write_samples(tmp_path, SampleSpec(arch=arch, size=SIZE, classes=CLASSES), (form,)).values()
+    result = pipeline.convert(src, tmp_path / "p.pth", via="onnx")
+    assert result.ok and result.paths[0].canonical.meta["arch"] == arch
+    assert not result.paths[0].canonical.meta["bn_folded"]  # Keras 3's decomposed BN fused back
+
+
+@pytest.mark.exhaustive
+def test_alpha_0_75_is_refused_naming_the_variant(tmp_path):
+    import tf_keras
+
+    path = tmp_path / "a075.h5"
+    tf_keras.applications.MobileNetV3Large(input_shape=(32, 32, 3), weights=None, include_top=False,
+                                           alpha=0.75).save(path)
+    proc = run_cli("convert", "tf2torch", str(path), "-o", str(tmp_path / "p.pth"))
+    assert_one_line_error(proc, 2, "a MobileNetV3Large with alpha=0.75, which torchvision has no twin")
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("arch", SIZES, ids=SIZES)
+def test_tflite_float32_converts(tmp_path, arch):
+    """The TFLite converter's file of the sample (BN folded, HARD_SWISH ops, the squeeze-excitation's + 3
+    folded into its second conv's bias, Rescaling as MUL/ADD): converted, input affine and classifier kept."""
+    import tensorflow as tf
+
+    from convert import pipeline
+    from convert.sample import SampleSpec, keras2_model
+
+    path = tmp_path / f"{arch}.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(
+        keras2_model(SampleSpec(arch=arch, size=SIZE, classes=CLASSES))).convert())
+    result = pipeline.convert(path, tmp_path / "p.pth", via="onnx")
+    assert result.ok, [str(a) for p in result.paths for a in p.agreements]
+    meta = result.paths[0].canonical.meta
+    assert meta["arch"] == arch and meta["num_classes"] == CLASSES and meta["bn_folded"]
+    assert meta["input_range"] == [0.0, 255.0] and np.allclose(meta["preprocess"]["scale"], 1 / 127.5)
