@@ -240,6 +240,31 @@ def test_mmdnn_refuses_naming_hard_swish(small, tmp_path):
     assert "--via onnx" in line and not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(("arch", "alpha", "minimalistic", "named"),
+                         [("mobilenet_v3_small", 1.0, True, "minimalistic=True"),
+                          ("mobilenet_v3_large", 0.75, False, "alpha=0.75"),
+                          ("mobilenet_v3_large", 0.75, True, "alpha=0.75, minimalistic=True")],
+                         ids=["small-minimalistic", "large-alpha0.75", "large-both"])
+def test_require_twin_names_the_keras_variant(arch, alpha, minimalistic, named):
+    """A body with the widths and kernels of a Keras variant torchvision has no builder for is refused naming
+    it; alpha 1.0's passes; a body of no Keras variant is left to the canonical mapping's message."""
+    from convert.arch import get
+    from convert.arch.mobilenet_v3 import keras_convs
+    from convert.model.spec import ConvSpec, ModelSpec
+    from convert.runtime.errors import TfportError
+
+    def spec(convs):
+        return ModelSpec([ConvSpec(f"c{i}", np.zeros((o, 1, k, k), np.float32), 1, False, (0,) * 4, False)
+                          for i, (o, k) in enumerate(convs)], (64, 64, 3), arch)
+
+    family = get(arch)
+    with pytest.raises(TfportError, match=f"a {family.title} with {named}, which torchvision has no twin"):
+        family.require_twin(spec(keras_convs(family.table, alpha, minimalistic)), "m.h5")
+    family.require_twin(spec(keras_convs(family.table)), "m.h5")
+    family.require_twin(spec(keras_convs(family.table)[:-1]), "m.h5")
+
+
+@pytest.mark.exhaustive
 def test_minimalistic_is_refused_naming_the_variant(tmp_path):
     """Keras's minimalistic=True (ReLU, 3x3, no squeeze-excitation) has no torchvision builder: one line."""
     import tf_keras
