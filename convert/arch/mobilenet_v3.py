@@ -33,6 +33,7 @@ from convert.runtime.errors import fail
 if TYPE_CHECKING:
     from convert.model.census import Census
     from convert.model.spec import ModelSpec
+    from convert.model.weights import Shapes, WeightsMatch
 
 # Keras Applications' block tables (keras/src/applications/mobilenet_v3.py, `stack_fn`), one row per
 # inverted residual block: expansion, output filters (before alpha), kernel ("k": 5, or 3 when
@@ -93,6 +94,18 @@ def keras_convs(table: tuple, alpha: float = 1.0, minimalistic: bool = False) ->
     return convs
 
 
+def keras_variant_of(table: tuple, found: list[tuple[int, int]]) -> tuple[float, bool] | None:
+    """(alpha, minimalistic) of the Keras variant whose convs are `found`, None where none is."""
+    for minimalistic in (False, True):
+        for alpha in KERAS_ALPHAS:
+            if found == keras_convs(table, alpha, minimalistic):
+                return alpha, minimalistic
+    return None
+
+
+TOP = ("Conv_2", "Logits")  # Keras's top: the 1x1 conv after the pooling, then the logits 1x1 conv
+
+
 def spec_convs(spec: ModelSpec) -> list[tuple[int, int]]:
     """(output channels, kernel size) of every conv a reader found, in the same order."""
     return [(int(c.weight.shape[0]), int(c.weight.shape[-1])) for c in spec.convs]
@@ -141,16 +154,46 @@ class _MobileNetV3:
         """Refuse, in one line naming it, a Keras variant torchvision has no builder for (alpha other than
         1.0, minimalistic=True): recognised from the convs' widths and kernels, before any conversion runs.
         A body of no Keras variant is left to the canonical mapping, which names the first misfit."""
-        found = spec_convs(spec)
-        if found == keras_convs(self.table):
+        self._refuse_variant(keras_variant_of(self.table, spec_convs(spec)), where)
+
+    def _refuse_variant(self, variant: tuple[float, bool] | None, where: str) -> None:
+        if variant is None or variant == (1.0, False):
             return
-        for minimalistic in (False, True):
-            for alpha in KERAS_ALPHAS:
-                if found == keras_convs(self.table, alpha, minimalistic):
-                    named = ", ".join([f"alpha={alpha:g}"] * (alpha != 1.0) + ["minimalistic=True"] * minimalistic)
-                    raise fail(f"{where}: a {self.title} with {named}, which torchvision has no twin of "
-                               f"(torchvision's {self.builder} is Keras's alpha=1.0, minimalistic=False: "
-                               "squeeze-excitation, hard-swish, 5x5 kernels); only that variant is ported")
+        alpha, minimalistic = variant
+        named = ", ".join([f"alpha={alpha:g}"] * (alpha != 1.0) + ["minimalistic=True"] * minimalistic)
+        raise fail(f"{where}: a {self.title} with {named}, which torchvision has no twin of "
+                   f"(torchvision's {self.builder} is Keras's alpha=1.0, minimalistic=False: "
+                   "squeeze-excitation, hard-swish, 5x5 kernels); only that variant is ported")
+
+    # weight files (Keras Applications' weights_mobilenet_v3_*_float[_no_top_v2].h5, tf_keras save_weights)
+    weights_signature = ("layers Conv, expanded_conv[_N]/ (expand, depthwise, squeeze_excite/Conv[_1], project) and "
+                         "Conv_1, as tf_keras names them")
+
+    def recognise_weights(self, shapes: Shapes, where: str) -> WeightsMatch | None:
+        """Its body by tf_keras's layer names (Keras Applications' downloads use them; Keras 3 names layers
+        otherwise), its size by the number of blocks, the variant from every conv's width and kernel, Keras's
+        top (Conv_2, Logits) with the class count from the logits' kernel."""
+        from convert.model.weights import WeightsMatch
+
+        depthwise = [n for n in shapes if n.startswith("expanded_conv") and n.endswith("/depthwise")]
+        if "Conv" not in shapes or "Conv_1" not in shapes or len(depthwise) != len(self.table):
+            return None
+        body = [n for n in shapes if n not in TOP]
+        convs = [(shapes[n][0][-2] if n.endswith("/depthwise") else shapes[n][0][-1], shapes[n][0][0])
+                 for n in body if not n.endswith("BatchNorm") and shapes[n]]
+        variant = keras_variant_of(self.table, convs)
+        if variant is None:
+            raise fail(f"{where}: {self.title} layer names with widths of no Keras {self.title} (alphas "
+                       f"{', '.join(map(str, KERAS_ALPHAS))}, minimalistic or not)")
+        self._refuse_variant(variant, where)
+        top = [n for n in TOP if n in shapes]
+        if not top:
+            return WeightsMatch({}, include_top=False, classes=0)
+        logits = shapes.get("Logits", ())
+        if top != list(TOP) or len(logits) != 2 or len(logits[0]) != 4:
+            raise fail(f"{where}: {self.title} weights with part of Keras's top ({', '.join(top)}); Keras "
+                       f"Applications' has both {' and '.join(TOP)}")
+        return WeightsMatch({}, include_top=True, classes=int(logits[0][-1]), classifier_layers=TOP)
 
     # structure (ordering, strides, bias folding)
     # with include_preprocessing=False the backbone is fed what Rescaling(1/127.5, -1) makes of pixels

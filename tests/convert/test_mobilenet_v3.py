@@ -381,3 +381,26 @@ def test_tflite_float32_converts(tmp_path, arch):
     meta = result.paths[0].canonical.meta
     assert meta["arch"] == arch and meta["num_classes"] == CLASSES and meta["bn_folded"]
     assert meta["input_range"] == [0.0, 255.0] and np.allclose(meta["preprocess"]["scale"], 1 / 127.5)
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("top", [True, False], ids=["top", "no_top"])
+def test_keras_weights_file_converts(tmp_path, top):
+    """A legacy-HDF5 weights file as Keras Applications' `weights_mobilenet_v3_small_224_1.0_float[_no_top_v2].h5`
+    are laid out (tf_keras save_weights of the sample): recognised from its layers, rebuilt, converted."""
+    from convert import pipeline
+    from convert.sample import SampleSpec, keras2_model
+
+    model = keras2_model(SampleSpec(arch="mobilenet_v3_small", size=SIZE, classes=CLASSES))
+    if not top:
+        import tf_keras
+
+        base = tf_keras.applications.MobileNetV3Small(input_shape=(*SIZE, 3), weights=None, include_top=False)
+        base.set_weights(model.get_weights()[: len(base.get_weights())])
+        model = base
+    path = tmp_path / "weights.h5"
+    model.save_weights(path)
+    result = pipeline.convert(path, tmp_path / "p.pth", via="onnx", input_size=SIZE)
+    assert result.ok and result.source.form == "keras_weights_h5"
+    meta = result.paths[0].canonical.meta
+    assert meta["arch"] == "mobilenet_v3_small" and meta["num_classes"] == (CLASSES if top else 0)
