@@ -419,7 +419,8 @@ class GraphReader:
                 continue
             x = self._other_than_const(add, 3.0)
             scale = self._follow(relu6.name, set(_SCALE_OPS))
-            if x is None or scale is None or self._other_than_const(scale, _SCALE_OPS[scale.op]) != relu6.name:
+            if x is None or scale is None or self._other_than_const(scale, _SCALE_OPS[scale.op]) != relu6.name \
+                    or (scale.op == "RealDiv" and self._tensor_of(scale.input[0]) != relu6.name):  # ReLU6(x) / 6
                 continue
             ops = (add.name, relu6.name, scale.name)
             swish = next((c for c in self.consumers.get(scale.name, []) if c.op == "Mul"
