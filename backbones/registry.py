@@ -166,7 +166,8 @@ def _ported(path: str) -> Backbone:
     model = load(p)
     meta = getattr(model, "tfport_meta", None) or {}
     classifier = getattr(model, model.classifier_name)  # MobileNetV2's `classifier` (Sequential), ResNet50's `fc`
-    dim = (classifier[-1] if isinstance(classifier, nn.Sequential) else classifier).in_features
+    # the pooled width is what the classifier's first Linear takes (MobileNetV3's classifier has two)
+    dim = next(m for m in classifier.modules() if isinstance(m, nn.Linear)).in_features
     source = {"kind": "ported", "path": str(p), "sha256": sha256_file(p)}
     # the port's own input affine (preprocessing inside the source), its backbone modules in order (the
     # architecture's `body`: MobileNetV2's features; ResNet50's conv1 ... layer4) and pooling; images

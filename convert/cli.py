@@ -16,6 +16,7 @@ EPILOG = """examples:
   python -m convert sample samples/                     # every sample form, alpha 1.0, 224x224
   python -m convert sample samples/ --alpha 0.35 --size 128x192 --forms slim_pb keras2_h5
   python -m convert sample samples/ --arch resnet50 --size 64 --forms keras2_h5 keras3
+  python -m convert sample samples/ --arch mobilenet_v3_small --size 64 --forms keras2_h5 transfer_h5
   python -m convert tf2torch mobilenet_v2.pb            # -> ported.pth (+ ported.onnx)
   python -m convert tf2torch model.h5 -o out/model.pth --via both
   python -m convert repair out/model.mmdnn.py --source model.h5 -o fixed.pth   # MMdnn's output -> canonical

@@ -53,8 +53,9 @@ class SampleSpec:
         return f"{width}{h}" + ("" if h == w else f"x{w}")
 
 
-def _realistic_bn(model, seed: int) -> None:
-    """Give every BatchNormalization non-trivial gamma/beta and the moving statistics of real data."""
+def _realistic_bn(model, seed: int, value_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+    """Give every BatchNormalization non-trivial gamma/beta and the moving statistics of real data (inputs
+    in `value_range`: what the model is fed; MobileNetV3 rescales 0..255 pixels itself)."""
     import tf_keras
 
     rng = np.random.default_rng(seed + 1)
@@ -75,7 +76,7 @@ def _realistic_bn(model, seed: int) -> None:
     for bn in bns:
         bn.momentum = 0.0
     h, w, _ = model.input_shape[1:]
-    x = probe_inputs(16, (h, w), seed=rng)
+    x = probe_inputs(16, (h, w), value_range, seed=rng)
     model(x, training=True)
     for bn, m in zip(bns, saved, strict=False):
         bn.momentum = m
@@ -90,10 +91,16 @@ def keras2_model(spec: SampleSpec):
 
     tf_keras.utils.set_random_seed(spec.seed)
     h, w = spec.size
-    model = architectures.get(spec.arch).keras_application(tf_keras, spec.variant, input_shape=(h, w, 3),
-                                                           classes=spec.classes)
-    _realistic_bn(model, spec.seed)
+    family = architectures.get(spec.arch)
+    model = family.keras_application(tf_keras, spec.variant, input_shape=(h, w, 3), classes=spec.classes)
+    _realistic_bn(model, spec.seed, _fed(family))
     return model
+
+
+def _fed(family) -> tuple[float, float]:
+    """The range a sample of the architecture is fed: its Keras application's own input where that
+    preprocesses (MobileNetV3: 0..255), else its backbone's input range's usual calibration [-1, 1]."""
+    return getattr(family, "keras_input_range", (-1.0, 1.0))
 
 
 def transfer_model(spec: SampleSpec):
@@ -102,9 +109,9 @@ def transfer_model(spec: SampleSpec):
 
     tf_keras.utils.set_random_seed(spec.seed + 7)
     h, w = spec.size
-    base = architectures.get(spec.arch).keras_application(tf_keras, spec.variant, input_shape=(h, w, 3),
-                                                          include_top=False)
-    _realistic_bn(base, spec.seed)
+    family = architectures.get(spec.arch)
+    base = family.keras_application(tf_keras, spec.variant, input_shape=(h, w, 3), include_top=False)
+    _realistic_bn(base, spec.seed, _fed(family))
     base.trainable = False
     inp = tf_keras.Input((h, w, 3), name="image")
     x = base(inp, training=False)

@@ -430,7 +430,11 @@ def activation(ctx: CheckContext) -> CheckResult | None:
     wrong = arch.wrong_activations(ctx.candidate.module)
     if wrong:
         unit = wrong[0][0].rsplit(".", 1)[0]
+        # architectures whose activation differs per layer (MobileNetV3: hard-swish, ReLU) name it per path
+        want, tf_name, fault = (arch.expected_activation(wrong[0][0]) if hasattr(arch, "expected_activation")
+                                else (arch.activation, arch.tf_activation, arch.activation_fault))
         return CheckResult("activation", False, f"{len(wrong)} activation(s) are {wrong[0][1]}, TF uses "
-                           f"{arch.tf_activation}: first {wrong[0][0]}", cause=arch.activation_fault,
-                           fix=f"use nn.{arch.activation}", point=f"{unit}:act")
-    return CheckResult("activation", True, f"all activations are {arch.activation}, as in TF")
+                           f"{tf_name}: first {wrong[0][0]}", cause=fault,
+                           fix=f"use nn.{want}", point=f"{unit}:act")
+    return CheckResult("activation", True, getattr(arch, "activation_summary", f"all activations are {arch.activation}")
+                       + ", as in TF")

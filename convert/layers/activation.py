@@ -13,6 +13,8 @@ ACTIVATION_MODULES: dict[str, type[nn.Module] | Any] = {
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
     "softmax": lambda: nn.Softmax(dim=1),
+    "hard_swish": nn.Hardswish,  # x * ReLU6(x + 3) / 6, as Keras's hard_swish / hard_silu
+    "hard_sigmoid": nn.Hardsigmoid,  # ReLU6(x + 3) / 6, as Keras's MobileNetV3 hard_sigmoid
 }
 
 

@@ -23,7 +23,10 @@ TF_DEFAULT_BN_EPS = 1e-3
 CONTRACT_RANGES: tuple[tuple[float, float], ...] = ((-1.0, 1.0), (0.0, 1.0), (0.0, 255.0))
 # the range a TF MobileNetV2 backbone was built for (keras mobilenet_v2.preprocess_input)
 BACKBONE_RANGE = (-1.0, 1.0)
-ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "softmax", "tanh")
+ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "softmax", "tanh", "hard_swish", "hard_sigmoid")
+# hard-swish x * ReLU6(x + 3) / 6 and hard-sigmoid ReLU6(x + 3) / 6 (MobileNetV3): torch's Hardswish and
+# Hardsigmoid. Graphs write them as ops (Keras: AddV2, Relu6, Mul or RealDiv, Mul), which readers recognise
+# by data flow; ONNX and TFLite may also have them as one op (HardSwish, HARD_SWISH).
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,12 @@ class ConvSpec:
     # True when the source pads dynamically like TF "SAME" (depends on the input size)
     same: bool
     bias: np.ndarray | None = None
+    # where no BN follows (a squeeze-excitation's convs): the activation applied to the conv's output
+    # (one of ACTIVATIONS); None where a BN follows or the reader does not say
+    activation: str | None = None
+    # a squeeze-excitation conv: it runs on the globally pooled 1x1 map, and its output gates (multiplies)
+    # the feature map that was pooled (MobileNetV3's SE units, torchvision's `SqueezeExcitation.fc1/fc2`)
+    squeeze: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,9 @@ class BNSpec:
     eps: float
     decay: float | None = None  # TF decay (Keras `momentum`), None where the source has none
     folded: bool = False  # statistics were folded away by the source or the path: eval-mode only
+    # what follows the BN (one of ACTIVATIONS: "relu6", "relu", "hard_swish", "linear"), None where the
+    # reader does not say
+    activation: str | None = None
 
     @classmethod
     def folded_affine(cls, name: str, scale: np.ndarray, offset: np.ndarray, eps: float = TF_DEFAULT_BN_EPS) -> BNSpec:

@@ -31,6 +31,7 @@ class Slot:
     kind: str  # conv | depthwise | bn | dense
     shape: tuple[int, ...]
     stride: int = 1  # torchvision's (convs); where the source's differs, the metadata's `stride` says so
+    bias: bool = False  # torchvision's conv has a bias (MobileNetV3's squeeze-excitation fc1/fc2)
 
 
 def torchvision_slots(arch: str, variant: dict[str, Any], num_classes: int) -> list[Slot]:
@@ -53,7 +54,7 @@ def _slots(arch: str, variant: str, num_classes: int) -> tuple[Slot, ...]:
     for key, mod in m.named_modules():
         if isinstance(mod, nn.Conv2d):
             kind = "depthwise" if mod.groups > 1 else "conv"
-            out.append(Slot(key, kind, tuple(mod.weight.shape), int(mod.stride[0])))
+            out.append(Slot(key, kind, tuple(mod.weight.shape), int(mod.stride[0]), mod.bias is not None))
         elif isinstance(mod, nn.BatchNorm2d):
             out.append(Slot(key, "bn", (mod.num_features,)))
         elif isinstance(mod, nn.Linear):
@@ -115,33 +116,65 @@ def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
     body, head = spec.backbone, spec.head
     if head and spec.pool is None:
         raise fail(f"{where}: dense layers on an unpooled feature map are not a {arch.title} head tfport reproduces")
-    classifier = head[0] if spec.pool == "avg" and len(head) == 1 else None
-    num_classes = int(classifier.weight.shape[0]) if classifier is not None else 0
+    classifier = _classifier(arch, spec)
+    num_classes = int(classifier[-1].weight.shape[0]) if classifier else 0
     best: tuple[int, dict[str, Any]] | None = None
     stem = body[0].weight.shape[0] if body and isinstance(body[0], ConvSpec) else None
     for variant in arch.variants(stem):
         slots = torchvision_slots(arch.name, variant, num_classes)
-        bad = _first_mismatch(body, slots[:-1])
+        bad = _first_mismatch(body, _body_slots(slots))
         if bad == -1:
+            if classifier and not _fits(classifier, slots):  # another head of as many layers: kept beside
+                classifier, num_classes = [], 0
+                slots = torchvision_slots(arch.name, variant, 0)
             return _assign(spec, slots, arch.name, variant, num_classes, classifier, where)
         if best is None or bad > best[0]:
             best = (bad, variant)
     expect = torchvision_slots(arch.name, arch.variants(None)[0], 1000)
     n_conv = sum(s.kind in ("conv", "depthwise") for s in expect)
     n_dw = sum(s.kind == "depthwise" for s in expect)
+    n_bn = sum(s.kind == "bn" for s in expect)
     kernels = ", ".join(f"{k}x{k}" for k in sorted({s.shape[-1] for s in expect if s.kind == "depthwise"}))
     i, variant = best  # type: ignore[misc]
-    slots = torchvision_slots(arch.name, variant, num_classes)
+    slots = _body_slots(torchvision_slots(arch.name, variant, num_classes))
     at = ""
-    if i < len(body) and i < len(slots) - 1:
+    if i < len(body) and i < len(slots):
         layer = body[i]
         named = ", ".join(f"{k} {v:g}" for k, v in variant.items())
         at = (
-            f"; closest is {named}, which differs at layer {i} '{layer.name}' "
+            f"; {f'closest is {named}, which' if named else 'it'} differs at layer {i} '{layer.name}' "
             f"({_layer_kind(layer)} {_layer_shape(layer)} where {slots[i].key} needs {slots[i].kind} {slots[i].shape})"
         )
     raise fail(f"{where}: not a {arch.title}: found {describe_found(spec)}; a {arch.title} has {n_conv} "
-               f"convolutions ({n_dw} depthwise, {kernels}) and {n_conv} BatchNorms{at}")
+               f"convolutions ({n_dw} depthwise, {kernels}) and {n_bn} BatchNorms{at}")
+
+
+def _body_slots(slots: list[Slot]) -> list[Slot]:
+    """The backbone's slots: every one before torchvision's classifier (its Linears come last)."""
+    return [s for s in slots if s.kind != "dense"]
+
+
+def _classifier(arch, spec: ModelSpec) -> list[DenseSpec]:
+    """The source's head where it is exactly torchvision's classifier (global average pooling, then its
+    Linears with its activations between them: MobileNetV2's and ResNet50's one Dense; MobileNetV3's
+    Dense -> hard-swish -> Dense), else [] (a feature extractor, or another head kept beside the backbone).
+    Widths are checked against torchvision's slots in _assign, as before."""
+    between = getattr(arch, "classifier_activations", ())
+    head = spec.head
+    if spec.pool != "avg" or len(head) != len(between) + 1:
+        return []
+    if any(d.activation != want for d, want in zip(head, between, strict=False)):
+        return []
+    return head
+
+
+def _fits(classifier: list[DenseSpec], slots: list[Slot]) -> bool:
+    """Every Dense of the head has its torchvision classifier Linear's shape (the last: its input width)."""
+    dense = [s for s in slots if s.kind == "dense"]
+    if len(dense) != len(classifier):
+        return False
+    *inner, last = zip(classifier, dense, strict=True)
+    return all(tuple(d.weight.shape) == s.shape for d, s in inner) and last[0].weight.shape[1] == last[1].shape[1]
 
 
 def running_means(spec: ModelSpec) -> list[np.ndarray]:
@@ -168,7 +201,7 @@ def padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str) -> str:
 
 
 def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, Any], num_classes: int,
-            classifier: DenseSpec | None, where: str) -> Canonical:
+            classifier: list[DenseSpec], where: str) -> Canonical:
     sd: dict[str, torch.Tensor] = {}
     bn_meta: dict[str, dict[str, float]] = {}
     padding: dict[str, str] = {}
@@ -182,7 +215,9 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
     for k, (layer, slot) in enumerate(zip(spec.backbone, slots, strict=False)):
         if isinstance(layer, ConvSpec):
             bias = None
-            if layer.bias is not None and np.any(layer.bias != 0):
+            if slot.bias:  # torchvision's conv has a bias of its own (MobileNetV3's squeeze-excitation fc1/fc2)
+                sd[slot.key + ".bias"] = t(layer.bias if layer.bias is not None else np.zeros(slot.shape[0]))
+            elif layer.bias is not None and np.any(layer.bias != 0):
                 if not (family.folds_conv_bias and k + 1 < len(spec.backbone)
                         and isinstance(spec.backbone[k + 1], BNSpec)):
                     raise fail(f"{where}: conv '{layer.name}' has a bias; {family.title} convs have none "
@@ -208,19 +243,21 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
             sd[f"{slot.key}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
             decay = layer.decay if layer.decay is not None else TF_DEFAULT_BN_DECAY
             bn_meta[slot.key] = {"eps": layer.eps, "momentum": round(1.0 - decay, 12)}
-    cls_slot = slots[-1]
-    if classifier is not None:
-        if tuple(classifier.weight.shape) != cls_slot.shape:
-            raise fail(f"{where}: dense '{classifier.name}' {tuple(classifier.weight.shape)} does not fit "
-                       f"{cls_slot.key} {cls_slot.shape}")
-        sd[cls_slot.key + ".weight"], sd[cls_slot.key + ".bias"] = t(classifier.weight), t(classifier.bias)
-    else:  # a feature extractor or another head: torchvision's classifier holds nothing (0 outputs)
-        sd[cls_slot.key + ".weight"] = torch.zeros(cls_slot.shape)
-        sd[cls_slot.key + ".bias"] = torch.zeros(cls_slot.shape[0])
+    dense_slots = [s for s in slots if s.kind == "dense"]
+    for k, slot in enumerate(dense_slots):
+        if classifier:
+            dense = classifier[k]
+            if tuple(dense.weight.shape) != slot.shape:
+                raise fail(f"{where}: dense '{dense.name}' {tuple(dense.weight.shape)} does not fit "
+                           f"{slot.key} {slot.shape}")
+            sd[slot.key + ".weight"], sd[slot.key + ".bias"] = t(dense.weight), t(dense.bias)
+        else:  # a feature extractor or another head: torchvision's classifier holds nothing it uses
+            sd[slot.key + ".weight"] = torch.zeros(slot.shape)
+            sd[slot.key + ".bias"] = torch.zeros(slot.shape[0])
     head_state: dict[str, torch.Tensor] = {}
     layers = []
-    extra = [] if classifier is not None else spec.head
-    width = cls_slot.shape[1]
+    extra = [] if classifier else spec.head
+    width = dense_slots[0].shape[1]
     for i, dense in enumerate(extra):
         if dense.weight.shape[1] != width:
             raise fail(f"{where}: dense '{dense.name}' takes {dense.weight.shape[1]} inputs where {width} arrive")
@@ -231,11 +268,11 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
     for key, value in {**sd, **head_state}.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise fail(f"{where}: weights of {key.rsplit('.', 1)[0]} contain NaN or Inf")
-    output = ("feature_map" if spec.pool is None else "classifier" if classifier is not None
+    output = ("feature_map" if spec.pool is None else "classifier" if classifier
               else "head" if layers else "pooled")
     head = {"pool": spec.pool,
-            "classifier": None if classifier is None else {"source_layer": classifier.name, "classes": num_classes,
-                                                            "activation": classifier.activation},
+            "classifier": None if not classifier else {"source_layer": classifier[-1].name, "classes": num_classes,
+                                                       "activation": classifier[-1].activation},
             "layers": layers, "output": output}
     meta = {
         "arch": arch,

@@ -4,6 +4,9 @@ ONNX vs PyTorch, side by side:
   Conv  W (O, I/group, kH, kW), pads [top, left, bottom, right], auto_pad SAME_UPPER = TF SAME
   BatchNormalization  inputs X, scale, B, input_mean, input_var; epsilon attr (ONNX default 1e-5)
   Gemm / MatMul + Add  weight (in, out) for MatMul; Gemm honours transB
+  ReduceMean(x) -> Conv (+ bias) ... -> Mul(x, gate)     a squeeze-excitation: its convs keep their bias
+  Add(x, 3) -> Clip(0, 6) -> Mul(1/6) | Div(6) [-> Mul(x, .)], HardSigmoid(1/6, 0.5), HardSwish
+                                                         hard-sigmoid / hard-swish (MobileNetV3)
 A BN that tf2onnx folded into the conv (a conv bias), or that arrived decomposed (Keras 3 graphs: Mul/Add
 on constants), is read as a folded BN: eval-mode faithful only.
 """
@@ -62,6 +65,96 @@ class _Graph:
             cs = self.consumers.get(cs[0].output[0], [])
         return cs[0] if len(cs) == 1 and cs[0].op_type == "BatchNormalization" else None
 
+    def origin(self, name: str) -> str:
+        """A tensor's value as produced, through layout-only ops (tf2onnx's Transposes, Identity)."""
+        node = self.producer.get(name)
+        while node is not None and node.op_type in ("Transpose", "Identity"):
+            name = node.input[0]
+            node = self.producer.get(name)
+        return name
+
+    def upstream(self, name: str) -> set[str]:
+        """Every tensor `name` is computed from (itself included)."""
+        seen, stack = set(), [name]
+        while stack:
+            t = stack.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            node = self.producer.get(t)
+            if node is not None:
+                stack.extend(node.input)
+        return seen
+
+    def other_than_const(self, node, value: float) -> str | None:
+        """For a binary op whose one operand is a constant equal to `value`, the other operand, else None."""
+        if len(node.input) != 2:
+            return None
+        for k in (0, 1):
+            c = self.const(node.input[k])
+            if c is not None and c.size and np.allclose(c, value, rtol=1e-6, atol=0):
+                return node.input[1 - k]
+        return None
+
+    def activation_after(self, name: str) -> tuple[str, str | None]:
+        """(kind, output tensor) of the activation applied to tensor `name` (through layout-only ops): Relu,
+        Clip(0, 6) (ReLU6), HardSwish, HardSigmoid, their decomposed forms; ("linear", None) where none."""
+        x = self.origin(name)
+        for c in self._consumers_through(name):
+            if c.op_type == "Relu":
+                return "relu", c.output[0]
+            if c.op_type == "HardSwish":
+                return "hard_swish", c.output[0]
+            if c.op_type == "HardSigmoid" and np.isclose(self.attr(c, "alpha", 0.2), 1 / 6) and \
+                    np.isclose(self.attr(c, "beta", 0.5), 0.5):
+                return self._swish_or_sigmoid(x, c.output[0])
+            if c.op_type == "Clip" and self._clip(c) == (0.0, 6.0):
+                return "relu6", c.output[0]
+            if c.op_type == "Add" and self.other_than_const(c, 3.0) is not None:
+                clip = self.only_consumer(c.output[0], "Clip")
+                if clip is None or self._clip(clip) != (0.0, 6.0):
+                    continue
+                scale = self.only_consumer(clip.output[0])
+                if scale is not None and ((scale.op_type == "Mul" and self.other_than_const(scale, 1 / 6))
+                                          or (scale.op_type == "Div" and scale.input[1] != clip.output[0]
+                                              and self.other_than_const(scale, 6.0))):
+                    return self._swish_or_sigmoid(x, scale.output[0])
+        return "linear", None
+
+    def _swish_or_sigmoid(self, x: str, sigmoid: str) -> tuple[str, str]:
+        """hard-swish where a Mul multiplies x by its hard-sigmoid, else the hard-sigmoid itself."""
+        for c in self._consumers_through(sigmoid):
+            if c.op_type == "Mul" and {self.origin(i) for i in c.input} == {x, self.origin(sigmoid)}:
+                return "hard_swish", c.output[0]
+        return "hard_sigmoid", sigmoid
+
+    def _clip(self, node) -> tuple[float, float] | None:
+        lo = self.const(node.input[1]) if len(node.input) > 1 and node.input[1] else self.attr(node, "min")
+        hi = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else self.attr(node, "max")
+        return None if lo is None or hi is None else (float(np.ravel(lo)[0]), float(np.ravel(hi)[0]))
+
+    def _consumers_through(self, name: str) -> list:
+        out, stack = [], list(self.consumers.get(name, []))
+        while stack:
+            c = stack.pop()
+            if c.op_type in ("Transpose", "Identity"):
+                stack.extend(self.consumers.get(c.output[0], []))
+            else:
+                out.append(c)
+        return out
+
+    def se_gate(self, pool):
+        """The Mul that gates a global pooling's own input by what is computed from the pooled values (a
+        squeeze-excitation unit), else None: the pooling is the backbone's."""
+        x = self.origin(pool.input[0])
+        for mul in (n for n in self.model.graph.node if n.op_type == "Mul"):
+            ins = [self.origin(i) for i in mul.input]
+            if x in ins and len(ins) == 2:
+                other = mul.input[1 - ins.index(x)]
+                if pool.output[0] in self.upstream(other):
+                    return mul
+        return None
+
     def only_consumer(self, name: str, op: str | None = None):
         cs = self.consumers.get(name, [])
         while len(cs) == 1 and cs[0].op_type in ("Transpose", "Identity") and op != cs[0].op_type:
@@ -78,10 +171,29 @@ def read_onnx(model, where: str, input_hw: tuple[int, int]) -> ModelSpec:
     hw = input_hw
     pending_pad: tuple[int, int, int, int] | None = None
     pooled = False
+    squeeze: set[str] = set()  # the convs between a squeeze-excitation's pooling and its gate
     for n in model.graph.node:
         op = n.op_type
-        if op in ("GlobalAveragePool", "AveragePool", "ReduceMean"):
+        if op in ("GlobalAveragePool", "ReduceMean") and not pooled and (gate := g.se_gate(n)) is not None:
+            up = g.upstream(gate.output[0])
+            squeeze |= {c.name for c in model.graph.node if c.op_type == "Conv" and c.output[0] in up
+                        and n.output[0] in g.upstream(c.output[0])}
+        elif op in ("GlobalAveragePool", "AveragePool", "ReduceMean"):
             pooled = True
+        elif op == "Conv" and n.name in squeeze:
+            w = g.const(n.input[1])
+            b = g.const(n.input[2]) if len(n.input) > 2 else None
+            if w is None:
+                raise fail(f"{where}: squeeze-excitation conv '{n.name}' weight is not an initializer")
+            bias = (np.zeros(w.shape[0], np.float32) if b is None else b).astype(np.float32).reshape(-1)
+            kind, act = g.activation_after(n.output[0])
+            scale = g.only_consumer(act) if kind == "relu6" and act is not None else None
+            if scale is not None and ((scale.op_type == "Mul" and g.other_than_const(scale, 1 / 6))
+                                      or (scale.op_type == "Div" and g.other_than_const(scale, 6.0))):
+                # TFLite's converter folds hard-sigmoid's + 3 into the conv's bias (tf2onnx keeps it so)
+                kind, bias = "hard_sigmoid", (bias.astype(np.float64) - 3.0).astype(np.float32)
+            layers.append(ConvSpec(n.name, np.ascontiguousarray(w.astype(np.float32)), 1, False, (0, 0, 0, 0), False,
+                                   bias, activation=kind, squeeze=True))
         elif op == "MaxPool":  # ResNet's stem: the pad before it is the pool's, not the next conv's
             pending_pad = None
             stride = int(g.attr(n, "strides", [1, 1])[0])
@@ -119,7 +231,8 @@ def read_onnx(model, where: str, input_hw: tuple[int, int]) -> ModelSpec:
             if any(a is None for a in (scale, bias, mean, var)):
                 raise fail(f"{where}: BatchNormalization '{n.name}' parameters are not initializers")
             layers.append(BNSpec(n.name, scale.astype(np.float32), bias.astype(np.float32), mean.astype(np.float32),
-                                 var.astype(np.float32), float(g.attr(n, "epsilon", 1e-5))))
+                                 var.astype(np.float32), float(g.attr(n, "epsilon", 1e-5)),
+                                 activation=g.activation_after(n.output[0])[0]))
         elif op in ("Gemm", "MatMul"):
             w = g.const(n.input[1])
             if w is None:

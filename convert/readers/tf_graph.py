@@ -8,6 +8,11 @@ TF vs PyTorch, side by side:
   DepthwiseConv2dNative  filter (kH, kW, C, 1)                          -> Conv2d(groups=C) (C, 1, kH, kW)
   FusedBatchNorm*        (x - mean) * rsqrt(var + epsilon) * scale + offset (epsilon attr, no decay)
   MatMul (+ BiasAdd)     weight (in, out)                               -> Linear weight (out, in)
+  AddV2(x, 3) -> Relu6 -> Mul(1/6) | RealDiv(6)          hard-sigmoid        -> Hardsigmoid
+  ... -> Mul(x, hard-sigmoid(x))                          hard-swish          -> Hardswish
+  Mean(x, [1, 2]) -> 1x1 convs -> Mul(x, gate)            squeeze-excitation  -> SqueezeExcitation (fc1, fc2)
+The hard activations and squeeze-excitation units are recognised by data flow and their constants'
+values (tf_keras and Keras 3 write them with different ops and names), never by names.
 """
 
 from __future__ import annotations
@@ -44,6 +49,20 @@ _ACTIVATION_OPS = {"Softmax": "softmax", "Sigmoid": "sigmoid", "Relu": "relu", "
 # computed by Shape/StridedSlice/Pack), and graph bookkeeping
 _HEAD_OPS = (_PASS_THROUGH | set(_ACTIVATION_OPS) | {"Const", "NoOp", "MatMul", "BiasAdd", "Add", "AddV2", "Conv2D",
                                                       "Squeeze", "Reshape", "Shape", "StridedSlice", "Pack"})
+
+# hard-sigmoid ReLU6(x + 3) / 6: the add of 3, then a multiply by 1/6 or a division by 6 after the Relu6
+_ADD_OPS = ("AddV2", "Add")
+_SCALE_OPS = {"Mul": 1.0 / 6.0, "RealDiv": 6.0}
+
+
+@dataclass(frozen=True)
+class HardActivation:
+    """One hard-sigmoid or hard-swish written as ops: its kind, its input tensor, its output node, its ops."""
+
+    kind: str  # "hard_sigmoid" | "hard_swish"
+    input: str  # the tensor it is applied to
+    output: str  # the node whose output is the activation's
+    ops: tuple[str, ...]  # every node of the pattern (output included)
 
 
 def parse_graph_def(data: bytes, where: str):
@@ -85,6 +104,8 @@ class GraphReader:
                 if not i.startswith("^"):
                     self.consumers.setdefault(node_name(i), []).append(n)
         self.input_size = input_size
+        self.hard: dict[str, HardActivation] = {}  # by output node; filled by read()
+        self.hard_ops: set[str] = set()
         self.ph = None
         self.hw: tuple[int, int] | None = None
         self._sess = None
@@ -158,12 +179,18 @@ class GraphReader:
                 continue
             counts[n.op] = counts.get(n.op, 0) + 1
         arch = recognise(counts, self.where)
+        self._find_hard_activations(order)
         layers: list = []
         pooled = logits = None
         pooled_node = pool = None
         first_conv = None
+        squeeze: set[str] = set()  # nodes between a squeeze-excitation's pooling and its gate
         for n in order:
             ins = [i for i in n.input if not i.startswith("^")]
+            if n.name in self.hard_ops:  # a hard activation's ops: one activation, read where it ends
+                if n.name in self.hard and pooled_node is not None and layers and isinstance(layers[-1], DenseSpec):
+                    layers[-1] = dataclasses.replace(layers[-1], activation=self.hard[n.name].kind)
+                continue
             if pooled_node is not None and n.op not in _HEAD_OPS:
                 raise fail(f"{self.where}: after the backbone's pooling, op {n.op} ('{n.name}') is not something "
                            f"tfport reproduces; supported heads: Dropout, Dense with {'/'.join(ACTIVATIONS)} "
@@ -175,7 +202,11 @@ class GraphReader:
                     layers.append(DenseSpec(n.name, np.ascontiguousarray(wt[0, 0].T), bias))
                     continue
                 first_conv = first_conv or n
-                layers.append(self._conv(n, ins))
+                conv = self._conv(n, ins)
+                if n.name in squeeze:
+                    conv = dataclasses.replace(conv, squeeze=True, activation=self._activation_after(
+                        self._bias_node(n) or n.name)[0])
+                layers.append(conv)
             elif (
                 n.op == "Mul"
                 and layers
@@ -192,6 +223,9 @@ class GraphReader:
                     )
                 g, b, m, v = (self.need_const(i, "BN parameter").astype(np.float32) for i in ins[1:5])
                 layers.append(BNSpec(n.name, g, b, m, v, float(n.attr["epsilon"].f)))
+            elif n.op in _POOL_OPS and pooled_node is None and self._is_global_pool(n) and \
+                    (gate := self._se_gate(n)) is not None:  # a squeeze-excitation's pooling, not the backbone's
+                squeeze |= self._between(n.name, gate.name)
             elif n.op in _POOL_OPS and pooled_node is None and self._is_global_pool(n):
                 pooled_node, pool = n, _POOL_OPS[n.op]
                 pooled = n.name + ":0"
@@ -214,6 +248,7 @@ class GraphReader:
             spec.preprocess = self._input_affine(first_conv)
             if spec.preprocess is not None:
                 spec.input_range = spec.preprocess.contract()
+        spec.layers = layers = self.with_activations(layers)
         spec.taps = self._taps(layers)
         return spec, info
 
@@ -342,25 +377,121 @@ class GraphReader:
         return cs[0] if len(cs) == 1 and cs[0].op in ops else None
 
     def _taps(self, layers: list) -> dict[int, dict[str, str]]:
-        """Per layer index, the tensors after normalisation (:bn), after ReLU6 / ReLU (:act), after the residual
-        add (:out; the ReLU that follows it where there is one)."""
+        """Per layer index, the tensors after normalisation (:bn), after its activation (:act: ReLU6, ReLU, or a
+        hard-swish's last Mul), after the residual add (:out; the ReLU that follows it where there is one); a
+        squeeze-excitation's first conv after its activation (:act), its second at the gate's output (:out)."""
         taps: dict[int, dict[str, str]] = {}
         for i, layer in enumerate(layers):
             if isinstance(layer, BNSpec):
                 node = layer.name.split("#")[0]
                 t = {":bn": node + ":0"}
-                act = self._follow(node, {"Relu6", "Relu"})
+                act = self._activation_after(node)[1]
                 if act is not None:
-                    t[":act"] = act.name + ":0"
+                    t[":act"] = act + ":0"
                 add = self._follow(node, {"AddV2", "Add"})
-                if add is not None:  # a block's output: the add, or the ReLU after it (ResNet's bottleneck)
-                    t[":out"] = (self._follow(add.name, {"Relu"}) or add).name + ":0"
+                if add is not None and add.name not in self.hard_ops:  # a block's output: the add, or the ReLU
+                    t[":out"] = (self._follow(add.name, {"Relu"}) or add).name + ":0"  # after it (ResNet)
                 taps[i] = t
+            elif isinstance(layer, ConvSpec) and layer.squeeze:
+                kind, act = self._activation_after(self._bias_node(self.nodes[layer.name]) or layer.name)
+                gate = self._follow(act, {"Mul"}) if act is not None and kind == "hard_sigmoid" else None
+                taps[i] = {":act": act + ":0"} if act is not None and gate is None else {}
+                if gate is not None:
+                    taps[i][":out"] = gate.name + ":0"
             elif isinstance(layer, DenseSpec):
                 taps[i] = {
                     "": (self._follow(layer.name, {"BiasAdd", "Add", "AddV2"}) or self.nodes[layer.name]).name + ":0"
                 }
         return taps
+
+    def with_activations(self, layers: list) -> list:
+        """Each BN with the activation that follows it (what torchvision's Conv2dNormActivation must apply)."""
+        return [dataclasses.replace(x, activation=self._activation_after(x.name.split("#")[0])[0])
+                if isinstance(x, BNSpec) else x for x in layers]
+
+    # --- hard activations and squeeze-excitation, by data flow ----------------------------------
+    def _find_hard_activations(self, order: list) -> None:
+        """Every hard-sigmoid ReLU6(x + 3) / 6 and hard-swish x * hard-sigmoid(x) written as ops, by their
+        data flow and constants: Add(x, 3) -> Relu6 -> Mul(1/6) or RealDiv(6) [-> Mul(x, .)]."""
+        for relu6 in (n for n in order if n.op == "Relu6"):
+            add = self.producer(relu6.input[0])
+            if add is None or add.op not in _ADD_OPS:
+                continue
+            x = self._other_than_const(add, 3.0)
+            scale = self._follow(relu6.name, set(_SCALE_OPS))
+            if x is None or scale is None or self._other_than_const(scale, _SCALE_OPS[scale.op]) != relu6.name \
+                    or (scale.op == "RealDiv" and self._tensor_of(scale.input[0]) != relu6.name):  # ReLU6(x) / 6
+                continue
+            ops = (add.name, relu6.name, scale.name)
+            swish = next((c for c in self.consumers.get(scale.name, []) if c.op == "Mul"
+                          and {self._tensor_of(i) for i in c.input} == {self._tensor_of(x), scale.name}), None)
+            found = (HardActivation("hard_swish", x, swish.name, (*ops, swish.name)) if swish is not None
+                     else HardActivation("hard_sigmoid", x, scale.name, ops))
+            self.hard[found.output] = found
+            self.hard_ops.update(found.ops)
+
+    def _tensor_of(self, inp: str) -> str:
+        """The producing node of a tensor, through pass-through ops (its identity for comparisons)."""
+        node = self.producer(inp)
+        return node.name if node is not None else node_name(inp)
+
+    def _other_than_const(self, node, value: float) -> str | None:
+        """For a binary op with one constant operand equal to `value` (every element), the other operand's
+        producing node, else None."""
+        ins = [i for i in node.input if not i.startswith("^")]
+        if len(ins) != 2:
+            return None
+        for k in (0, 1):
+            c = self.const(ins[k])
+            if c is not None and c.size and np.allclose(c, value, rtol=1e-6, atol=0):
+                return self._tensor_of(ins[1 - k])
+        return None
+
+    def _activation_after(self, name: str) -> tuple[str, str | None]:
+        """(kind, output node) of the activation applied to node `name`'s output: a hard activation's, a
+        lone Relu6 / Relu consumer's, else ("linear", None)."""
+        for act in self.hard.values():
+            if act.input == self._tensor_of(name):
+                return act.kind, act.output
+        relu = self._follow(name, {"Relu6", "Relu"})
+        if relu is not None and relu.name not in self.hard_ops:
+            return ("relu6" if relu.op == "Relu6" else "relu"), relu.name
+        return "linear", None
+
+    def _bias_node(self, conv) -> str | None:
+        add = self._follow(conv.name, {"BiasAdd"})
+        return add.name if add is not None else None
+
+    def _se_gate(self, pool):
+        """The Mul that gates a global pooling's own input by what is computed from the pooled values (a
+        squeeze-excitation unit), else None: the pooling is the backbone's."""
+        x = self._tensor_of(pool.input[0])
+        for mul in (c for c in self._consumers_through(x) if c.op == "Mul"):
+            others = [i for i in mul.input if not i.startswith("^") and self._tensor_of(i) != x]
+            if len(others) == 1 and pool.name in self._upstream(node_name(others[0])):
+                return mul
+        return None
+
+    def _consumers_through(self, name: str) -> list:
+        """The consumers of a node's output, through pass-through ops."""
+        out, stack = [], list(self.consumers.get(name, []))
+        while stack:
+            c = stack.pop()
+            if c.op in _PASS_THROUGH:
+                stack.extend(self.consumers.get(c.name, []))
+            else:
+                out.append(c)
+        return out
+
+    def _between(self, src: str, dst: str) -> set[str]:
+        """The nodes downstream of `src` and upstream of `dst` (both excluded)."""
+        down, stack = set(), [src]
+        while stack:
+            for c in self.consumers.get(stack.pop(), []):
+                if c.name not in down:
+                    down.add(c.name)
+                    stack.append(c.name)
+        return (down & self._upstream(dst)) - {src, dst}
 
     def _is_conv_output(self, inp: str, conv: ConvSpec) -> bool:
         node = self.producer(inp)
@@ -398,7 +529,7 @@ class GraphReader:
             while c.op in _PASS_THROUGH and self.consumers.get(c.name):
                 c = self.consumers[c.name][0]
             if c.op in ("BiasAdd", "Add", "AddV2"):
-                b = self.const(c.input[1])
+                b = self.evaluate(c.input[1])  # Keras 3: Squeeze(Reshape(constant))
                 if b is not None:
                     return b.astype(np.float32).reshape(-1)
         raise fail(f"{self.where}: dense layer '{n.name}' has no constant bias")
@@ -441,7 +572,7 @@ class GraphReader:
         add = self._follow(n.name, {"BiasAdd"})
         if add is None or node_name(add.input[0]) != n.name:
             return None
-        b = self.const(add.input[1])
+        b = self.evaluate(add.input[1])  # Keras 3: Squeeze(Reshape(constant))
         return None if b is None else b.astype(np.float32).reshape(-1)
 
 

@@ -17,10 +17,16 @@ TFLite vs PyTorch, side by side:
   fused RELU6        conv output is already clamped to [0, 6]           -> ReLU6 after the (folded) BN
   PAD + VALID conv   explicit zero pad [[0,0],[t,b],[l,r],[0,0]]        -> pads (t, b, l, r)
   FULLY_CONNECTED    weights (out, in), bias (out,)                     -> Linear weight (out, in)
+  HARD_SWISH         x * ReLU6(x + 3) / 6                               -> Hardswish after the (folded) BN
+  MEAN -> CONV_2D (RELU) -> CONV_2D (RELU6, bias + 3) -> MUL(1/6) -> MUL(x, .)
+                     a squeeze-excitation; the converter folds hard-sigmoid's + 3 into the second conv's
+                     bias and its ReLU6 into the conv                   -> SqueezeExcitation fc1, fc2 (bias - 3)
+  MUL / ADD on constants before the first conv: the model's own input affine (Keras's Rescaling)
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,14 +35,16 @@ import numpy as np
 from convert import arch as architectures
 from convert.compat.tflite import ops_details, quiet_tflite
 from convert.model.census import Census
-from convert.model.spec import BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
+from convert.model.spec import BNSpec, ConvSpec, DenseSpec, InputAffine, ModelSpec, tf_same_pads
 from convert.runtime.errors import fail
 from convert.runtime.registry import Registry
 
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file_identifier of TFLite's schema.fbs, at bytes 4..8
 # enum values of TFLite's schema.fbs (Padding, ActivationFunctionType)
 _SAME, _VALID = 0, 1
-_ACT_NONE, _ACT_RELU6 = 0, 3
+_ACT_NONE, _ACT_RELU, _ACT_RELU6 = 0, 1, 3
+_FUSED = {_ACT_NONE: "linear", _ACT_RELU: "relu", _ACT_RELU6: "relu6"}  # a conv's fused activation, by spec name
+HARD_SIGMOID_SHIFT = 3.0  # hard-sigmoid ReLU6(x + 3) / 6: the converter adds the 3 to the conv's bias
 
 
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -184,6 +192,7 @@ class _Walk:
         self.explicit_pads: dict[int, tuple[int, int, int, int]] = {}  # PAD output tensor -> its pads
         self.pooled: str | None = None
         self.logits: str | None = None
+        self.squeeze: set[int] = set()  # op indices of the convs inside a squeeze-excitation unit
 
     def _ops(self, details: list[dict], model, sub) -> list[_Op]:
         """Ops in execution order from the interpreter, each with its builtin options from the flatbuffer."""
@@ -280,6 +289,9 @@ class _Walk:
             layers=self.layers, input_shape=(dims[1], dims[2], 3), arch=arch, origin="tflite", taps=self.taps,
             input_range=architectures.get(arch).input_range,
         )
+        spec.preprocess = self.input_affine(detail["index"])
+        if spec.preprocess is not None:
+            spec.input_range = spec.preprocess.contract()
         spec.notes.append("TFLite folds BatchNorm into the convs: BN layers are identity + conv bias (eval-mode only)")
         spec.notes.append("TFLite fuses ReLU6 into the convs: no ':bn' probe point before a ReLU6 exists in the file")
         return spec, info
@@ -292,9 +304,9 @@ class _Walk:
                        f"({opts.strideH}, {opts.strideW}) / dilations ({opts.dilationHFactor}, "
                        f"{opts.dilationWFactor}), not a MobileNetV2 conv")
         act = opts.fusedActivationFunction
-        if act not in (_ACT_NONE, _ACT_RELU6):
+        if act not in _FUSED:
             raise fail(f"{self.where}: {op.kind} '{self.name(op.outputs[0])}' fuses activation {_act_name(act)}; "
-                       f"MobileNetV2 fuses only RELU6")
+                       f"the registered architectures fuse only RELU6 or RELU")
         wt = self.const(op.inputs[1], "filter", op).astype(np.float32)
         depthwise = op.kind == "DEPTHWISE_CONV_2D"
         if depthwise:
@@ -311,13 +323,59 @@ class _Walk:
         bias = self.const(op.inputs[2], "bias", op) if len(op.inputs) > 2 and op.inputs[2] >= 0 else \
             np.zeros(torch_w.shape[0], np.float32)
         name = self.name(out)
+        if op.index in self.squeeze:  # a squeeze-excitation conv: its bias is its own, no BN
+            self.add_squeeze(op, ConvSpec(name, np.ascontiguousarray(torch_w), stride, depthwise, pads, same), bias)
+            return
         self.layers.append(ConvSpec(name, np.ascontiguousarray(torch_w), stride, depthwise, pads, same))
-        self.layers.append(folded_bn(name + "/folded_bn", bias))
-        self.taps[len(self.layers) - 1] = self._conv_taps(out, act)
+        taps = self._conv_taps(out, act)
+        fused = "relu6" if act == _ACT_NONE and ":act" in taps else _FUSED[act]  # a ReLU6 left unfused
+        self.layers.append(dataclasses.replace(folded_bn(name + "/folded_bn", bias), activation=fused))
+        self.taps[len(self.layers) - 1] = taps
+
+    def add_squeeze(self, op: _Op, conv: ConvSpec, bias: np.ndarray) -> None:
+        """A squeeze-excitation conv: fused RELU (fc1), or fused RELU6 then MUL(1/6) (fc2's hard-sigmoid,
+        its + 3 folded into the bias by the converter), whose output gates the pooled feature map."""
+        act = op.options.fusedActivationFunction
+        out = op.outputs[0]
+        scale = self.only_consumer(out, {"MUL"})
+        third = scale is not None and _const_equals(self, scale, out, 1.0 / 6.0)
+        if act == _ACT_RELU6 and third:
+            gate = self.only_consumer(scale.outputs[0], {"MUL"})
+            conv = dataclasses.replace(conv, bias=(bias.astype(np.float64) - HARD_SIGMOID_SHIFT).astype(np.float32),
+                                       activation="hard_sigmoid", squeeze=True)
+            self.layers.append(conv)
+            self.taps[len(self.layers) - 1] = {":out": self.name(gate.outputs[0])} if gate is not None else {}
+        elif act == _ACT_RELU:
+            self.layers.append(dataclasses.replace(conv, bias=bias.astype(np.float32), activation="relu", squeeze=True))
+            self.taps[len(self.layers) - 1] = {":act": self.name(out)}
+        else:
+            raise fail(f"{self.where}: squeeze-excitation conv '{self.name(out)}' fuses {_act_name(act)}"
+                       + ("" if act != _ACT_RELU6 else " without the hard-sigmoid's MUL(1/6)")
+                       + "; MobileNetV3's fuse RELU, or RELU6 then MUL(1/6)")
+
+    def input_affine(self, tensor: int) -> InputAffine | None:
+        """MUL / ADD / SUB by constants from the input to the first op that is not one (Keras's Rescaling):
+        the model's own input affine, composed; None where the input goes straight into a conv."""
+        scale, offset, ops = np.ones(3), np.zeros(3), []
+        while True:
+            op = self.only_consumer(tensor, {"MUL", "ADD", "SUB"})
+            if op is None or op.inputs[0] != tensor or op.inputs[1] not in self.constant:
+                break
+            c = np.broadcast_to(np.asarray(self.interp.get_tensor(op.inputs[1]), np.float64).reshape(-1), (3,))
+            if op.kind == "MUL":
+                scale, offset = scale * c, offset * c
+            else:
+                offset = offset + (c if op.kind == "ADD" else -c)
+            ops.append(self.name(op.outputs[0]))
+            tensor = op.outputs[0]
+        if not ops:
+            return None
+        return InputAffine(tuple(float(v) for v in np.float32(scale)), tuple(float(v) for v in np.float32(offset)),
+                           tuple(ops))
 
     def _conv_taps(self, out: int, act: int) -> dict[str, str]:
-        """With RELU6 fused, the conv output is ':act' and the BN output is in no tensor of the file."""
-        taps = {":act" if act == _ACT_RELU6 else ":bn": self.name(out)}
+        """With RELU6 (RELU) fused, the conv output is ':act' and the BN output is in no tensor of the file."""
+        taps = {":act" if act in (_ACT_RELU6, _ACT_RELU) else ":bn": self.name(out)}
         if act == _ACT_NONE:
             relu = self.only_consumer(out, {"RELU6"})  # a ReLU6 the converter left unfused
             if relu is not None:
@@ -374,7 +432,52 @@ def _conv(walk: _Walk, op: _Op) -> None:
 
 @HANDLERS.register("MEAN", "AVERAGE_POOL_2D")
 def _pool(walk: _Walk, op: _Op) -> None:
+    gate = _se_gate(walk, op) if walk.pooled is None else None
+    if gate is not None:  # a squeeze-excitation's pooling, not the backbone's
+        down = _downstream(walk, op.outputs[0])
+        walk.squeeze |= {o.index for o in walk.ops if o.kind == "CONV_2D" and o.outputs[0] in down
+                         and o.index < gate.index}
+        return
     walk.pooled = walk.name(op.outputs[0])
+
+
+def _se_gate(walk: _Walk, pool: _Op) -> _Op | None:
+    """The MUL that gates the pooling's own input by what is computed from the pooled values, else None."""
+    x = pool.inputs[0]
+    down = _downstream(walk, pool.outputs[0])
+    return next((m for m in walk.consumers.get(x, []) if m.kind == "MUL"
+                 and any(i != x and i in down for i in m.inputs)), None)
+
+
+def _downstream(walk: _Walk, tensor: int) -> set[int]:
+    """Every tensor computed from `tensor` (itself included)."""
+    seen, stack = set(), [tensor]
+    while stack:
+        t = stack.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        for c in walk.consumers.get(t, []):
+            stack.extend(c.outputs)
+    return seen
+
+
+def _const_equals(walk: _Walk, op: _Op, other: int, value: float) -> bool:
+    """A binary op's operand other than `other` is a constant equal to `value` (every element)."""
+    ins = [i for i in op.inputs if i != other]
+    return len(ins) == 1 and ins[0] in walk.constant and bool(
+        np.allclose(walk.interp.get_tensor(ins[0]), value, rtol=1e-6, atol=0))
+
+
+@HANDLERS.register("HARD_SWISH")
+def _hard_swish(walk: _Walk, op: _Op) -> None:
+    """x * ReLU6(x + 3) / 6 after a conv (its folded BN's activation) or after a dense layer (the head's)."""
+    if not walk.layers:
+        return
+    i, last = len(walk.layers) - 1, walk.layers[-1]
+    walk.layers[i] = dataclasses.replace(last, activation="hard_swish")
+    if isinstance(last, BNSpec):
+        walk.taps.setdefault(i, {})[":act"] = walk.name(op.outputs[0])
 
 
 @HANDLERS.register("FULLY_CONNECTED")

@@ -94,7 +94,18 @@ def load_source(path: str | Path, input_size: tuple[int, int] | None = None, tru
     source = detect_form(p).load(p, LoadOptions(input_size, trust_code))
     _require_finite(source)
     source.spec = in_torchvision_order(source.spec)  # what parity's probe points index into
+    _require_twin(source)
     return source
+
+
+def _require_twin(source: Source) -> None:
+    """A variant of a registered architecture that torchvision has no builder for (MobileNetV3's alpha 0.75
+    or minimalistic=True) is refused in one line naming it, before any conversion runs."""
+    from convert.arch import get
+
+    check = getattr(get(source.spec.arch), "require_twin", None)
+    if check is not None:
+        check(source.spec, str(source.path))
 
 
 def _require_finite(source: Source) -> None:

@@ -24,6 +24,15 @@ from convert.paths.base import Progress, via
 from convert.paths.result import PathResult
 from convert.runtime.errors import fail
 
+# the activations a model may have that MMdnn 0.3.1's IR has no op for (MobileNetV3's), by the spec's names
+NO_IR_OP = {"hard_swish": "HardSwish", "hard_sigmoid": "HardSigmoid"}
+
+
+def missing_ops(spec) -> list[str]:
+    """The ops of the source (its layers' activations, as the readers found them) MMdnn's IR lacks."""
+    kinds = {getattr(layer, "activation", None) for layer in spec.layers}
+    return [op for kind, op in NO_IR_OP.items() if kind in kinds]
+
 
 @via("mmdnn")
 def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress: Progress, torch_half) -> PathResult:
@@ -38,6 +47,10 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
 
     if source.graph_def is None:
         raise fail(f"{source.path}: MMdnn reads TensorFlow graphs, not TFLite flatbuffers; use --via onnx")
+    missing = missing_ops(source.spec)
+    if missing:
+        raise fail(f"{source.path}: MMdnn {MMDNN_VERSION}'s IR has no {' or '.join(missing)} op: its TF parser splits "
+                   "them into Add/Relu6/Mul on Constant nodes, which no layer of the IR maps to; use --via onnx")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tfport-mmdnn-") as tmp:
         with stage("MMdnn"):
