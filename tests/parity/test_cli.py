@@ -66,7 +66,9 @@ def test_canonical_port_passes_with_reports(both, tmp_path):
     assert cert["checkpoint"]["sha256"] == sha256_file(d / "ported.pth")
     assert cert["source"]["sha256"] == sha256_file(src)
     assert cert["tolerances"] == {"atol": 1e-5, "rtol": 1e-4, "train_atol": 1e-4, "train_rtol": 2e-3}
-    assert cert["references"] == ["tf", "onnx", "torchvision"] and cert["tool_version"]
+    # what was compared, on how many probes (not only what --against asked)
+    assert cert["references"] == ["tf", "onnx", "torchvision", "torchvision+declared"] and cert["tool_version"]
+    assert cert["references_asked"] == ["tf", "onnx", "torchvision"] and cert["probes"] == 4
     assert cert["modes_passed"] == ["eval", "train"]
     assert cert["bn"]["momentum"] == pytest.approx(0.001)
     assert cert["bn"]["half_life_steps"] == pytest.approx(692.8, abs=0.1)  # ln 0.5 / ln(1 - 0.001)
@@ -90,7 +92,11 @@ def test_mmdnn_emitted_passes_numerics_fails_momentum(both, tmp_path):
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     report = json.loads((tmp_path / "m.json").read_text())
     tf_eval = [p for p in report["points"] if p["reference"] == "tf" and p["mode"] == "eval"]
-    assert len(tf_eval) == 53 and all(p["passed"] for p in tf_eval)  # 52 BN outputs + final output
+    # its traced graph's points: 52 BN outputs, 35 activations, 10 residual block outputs, the final output
+    assert len(tf_eval) == 98 and all(p["passed"] for p in tf_eval)
+    assert [p["point"] for p in tf_eval][:3] == ["features.0:bn", "features.0:act", "features.1.conv.0:bn"]
+    train = [p for p in report["points"] if p["mode"] == "train"]
+    assert len(train) == 97 and all(p["passed"] for p in train)  # batch statistics as TF's: momentum is not used
     (mom,) = [c for c in report["checks"] if c["name"] == "bn_momentum"]
     assert not mom["passed"] and "never move" in mom["cause"] and "momentum=0.001" in mom["fix"]
     assert report["hazard"]["never_moves"] is True
