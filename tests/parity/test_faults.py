@@ -278,6 +278,16 @@ def test_relu_for_relu6_in_an_onnx_file_is_detected(base, tmp_path):
     export = cand.path.with_suffix(".onnx")
     clean = run(load_candidate(export), source, FAST)  # the export as written: every point equals TF's
     assert clean.results and all(r.passed for r in clean.results if r.reference == "tf")
+    # probed wherever onnx2torch's graph has the tensor: every point TF has for the port but the pooled
+    # features and torchvision's classifier, which the graph computes without a node of their own
+    from parity import arch as architectures
+
+    family = architectures.get(cand.meta.get("arch"))
+    points = family.points(family.canonical(source.spec, "").meta, source.spec.pool, output=True)
+    port = set(family.tf_tensors(points, source.spec.taps, source.info.pooled)) | {"output"}
+    onnx_pts = {r.point for r in clean.results if r.reference == "tf"}
+    assert onnx_pts == port - {"pool", "classifier.1"}
+    assert sum(p.endswith(":act") for p in onnx_pts) == 35 and sum(p.endswith(":out") for p in onnx_pts) == 10
     model = onnx.load(str(export))
     clips = [n for n in model.graph.node if n.op_type == "Clip"]
     assert clips, "tf2onnx writes Relu6 as Clip(0, 6)"
@@ -297,18 +307,6 @@ def test_relu_for_relu6_in_an_onnx_file_is_detected(base, tmp_path):
     c = _failed(report, "activation")
     assert c.point == "features.0:act" and "ReLU where the source has ReLU6" in c.evidence
     assert "clip at 6" in c.cause
-
-
-def test_generic_candidates_get_the_port_s_probe_points(base, tmp_path):
-    """The ONNX export, run through onnx2torch, is probed wherever its graph has the tensor: every point of
-    the torchvision-layout port that TF has, but the pooled features and torchvision's classifier (which
-    its graph computes without a node of their own)."""
-    cand, source = base
-    port = {r.point for r in run(cand, source, FAST).results if r.reference == "tf"}
-    onnx_pts = {r.point for r in run(load_candidate(cand.path.with_suffix(".onnx")), source, FAST).results
-                if r.reference == "tf"}
-    assert onnx_pts == port - {"pool", "classifier.1"}
-    assert sum(p.endswith(":act") for p in onnx_pts) == 35 and sum(p.endswith(":out") for p in onnx_pts) == 10
 
 
 @pytest.fixture(scope="module")
