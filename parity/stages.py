@@ -40,10 +40,10 @@ def eval_stage(prober: Prober, refs: dict[str, TorchReference], tf_runner, x: np
     hyp: dict[str, HypothesisTest] = tests_for({p.name: p.suffix for p in points if p.name in tensors},
                                                tf_activation, tol)
 
-    def add(ref: str, name: str, cand_v: np.ndarray, ref_v: np.ndarray) -> None:
+    def add(ref: str, name: str, cand_v: np.ndarray, ref_v: np.ndarray):
         if name not in acc[ref]:
             acc[ref][name] = Comparison(name, ref, "eval", tol)
-        acc[ref][name].add(cand_v, ref_v)
+        return acc[ref][name].add(cand_v, ref_v)
 
     outputs: list[np.ndarray] = []
     twice: set[str] = set()
@@ -57,9 +57,9 @@ def eval_stage(prober: Prober, refs: dict[str, TorchReference], tf_runner, x: np
         # a module run twice in one forward: its point is two tensors, which fit no reference (they fail)
         twice.update(n for n, v in cand_vals.items() if len(v) != len(xs))
         for name, ref_v in tf_vals.items():  # every point TF has is compared: one never produced fails
-            add("tf", name, cand_vals.get(name, NOTHING), ref_v)
+            sums = add("tf", name, cand_vals.get(name, NOTHING), ref_v)
             if name in hyp:
-                hyp[name].add(cand_vals.get(name, NOTHING), ref_v)
+                hyp[name].add(cand_vals.get(name, NOTHING), ref_v, sums)
         del tf_vals
         if "output" in cand_vals:
             outputs.append(cand_vals["output"])
