@@ -8,7 +8,15 @@ from __future__ import annotations
 import argparse
 
 from convert.model.options import DEFAULT_PROBES
-from convert.runtime.args import HelpFormatter, Parser, positive_int, positive_seconds, run_main, seed_number
+from convert.runtime.args import (
+    HelpFormatter,
+    Parser,
+    parse_size,
+    positive_int,
+    positive_seconds,
+    run_main,
+    seed_number,
+)
 from convert.runtime.args import path as path_arg  # lazy pathlib: --help stays fast
 from convert.runtime.quiet import add_verbose_flag, quiet_frameworks
 
@@ -29,18 +37,6 @@ TIMEOUT_HELP = (
 
 TRUST_HELP = ("run code the source file carries (Keras Lambda layers, custom classes); off by default: "
               "such a file is refused before it is loaded")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 224 or 128x192") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 32:
-        raise argparse.ArgumentTypeError(f"{text!r}: need H or HxW, each at least 32")
-    return parts[0], parts[1]
 
 
 def _console():

@@ -9,6 +9,7 @@ from convert.pipeline import ConversionResult
 
 
 def _fmt_counts(values) -> str:
+    values = [tuple(v) if isinstance(v, list) else v for v in values]  # a constant pad [t, b, l, r] counts as one mode
     return ", ".join(f"{v:g}×{n}" if isinstance(v, float) else f"{v}×{n}" for v, n in Counter(values).most_common())
 
 

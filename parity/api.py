@@ -86,7 +86,7 @@ class ParityReport(results.ParityReport):
 
 def check(candidate: Any, source: Any = None, *, against: tuple[str, ...] = results.REFERENCES,
           atol: float = tolerances.EVAL_ATOL, rtol: float = tolerances.EVAL_RTOL, probes: int = 8, seed: int = 0,
-          trust_code: bool = False, timeout: float | None = None,
+          trust_code: bool = False, timeout: float | None = None, input_size: tuple[int, int] | None = None,
           progress: Callable[[str], None] | None = None) -> ParityReport:
     """Layer-by-layer parity of `candidate` against its TF source (what `python -m parity check` does).
 
@@ -99,7 +99,8 @@ def check(candidate: Any, source: Any = None, *, against: tuple[str, ...] = resu
         decides, and the report's notes say so.
     against: references among parity.results.REFERENCES; atol, rtol: per-point tolerance (the defaults are
         the least the trainer's gate accepts); probes, seed: the probe inputs; trust_code: run code the source
-        carries; timeout: seconds per stage, on the main thread (convert.api.bound).
+        carries; timeout: seconds per stage, on the main thread (convert.api.bound); input_size: (H, W) at
+        which a source whose graph leaves its size open is compared (default: the one the candidate records).
 
     Writes nothing (reports and certificate on request). Raises TfportError, one line, on bad input."""
     from convert.api import bound
@@ -120,7 +121,7 @@ def check(candidate: Any, source: Any = None, *, against: tuple[str, ...] = resu
                 cand = _candidate(candidate, Path(tmp))
             say("loading source")
             with stage("load"):
-                src, note = _source(cand, source, Path(tmp) / "source", trust_code)
+                src, note = _source(cand, source, Path(tmp) / "source", trust_code, input_size)
             with stage("parity"):
                 rep = run(cand, src, cfg, say)
     if note:
@@ -153,7 +154,7 @@ def _candidate(candidate: Any, tmp: Path):
     raise fail(f"candidate: a {type(candidate).__module__}.{type(candidate).__qualname__} is not {CANDIDATES}")
 
 
-def _source(cand, source: Any, folder: Path, trust_code: bool):
+def _source(cand, source: Any, folder: Path, trust_code: bool, input_size: tuple[int, int] | None = None):
     """The source and a note ("" where none): a path through parity's own resolution (sha256 against the
     candidate's record), an in-memory model through its temporary file."""
     from convert.api import source_file
@@ -162,9 +163,9 @@ def _source(cand, source: Any, folder: Path, trust_code: bool):
     from parity.references import resolve_source
 
     if source is None or isinstance(source, str | os.PathLike):
-        return resolve_source(cand, source, trust_code=trust_code), ""
+        return resolve_source(cand, source, trust_code=trust_code, input_size=input_size), ""
     path = source_file(source, folder)
-    size = cand.meta.get("input_size")
+    size = input_size or cand.meta.get("input_size")
     loaded = load_source(path, tuple(size) if size else None, trust_code)
     recorded = (cand.meta.get("source") or {}).get("sha256")
     if recorded and (path.is_dir() or sha256_file(path) != recorded):

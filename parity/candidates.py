@@ -113,7 +113,11 @@ def _load_onnx(path: Path) -> Candidate:
     from convert.safety.onnx import load_onnx
 
     model = load_onnx(path, str(path))  # op types and external-data locations checked before anything reads them
-    module = onnx_to_torch_module(model).eval()
+    try:
+        module = onnx_to_torch_module(model).eval()
+    except NotImplementedError as e:  # onnx2torch's word for an op or attribute it has no converter for
+        raise fail(f"{path}: onnx2torch cannot build a PyTorch module from it ({str(e).splitlines()[0][:160]})"
+                   ) from None
     return Candidate("onnx2torch", path, sha256_file(path), module, {"declared": False},
                      torchvision_layout=False, input_layout="NHWC")
 

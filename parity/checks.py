@@ -20,6 +20,7 @@ import numpy as np
 
 from convert.model.spec import TF_DEFAULT_BN_DECAY
 from convert.runtime.registry import Registry
+from parity.hypotheses import first_holding
 
 if TYPE_CHECKING:
     from parity.context import CheckContext
@@ -144,11 +145,6 @@ def bn_momentum(ctx: CheckContext) -> CheckResult:
                            cause="BN momentum is not 1 − the source's decay",
                            fix=f"set momentum={expected[i]:g}; {REPAIR}",
                            point=_point_of_bn(ctx, i), details={**details, "layers": [mods[j][0] for j in off]})
-    if len(measured) != len(cand):
-        return CheckResult("bn_momentum", False, f"momentum {_summary(cand)} = 1 − decay as declared, but one "
-                           f"train-mode step could be measured on {len(measured)} of {len(cand)} BatchNorms",
-                           cause="the update the running statistics really receive is unknown", fix=REPAIR,
-                           point=_point_of_bn(ctx, len(measured)), details=details)
     unlike = [i for i, (m, c) in enumerate(zip(measured, cand, strict=True))
               if not math.isclose(m, c, rel_tol=0.05, abs_tol=1e-6)]
     if unlike:
@@ -192,52 +188,76 @@ def bn_statistics(ctx: CheckContext) -> CheckResult | None:
 
 @check("padding")
 def padding(ctx: CheckContext) -> CheckResult | None:
-    """Per conv: TF SAME pads (0, 1) on stride-2 at even sizes; torchvision pads (1, 1). Static + numeric."""
-    from convert.layers.conv_same import Conv2dSame
+    """Per conv: TF SAME pads (0, 1) on stride-2 at even sizes; torchvision pads (1, 1). Static where the
+    candidate's convolutions can be read; numerically, the candidate as loaded against TF at a second
+    input size of the other parity where the source's size is open (pads written for one size differ)."""
     from convert.port.canonical import padding_mode
 
-    if not ctx.candidate.torchvision_layout:
-        return None
-    convs = ctx.arch.convs(ctx.candidate.module)
-    hw = ctx.source.spec.input_shape[:2]
+    numeric = ctx.padding
+    details = {"numeric": numeric.to_json()} if numeric is not None else {}
     bad = []
-    for (name, m), c in zip(convs, ctx.source.spec.convs, strict=False):
-        want = padding_mode(c, hw, str(ctx.source.path))
-        symmetric = m.padding == (m.kernel_size[0] // 2,) * 2
-        have = "tf_same" if isinstance(m, Conv2dSame) else ("symmetric" if symmetric else f"{m.padding}")
-        if want == "tf_same" and have == "symmetric" and m.stride[0] == 2:
-            bad.append((name, want, have))
-        elif want == "symmetric" and have != "symmetric":
-            bad.append((name, want, have))
-        hw = (math.ceil(hw[0] / c.stride), math.ceil(hw[1] / c.stride))
-    numeric = ctx.padding_numeric
-    details = numeric.to_json() if numeric is not None else None
+    if ctx.candidate.torchvision_layout:
+        spec = ctx.source.spec
+        hw = spec.input_shape[:2]
+        for (name, m), c in zip(ctx.arch.convs(ctx.candidate.module), spec.convs, strict=False):
+            want = padding_mode(c, hw, str(ctx.source.path), getattr(spec, "size_open", False))
+            have = _padding_of(m)
+            if _pads_unlike(want, have, m, hw):
+                bad.append((name, want, have))
+            hw = (math.ceil(hw[0] / c.stride), math.ceil(hw[1] / c.stride))
+    fix = f"pad like TF (Conv2dSame / F.pad(x, (0, 1, 0, 1)) before a padding-0 conv); {REPAIR}"
     if bad:
         name = bad[0][0]
         return CheckResult("padding", False, f"{len(bad)} conv(s) pad unlike the source: first {name} pads "
-                           f"{bad[0][2]}, the source pads {bad[0][1]}"
-                           + (f"; at {numeric.size} the output differs by {numeric.max_abs:.3g}" if numeric else ""),
+                           f"{bad[0][2]}, the source pads {bad[0][1]}",
                            cause="TF SAME padding on stride-2 convs is asymmetric (0 before, 1 after on even sizes); "
                                  "PyTorch's padding=1 is symmetric, shifting every later feature by half a pixel",
-                           fix=f"pad like TF (Conv2dSame / F.pad(x, (0, 1, 0, 1)) before a padding-0 conv); {REPAIR}",
-                           point=ctx.arch.point_of_conv(name),
-                           details={"convs": [b[0] for b in bad], "numeric": details})
+                           fix=fix, point=ctx.arch.point_of_conv(name),
+                           details={"convs": [b[0] for b in bad], **details})
     if numeric is None:
-        return CheckResult("padding", False, "every conv declares the source's padding, but it was not run at an "
-                           "even size", cause="padding not confirmed numerically", fix=REPAIR, details={})
-    if numeric.first_unit is not None:
-        unit = numeric.first_unit
-        point = next((p.name for p in ctx.points if p.name.startswith((unit + ":", unit + "."))), None)
-        return CheckResult("padding", False, f"every conv declares the source's padding, but at {numeric.size} "
-                           f"{unit} computes otherwise than the source-semantics reference (features differ by max "
-                           f"|Δ| {numeric.max_abs:.3g}, tolerance {numeric.bound:.2g})",
-                           cause="the convolutions pad unlike the source at an even size (TF SAME pads 0 before, 1 "
-                                 "after on stride 2) although their static padding matches",
-                           fix=f"pad like TF (Conv2dSame / F.pad(x, (0, 1, 0, 1)) before a padding-0 conv); {REPAIR}",
-                           point=point, details={"numeric": details})
-    return CheckResult("padding", True, f"every conv pads as the source does; confirmed numerically at "
-                       f"{numeric.size} (max |Δ| {numeric.max_abs:.2g} vs the source-semantics reference)",
-                       details={"numeric": details})
+        return None  # a candidate whose convolutions cannot be read and whose points cannot be found
+    if numeric.first is not None:
+        first = numeric.first
+        return CheckResult("padding", False, f"at {numeric.size}, a size of the other parity the source also takes, "
+                           f"{first.point} differs from TF (max |Δ| {first.max_abs:.3g}, tolerance {first.bound:.2g}"
+                           + (f"; shape {list(first.shape)}" if first.max_abs == float("inf") else "")
+                           + ")",
+                           cause="padding fits one input size only: pads written as constants for the converted "
+                                 "size (MMdnn emits F.pad with fixed pads), where TF SAME pads by the size that "
+                                 "arrives (0 before and 1 after a stride-2 conv at even sizes, 1 and 1 at odd ones)",
+                           fix=fix, point=first.point, details=details)
+    static = "every conv pads as the source does" if ctx.candidate.torchvision_layout else "padding"
+    if numeric.size is None:
+        if not ctx.candidate.torchvision_layout:
+            return None  # nothing read statically, nothing run at another size: the points at the source's size say
+        return CheckResult("padding", True, f"{static}; {numeric.why_not}", details=details)
+    return CheckResult("padding", True, f"{static}; confirmed against TF at a second input size, {numeric.size}: "
+                       f"all {numeric.compared} backbone points equal", details=details)
+
+
+def _padding_of(m) -> str | list[int]:
+    """How a torch conv pads, in the metadata's words (convert.port.canonical.padding_mode)."""
+    from convert.layers.conv_same import Conv2dPadded, Conv2dSame
+
+    if isinstance(m, Conv2dSame):
+        return "tf_same"
+    if isinstance(m, Conv2dPadded):
+        return list(m.pads)
+    return "symmetric" if m.padding == (m.kernel_size[0] // 2,) * 2 else f"{m.padding}"
+
+
+def _pads_unlike(want: str | list[int], have: str | list[int], m, hw: tuple[int, int]) -> bool:
+    """Whether a conv padding `have` computes otherwise than the source's `want` (at a stride of 1, TF SAME
+    is symmetric; constant pads equal to TF SAME's at the source's fixed size are TF SAME there)."""
+    from convert.model.spec import tf_same_pads
+
+    if want == have:
+        return False
+    k, s = m.kernel_size[0], m.stride[0]
+    if want == "tf_same":
+        same_here = tf_same_pads(hw[0], k, s) + tf_same_pads(hw[1], k, s)
+        return not ((have == "symmetric" and s == 1) or (isinstance(have, list) and tuple(have) == same_here))
+    return True
 
 
 @check("stride")
@@ -423,18 +443,52 @@ LAYOUT_FAULTS: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray | None]] 
 @check("activation")
 def activation(ctx: CheckContext) -> CheckResult | None:
     """The architecture's activation where TF has it (MobileNetV2: ReLU6 for Relu6; a plain ReLU passes
-    every value above 6 through)."""
-    if not ctx.candidate.torchvision_layout:
-        return None
+    every value above 6 through): read from the modules of a torchvision-layout port, and from the
+    numbers at every `:act` point of any candidate (parity.hypotheses)."""
     arch = ctx.arch
-    wrong = arch.wrong_activations(ctx.candidate.module)
-    if wrong:
-        unit = wrong[0][0].rsplit(".", 1)[0]
-        # architectures whose activation differs per layer (MobileNetV3: hard-swish, ReLU) name it per path
-        want, tf_name, fault = (arch.expected_activation(wrong[0][0]) if hasattr(arch, "expected_activation")
-                                else (arch.activation, arch.tf_activation, arch.activation_fault))
-        return CheckResult("activation", False, f"{len(wrong)} activation(s) are {wrong[0][1]}, TF uses "
-                           f"{tf_name}: first {wrong[0][0]}", cause=fault,
-                           fix=f"use nn.{want}", point=f"{unit}:act")
-    return CheckResult("activation", True, getattr(arch, "activation_summary", f"all activations are {arch.activation}")
-                       + ", as in TF")
+    if ctx.candidate.torchvision_layout:
+        wrong = arch.wrong_activations(ctx.candidate.module)
+        if wrong:
+            unit = wrong[0][0].rsplit(".", 1)[0]
+            # architectures whose activation differs per layer (MobileNetV3: hard-swish, ReLU) name it per path
+            want, tf_name, fault = (arch.expected_activation(wrong[0][0]) if hasattr(arch, "expected_activation")
+                                    else (arch.activation, arch.tf_activation, arch.activation_fault))
+            return CheckResult("activation", False, f"{len(wrong)} activation(s) are {wrong[0][1]}, TF uses "
+                               f"{tf_name}: first {wrong[0][0]}", cause=fault, fix=f"use nn.{want}",
+                               point=f"{unit}:act")
+    acts = [t for t in ctx.tested if t.point.endswith(":act")]
+    failed = {r.point for r in ctx.results if r.reference == "tf" and r.mode == "eval" and not r.passed}
+    holding = first_holding(acts, failed)
+    if holding is not None:
+        h = holding.hypothesis
+        return CheckResult("activation", False, f"{h.fault} at {holding.point}: the candidate's values reach "
+                           f"{holding.cand_max:.4g} (the source's {holding.ref_max:.4g}); with that undone they "
+                           f"equal TF's (max |Δ| {holding.result.max_abs:.3g})", cause=h.cause, fix=h.fix,
+                           point=holding.point, details={"hypothesis": h.fault})
+    if ctx.candidate.torchvision_layout:
+        return CheckResult("activation", True,
+                           getattr(arch, "activation_summary", f"all activations are {arch.activation}") + ", as in TF")
+    if not acts:
+        return None  # no activation point found in the candidate's graph: nothing to read the numbers at
+    return CheckResult("activation", True, f"{arch.tf_activation} as in TF at all {len(acts)} activation points, by "
+                       f"the numbers (largest value {max(t.cand_max for t in acts):.4g}, TF's "
+                       f"{max(t.ref_max for t in acts):.4g})")
+
+
+@check("head_activation")
+def head_activation(ctx: CheckContext) -> CheckResult | None:
+    """The head's final activation: where the output differs from the source's but softmax or sigmoid of
+    one of them makes it equal, the candidate returns logits for probabilities (or the reverse)."""
+    tested = [t for t in ctx.tested if t.point == "output"]
+    out = next((r for r in ctx.results if r.point == "output" and r.reference == "tf" and r.mode == "eval"), None)
+    if out is None or not tested:
+        return None
+    if out.passed:
+        return CheckResult("head_activation", True, "the output equals the source's, final activation included")
+    holding = first_holding(tested, {"output"})
+    if holding is None:
+        return None  # the output differs for another reason: the points before it say where
+    h = holding.hypothesis
+    return CheckResult("head_activation", False, f"{h.fault}: the output differs from the source's (max |Δ| "
+                       f"{out.max_abs:.3g}), but with it undone they are equal (max |Δ| {holding.result.max_abs:.3g})",
+                       cause=h.cause, fix=h.fix, point="output", details={"hypothesis": h.fault})

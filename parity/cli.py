@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from convert.runtime.args import HelpFormatter, Parser, positive_int, positive_seconds, run_main, seed_number, tolerance
+from convert.runtime.args import (
+    HelpFormatter,
+    Parser,
+    parse_size,
+    positive_int,
+    positive_seconds,
+    run_main,
+    seed_number,
+    tolerance,
+)
 from convert.runtime.args import path as path_arg  # lazy pathlib: --help stays fast
 from convert.runtime.errors import TfportError
 from convert.runtime.quiet import add_verbose_flag
@@ -13,8 +22,9 @@ EPILOG = """examples:
   python -m parity check ported.pth                      # source found from the checkpoint's metadata
   python -m parity check ported.pth --source mobilenet_v2.pb --json report.json --junit parity.xml --html report/
   python -m parity check mmdnn_emitted.py --source model.pb   # MMdnn's emitted code (+ weights .npy beside it)
+  python -m parity gate ported.pth --bn train            # does its certificate let the trainer use it?
 
-exit codes: 0 pass, 1 parity failed, 2 bad input or usage"""
+exit codes: 0 pass, 1 parity failed (gate: not certified), 2 bad input or usage"""
 
 
 def _against(text: str) -> tuple[str, ...]:
@@ -51,7 +61,7 @@ def _check(args: argparse.Namespace) -> int:
 
         rep = check(args.ported, args.source, against=args.against, atol=args.atol, rtol=args.rtol,
                     probes=args.probes, seed=args.seed, trust_code=args.trust_code, timeout=args.timeout,
-                    progress=progress)
+                    input_size=args.input_size, progress=progress)
     report.print_table(console, rep)
     if args.json:
         rep.write_json(args.json)
@@ -67,6 +77,24 @@ def _check(args: argparse.Namespace) -> int:
         cert.unlink()  # a stale certificate must not outlive a failing check
     console.print(rep.summary())
     return 0 if rep.passed else 1
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """What the trainer's gate asks (parity.certificate.check_for_training), as a CI step: exit 1 naming
+    what the certificate beside PORTED lacks (no certificate, other bytes, a reference or probes fewer than
+    a default check compares, looser tolerances, train mode not certified)."""
+    import sys
+
+    from parity.certificate import GateError, check_for_training
+
+    try:
+        cert = check_for_training(args.ported, args.bn)
+    except GateError as e:  # not certified: the parity verdict's exit code, one line
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"certified for training with BN in {args.bn} mode: {', '.join(cert['references'])} on "
+          f"{cert['probes']} probes, modes {', '.join(cert['modes_passed'])}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,12 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=path_arg)
     p.add_argument("--junit", type=path_arg)
     p.add_argument("--html", type=path_arg, help="folder for index.html and per_layer_error.png")
+    p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
+                   help="where the source leaves its input size open: compare at HxW (default: the size the "
+                        "candidate records; needed for MMdnn's .py and an .onnx)")
     p.add_argument("--trust-code", action="store_true",
                    help="run code the source file carries (Keras Lambda, custom classes); refused by default")
     p.add_argument("--timeout", type=positive_seconds, default=None,
                    help="bound in seconds for each stage (load, parity); default scales with the model")
     add_verbose_flag(p)
     p.set_defaults(func=cmd_check)
+    g = sub.add_parser("gate", help="does PORTED's certificate certify it for training (the trainer's gate)",
+                       description=cmd_gate.__doc__, formatter_class=HelpFormatter)
+    g.add_argument("ported", type=path_arg, help="ported.pth or .safetensors, its .parity.json beside it")
+    g.add_argument("--bn", choices=("eval", "train"), default="eval",
+                   help="the BN mode the trainer will use (train needs train mode certified)")
+    g.set_defaults(func=cmd_gate)
     return parser
 
 

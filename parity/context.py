@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from parity.hypotheses import Tested
 from parity.metrics import PointResult
 from parity.points import Point
 
@@ -15,15 +16,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PaddingEvidence:
-    """Candidate vs the source-semantics reference (same weights) at an even size, where TF SAME is asymmetric."""
+    """The candidate as loaded against TF at a second input size of the other parity (TF SAME pads 0
+    before and 1 after a stride-2 conv at even sizes, 1 and 1 at odd ones: pads written for one size
+    differ at the other), where the source's input size is open; else why no second size was compared."""
 
-    size: str  # "HxW"
-    max_abs: float  # max |Δ| of the backbone's output
-    bound: float  # the tolerance it is held to
-    first_unit: str | None  # the first unit whose output differs beyond it: where the padding differs
+    size: str | None  # "HxW" compared; None where none was
+    compared: int  # probe points compared at that size
+    first: PointResult | None = None  # the first point that differs there
+    why_not: str = ""  # why no second size was compared
 
     def to_json(self) -> dict[str, Any]:  # as a check's details carry it
-        return {"size": self.size, "max_abs": self.max_abs, "bound": self.bound, "first_unit": self.first_unit}
+        return {"size": self.size, "points_compared": self.compared, "why_not": self.why_not or None,
+                "first": self.first.to_json() if self.first is not None else None}
 
 
 @dataclass(frozen=True)
@@ -34,5 +38,6 @@ class CheckContext:
     points: list[Point]
     results: list[PointResult]
     measured_momentum: list[float]  # per BN module, in module order: what one train-mode step applies
-    padding_numeric: PaddingEvidence | None = None  # torchvision-laid-out candidates only
+    padding: PaddingEvidence | None = None  # None where the candidate's points cannot be found
     train_skipped: str = ""  # why train mode was not compared ("" where it was, or was not asked)
+    tested: list[Tested] = field(default_factory=list)  # named hypotheses at `:act` points and the output

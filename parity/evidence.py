@@ -1,21 +1,19 @@
 """Evidence the checks read beyond the point comparisons: what the candidate's BNs really do in one
-train-mode step, its padding measured at an even size, and the train-mode hazard that follows."""
+train-mode step, the candidate against TF at a second input size, and the train-mode hazard that follows."""
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from collections.abc import Callable
+from typing import Any
 
 from parity.checks import half_life
 from parity.context import PaddingEvidence
 from parity.metrics import Tolerance
+from parity.prober import Prober
 from parity.results import Hazard
-
-if TYPE_CHECKING:
-    from parity.arch import Architecture
+from parity.stages import second_size_stage
 
 
 def measure_momentum(model: Any) -> list[float]:
@@ -38,28 +36,34 @@ def measure_momentum(model: Any) -> list[float]:
     return factors
 
 
-def padding_numeric(arch: Architecture, candidate, source_meta: dict[str, Any], hw: tuple[int, int],
-                    tol: Tolerance) -> PaddingEvidence:
-    """Run candidate and the source-semantics model (same weights) at an even size, where TF SAME is
-    asymmetric: equal outputs confirm the padding numerically."""
-    import torch
+def padding_at_second_size(prober: Prober, source, tensors: dict[str, str], seed: int, tol: Tolerance,
+                           progress: Callable[[str], None]) -> PaddingEvidence:
+    """The candidate as loaded against TF at (H + 1) x (W + 1), on two probes, at every backbone point it
+    has, where the source's input size is open (its graph leaves H and W to the caller); a source that
+    fixes its size is compared at that size only, by the probe points. Only backbone points: a head may
+    fix the size it takes (a pooling window), padding acts before it."""
+    from convert.model.probe import probe_inputs
+    from convert.runners.tf import TFRunner
 
-    size = (hw[0] + hw[0] % 2, hw[1] + hw[1] % 2)
-    ref = arch.with_source_semantics(source_meta)
-    ref.load_state_dict(arch.backbone_state(candidate.module.state_dict()), strict=False)  # features compared only
-    ref.eval()
-    # compare padding alone: the reference takes the candidate's BN eps
-    for m_ref, m_c in zip(ref.modules(), candidate.module.modules(), strict=False):
-        if isinstance(m_ref, torch.nn.BatchNorm2d) and isinstance(m_c, torch.nn.BatchNorm2d):
-            m_ref.eps = m_c.eps
-    a = b = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (2, 3, *size)).astype(np.float32))
-    first = None  # the first unit whose output differs beyond the tolerance: where the padding differs
-    with torch.no_grad():
-        for (name, unit_c), (_, unit_ref) in zip(arch.units(candidate.module), arch.units(ref), strict=False):
-            a, b = unit_c(a), unit_ref(b)
-            if first is None and not float((a - b).abs().max()) <= tol.bound(b.numpy()):
-                first = name
-    return PaddingEvidence(f"{size[0]}x{size[1]}", float((a - b).abs().max()), tol.bound(b.numpy()), first)
+    h, w = source.spec.input_shape[:2]
+    dims = tuple(getattr(source.info, "input_shape", ()))[1:3]
+    if source.graph_def is None or len(dims) != 2 or any(d is not None for d in dims):
+        return PaddingEvidence(None, 0, why_not=f"the source fixes its input at {h}x{w}: compared at that size only")
+    size = (h + 1, w + 1)
+    x = probe_inputs(2, size, tuple(source.spec.input_range), seed)
+    backbone = {n: t for n, t in tensors.items() if n.endswith((":bn", ":act", ":out"))}
+    progress(f"TF and candidate: backbone points at a second input size, {size[0]}x{size[1]}")
+    import tensorflow as tf
+
+    runner = TFRunner(source.graph_def, source.info)
+    try:
+        results = second_size_stage(prober, runner, backbone, x, runner.batch or len(x), tol)
+    except tf.errors.OpError as e:  # the source's own graph refusing that size (a reshape fixed to one)
+        return PaddingEvidence(None, 0, why_not=f"TF cannot run the source at {size[0]}x{size[1]} "
+                                                f"({type(e).__name__}): compared at {h}x{w} only")
+    finally:
+        runner.close()
+    return PaddingEvidence(f"{size[0]}x{size[1]}", len(results), next((r for r in results if not r.passed), None))
 
 
 def hazard(model: Any, measured: list[float]) -> Hazard:

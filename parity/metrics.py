@@ -82,16 +82,21 @@ class Comparison:
         self.row_shape: tuple[int, ...] | None = None  # one probe's shape
         self.misfit: tuple[int, ...] | None = None  # the candidate's shape where it did not fit the reference
 
-    def add(self, cand: np.ndarray, ref: np.ndarray) -> None:
+    def add(self, cand: np.ndarray, ref: np.ndarray, sums: _Sums | None = None) -> _Sums | None:
+        """Add the next slice; returns its sums (None where it does not fit). `sums`: the slice's sums as
+        another comparison of the very same arrays computed them (parity.hypotheses reuses them where a
+        hypothesis changes nothing), instead of a second pass."""
         cand, ref = np.asarray(cand), np.asarray(ref)
         fits = cand.shape == ref.shape and ref.size and self.row_shape in (None, cand.shape[1:])
         if self.misfit is not None or not fits:
             self.misfit = self.misfit or tuple(cand.shape)
             self.sums.max_ref = max(self.sums.max_ref, float(np.abs(ref).max(initial=0.0)))
-            return
+            return None
         self.row_shape = tuple(cand.shape[1:])
-        self.sums.merge(_Sums.of(cand.reshape(-1), ref.reshape(-1)), offset=self.rows * math.prod(self.row_shape))
+        sums = sums if sums is not None else _Sums.of(cand.reshape(-1), ref.reshape(-1))
+        self.sums.merge(sums, offset=self.rows * math.prod(self.row_shape))
         self.rows += len(cand)
+        return sums
 
     def result(self) -> PointResult:
         s, bound = self.sums, self.tol.bound_at(self.sums.max_ref)

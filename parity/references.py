@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from parity.candidates import Candidate
 
 
-def resolve_source(candidate: Candidate, source_arg: str | Path | None, trust_code: bool = False):
+def resolve_source(candidate: Candidate, source_arg: str | Path | None, trust_code: bool = False,
+                   input_size: tuple[int, int] | None = None):
     """The TF source: given, or recorded in the candidate's metadata; refused where its sha256 differs
-    from the recorded one (not the model the candidate was ported from)."""
+    from the recorded one (not the model the candidate was ported from). A source whose graph leaves its
+    input size open is read at `input_size`, else at the one the candidate records."""
     from convert.runtime.files import sha256_file
     from convert.sources import load_source
 
@@ -36,7 +38,7 @@ def resolve_source(candidate: Candidate, source_arg: str | Path | None, trust_co
     if recorded.get("sha256") and sha256_file(path) != recorded["sha256"]:
         raise fail(f"{path}: sha256 differs from the one recorded in {candidate.path.name}: not the model it was "
                    "ported from")
-    size = candidate.meta.get("input_size")
+    size = input_size or candidate.meta.get("input_size")
     return load_source(path, tuple(size) if size else None, trust_code)
 
 
@@ -94,6 +96,7 @@ def onnx_reference(candidate: Candidate, x: np.ndarray, cand_output: np.ndarray 
         notes.append(f"ONNX export {path} is missing: ONNX Runtime reference skipped")
         return None
     if cand_output is None:
+        notes.append("the candidate's output was not captured: ONNX Runtime reference skipped")
         return None
     progress("ONNX Runtime: final output")
     ort = OrtRunner(path.read_bytes(), where=str(path), folder=path.parent)

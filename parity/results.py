@@ -14,6 +14,7 @@ from parity.metrics import EVAL_TOL, TRAIN_TOL, PointResult, Tolerance
 
 REFERENCES = ("tf", "onnx", "torchvision")
 GATING = ("tf", "onnx", "torchvision+declared")  # plain torchvision is informational: it never fails a port
+REFERENCE_ORDER = ("tf", "onnx", "torchvision", "torchvision+declared")  # as a report's results list them
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,26 @@ class Hazard(_Record):
 
 
 def gating_passed(results: list[PointResult], checks: list[CheckResult]) -> bool:
-    """Every gating eval-mode point and every check passed, and some gating point was compared at all."""
+    """Every gating eval-mode point, every train-mode point and every check passed, and some gating
+    eval-mode point was compared at all."""
     gating = [r for r in results if r.reference in GATING and r.mode == "eval"]
-    return bool(gating) and all(gating) and all(checks)
+    train = [r for r in results if r.mode == "train"]
+    return bool(gating) and all(gating) and all(train) and all(checks)
+
+
+def modes_passed(results: list[PointResult], checks: list[CheckResult]) -> list[str]:
+    """The modes a passing report certifies: eval, and train where train mode was compared."""
+    if not gating_passed(results, checks):
+        return []
+    return ["eval"] + (["train"] if any(r.mode == "train" for r in results) else [])
+
+
+def compared(results: list[PointResult]) -> tuple[list[str], int]:
+    """The references a report really compared against (in REFERENCE_ORDER), and the probes it compared
+    them on (the rows of its TF eval-mode points): what a certificate may claim, whatever was asked."""
+    present = {r.reference for r in results}
+    probes = max((r.shape[0] for r in results if r.reference == "tf" and r.mode == "eval" and r.shape), default=0)
+    return [r for r in REFERENCE_ORDER if r in present], probes
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,16 @@ checks), and what a caller needs beside `run` is importable from here (ParityCon
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from convert import TOOL_VERSION
 from parity import arch as architectures
 from parity.checks import CHECKS
 from parity.context import CheckContext
-from parity.evidence import hazard, measure_momentum, padding_numeric
+from parity.evidence import hazard, measure_momentum, padding_at_second_size
+from parity.hypotheses import Tested
 from parity.metrics import PointResult
+from parity.prober import Prober
 from parity.references import TorchReference, onnx_reference, resolve_source, torchvision_references, train_reference
 from parity.results import (
     REFERENCES,
@@ -22,7 +25,7 @@ from parity.results import (
     ParityConfig,
     ParityReport,
     SourceRecord,
-    gating_passed,
+    modes_passed,
 )
 from parity.stages import eval_stage, generic_eval_stage, train_stage
 
@@ -51,9 +54,10 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     torch.manual_seed(cfg.seed)
     arch = architectures.get(candidate.meta.get("arch"))
     src_can = arch.canonical(source.spec, str(source.path))
-    # the whole function is compared where the candidate claims to be one (a tfport port); a plain
-    # torchvision state dict returns logits whatever the source returns, and is compared up to them
-    points = arch.points(src_can.meta, source.spec.pool, output=candidate.kind == "ported")
+    # the whole function is compared where the candidate claims to be one (a tfport port, MMdnn's emitted
+    # model, an ONNX export); a plain torchvision state dict returns logits whatever the source returns, and
+    # is compared up to them
+    points = arch.points(src_can.meta, source.spec.pool, output=candidate.kind != "state_dict")
     tensors = arch.tf_tensors(points, source.spec.taps, source.info.pooled)
     if any(p.suffix == "output" for p in points):
         tensors["output"] = source.info.output
@@ -63,46 +67,55 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     if source.spec.trusted_code:
         notes.append(f"code from the source ran (--trust-code): {', '.join(source.spec.trusted_code)}")
 
-    results, train_skipped = _compare(arch, candidate, source, src_can.meta, points, tensors, x, cfg, notes,
-                                      progress)
+    prober = Prober.of(candidate, points, arch)
+    found = _compare(arch, candidate, prober, source, src_can.meta, points, tensors, x, cfg, notes, progress)
     measured = measure_momentum(candidate.module)
-    ctx = CheckContext(candidate, source, arch, points, results, measured,
-                       padding_numeric(arch, candidate, src_can.meta, hw, cfg.tol)
-                       if candidate.torchvision_layout else None, train_skipped)
+    padding = (padding_at_second_size(prober, source, tensors, cfg.seed, cfg.tol, progress)
+               if prober is not None else None)
+    ctx = CheckContext(candidate, source, arch, points, found.results, measured, padding, found.train_skipped,
+                       found.tested)
     checks = [res for fn in CHECKS.values() if (res := fn(ctx)) is not None]
-    train_res = [r for r in results if r.mode == "train"]
-    passed = gating_passed(results, checks)  # the report's verdict: never a pass over nothing compared
     return ParityReport(
         candidate=CandidateRecord(str(candidate.path), candidate.kind, candidate.sha256,
                                   bool(candidate.meta.get("bn_folded"))),
         source=SourceRecord(str(source.path), source.form, source.sha256, src_can.meta.get("alpha"), tuple(hw),
                             src_can.meta["num_classes"]),
-        config=ConfigRecord.of(cfg, TOOL_VERSION), results=results, checks=checks,
-        hazard=hazard(candidate.module, measured),
-        modes_passed=(["eval"] + (["train"] if train_res and all(train_res) else [])) if passed else [], notes=notes)
+        config=ConfigRecord.of(cfg, TOOL_VERSION), results=found.results, checks=checks,
+        hazard=hazard(candidate.module, measured), modes_passed=modes_passed(found.results, checks), notes=notes)
 
 
-def _compare(arch, candidate, source, source_meta, points, tensors, x, cfg: ParityConfig, notes: list[str],
-             progress: Callable[[str], None]) -> tuple[list[PointResult], str]:
-    """Every point result, in report order (TF eval, ONNX Runtime, torchvision, TF train), and why train
-    mode was not compared ("" where it was or was not asked)."""
+@dataclass(frozen=True)
+class _Found:
+    results: list[PointResult]  # in report order (TF eval, ONNX Runtime, torchvision, TF train)
+    train_skipped: str  # why train mode was not compared ("" where it was or was not asked)
+    tested: list[Tested]  # the named hypotheses (parity.hypotheses)
+
+
+def _compare(arch, candidate, prober: Prober | None, source, source_meta, points, tensors, x, cfg: ParityConfig,
+             notes: list[str], progress: Callable[[str], None]) -> _Found:
+    """Every point result, in report order, and why train mode was not compared."""
     from convert.runners.tf import TFRunner
 
     tf_runner = source.runner()
     batch = tf_runner.batch or cfg.probes
     results: list[PointResult] = []
     by_ref: dict[str, list[PointResult]] = {}
-    cand_output = None
-    if candidate.torchvision_layout:
+    cand_output, tested = None, []
+    if prober is not None:
         refs: dict[str, TorchReference] = {}
-        if "torchvision" in cfg.against:
+        if "torchvision" in cfg.against and candidate.torchvision_layout:
             refs, note = torchvision_references(arch, candidate, source_meta, points)
             if note:
                 notes.append(note)
-        by_ref, cand_output = eval_stage(candidate.module, refs, tf_runner, x, tensors, points, cfg.tol, notes,
-                                         progress, step=EVAL_STEP)
+        elif "torchvision" in cfg.against:
+            notes.append("torchvision references skipped: the candidate is not laid out like torchvision")
+        ev = eval_stage(prober, refs, tf_runner, x, tensors, cfg.tol, notes, progress, step=EVAL_STEP,
+                        tf_activation=arch.tf_activation)
+        by_ref, cand_output, tested = ev.by_ref, ev.output, ev.tested
         results.extend(by_ref.pop("tf"))
     else:
+        notes.append("the candidate's forward cannot be traced: compared at its BatchNorm modules' outputs in call "
+                     "order and at its output only")
         results.extend(generic_eval_stage(candidate, source, tf_runner, x, tensors, points, batch, cfg.tol, notes,
                                           progress))
     tf_runner.close()
@@ -114,18 +127,18 @@ def _compare(arch, candidate, source, source_meta, points, tensors, x, cfg: Pari
         results.extend(ref_results)
 
     if "train" not in cfg.modes:
-        return results, ""
-    if not candidate.torchvision_layout:
-        return results, "candidate is not laid out like torchvision; repair it first"
+        return _Found(results, "", tested)
+    if prober is None:
+        return _Found(results, "the candidate's forward cannot be traced: its points cannot be found", tested)
     train_ref = None if candidate.meta.get("bn_folded") else train_reference(arch, source, points)
     if train_ref is None:
-        return results, ("BN folded into the convolutions at the source (its graph keeps no statistics): "
-                         "eval-mode BN only")
+        return _Found(results, "BN folded into the convolutions at the source (its graph keeps no statistics): "
+                               "eval-mode BN only", tested)
     progress("TF and candidate: probe points in train mode (batch statistics)")
     tr = TFRunner(train_ref.graph_def, train_ref.info)
     try:
-        results.extend(train_stage(candidate.module, tr, train_ref.tensors, points, x, batch, cfg.train_tol, results,
+        results.extend(train_stage(prober, tr, train_ref.tensors, x, batch, cfg.train_tol, results,
                                    part_bytes=TRAIN_PART_BYTES))
     finally:
         tr.close()
-    return results, ""
+    return _Found(results, "", tested)

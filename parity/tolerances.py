@@ -16,6 +16,7 @@ EVAL_RTOL = 1e-4
 
 # Train mode normalises with batch statistics, which TF's FusedBatchNorm (training) and PyTorch compute
 # differently in float32: correct ports measured max|Δ|/max|ref| up to 1.24e-3 (keras2_h5 sample, 224,
-# batch 8, at features.17.conv.3:bn; the TF-slim graph 1.9e-4).
+# batch 8, at features.17.conv.3:bn; the TF-slim graph 1.86e-4). Both measured by scripts/parity_figures.py
+# (docs/parity_figures.json), which the README quotes and tests/parity/test_cli.py reads.
 TRAIN_ATOL = 1e-4
 TRAIN_RTOL = 2e-3

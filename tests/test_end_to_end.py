@@ -25,7 +25,7 @@ def certified(samples, tmp_path_factory) -> Path:
     out = d / "ported.pth"
     proc = run_cli("convert", "tf2torch", str(samples.get(*CASE)), "-o", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    proc = run_cli("parity", "check", str(out), "--probes", "4")
+    proc = run_cli("parity", "check", str(out))  # the defaults: what the trainer's gate requires
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return out
 
@@ -92,3 +92,6 @@ def test_certificate_at_loose_tolerance_is_refused(certified, faces, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     line = _gate_refusal(_train(ckpt, faces, tmp_path / "run"))
     assert "atol 1, looser than the default 1e-05" in line
+    # and what else it falls short of, all named: the references and probes a default check compares
+    assert "made without torchvision with the source's semantics and ONNX Runtime on the export beside it" in line
+    assert "made on 4 probe(s), fewer than the default 8" in line

@@ -1,5 +1,6 @@
 """What every path takes from the source rather than from its own graph: BN decay, folded statistics,
-the input affine, the pooling, the head's activations.
+how each conv pads (TF SAME or a constant pad) and whether the input size is open, the input affine,
+the pooling, the head's activations.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from convert.model.spec import BNSpec, DenseSpec
+from convert.model.spec import BNSpec, ConvSpec, DenseSpec
 
 # relative agreement between a Keras BN layer's statistics and the scale/offset the graph folded them into
 BN_MATCH_TOL = 1e-5
@@ -29,6 +30,12 @@ def with_source_semantics(path_spec, source_spec):
                 path_spec.layers[i] = dataclasses.replace(src, name=bn.name)
             else:
                 path_spec.layers[i] = dataclasses.replace(bn, decay=src.decay)
+    # how each conv pads is the source's: a path's graph may write TF SAME and an explicit constant pad
+    # alike at the converted size (ONNX pads), which differ at every size of the other parity
+    src_convs, path_conv_idx = source_spec.convs, [i for i, x in enumerate(path_spec.layers) if isinstance(x, ConvSpec)]
+    if len(src_convs) == len(path_conv_idx):
+        for i, src in zip(path_conv_idx, src_convs, strict=True):
+            path_spec.layers[i] = dataclasses.replace(path_spec.layers[i], same=src.same)
     src_dense, path_dense = source_spec.head, [i for i, x in enumerate(path_spec.layers) if isinstance(x, DenseSpec)]
     if len(src_dense) == len(path_dense):
         for i, src in zip(path_dense, src_dense, strict=False):
@@ -39,6 +46,7 @@ def with_source_semantics(path_spec, source_spec):
     path_spec.pool = source_spec.pool
     path_spec.dropped = list(source_spec.dropped)
     path_spec.trusted_code = list(source_spec.trusted_code)
+    path_spec.size_open = source_spec.size_open
     return path_spec
 
 

@@ -133,6 +133,9 @@ class ModelSpec:
     pool: str | None = "avg"
     dropped: list[str] = field(default_factory=list)
     trusted_code: list[str] = field(default_factory=list)
+    # the source's graph leaves H and W to the caller: its padding must hold at every size it takes (a
+    # constant pad stays constant, TF SAME follows the size that arrives), not only at input_shape's
+    size_open: bool = False
 
     @property
     def backbone(self) -> list[Layer]:

@@ -3,7 +3,8 @@ semantics set on it (TF SAME padding as Conv2dSame, BN eps and momentum), wrappe
 
 TF semantics are parameter values on torchvision's own modules (state-dict keys unchanged):
   - padding: TF SAME on stride-2 convs pads (0 before, 1 after) on even sizes; torchvision pads 1 on
-    both sides. Such convs become `Conv2dSame`, which pads like TF for any input size;
+    both sides. Such convs become `Conv2dSame`, which pads like TF for any input size; a constant pad
+    [top, bottom, left, right] (an explicit pad in a source whose input size is open) `Conv2dPadded`;
   - BN eps: the source's (TF 1e-3; torchvision 1e-5);
   - BN momentum: PyTorch momentum = 1 - TF decay (Keras momentum 0.999 -> 0.001);
   - strides: where the source strides another conv than torchvision does (ResNet v1's first 1x1 of a
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from convert import arch as architectures
-from convert.layers.conv_same import Conv2dSame
+from convert.layers.conv_same import Conv2dPadded, Conv2dSame
 from convert.port.module import PortedNet
 from convert.runtime.errors import TfportError, fail
 
@@ -53,6 +54,11 @@ def build(meta: dict[str, Any]) -> nn.Module:
                                   padding=0, groups=conv.groups, bias=conv.bias is not None)
                 parent, _, child = key.rpartition(".")
                 setattr(modules[parent], child, same)
+            elif isinstance(mode, list) and len(mode) == 4 and all(isinstance(p, int) and 0 <= p <= 8 for p in mode):
+                padded = Conv2dPadded(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                      groups=conv.groups, bias=conv.bias is not None, pads=tuple(mode))
+                parent, _, child = key.rpartition(".")
+                setattr(modules[parent], child, padded)
             elif mode != "symmetric":
                 raise fail(f"unknown padding mode {mode!r} for {key}")
         for key, bn in meta["bn"].items():

@@ -191,10 +191,21 @@ def running_means(spec: ModelSpec) -> list[np.ndarray]:
     return out
 
 
-def padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str) -> str:
+def padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str, size_open: bool = False) -> str | list[int]:
+    """How the port pads `conv` (metadata `padding`): "tf_same" (Conv2dSame: by the size that arrives),
+    "symmetric" (torchvision's k // 2), or [top, bottom, left, right] constant pads (Conv2dPadded).
+
+    A source that fixes its input size is one function at that size: TF SAME and a constant pad of the
+    same values are equal there, and the port takes TF SAME. A source whose size is open pads by what it
+    is: SAME follows the size (a stride-2 conv pads (0, 1) at even sizes, (1, 1) at odd ones), an explicit
+    pad (Keras's ZeroPadding2D, which MobileNetV2 sizes for even inputs) stays what it is at every size."""
     k = conv.weight.shape[-1]
+    if size_open and conv.same and conv.stride > 1:
+        return "tf_same"
     if conv.pads == (k // 2,) * 4:
         return "symmetric"
+    if size_open and not conv.same:
+        return list(conv.pads)
     if conv.pads == tf_same_pads(hw[0], k, conv.stride) + tf_same_pads(hw[1], k, conv.stride):
         return "tf_same"
     raise fail(f"{where}: conv '{conv.name}' pads {conv.pads}: neither TF SAME nor symmetric padding")
@@ -204,7 +215,7 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
             classifier: list[DenseSpec], where: str) -> Canonical:
     sd: dict[str, torch.Tensor] = {}
     bn_meta: dict[str, dict[str, float]] = {}
-    padding: dict[str, str] = {}
+    padding: dict[str, str | list[int]] = {}
     strides: dict[str, int] = {}
     folded_bias: list[str] = []
     family = architectures.get(arch)
@@ -225,7 +236,7 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
                 bias = layer.bias.astype(np.float64)
                 folded_bias.append(slot.key)
             sd[slot.key + ".weight"] = t(layer.weight)
-            padding[slot.key] = padding_mode(layer, hw, where)
+            padding[slot.key] = padding_mode(layer, hw, where, spec.size_open)
             if layer.stride != slot.stride:  # ResNet v1's downsampling 1x1 vs torchvision v1.5's 3x3
                 strides[slot.key] = int(layer.stride)
             hw = (math.ceil(hw[0] / layer.stride), math.ceil(hw[1] / layer.stride))

@@ -108,6 +108,7 @@ class GraphReader:
         self.hard_ops: set[str] = set()
         self.ph = None
         self.hw: tuple[int, int] | None = None
+        self.size_open = False
         self._sess = None
         self._tf_graph = None
 
@@ -164,6 +165,7 @@ class GraphReader:
         if len(dims) != 4 or dims[3] != 3:
             raise fail(f"{self.where}: input '{ph.name}' has shape {dims}, expected (N, H, W, 3) NHWC images")
         h, w = dims[1], dims[2]
+        self.size_open = h is None or w is None
         if h is None or w is None:
             if self.input_size is None:
                 raise fail(f"{self.where}: input size is not fixed in the graph; give --input-size HxW")
@@ -243,7 +245,7 @@ class GraphReader:
             logits = output
         info = GraphInfo(ph.name + ":0", pooled, logits, output, dims, counts)
         spec = ModelSpec(layers=layers, input_shape=(h, w, 3), arch=arch, origin="graph", pool=pool,
-                         input_range=architectures.get(arch).input_range)
+                         input_range=architectures.get(arch).input_range, size_open=self.size_open)
         if first_conv is not None:
             spec.preprocess = self._input_affine(first_conv)
             if spec.preprocess is not None:

@@ -52,6 +52,19 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """An input size: H (square) or HxW, each at least 32."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 224 or 128x192") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: need H or HxW, each at least 32")
+    return parts[0], parts[1]
+
+
 def _number(kind, text: str, what: str):
     try:
         return kind(text)

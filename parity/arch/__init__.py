@@ -21,7 +21,10 @@ ones). It must provide what `Architecture` lists:
 - `wrong_activations(model)`: (path, type name) of each activation that is not `activation`;
   `activation` / `tf_activation`: its name in torch and in TF; `activation_fault`: what a wrong one does;
 - `input_point`: the first point the input contract shows at; `input_convention`: how the source's
-  inputs are scaled, in words.
+  inputs are scaled, in words;
+- optionally `block_output_activated = True` where a block's output (`:out`) is the activation after its
+  residual add (ResNet's), not the add itself (MobileNetV2's): how `:out` is found in the traced graph of a
+  candidate not laid out like torchvision (parity.traced); False where absent.
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ class ResNet50:
 
     activation = "ReLU"
     tf_activation = "Relu"
+    block_output_activated = True  # a bottleneck's output is relu(add): parity.traced finds `:out` there
     activation_fault = "ReLU6 instead of ReLU: activations above 6 are clipped"
     input_point = "conv1:bn"
     input_convention = ("Keras ResNet50 (caffe, outside the model): RGB -> BGR, minus [103.939, 116.779, 123.68], "

@@ -78,9 +78,11 @@ def certify(ckpt: Path, *modes: str) -> None:
 
     sha = sha256_file(ckpt)
     ns = types.SimpleNamespace
+    compared = [ns(reference=r, mode="eval", shape=(8, 10)) for r in ("tf", "torchvision+declared")]
     report = ns(candidate=ns(sha256=sha, bn_folded=False), source=ns(path="source.h5", sha256="0" * 64),
-                config=ns(atol=1e-5, rtol=1e-4, train_atol=1e-4, train_rtol=2e-3, against=["tf"], tool_version="test"),
-                modes_passed=list(modes), hazard=ns(bn_momentum=0.0, half_life_steps=None))
+                config=ns(atol=1e-5, rtol=1e-4, train_atol=1e-4, train_rtol=2e-3, against=["tf", "torchvision"],
+                          tool_version="test"),
+                results=compared, modes_passed=list(modes), hazard=ns(bn_momentum=0.0, half_life_steps=None))
     certificate.write(report, ckpt)
 
 

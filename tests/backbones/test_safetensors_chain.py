@@ -50,8 +50,12 @@ def test_convert_parity_train(samples, noses, tmp_path):
     assert fixed is not None, agreements
     ours, theirs = checkpoint.load(port)[0], checkpoint.load(fixed)[0]
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    from torchvision.models import mobilenet_v2  # README: a repaired port loads strict=True into torchvision too
 
-    proc = run_cli("parity", "check", str(port), "--probes", "4")
+    mobilenet_v2(width_mult=0.35, num_classes=meta["num_classes"]).load_state_dict(
+        {k: v for k, v in theirs.items() if not k.startswith("head.")}, strict=True)
+
+    proc = run_cli("parity", "check", str(port))  # the default probes: the trainer's gate takes no fewer
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     cert = json.loads((tmp_path / "ported.safetensors.parity.json").read_text())
     assert cert["checkpoint"] == {"name": "ported.safetensors", "sha256": sha256_file(port)}

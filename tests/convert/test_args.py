@@ -68,3 +68,6 @@ def test_defaults_are_the_readme_s():
     assert (str(a.output), a.via, a.probes, a.timeout, a.trust_code) == ("ported.pth", "onnx", 16, None, False)
     p = parity_parser().parse_args(["check", "p.pth"])
     assert (p.against, p.atol, p.rtol, p.probes, p.timeout) == (("tf", "onnx", "torchvision"), 1e-5, 1e-4, 8, None)
+    assert p.input_size is None
+    assert parity_parser().parse_args(["check", "p.py", "--input-size", "96"]).input_size == (96, 96)
+    assert parity_parser().parse_args(["gate", "p.pth"]).bn == "eval"  # parity gate PORTED [--bn eval|train]

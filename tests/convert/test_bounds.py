@@ -14,11 +14,9 @@ def test_a_stage_past_its_bound_ends_the_run_in_one_line(samples, tmp_path):
     in the first stage — as a user would see it (a fresh process), exit 2, one line, no output."""
     src = samples.get("keras2_h5", 0.35, (96, 96))
     out = tmp_path / "p.pth"
-    t0 = time.monotonic()
     proc = run_cli("convert", "tf2torch", str(src), "-o", str(out), "--timeout", "1")
     line = assert_one_line_error(proc, 2, "exceeded its bound of 1 s")
-    assert "stage 'load'" in line and str(src) in line
-    assert time.monotonic() - t0 < 60  # ended by the bound, not by finishing the conversion
+    assert "stage 'load'" in line and str(src) in line  # ended by the bound in its first stage, not by finishing
     assert not list(tmp_path.iterdir())
 
 
@@ -109,10 +107,9 @@ def test_native_code_that_never_returns_ends_the_process_with_the_same_line():
             "from convert.runtime.fast_exit import own_process\nown_process()\n"
             "with bounds.bounded(0.5, 'model.pb'), bounds.stage('tf2onnx'):\n"
             "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n    time.sleep(60)\n")
-    t0 = time.monotonic()
+    # the code sleeps 60 s: only the watchdog ends it within the 30 s the run is given (TimeoutExpired otherwise)
     proc = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=120)
-    assert time.monotonic() - t0 < 30
+                          capture_output=True, text=True, timeout=30)
     line = assert_one_line_error(proc, 2, "model.pb: stage 'tf2onnx' exceeded its bound of 0.5 s (--timeout)")
     assert proc.stderr.strip() == line and proc.stdout == ""
 
@@ -134,7 +131,6 @@ def test_a_candidate_that_never_finishes_loading_is_bounded(converted, tmp_path)
     code = tmp_path / "hangs.py"
     code.write_text("import time\nwhile True:\n    time.sleep(0.05)\n")
     shutil.copy(ported.parent / "ported.mmdnn.npy", tmp_path / "hangs.npy")  # real weights: the code is what hangs
-    t0 = time.monotonic()
+    # the code never returns: only the bound ends the run (the run is given 120 s, TimeoutExpired otherwise)
     proc = run_cli("parity", "check", str(code), "--source", str(src), "--timeout", "3", timeout=120)
-    line = assert_one_line_error(proc, 2, "stage 'load' exceeded its bound of 3 s (--timeout)")
-    assert time.monotonic() - t0 < 60, line  # ended by the bound, not by the test's own timeout
+    assert_one_line_error(proc, 2, "stage 'load' exceeded its bound of 3 s (--timeout)")

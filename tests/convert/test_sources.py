@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from convert.runtime.errors import TfportError
@@ -77,6 +78,31 @@ def test_an_open_input_size_needs_input_size(tmp_path):
     with pytest.raises(TfportError, match="input size is not fixed in the graph; give --input-size HxW"):
         load_source(pb)
     assert load_source(pb, (64, 48)).spec.input_shape[:2] == (64, 48)
+
+
+SCALE, OFFSET = np.array([0.0171, 0.0175, 0.0174]), np.array([-2.118, -2.036, -1.804])  # ImageNet mean/std
+
+
+def _multiply_add(K):
+    """The affine as Keras's Multiply and Add layers with constant operands, under names that say nothing: no
+    Lambda, no Rescaling or Normalization, and op types (Mul, AddV2) every residual block has too."""
+    import tensorflow as tf
+
+    inp = K.Input((32, 32, 3))
+    x = K.layers.Multiply(name="mixing_a")([inp, tf.constant(SCALE.reshape(1, 1, 1, 3), tf.float32)])
+    x = K.layers.Add(name="mixing_b")([x, tf.constant(OFFSET.reshape(1, 1, 1, 3), tf.float32)])
+    return K.Model(inp, _base(K, (32, 32))(x))
+
+
+def test_an_affine_of_multiply_and_add_layers_is_found_by_its_numbers(tmp_path):
+    """README: preprocessing is found numerically, never by name: here neither a name nor an op type shows it."""
+    from convert.sources import load_source
+
+    pb = _tiny(_multiply_add, tmp_path, "multiply_add")
+    pre = load_source(pb).spec.preprocess
+    assert pre is not None
+    assert np.asarray(pre.scale) == pytest.approx(SCALE, rel=1e-5)
+    assert np.asarray(pre.offset) == pytest.approx(OFFSET, rel=1e-5, abs=1e-6)
 
 
 def _resize(K):

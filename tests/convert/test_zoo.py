@@ -148,15 +148,21 @@ def test_converts_and_reproduces_the_source(ported, case, classes, output, prepr
 
 @pytest.mark.parametrize("case,classes,output,preprocess", _params(CASES))
 def test_backbone_loads_into_stock_torchvision(ported, case, classes, output, preprocess):
+    _, _, out, _ = ported(case)
+    payload = _loads_strict_into_torchvision(out)
+    assert bool(payload["head"]) == (output == "head")
+
+
+def _loads_strict_into_torchvision(out):
+    """README: the backbone's state dict loads strict=True into stock torchvision (raises on any key or shape)."""
     import torch
     from torchvision.models import mobilenet_v2
 
-    _, _, out, _ = ported(case)
     payload = torch.load(out, weights_only=True)
     meta = json.loads(payload["metadata"])
     tv = mobilenet_v2(width_mult=meta["alpha"], num_classes=meta["num_classes"])
     tv.load_state_dict(payload["state_dict"], strict=True)
-    assert bool(payload["head"]) == (output == "head")
+    return payload
 
 
 @pytest.mark.parametrize("case,classes,output,preprocess", _params(CASES))
@@ -188,6 +194,7 @@ def test_mmdnn_path_converts_and_parity_agrees(ported, case, classes, output, pr
         meta["path"] == "mmdnn" and meta["head"]["output"] == output and (meta["preprocess"] is not None) == preprocess
     )
     assert _port_vs_source(src, built, out) <= (FEATURE_MAP_TOL if _loose(out) else 1e-5)
+    _loads_strict_into_torchvision(out)  # the MMdnn path's port too, not only the ONNX path's
     assert main(["check", str(out), "--probes", "4"]) == 0
 
 

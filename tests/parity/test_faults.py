@@ -2,10 +2,14 @@
 
 The correct port passes first (no false alarm); then one fault at a time is written into a file a user
 could hold and parity must name the right probe point and the right cause for the candidate loaded from
-that file: weights or declared semantics in a checkpoint; a hand edit of MMdnn's emitted `.py` (reflect
-padding, a batch norm forced to batch statistics, which no loader's `.eval()` undoes); ReLU for ReLU6 in
-an edited ONNX export. ReLU for ReLU6 is also put into the module itself, as a library caller hands
-`parity.run` a module: no checkpoint can carry it (its module is rebuilt from the metadata).
+that file: weights or declared semantics in a checkpoint (a head without its final softmax among them); a
+hand edit of MMdnn's emitted `.py` (reflect padding, a batch norm forced to batch statistics, which no
+loader's `.eval()` undoes, one that never uses them, which only train mode shows, ReLU for one ReLU6);
+ReLU for ReLU6 in an edited ONNX export. ReLU for ReLU6 is also put into the module itself, as a library
+caller hands `parity.run` a module: no checkpoint can carry it (its module is rebuilt from the metadata).
+Padding written for one input size: MMdnn's emitted `.py` and a port of a fixed-size source, checked
+against the same network saved with an open input size, differ from TF SAME at a size of the other
+parity; the port `convert repair` makes of that source does not.
 """
 
 from __future__ import annotations
@@ -131,6 +135,10 @@ def _imagenet_normalisation(c):
     c.meta["input_range"] = [-2.1179, 2.64]  # what ImageNet mean/std makes of [0, 1] pixels
 
 
+def _logits_for_probabilities(c):
+    c.meta["head"]["classifier"]["activation"] = "linear"  # the head's softmax left out: logits come out
+
+
 FAULTS = {
     # name: (mutation, check that must fail, probe point it must localise to, words in the cause)
     "eps-one-layer": (_set_eps, "bn_eps", "features.5.conv.1:bn", "epsilon"),
@@ -142,6 +150,8 @@ FAULTS = {
     "relu-not-relu6": (_relu, "activation", "features.0:act", "ReLU6"),
     "saved-in-train-mode": (_saved_in_train_mode, "bn_statistics", "features.0:bn", "train-mode forward passes"),
     "imagenet-normalisation": (_imagenet_normalisation, "preprocessing", "features.0:bn", "normalisation"),
+    # every other check passes: only the numbers at `output` can say it (softmax of them equals TF's)
+    "softmax-missing": (_logits_for_probabilities, "head_activation", "output", "softmax missing"),
 }
 
 
@@ -268,6 +278,16 @@ def test_relu_for_relu6_in_an_onnx_file_is_detected(base, tmp_path):
     export = cand.path.with_suffix(".onnx")
     clean = run(load_candidate(export), source, FAST)  # the export as written: every point equals TF's
     assert clean.results and all(r.passed for r in clean.results if r.reference == "tf")
+    # probed wherever onnx2torch's graph has the tensor: every point TF has for the port but the pooled
+    # features and torchvision's classifier, which the graph computes without a node of their own
+    from parity import arch as architectures
+
+    family = architectures.get(cand.meta.get("arch"))
+    points = family.points(family.canonical(source.spec, "").meta, source.spec.pool, output=True)
+    port = set(family.tf_tensors(points, source.spec.taps, source.info.pooled)) | {"output"}
+    onnx_pts = {r.point for r in clean.results if r.reference == "tf"}
+    assert onnx_pts == port - {"pool", "classifier.1"}
+    assert sum(p.endswith(":act") for p in onnx_pts) == 35 and sum(p.endswith(":out") for p in onnx_pts) == 10
     model = onnx.load(str(export))
     clips = [n for n in model.graph.node if n.op_type == "Clip"]
     assert clips, "tf2onnx writes Relu6 as Clip(0, 6)"
@@ -281,7 +301,12 @@ def test_relu_for_relu6_in_an_onnx_file_is_detected(base, tmp_path):
     assert faulty.kind == "onnx2torch"
     report = run(faulty, source, FAST)
     assert not report.passed
-    assert any(r.reference == "tf" and not r.passed for r in report.results)
+    # onnx2torch's graph has the tensor after each activation: the first divergent point is the first one
+    # whose values pass 6, and the cause is read from the numbers (clipped at 6 they equal TF's)
+    assert report.first_divergent.point == "features.0:act"
+    c = _failed(report, "activation")
+    assert c.point == "features.0:act" and "ReLU where the source has ReLU6" in c.evidence
+    assert "clip at 6" in c.cause
 
 
 @pytest.fixture(scope="module")
@@ -314,6 +339,10 @@ EMITTED_FAULTS = {
                                            r"F.batch_norm(\2, None, None, self.\1.weight, self.\1.bias, "
                                            r"training=True, eps=self.\1.eps)"),
                                 "mode", "features.0:bn", "train mode"),
+    # one F.relu6 (block 4's expansion, features.5.conv.0) made F.relu: MMdnn calls activations as functions,
+    # which no hook sees; its traced graph has them, so the first divergent point is that activation's
+    "relu-for-one-relu6": (_edit_once(r"F\.relu6\((\w+_block_4_expand_BN_FusedBatchNormV3)\)", r"F.relu(\1)"),
+                           "activation", "features.5.conv.0:act", "ReLU where the source has ReLU6"),
 }
 
 
@@ -348,3 +377,126 @@ def test_fault_in_emitted_code_is_detected_localised(base, emitted, fault, tmp_p
     if check_name is not None:
         c = _failed(report, check_name)
         assert cause_words.lower() in (c.cause + c.evidence).lower()
+
+
+def _running_statistics_always(code: str) -> str:
+    """MMdnn's momentum 0 made 1 − decay (bn_momentum then has nothing to say), and features.0's batch norm
+    called with its running statistics whatever the mode: eval mode computes what TF computes, train
+    mode does not (a port whose BN never normalises with batch statistics trains a head on other features)."""
+    n = code.count("momentum=0.0)")
+    assert n == 52, n
+    code = code.replace("momentum=0.0)", "momentum=0.001)")
+    return _edit_once(r"self\.(\w+_bn_Conv1_FusedBatchNormV3)\((\w+)\)",
+                      r"F.batch_norm(\2, self.\1.running_mean, self.\1.running_var, self.\1.weight, self.\1.bias, "
+                      r"training=False, eps=self.\1.eps)")(code)
+
+
+def test_a_fault_only_train_mode_shows_fails_train_mode_parity(base, emitted, tmp_path, capsys):
+    """Exit 1 from `parity check`, the mode check naming the first train-mode point that differs. Every eval
+    point passes and BN momentum is 1 − decay: without the train-mode points in the verdict and the mode
+    check's train branch, nothing would fail for it."""
+    import json
+
+    from parity.cli import main
+
+    _, source = base
+    cand = _emitted_candidate(emitted, tmp_path, _running_statistics_always)
+    code = main(["check", str(cand.path), "--source", str(source.path), "--probes", "4", "--against", "tf",
+                 "--json", str(tmp_path / "r.json")])
+    capsys.readouterr()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert code == 1 and report["passed"] is False and report["modes_passed"] == []
+    points = report["points"]
+    assert all(p["passed"] for p in points if p["mode"] == "eval")
+    train = [p for p in points if p["mode"] == "train"]
+    assert len(train) == 97 and [p["point"] for p in train if not p["passed"]][0] == "features.0:bn"
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["bn_momentum"]["passed"], checks["bn_momentum"]
+    mode = checks["mode"]
+    assert not mode["passed"] and mode["point"] == "features.0:bn" and "in train mode" in mode["evidence"]
+
+
+@pytest.fixture(scope="module")
+def open_size(base, tmp_path_factory):
+    """The sample network as users save a backbone for any input size: the same tf_keras MobileNetV2 built with
+    input_shape (None, None, 3), the sample's weights set on it, frozen. Its first conv pads SAME (by the size
+    that arrives); Keras sizes its stride-2 ZeroPadding2D for even inputs, constant at every size."""
+    import tf_keras
+
+    from convert.sample import frozen_graph_def
+    from convert.sources import load_source
+
+    _, source = base
+    fixed = tf_keras.models.load_model(source.path, compile=False)
+    body = tf_keras.applications.MobileNetV2(input_shape=(None, None, 3), alpha=1.0, weights=None,
+                                             include_top=False, pooling="avg")  # a top needs a fixed size
+    top = tf_keras.layers.Dense(fixed.output_shape[-1], activation="softmax", name="predictions")
+    model = tf_keras.Model(body.input, top(body.output))
+    model.set_weights(fixed.get_weights())
+    path = tmp_path_factory.mktemp("open") / "open.pb"
+    path.write_bytes(frozen_graph_def(model).SerializeToString())
+    return path, load_source(path, (96, 96))
+
+
+def test_padding_written_for_one_size_fails_at_the_other_parity(emitted, open_size, tmp_path):
+    """MMdnn's emitted code pads with constants computed for 96 px (F.pad(x, (0, 1, 0, 1)) before the first
+    conv). Against the open-size source it equals TF at every point at 96, and differs at 97, where TF SAME
+    pads 1 on both sides: the padding check names the size and the first point."""
+    _, source = open_size
+    report = run(_emitted_candidate(emitted, tmp_path), source, FAST)
+    assert all(r.passed for r in report.results if r.reference == "tf")
+    c = _failed(report, "padding")
+    assert c.point == "features.0:bn" and "97x97" in c.evidence and "F.pad" in c.cause
+    assert c.details["numeric"]["size"] == "97x97"
+
+
+def test_a_port_pads_as_its_source_does_at_every_size_it_takes(base, open_size, tmp_path):
+    """`convert repair` of the sample's port against the open-size source: its metadata keeps TF SAME
+    where the source pads SAME and the constant pads where it pads constantly, the backbone still loads
+    strict=True into stock torchvision, and parity passes at 96 and at 97."""
+    from torchvision.models import mobilenet_v2
+
+    from convert.port import checkpoint
+    from convert.repair import repair
+
+    cand, _ = base
+    path, source = open_size
+    _, fixed = repair(cand.path, tmp_path / "fixed.pth", path, probes=4)  # read at the 96 px the port records
+    assert fixed is not None
+    fixed_sd, meta = checkpoint.load(fixed)
+    assert meta["padding"]["features.0.0"] == "tf_same"
+    assert {k for k, v in meta["padding"].items() if v == [0, 1, 0, 1]} == {
+        f"features.{i}.conv.1.0" for i in (2, 4, 7, 14)}  # the stride-2 depthwise convs after ZeroPadding2D
+    mobilenet_v2(num_classes=meta["num_classes"]).load_state_dict(
+        {k: v for k, v in fixed_sd.items() if not k.startswith("head.")}, strict=True)
+    report = run(load_candidate(fixed), source, FAST)
+    assert report.passed, report.summary()
+    (pad,) = [c for c in report.checks if c.name == "padding"]
+    assert "97x97" in pad.evidence and pad.details["numeric"]["points_compared"] == 97
+
+
+@pytest.mark.exhaustive
+def test_a_port_of_the_fixed_size_file_is_refused_against_the_open_size_one(base, open_size):
+    """The fixed-size file's port pads TF SAME (Conv2dSame) where the open-size graph pads a constant (0, 1):
+    the static check names the first such conv."""
+    cand, _ = base
+    static = _failed(run(cand, open_size[1], FAST), "padding")
+    assert static.point == "features.2.conv.1:bn" and "[0, 1, 0, 1]" in static.evidence
+
+
+def test_a_reference_that_could_not_run_is_not_certified(base, tmp_path):
+    """The port copied without the ONNX export its metadata records: parity passes on what it could compare
+    and says ONNX Runtime was skipped; the certificate lists what was compared, and the trainer's gate,
+    reading the checkpoint's record of an export, refuses it naming the missing reference."""
+    from parity import certificate
+    from parity.results import compared
+
+    cand, source = base
+    alone = tmp_path / "ported.pth"
+    shutil.copy(cand.path, alone)
+    report = run(load_candidate(alone), source, dataclasses.replace(FAST, against=("tf", "onnx", "torchvision")))
+    assert report.passed and any("ported.onnx is missing" in n for n in report.notes), report.notes
+    assert compared(report.results) == (["tf", "torchvision", "torchvision+declared"], 4)
+    certificate.write(report, alone)
+    with pytest.raises(certificate.GateError, match="made without ONNX Runtime on the export beside it"):
+        certificate.check_for_training(alone, "eval")

@@ -59,3 +59,25 @@ def test_a_point_passes_at_atol_plus_rtol_times_max_ref():
     assert compare("p", "tf", "train", over, ref, TRAIN_TOL).passed  # the looser train-mode bound
     spatial = np.random.default_rng(0).normal(size=(2, 3, 4, 4))
     assert not compare("p", "tf", "eval", spatial.transpose(0, 1, 3, 2), spatial, EVAL_TOL).passed
+
+
+def _result(point: str, mode: str, passed: bool, reference: str = "tf"):
+    from parity.metrics import PointResult
+
+    return PointResult(point, reference, mode, (4, 8), 0.0 if passed else 1.0, 0.0, 0.0, 1.0, (), 1e-5, passed)
+
+
+def test_a_train_mode_point_that_fails_fails_the_verdict():
+    """Every eval point and every check passing, one train-mode point not: no pass, no mode certified (the
+    verdict reads the train-mode points itself, not only through the mode check that names them)."""
+    from parity.checks import CheckResult
+    from parity.results import gating_passed, modes_passed
+
+    evals = [_result(p, "eval", True) for p in ("features.0:bn", "output")]
+    checks = [CheckResult("mode", True, "")]
+    assert gating_passed(evals + [_result("features.0:bn", "train", True)], checks)
+    assert modes_passed(evals + [_result("features.0:bn", "train", True)], checks) == ["eval", "train"]
+    assert modes_passed(evals, checks) == ["eval"]  # train mode not compared: eval only
+    train = [_result("features.0:bn", "train", True), _result("features.0:act", "train", False)]
+    assert not gating_passed(evals + train, checks)
+    assert modes_passed(evals + train, checks) == []

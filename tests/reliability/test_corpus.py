@@ -104,6 +104,8 @@ def test_entry(built, name, tmp_path, capsys):
     out.mkdir()
     argv = [a.format(d=d, src=src, out=out, ported=ported) for a in entry.argv]
     cli = importlib.import_module(CLIS[argv[0]])
+    beside = (d, src.parent, ported.parent)  # where a parity run could leave a certificate or report
+    before = {p for folder in beside for p in folder.rglob("*")}
     code = cli.main(argv[1:])
     err = capsys.readouterr().err
     assert code == entry.code, err
@@ -114,4 +116,7 @@ def test_entry(built, name, tmp_path, capsys):
     # the line names the file at fault (for MMdnn's code, it may be the weights file beside it)
     assert (entry.names or Path(argv[2]).stem) in lines[0], lines[0]
     assert not list(out.rglob("*")), "partial output left behind"
+    # parity entries write nothing of their own into {out}: what they could leave lies beside their inputs
+    left = {p for folder in beside for p in folder.rglob("*")} - before
+    assert not left, f"left behind: {sorted(map(str, left))}"
     assert not any(d.glob("PWNED*")), "a pickle payload ran"

@@ -1,0 +1,52 @@
+"""How a candidate's probe points are captured, whatever its layout: forward hooks on torchvision's module
+paths (a tfport port, a plain state dict), or its traced fx graph (MMdnn's emitted model, onnx2torch's;
+parity.traced). The stages ask a Prober and never look at which."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from parity.capture import capture_torch
+from parity.points import Point
+from parity.traced import Traced, capture_traced, trace
+
+
+class Prober:
+    def __init__(self, model: Any, points: list[Point], traced: Traced | None, channels_last: bool) -> None:
+        self.model = model
+        self.points = points  # the points this candidate has, in the architecture's order
+        self.traced = traced
+        self.channels_last = channels_last
+
+    @classmethod
+    def of(cls, candidate, points: list[Point], arch) -> Prober | None:
+        """The candidate's prober; None where its points cannot be found (a candidate not laid out like
+        torchvision whose forward does not trace)."""
+        if candidate.torchvision_layout:
+            return cls(candidate.module, points, None, candidate.input_layout == "NHWC")
+        traced = trace(candidate.module, points, bool(getattr(arch, "block_output_activated", False)))
+        if traced is None:
+            return None
+        return cls(traced.graph, traced.points(points), traced, candidate.input_layout == "NHWC")
+
+    def __call__(self, x_nhwc: np.ndarray, points: list[Point], batch: int, stop_early: bool = False
+                 ) -> dict[str, np.ndarray]:
+        """Every point's value on probes given NHWC (TF's layout), fed in the candidate's own layout."""
+        x = x_nhwc if self.channels_last else x_nhwc.transpose(0, 3, 1, 2)
+        if self.traced is None:
+            return capture_torch(self.model, points, np.ascontiguousarray(x), batch, stop_early=stop_early)
+        return capture_traced(self.traced, self.model, points, x, batch, stop_early, self.channels_last)
+
+    def in_train_mode(self) -> Prober:
+        """A copy whose BatchNorms normalise with batch statistics (Dropout kept off): its running
+        statistics move, the candidate's never do."""
+        import torch
+
+        model = copy.deepcopy(self.model).train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.eval()
+        return Prober(model, self.points, self.traced, self.channels_last)
