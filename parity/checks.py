@@ -309,7 +309,15 @@ def _batch_dependence(ctx: CheckContext) -> tuple[float, float]:
             out = out[0] if isinstance(out, (tuple, list)) else out
             outs.append(out[:1].detach().numpy().astype(np.float64))
     batched, alone = outs
-    return float(np.abs(batched - alone).max(initial=0.0)), EVAL_TOL.bound(alone)
+    scale = float(np.abs(alone).max(initial=0.0))
+    return float(np.abs(batched - alone).max(initial=0.0)), max(EVAL_TOL.bound(alone), BATCH_RTOL * scale)
+
+
+# Batch statistics at inference move an output by a sizeable part of its scale; float32 arithmetic that
+# differs between a batch of one and of two (other kernels, other summation orders) moves it by far less,
+# but more than parity's per-point rtol where a network amplifies: a naive MobileNetV3 Small port (plain
+# torchvision fed 0..255) returns logits ~8600 that differ by 1.1 (1.3e-4 of them; 5e-12 in float64).
+BATCH_RTOL = 1e-3
 
 
 @check("mode")

@@ -65,8 +65,23 @@ def _mode_ctx(module: torch.nn.Module):
                                  source=types.SimpleNamespace(spec=spec), results=[], train_skipped="")
 
 
+class _BatchSizeNoise(torch.nn.Module):
+    """Large outputs that move with the batch's size by `rel` of their scale, as float32 kernels that differ
+    between a batch of one and of two do (relative 1.3e-4 measured on a naive MobileNetV3 port's logits)."""
+
+    def __init__(self, rel: float) -> None:
+        super().__init__()
+        self.rel = rel
+
+    def forward(self, x):
+        out = 8600.0 * torch.ones(x.shape[0], 10)
+        return out * (1 + self.rel * (x.shape[0] - 1))
+
+
 MODES = {  # a library caller's module (parity.run takes one): what it does at inference, not its flag
     "eval": (lambda: _bns(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Dropout(0.5)), True),
+    "float32-noise-at-large-outputs": (lambda: _BatchSizeNoise(1.3e-4), True),
+    "batch-dependence-past-1e-3": (lambda: _BatchSizeNoise(2e-3), False),
     "bn-in-train-mode": (lambda: _bns(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train(), False),
     "dropout-in-train-mode": (lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Dropout(0.5)), False),
 }
