@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from backbones import seed_answers
+from backbones import seed_answers, seed_findings
 from backbones.head_kinds import HEAD_KINDS
 from backbones.seed_grid import (
     CONFIGS,
@@ -165,9 +165,12 @@ def write_results(out: Path, cells: list[Cell], meta: dict) -> list[Summary]:
     plot(out / "seed_table.png", summaries)
     write_text(out / "seed_table.md", markdown(summaries))
     write_text(out / "seed_answers.md", seed_answers.render(cells))
+    found = seed_findings.findings(cells)
+    write_text(out / "seed_findings.md", seed_findings.render(found))
     answers = seed_answers.as_json(cells)
     print(f"\nsmall lr: {answers['small_lr']['sentence']}\nbatch size: {answers['batch_sentence']}")
     doc = {**meta, "settings": [asdict(s) for s in SETTINGS], "effects": effects(summaries), "answers": answers,
+           "findings": seed_findings.as_json(found),
            "summaries": [{**asdict(s), "median": s.median, "exploded": s.exploded} for s in summaries],
            "cells": [{**asdict(c), "ratio": c.ratio, "bad_epochs": c.bad_epochs} for c in cells]}
     write_text(out / "seed_table.json", json.dumps(strict_json(doc), indent=2))

@@ -68,6 +68,10 @@ def test_a_small_grid_end_to_end(tmp_path, capsys):
     again = tmp_path / "again"
     assert main(["--from-json", str(out / "seed_table.json"), "--out", str(again)]) == 0
     assert (again / "seed_table.md").read_text() == table and (again / "seed_answers.md").read_text() == answers
+    # the findings (README's aggregates) are written with the table and computed again from the data alike
+    findings = (out / "seed_findings.md").read_text()
+    assert "small_lr_never_explodes" in findings and (again / "seed_findings.md").read_text() == findings
+    assert json.loads((out / "seed_table.json").read_text())["findings"][0]["key"] == "small_lr_never_explodes"
     capsys.readouterr()
     assert main(["--from-json", str(out / "seed_table.json"), str(out / "seed_table.json"), "--out", str(again)]) == 2
     assert "is in two files" in capsys.readouterr().err
