@@ -78,7 +78,12 @@ def print_summary(console, result: ConversionResult) -> None:
 def head_text(meta: dict) -> str:
     """What follows the backbone, as the port applies it."""
     head = meta["head"]
-    pool = {"avg": "avg pool", "max": "max pool", None: "no pooling"}[head["pool"]]
+    flatten = meta.get("flatten") or {}
+    pool = {"avg": "avg pool", "max": "max pool", None: "no pooling",
+            "flatten": f"flatten {flatten.get('order')}"
+                       + (f" (source {flatten['source_order']}: columns permuted)"
+                          if flatten.get("source_order", flatten.get("order")) != flatten.get("order") else "")
+            }[head["pool"]]
     if head["classifier"]:
         c = head["classifier"]
         return f"{pool} → classifier {c['classes']} ({c['activation']})"

@@ -39,6 +39,11 @@ EVAL_STEP = 2
 # batch, so parts split the points, not the probes (224, 8 probes: 2 parts instead of ~0.6 GB at once)
 TRAIN_PART_BYTES = 160 * 2**20
 
+# why a network without BatchNorm (VGG16) is certified in eval mode alone: train mode computes the same
+# function but for dropout, which parity's train mode keeps off (and the source's graph has no BN to switch)
+NO_BN = ("the source has no BatchNorm: train mode computes what eval mode does, dropout aside (kept off in "
+         "parity's train mode), so eval mode certifies it")
+
 
 def run(candidate, source, cfg: ParityConfig = ParityConfig(),
         progress: Callable[[str], None] = lambda s: None) -> ParityReport:
@@ -117,6 +122,8 @@ def _compare(arch, candidate, source, source_meta, points, tensors, x, cfg: Pari
         return results, ""
     if not candidate.torchvision_layout:
         return results, "candidate is not laid out like torchvision; repair it first"
+    if not source.spec.bns:
+        return results, NO_BN
     train_ref = None if candidate.meta.get("bn_folded") else train_reference(arch, source, points)
     if train_ref is None:
         return results, ("BN folded into the convolutions at the source (its graph keeps no statistics): "

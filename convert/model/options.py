@@ -14,6 +14,6 @@ MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 # `convert sample --arch`: the registered architectures (convert.arch) a sample can be built of, as CLI data
 # (the registry loads no architecture module while --help is built); tests/convert/test_resnet50.py checks
 # it names every registered one
-SAMPLE_ARCHS = ("mobilenet_v2", "resnet50")
+SAMPLE_ARCHS = ("mobilenet_v2", "resnet50", "vgg16")
 # the forms only MobileNetV2 has a writer for (TF-slim's graph is MobileNetV2's own)
 MOBILENET_V2_ONLY_FORMS = ("slim_pb",)

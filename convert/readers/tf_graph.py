@@ -8,6 +8,7 @@ TF vs PyTorch, side by side:
   DepthwiseConv2dNative  filter (kH, kW, C, 1)                          -> Conv2d(groups=C) (C, 1, kH, kW)
   FusedBatchNorm*        (x - mean) * rsqrt(var + epsilon) * scale + offset (epsilon attr, no decay)
   MatMul (+ BiasAdd)     weight (in, out)                               -> Linear weight (out, in)
+  Reshape (Flatten)      NHWC map -> (N, H*W*C), h, w, c order          -> FlattenSpec("NHWC"): torch flattens (c, h, w)
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ import numpy as np
 from convert import arch as architectures
 from convert.model.census import Census
 from convert.model.layouts import tf_conv_kernel, tf_depthwise_kernel
-from convert.model.spec import ACTIVATIONS, BNSpec, ConvSpec, DenseSpec, InputAffine, ModelSpec, tf_same_pads
+from convert.model.spec import (
+    ACTIVATIONS,
+    BNSpec,
+    ConvSpec,
+    DenseSpec,
+    FlattenSpec,
+    InputAffine,
+    ModelSpec,
+    tf_same_pads,
+)
 from convert.model.tf_names import node_name
 from convert.readers.input_affine import affine_fit
 from convert.runtime.errors import fail
@@ -160,7 +170,8 @@ class GraphReader:
         arch = recognise(counts, self.where)
         layers: list = []
         pooled = logits = None
-        pooled_node = pool = None
+        pooled_node = pool = flatten = None
+        before_activation: dict[int, str] = {}  # per Dense layer index: its output before its activation
         first_conv = None
         for n in order:
             ins = [i for i in n.input if not i.startswith("^")]
@@ -195,6 +206,10 @@ class GraphReader:
             elif n.op in _POOL_OPS and pooled_node is None and self._is_global_pool(n):
                 pooled_node, pool = n, _POOL_OPS[n.op]
                 pooled = n.name + ":0"
+            elif n.op == "Reshape" and pooled_node is None and layers and (chw := self._flattens(n)) is not None:
+                # Keras's Flatten of the feature map (VGG16's top, a fine-tuned base's head): TF's NHWC order;
+                # no `pooled` tensor: its values are the map's, in another order than the port's
+                pooled_node, pool, flatten = n, "flatten", FlattenSpec("NHWC", chw)
             elif n.op == "MatMul":
                 wt = self.need_const(ins[1], "weights")
                 if n.attr["transpose_b"].b:
@@ -202,20 +217,28 @@ class GraphReader:
                 layers.append(DenseSpec(n.name, np.ascontiguousarray(wt.T), self._bias_after(n)))
             elif n.op in _ACTIVATION_OPS and pooled_node is not None and layers and isinstance(layers[-1], DenseSpec):
                 layers[-1] = dataclasses.replace(layers[-1], activation=_ACTIVATION_OPS[n.op])
-                logits = ins[0] if ":" in ins[0] else ins[0] + ":0"
+                before_activation[len(layers) - 1] = ins[0] if ":" in ins[0] else ins[0] + ":0"
         outputs = [n for n in order if n.op not in ("NoOp", "Const") and not self.consumers.get(n.name)]
-        output = (outputs[-1].name + ":0") if outputs else logits or ""
-        if logits is None and layers and isinstance(layers[-1], DenseSpec):
-            logits = output
+        output = (outputs[-1].name + ":0") if outputs else ""
+        if layers and isinstance(layers[-1], DenseSpec):  # the logits: the last Dense's, before its activation
+            logits = before_activation.get(len(layers) - 1, output)
         info = GraphInfo(ph.name + ":0", pooled, logits, output, dims, counts)
         spec = ModelSpec(layers=layers, input_shape=(h, w, 3), arch=arch, origin="graph", pool=pool,
-                         input_range=architectures.get(arch).input_range)
+                         input_range=architectures.get(arch).input_range, flatten=flatten)
         if first_conv is not None:
             spec.preprocess = self._input_affine(first_conv)
             if spec.preprocess is not None:
                 spec.input_range = spec.preprocess.contract()
         spec.taps = self._taps(layers)
         return spec, info
+
+    def _flattens(self, n) -> tuple[int, int, int] | None:
+        """(C, H, W) where Reshape `n` flattens a 4-D feature map (N, H, W, C) into (N, H*W*C), else None."""
+        shape, out = self.shape(n.input[0]), self.shape(n.name)
+        if shape is None or out is None or len(shape) != 4 or len(out) != 2 or None in shape[1:]:
+            return None
+        _, h, w, c = shape
+        return (c, h, w) if out[1] in (None, h * w * c) else None
 
     def _is_global_pool(self, n) -> bool:
         """Mean/Max over H and W of the last feature map (GlobalAverage/MaxPooling2D), or slim's full-size AvgPool."""
@@ -360,7 +383,18 @@ class GraphReader:
                 taps[i] = {
                     "": (self._follow(layer.name, {"BiasAdd", "Add", "AddV2"}) or self.nodes[layer.name]).name + ":0"
                 }
+            elif isinstance(layer, ConvSpec) and not (i + 1 < len(layers) and isinstance(layers[i + 1], BNSpec)):
+                taps.update({i: t} if (t := self._conv_taps(layer)) else {})
         return taps
+
+    def _conv_taps(self, conv: ConvSpec) -> dict[str, str]:
+        """A conv with no BN (VGG16's): after its bias and ReLU (:act), after the max-pool that follows (:pool)."""
+        out = self._follow(conv.name, {"BiasAdd", "Add", "AddV2"}) if conv.bias is not None else None
+        act = self._follow((out or self.nodes[conv.name]).name, {"Relu", "Relu6"})
+        if act is None:
+            return {}
+        pool = self._follow(act.name, {"MaxPool"})
+        return {":act": act.name + ":0", **({":pool": pool.name + ":0"} if pool is not None else {})}
 
     def _is_conv_output(self, inp: str, conv: ConvSpec) -> bool:
         node = self.producer(inp)
