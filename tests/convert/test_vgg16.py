@@ -1,0 +1,159 @@
+"""VGG16 (issue 22): Keras's VGG16 into stock torchvision vgg16 keys, end to end, and its pitfall named.
+
+One module-scoped 64x64 VGG16 (tf_keras, include_top=False -> Flatten -> Dense(32, relu) -> Dropout ->
+Dense(5, softmax): the transfer sample, seeded conv and Dense biases), converted once by the CLI and
+checked once by `parity check`. 64 px, not 32: the last map is then 2x2x512, so NHWC and NCHW flatten
+orders differ (at 32 px the map is 1x1 and any order is the same). The naive port — its weights in plain
+torchvision with the first Dense's columns as Keras holds them — must fail naming the flatten order.
+The 224 px include_top model (torchvision's whole classifier), a GAP head and the other forms run with
+scripts/test --exhaustive.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def vgg(tmp_path_factory):
+    """(sample folder, the transfer .h5, its port, the tf_keras model), the model as `convert sample` builds it."""
+    from convert.sample import SampleSpec, transfer_model
+
+    d = tmp_path_factory.mktemp("vgg16")
+    keras = transfer_model(SampleSpec(arch="vgg16", size=SIZE))
+    src = d / "vgg16_64_transfer.h5"
+    keras.save(src)
+    out = d / "port" / "ported.pth"
+    out.parent.mkdir()
+    proc = run_cli("convert", "tf2torch", str(src), "-o", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return d, src, out, keras
+
+
+@pytest.mark.parametrize("src, dst", [("NHWC", "NCHW"), ("NCHW", "NHWC")], ids=["nhwc-to-nchw", "nchw-to-nhwc"])
+def test_flatten_columns_read_the_same_map_in_the_other_order(src, dst):
+    """A Dense on a map flattened `src`-wise equals the permuted Dense on the same map flattened `dst`-wise."""
+    from convert.model.layouts import flatten_columns
+
+    rng = np.random.default_rng(0)
+    c, h, w = 4, 2, 3
+    x = rng.normal(size=(2, c, h, w))
+    flat = {"NCHW": x.reshape(2, -1), "NHWC": x.transpose(0, 2, 3, 1).reshape(2, -1)}
+    weight = rng.normal(size=(5, c * h * w))
+    np.testing.assert_allclose(flat[src] @ weight.T, flat[dst] @ flatten_columns(weight, (c, h, w), src, dst).T)
+    assert not np.allclose(flat[dst] @ weight.T, flat[src] @ weight.T)  # the order matters at 2x3
+
+
+def test_recognised_from_its_op_census():
+    """13 convs, no depthwise, 5 max-pools: VGG16, with or without Keras 3's bias adds; 4 pools is not."""
+    from convert.arch import recognise
+    from convert.model.census import Census
+    from convert.runtime.errors import TfportError
+
+    assert recognise(Census(13, 0, 0, 5, 0), "f").name == "vgg16"
+    assert recognise(Census(13, 0, 16, 5, 0), "f").name == "vgg16"
+    with pytest.raises(TfportError, match="a VGG16 has 13 convs, no depthwise convs and 5 max-poolings"):
+        recognise(Census(13, 0, 0, 4, 0), "f")
+
+
+def test_the_port_is_the_source_in_torchvision_keys(vgg):
+    """Fed the source's input, the port returns the source's output (<= 1e-5 relative, same top-1) and its
+    first Dense's output; its backbone loads strict=True into stock torchvision vgg16's features; the first
+    Dense's columns are Keras's permuted from (h, w, c) to (c, h, w)."""
+    import tf_keras
+    import torch
+    from torchvision.models import vgg16
+
+    from convert.model.probe import probe_inputs
+    from convert.port import checkpoint
+    from convert.port.head import torchvision_keys
+
+    _, _, out, keras = vgg
+    model = checkpoint.load_module(out)
+    meta = model.tfport_meta
+    assert meta["arch"] == "vgg16" and meta["num_classes"] == 0  # a head of its own: head.0, head.1
+    assert meta["flatten"] == {"order": "NCHW", "source_order": "NHWC", "shape": [512, 2, 2], "dense": "head.0"}
+    assert meta["input_range"] == [-123.68, 151.061] and meta["bn"] == {} and meta["stride"] == {}
+    assert [x["activation"] for x in meta["head"]["layers"]] == ["relu", "softmax"]
+    kernel = keras.get_layer("fc").get_weights()[0]  # (2048, 32), rows in (h, w, c) order
+    expect = kernel.T.reshape(32, 2, 2, 512).transpose(0, 3, 1, 2).reshape(32, -1)
+    np.testing.assert_array_equal(model.state_dict()["head.0.weight"].numpy(), expect)
+    x = probe_inputs(4, SIZE, tuple(meta["input_range"]), seed=3)
+    ref = keras(x, training=False).numpy()
+    ref_fc = tf_keras.Model(keras.input, keras.get_layer("fc").output)(x, training=False).numpy()
+    got_fc = []
+    hook = model.head[0].register_forward_hook(lambda _m, _i, o: got_fc.append(o.numpy()))
+    with torch.no_grad():
+        got = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    hook.remove()
+    assert np.abs(np.maximum(got_fc[0], 0) - ref_fc).max() / np.abs(ref_fc).max() <= 1e-5  # Keras's is after ReLU
+    assert np.abs(got - ref).max() / np.abs(ref).max() <= 1e-5
+    assert (got.argmax(1) == ref.argmax(1)).all()
+    sd = torchvision_keys(model.state_dict())
+    assert {k.split(".")[0] for k in sd} == {"features"}
+    with torch.device("meta"):  # stock torchvision vgg16, its 120M-parameter classifier never allocated
+        features = vgg16().features
+    features.to_empty(device="cpu").load_state_dict({k[len("features."):]: v for k, v in sd.items()}, strict=True)
+
+
+def test_parity_check_passes_in_eval_mode_and_says_why_not_train(vgg):
+    d, _, out, _ = vgg
+    report = d / "parity.json"
+    proc = run_cli("parity", "check", str(out), "--json", str(report))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    rep = json.loads(report.read_text())
+    assert rep["modes_passed"] == ["eval"]
+    checks = {c["name"]: c for c in rep["checks"]}
+    assert checks["flatten_order"]["passed"] and "NHWC columns permuted" in checks["flatten_order"]["evidence"]
+    assert "no BatchNorm" in checks["mode"]["evidence"]
+    assert not {"bn_eps", "bn_momentum", "bn_statistics"} & set(checks)  # nothing to compare without BN
+    points = [p["point"] for p in rep["points"] if p["reference"] == "tf"]
+    assert points[:3] == ["features.1", "features.3", "features.4"] and points[-3:] == ["head.0", "head.1", "output"]
+    assert "features.30" in points and "pool" not in points  # a flatten head: the last pool's map is the point
+
+
+def test_naive_port_fails_at_the_first_dense_naming_the_flatten_order(vgg):
+    """The same weights in plain torchvision (a plain state dict, as users hold one), the first Dense's
+    columns as Keras lays them out (h, w, c): every conv point passes, head.0 is the first divergent."""
+    import torch
+
+    from convert.port import checkpoint
+
+    d, src, out, _ = vgg
+    sd = checkpoint.load_module(out).state_dict()
+    w = sd["head.0.weight"]
+    sd["head.0.weight"] = w.reshape(32, 512, 2, 2).permute(0, 2, 3, 1).reshape(32, -1).contiguous()
+    plain = d / "naive_vgg16.pth"
+    torch.save(sd, plain)
+    report = d / "naive.json"
+    proc = run_cli("parity", "check", str(plain), "--source", str(src), "--json", str(report),
+                   "--against", "tf", "--probes", "4")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    rep = json.loads(report.read_text())
+    assert rep["first_divergent"]["point"] == "head.0"
+    check = next(c for c in rep["checks"] if c["name"] == "flatten_order")
+    assert not check["passed"] and check["point"] == "head.0"
+    assert check["cause"] == "flatten order: NHWC columns where torchvision flattens NCHW"
+    assert all(p["passed"] for p in rep["points"] if p["point"].startswith("features."))
+
+
+def test_the_trainer_trains_the_certified_port(vgg):
+    """`backbones train --backbone PORT.pth` on the port `parity check` certified above (eval): the pooled
+    512 features (global average, as for torchvision's backbones) into the head."""
+    d, _, out, _ = vgg
+    assert (out.parent / (out.name + ".parity.json")).exists(), "run after the parity check passes"
+    data, run = d / "data", d / "run"
+    assert run_cli("backbones", "make-data", str(data), "--n", "20", "--size", "32").returncode == 0
+    proc = run_cli("backbones", "train", "--backbone", str(out), "--data", str(data), "--out", str(run),
+                   "--epochs", "2", "--bs", "4", "--img-size", "64")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "done" and len(result["epochs"]) == 2
+    assert all(np.isfinite(e["train_loss"]) for e in result["epochs"]), result["epochs"]
