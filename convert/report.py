@@ -43,12 +43,13 @@ def print_summary(console, result: ConversionResult) -> None:
         ),
         ("dropped", [", ".join(m.get("dropped") or []) or "–" for m in metas]),
         ("head", [head_text(m) for m in metas]),
-        ("BN eps", [_fmt_counts(b["eps"] for b in m["bn"].values()) for m in metas]),
+        ("BN eps", [_fmt_counts(b["eps"] for b in m["bn"].values()) or "– (no BatchNorm)" for m in metas]),
         (
             "BN momentum",
-            [_fmt_counts(b["momentum"] for b in m["bn"].values()) + f" ({m['momentum_from']})" for m in metas],
+            [_fmt_counts(b["momentum"] for b in m["bn"].values()) + f" ({m['momentum_from']})" if m["bn"] else "–"
+             for m in metas],
         ),
-        ("BN statistics", ["folded (eval only)" if m["bn_folded"] else "kept" for m in metas]),
+        ("BN statistics", ["folded (eval only)" if m["bn_folded"] else "kept" if m["bn"] else "–" for m in metas]),
         ("padding", [_fmt_counts(m["padding"].values()) for m in metas]),
         ("seconds", [f"{p.seconds:.1f}" for p in result.paths]),
     ]
@@ -61,7 +62,8 @@ def print_summary(console, result: ConversionResult) -> None:
             if a is None:
                 cells.append("")
                 continue
-            mark = "[green]ok[/]" if a.ok(REL_TOL) else "[red]FAIL[/]"
+            mark = ("[green]ok[/]" if a.ok(REL_TOL) else "[red]FAIL[/]" if a.gating
+                    else "[yellow]differs (not the port: see note)[/]")
             top1 = f", top-1 {a.top1_agree:.0%}" if a.top1_agree is not None else ""
             cells.append(f"rel {a.rel:.2e} (max |Δ| {a.max_abs:.2e}{top1}) {mark}")
         table.add_row(what, *cells)

@@ -286,12 +286,18 @@ def flatten_order(ctx: CheckContext) -> CheckResult | None:
     from convert.model.layouts import flatten_columns
 
     spec = ctx.source.spec
-    if not ctx.candidate.torchvision_layout or spec.pool != "flatten" or spec.flatten is None or not spec.head:
+    if spec.pool != "flatten" or spec.flatten is None or not spec.head:
         return None
     model = ctx.candidate.module
-    # how the candidate flattens: its own Flatten module's order (a port's), else torch's flatten (NCHW)
-    order = next((m.order for m in model.modules() if isinstance(m, Flatten)), "NCHW")
-    who = "the port" if any(isinstance(m, Flatten) for m in model.modules()) else "torchvision"
+    # how the candidate flattens: its own Flatten module's order (a port's), torch's flatten (NCHW) in plain
+    # torchvision, and MMdnn's emitter's `torch.reshape` of its NCHW map; nothing known of others (onnx2torch)
+    own = next((m.order for m in model.modules() if isinstance(m, Flatten)), None)
+    if ctx.candidate.torchvision_layout:
+        order, who = own or "NCHW", "the port" if own else "torchvision"
+    elif ctx.candidate.kind == "mmdnn":
+        order, who = "NCHW", "MMdnn's emitted model"
+    else:
+        return None
     dense = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)), None)
     src, shape, src_order = spec.head[0].weight, spec.flatten.shape, spec.flatten.order
     if dense is None:

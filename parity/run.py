@@ -54,7 +54,8 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     from convert.model.probe import probe_inputs
 
     torch.manual_seed(cfg.seed)
-    arch = architectures.get(candidate.meta.get("arch"))
+    # what the candidate declares, else (MMdnn's .py, an .onnx: nothing declared) what the source is
+    arch = architectures.get(candidate.meta.get("arch") or source.spec.arch)
     src_can = arch.canonical(source.spec, str(source.path))
     # the whole function is compared where the candidate claims to be one (a tfport port); a plain
     # torchvision state dict returns logits whatever the source returns, and is compared up to them
