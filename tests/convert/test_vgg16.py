@@ -157,3 +157,114 @@ def test_the_trainer_trains_the_certified_port(vgg):
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "done" and len(result["epochs"]) == 2
     assert all(np.isfinite(e["train_loss"]) for e in result["epochs"]), result["epochs"]
+
+
+def test_a_gap_feature_extractor_is_features_and_the_pooled_vector(tmp_path):
+    """include_top=False, pooling="avg" at 32 px (in process: TF is loaded already): no Flatten, no head, the
+    pooled 512 features out; the state dict is `features.*` alone (no 120M-parameter classifier)."""
+    import tf_keras
+
+    from convert import pipeline
+    from convert.model.probe import probe_inputs
+    from convert.paths.worker import torch_outputs
+    from convert.port import checkpoint
+
+    tf_keras.utils.set_random_seed(1)
+    keras = tf_keras.applications.VGG16(weights=None, include_top=False, pooling="avg", input_shape=(32, 32, 3))
+    src = tmp_path / "vgg16_gap.h5"
+    keras.save(src)
+    result = pipeline.convert(src, tmp_path / "gap.pth")
+    assert result.ok, [(a.what, a.rel) for p in result.paths for a in p.agreements]
+    model = checkpoint.load_module(tmp_path / "gap.pth")
+    meta = model.tfport_meta
+    assert meta["head"] == {"pool": "avg", "classifier": None, "layers": [], "output": "pooled"}
+    assert meta["flatten"] is None and meta["num_classes"] == 0
+    assert {k.split(".")[0] for k in model.state_dict()} == {"features"}
+    x = probe_inputs(2, (32, 32), tuple(meta["input_range"]), seed=2)
+    ref = keras(x, training=False).numpy()
+    got = torch_outputs(model, x)["output"]
+    assert got.shape == (2, 512) and np.abs(got - ref).max() / np.abs(ref).max() <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def top64(tmp_path_factory):
+    """Keras's VGG16 with its top at 64 px, 10 classes: Flatten (2x2x512) -> fc1 -> fc2 -> predictions, which
+    do not fit torchvision's classifier (25088 inputs): the port's own head, the same permutation."""
+    from convert.sample import SampleSpec, keras2_model
+
+    spec = SampleSpec(arch="vgg16", size=SIZE, classes=10)
+    return tmp_path_factory.mktemp("vgg16_top64"), spec, keras2_model(spec)
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("form", ["keras2_h5", "keras3", "savedmodel", "keras2_pb", "tflite"])
+def test_every_form_converts(top64, form):
+    """Every form users hold (TFLite's written by the converter users run): head.0 is fc1, columns permuted."""
+    import tensorflow as tf
+
+    from convert import pipeline
+    from convert.sample import write_samples
+
+    d, spec, k2 = top64
+    if form == "tflite":
+        src = d / "vgg16_64.tflite"
+        src.write_bytes(tf.lite.TFLiteConverter.from_keras_model(k2).convert())
+    else:
+        (src,) = write_samples(d / form, spec, (form,), k2=k2).values()
+    result = pipeline.convert(src, d / f"{form}.pth", via="onnx")
+    assert result.ok, [(a.what, a.rel) for p in result.paths for a in p.agreements]
+    meta = result.paths[0].canonical.meta
+    assert meta["arch"] == "vgg16" and len(meta["head"]["layers"]) == 3
+    assert meta["flatten"] == {"order": "NCHW", "source_order": "NHWC", "shape": [512, 2, 2], "dense": "head.0"}
+
+
+@pytest.mark.exhaustive
+def test_mmdnn_takes_the_graph_and_its_emitted_model_has_the_flatten_bug(vgg):
+    """`--via mmdnn`: MMdnn 0.3.1's parser takes VGG16; its emitted model flattens NCHW with TF's NHWC columns
+    (shown, not gating: the canonical port from its IR is held to 1e-5), and parity names that bug on the
+    emitted .py a user holds."""
+    d, src, _, _ = vgg
+    out = d / "mmdnn" / "ported.pth"
+    out.parent.mkdir()
+    proc = run_cli("convert", "tf2torch", str(src), "-o", str(out), "--via", "mmdnn")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "flatten-order bug" in proc.stdout
+    report = d / "mmdnn.json"
+    proc = run_cli("parity", "check", str(out.with_suffix(".mmdnn.py")), "--source", str(src), "--json", str(report))
+    assert proc.returncode == 1
+    check = next(c for c in json.loads(report.read_text())["checks"] if c["name"] == "flatten_order")
+    assert check["cause"] == "flatten order: NHWC columns where MMdnn's emitted model flattens NCHW"
+
+
+@pytest.mark.exhaustive
+def test_the_224_top_is_torchvision_classifier_and_the_naive_port_fails_at_classifier_0(tmp_path):
+    """Keras's include_top VGG16 at 224 px (7x7 map: torchvision's avgpool is the identity) is torchvision's
+    vgg16 whole, classifier included (fc1 -> classifier.0, permuted); the naive port fails at classifier.0."""
+    import torch
+    from torchvision.models import vgg16
+
+    from convert.port import checkpoint
+    from convert.sample import SampleSpec, write_samples
+
+    (src,) = write_samples(tmp_path, SampleSpec(arch="vgg16", size=(224, 224), classes=10), ("keras2_h5",)).values()
+    out = tmp_path / "ported.pth"
+    proc = run_cli("convert", "tf2torch", str(src), "-o", str(out), timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    model = checkpoint.load_module(out)
+    meta = model.tfport_meta
+    assert meta["num_classes"] == 10 and meta["head"]["layers"] == [] and meta["head"]["output"] == "classifier"
+    assert meta["flatten"]["dense"] == "classifier.0" and meta["flatten"]["shape"] == [512, 7, 7]
+    sd = model.state_dict()
+    vgg16(num_classes=10).load_state_dict(sd, strict=True)
+    w = sd["classifier.0.weight"]
+    sd["classifier.0.weight"] = w.reshape(4096, 512, 7, 7).permute(0, 2, 3, 1).reshape(4096, -1).contiguous()
+    plain = tmp_path / "naive.pth"
+    torch.save(sd, plain)
+    report = tmp_path / "naive.json"
+    proc = run_cli("parity", "check", str(plain), "--source", str(src), "--json", str(report), "--against", "tf",
+                   "--probes", "2", timeout=1800)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    rep = json.loads(report.read_text())
+    assert rep["first_divergent"]["point"] == "classifier.0"
+    check = next(c for c in rep["checks"] if c["name"] == "flatten_order")
+    assert check["cause"] == "flatten order: NHWC columns where torchvision flattens NCHW"
