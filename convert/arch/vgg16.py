@@ -31,11 +31,17 @@ from convert.runtime.errors import fail
 
 if TYPE_CHECKING:
     from convert.model.census import Census
+    from convert.model.weights import Shapes, WeightsMatch
 
 CONVS = 13  # 2 + 2 + 3 + 3 + 3 per block
 MAX_POOLS = 5  # one closing each block
 BLOCKS = (2, 2, 3, 3, 3)  # convs per block (Keras: block1_conv1 .. block5_conv3)
 TOP = ("fc1", "fc2", "predictions")  # Keras Applications' top, after `flatten`
+
+
+def keras_weighted_layers() -> tuple[str, ...]:
+    """Every layer with weights in Keras Applications' VGG16 body, in order (its top aside)."""
+    return tuple(f"block{b}_conv{i}" for b, n in enumerate(BLOCKS, start=1) for i in range(1, n + 1))
 
 
 @register
@@ -80,6 +86,27 @@ class VGG16:
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                     nn.init.zeros_(m.bias)
         return model
+
+    # weight files (Keras Applications .h5: vgg16_weights_tf_dim_ordering_tf_kernels[_notop].h5, save_weights)
+    weights_signature = "layers block1_conv1 .. block5_conv3, and fc1, fc2, predictions with the top"
+
+    def recognise_weights(self, shapes: Shapes, where: str) -> WeightsMatch | None:
+        """Its 13 convs by layer name; the top as Keras Applications' own three Dense layers (fc1's rows fix
+        the input size: 25088 is 224 px, which --input-size must then give); the classes from predictions."""
+        from convert.model.weights import WeightsMatch
+
+        body = keras_weighted_layers()
+        if not all(name in shapes for name in body):
+            return None
+        extra = [name for name in shapes if name not in body]
+        if not extra:
+            return WeightsMatch({}, include_top=False, classes=0)
+        if extra == list(TOP) and all(len(shapes[n]) == 2 and len(shapes[n][0]) == 2 for n in TOP):
+            return WeightsMatch({}, include_top=True, classes=shapes["predictions"][0][1], classifier_layers=TOP)
+        shown = ", ".join(f"{n} {list(map(list, shapes[n]))}" for n in extra[:3]) + (" ..." if len(extra) > 3 else "")
+        raise fail(f"{where}: VGG16 weights with layers Keras Applications' VGG16 does not have: {shown}; only "
+                   f"its own top ({', '.join(TOP)}) fits; for a model of your own, convert the file model.save() "
+                   "writes")
 
     def keras_application(self, keras, variant: dict[str, Any], **kwargs):
         return keras.applications.VGG16(weights=None, **kwargs)

@@ -307,8 +307,10 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
         "conv_bias_folded": folded_bias,
         # a Flatten before the first Dense: the order the port flattens in (torchvision's NCHW, the first
         # Dense's columns permuted to it), the source's, the map's shape and which Dense reads it
-        "flatten": None if flatten is None else {"order": "NCHW", "source_order": flatten.order,
-                                                 "shape": list(flatten.shape), "dense": first},
+        # (with no Dense after it, the port flattens as the source does: its output is the flattened map)
+        "flatten": None if flatten is None else {"order": "NCHW" if first else flatten.order,
+                                                 "source_order": flatten.order, "shape": list(flatten.shape),
+                                                 "dense": first},
         "bn_folded": any(b.folded for b in spec.bns),
         "momentum_from": "source" if decays_known else f"default: 1 - TF default decay {TF_DEFAULT_BN_DECAY}",
     }

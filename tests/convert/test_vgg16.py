@@ -268,3 +268,19 @@ def test_the_224_top_is_torchvision_classifier_and_the_naive_port_fails_at_class
     assert rep["first_divergent"]["point"] == "classifier.0"
     check = next(c for c in rep["checks"] if c["name"] == "flatten_order")
     assert check["cause"] == "flatten order: NHWC columns where torchvision flattens NCHW"
+
+
+@pytest.mark.exhaustive
+def test_a_keras_applications_weights_file_converts(tmp_path):
+    """What `~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5` is (tf_keras save_weights, the
+    legacy layout): recognised by its layers' names, rebuilt at --input-size, converted."""
+    import tf_keras
+
+    from convert import pipeline
+
+    tf_keras.utils.set_random_seed(2)
+    tf_keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3)).save_weights(
+        tmp_path / "vgg16_notop.h5")
+    result = pipeline.convert(tmp_path / "vgg16_notop.h5", tmp_path / "w.pth", input_size=(32, 32))
+    assert result.ok and result.paths[0].canonical.meta["arch"] == "vgg16"
+    assert "VGG16 without its classifier" in result.source.notes[0]
