@@ -1,12 +1,13 @@
 """VGG16 (issue 22): Keras's VGG16 into stock torchvision vgg16 keys, end to end, and its pitfall named.
 
-One module-scoped 64x64 VGG16 (tf_keras, include_top=False -> Flatten -> Dense(32, relu) -> Dropout ->
+One module-scoped 64x32 VGG16 (tf_keras, include_top=False -> Flatten -> Dense(32, relu) -> Dropout ->
 Dense(5, softmax): the transfer sample, seeded conv and Dense biases), converted once by the CLI and
-checked once by `parity check`. 64 px, not 32: the last map is then 2x2x512, so NHWC and NCHW flatten
-orders differ (at 32 px the map is 1x1 and any order is the same). The naive port — its weights in plain
-torchvision with the first Dense's columns as Keras holds them — must fail naming the flatten order.
-The 224 px include_top model (torchvision's whole classifier), a GAP head and the other forms run with
-scripts/test --exhaustive.
+checked once by `parity check`. 64 px high, not 32: the last map is then 2x1x512, so NHWC and NCHW
+flatten orders differ (at 32x32 the map is 1x1 and any order is the same); 32 wide keeps it cheap and
+non-square. The naive port — its weights in plain torchvision with the first Dense's columns as Keras
+holds them — must fail naming the flatten order. A 32 px GAP feature extractor converts in process. The
+224 px include_top model (torchvision's whole classifier), the other forms, MMdnn and a Keras
+Applications weights file run with scripts/test --exhaustive.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-SIZE = (64, 64)
+SIZE = (64, 32)  # H, W: the last map is 2x1x512, where NHWC and NCHW flatten orders differ (at 32x32 it is 1x1)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def vgg(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("vgg16")
     keras = transfer_model(SampleSpec(arch="vgg16", size=SIZE))
-    src = d / "vgg16_64_transfer.h5"
+    src = d / "vgg16_64x32_transfer.h5"
     keras.save(src)
     out = d / "port" / "ported.pth"
     out.parent.mkdir()
@@ -79,11 +80,11 @@ def test_the_port_is_the_source_in_torchvision_keys(vgg):
     model = checkpoint.load_module(out)
     meta = model.tfport_meta
     assert meta["arch"] == "vgg16" and meta["num_classes"] == 0  # a head of its own: head.0, head.1
-    assert meta["flatten"] == {"order": "NCHW", "source_order": "NHWC", "shape": [512, 2, 2], "dense": "head.0"}
+    assert meta["flatten"] == {"order": "NCHW", "source_order": "NHWC", "shape": [512, 2, 1], "dense": "head.0"}
     assert meta["input_range"] == [-123.68, 151.061] and meta["bn"] == {} and meta["stride"] == {}
     assert [x["activation"] for x in meta["head"]["layers"]] == ["relu", "softmax"]
-    kernel = keras.get_layer("fc").get_weights()[0]  # (2048, 32), rows in (h, w, c) order
-    expect = kernel.T.reshape(32, 2, 2, 512).transpose(0, 3, 1, 2).reshape(32, -1)
+    kernel = keras.get_layer("fc").get_weights()[0]  # (1024, 32), rows in (h, w, c) order
+    expect = kernel.T.reshape(32, 2, 1, 512).transpose(0, 3, 1, 2).reshape(32, -1)
     np.testing.assert_array_equal(model.state_dict()["head.0.weight"].numpy(), expect)
     x = probe_inputs(4, SIZE, tuple(meta["input_range"]), seed=3)
     ref = keras(x, training=False).numpy()
@@ -104,11 +105,15 @@ def test_the_port_is_the_source_in_torchvision_keys(vgg):
 
 
 def test_parity_check_passes_in_eval_mode_and_says_why_not_train(vgg):
+    """`parity.check` (what `python -m parity check` runs, in process: TF and torch are loaded already) passes
+    the port and certifies it; the CLI's exit codes are the naive port's test below."""
+    import parity
+
     d, _, out, _ = vgg
-    report = d / "parity.json"
-    proc = run_cli("parity", "check", str(out), "--json", str(report))
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    rep = json.loads(report.read_text())
+    report = parity.check(str(out))
+    assert report, report.summary()
+    report.write_certificate()
+    rep = json.loads(report.write_json(d / "parity.json").read_text())
     assert rep["modes_passed"] == ["eval"]
     checks = {c["name"]: c for c in rep["checks"]}
     assert checks["flatten_order"]["passed"] and "NHWC columns permuted" in checks["flatten_order"]["evidence"]
@@ -129,12 +134,12 @@ def test_naive_port_fails_at_the_first_dense_naming_the_flatten_order(vgg):
     d, src, out, _ = vgg
     sd = checkpoint.load_module(out).state_dict()
     w = sd["head.0.weight"]
-    sd["head.0.weight"] = w.reshape(32, 512, 2, 2).permute(0, 2, 3, 1).reshape(32, -1).contiguous()
+    sd["head.0.weight"] = w.reshape(32, 512, 2, 1).permute(0, 2, 3, 1).reshape(32, -1).contiguous()
     plain = d / "naive_vgg16.pth"
     torch.save(sd, plain)
     report = d / "naive.json"
     proc = run_cli("parity", "check", str(plain), "--source", str(src), "--json", str(report),
-                   "--against", "tf", "--probes", "4")
+                   "--against", "tf", "--probes", "2")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     rep = json.loads(report.read_text())
     assert rep["first_divergent"]["point"] == "head.0"
@@ -146,13 +151,13 @@ def test_naive_port_fails_at_the_first_dense_naming_the_flatten_order(vgg):
 
 def test_the_trainer_trains_the_certified_port(vgg):
     """`backbones train --backbone PORT.pth` on the port `parity check` certified above (eval): the pooled
-    512 features (global average, as for torchvision's backbones) into the head."""
+    512 features (global average, as for torchvision's backbones, so any image size: 32 px here) into the head."""
     d, _, out, _ = vgg
     assert (out.parent / (out.name + ".parity.json")).exists(), "run after the parity check passes"
     data, run = d / "data", d / "run"
     assert run_cli("backbones", "make-data", str(data), "--n", "20", "--size", "32").returncode == 0
     proc = run_cli("backbones", "train", "--backbone", str(out), "--data", str(data), "--out", str(run),
-                   "--epochs", "2", "--bs", "4", "--img-size", "64")
+                   "--epochs", "2", "--bs", "4", "--img-size", "32")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "done" and len(result["epochs"]) == 2
@@ -188,7 +193,7 @@ def test_a_gap_feature_extractor_is_features_and_the_pooled_vector(tmp_path):
 
 @pytest.fixture(scope="module")
 def top64(tmp_path_factory):
-    """Keras's VGG16 with its top at 64 px, 10 classes: Flatten (2x2x512) -> fc1 -> fc2 -> predictions, which
+    """Keras's VGG16 with its top at 64x32, 10 classes: Flatten (2x1x512) -> fc1 -> fc2 -> predictions, which
     do not fit torchvision's classifier (25088 inputs): the port's own head, the same permutation."""
     from convert.sample import SampleSpec, keras2_model
 
@@ -215,7 +220,7 @@ def test_every_form_converts(top64, form):
     assert result.ok, [(a.what, a.rel) for p in result.paths for a in p.agreements]
     meta = result.paths[0].canonical.meta
     assert meta["arch"] == "vgg16" and len(meta["head"]["layers"]) == 3
-    assert meta["flatten"] == {"order": "NCHW", "source_order": "NHWC", "shape": [512, 2, 2], "dense": "head.0"}
+    assert meta["flatten"] == {"order": "NCHW", "source_order": "NHWC", "shape": [512, 2, 1], "dense": "head.0"}
 
 
 @pytest.mark.exhaustive
