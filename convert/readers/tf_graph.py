@@ -471,12 +471,13 @@ class GraphReader:
                         self._conv_bias(n))
 
     def _conv_bias(self, n) -> np.ndarray | None:
-        """The constant bias a conv's only consumer adds (Keras Conv2D use_bias: ResNet50's convs), else None."""
+        """The constant bias a conv's only consumer adds (Keras Conv2D use_bias: ResNet50's, VGG16's convs), else
+        None; Keras 3 traces it as Squeeze(Reshape(variable)), a tensor of constants, evaluated."""
         add = self._follow(n.name, {"BiasAdd"})
         if add is None or node_name(add.input[0]) != n.name:
             return None
-        b = self.const(add.input[1])
-        return None if b is None else b.astype(np.float32).reshape(-1)
+        b = self.evaluate(add.input[1])
+        return None if b is None else np.asarray(b, np.float32).reshape(-1)
 
 
 def recognise(counts: dict[str, int], where: str) -> str:
