@@ -104,7 +104,7 @@ def transfer_model(spec: SampleSpec):
     tf_keras.utils.set_random_seed(spec.seed + 7)
     h, w = spec.size
     family = architectures.get(spec.arch)
-    pooling, units = architectures.structure(family)["transfer_head"]
+    pooling, units = architectures.structure(family).transfer_head
     base = family.keras_application(tf_keras, spec.variant, input_shape=(h, w, 3), include_top=False)
     _realistic_bn(base, spec.seed)
     base.trainable = False

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from convert.runtime.errors import fail
 
@@ -60,8 +60,8 @@ class Architecture(Protocol):
         shortcut) is not torchvision's `named_modules` order and differs between graphs (TF, ONNX, TFLite);
         identity where the architecture has no branches with weights."""
 
-    # Optional members (`structure` below reads them with these defaults, so an architecture says only
-    # where it differs):
+    # Optional members (`structure` below reads them with these defaults, :class:`Structure`, so an
+    # architecture says only where it differs):
     #   conv_bias: bool = False             torchvision's convs carry a bias (VGG16): a path's conv bias with
     #                                       nothing after it is that bias, not a BN the path folded away
     #   classifier_input: str = "avg"       the pooling before torchvision's classifier ("flatten": VGG16's
@@ -70,12 +70,18 @@ class Architecture(Protocol):
     #   transfer_head: tuple = ("avg", 0)   the sample transfer model's head: pooling, hidden Dense units (0: none)
 
 
-def structure(arch: Architecture) -> dict[str, Any]:
+class Structure(NamedTuple):
     """An architecture's optional structure members, with their defaults (see :class:`Architecture`)."""
-    return {"conv_bias": getattr(arch, "conv_bias", False),
-            "classifier_input": getattr(arch, "classifier_input", "avg"),
-            "classifier_hidden": tuple(getattr(arch, "classifier_hidden", ())),
-            "transfer_head": tuple(getattr(arch, "transfer_head", ("avg", 0)))}
+
+    conv_bias: bool = False
+    classifier_input: str = "avg"
+    classifier_hidden: tuple[str, ...] = ()
+    transfer_head: tuple[str, int] = ("avg", 0)
+
+
+def structure(arch: Architecture) -> Structure:
+    """What `arch` declares of :class:`Structure`, the defaults where it declares nothing."""
+    return Structure(*(getattr(arch, name, default) for name, default in Structure._field_defaults.items()))
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -110,7 +116,7 @@ def in_torchvision_order(spec: ModelSpec, arch: str | None = None) -> ModelSpec:
     the architecture's convs carry biases (`conv_bias`), a bias a path could only read as a folded BN
     (ONNX, TFLite: conv + bias, nothing after) goes back into its conv."""
     family = get(arch or spec.arch)
-    if structure(family)["conv_bias"]:
+    if structure(family).conv_bias:
         spec = _biases_into_convs(spec)
     order = family.execution_order(spec.layers)
     if order == list(range(len(spec.layers))):

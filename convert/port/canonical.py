@@ -160,8 +160,8 @@ def _classifier(spec: ModelSpec, arch, variant: dict[str, Any]) -> list[DenseSpe
     layers' shapes and hidden activations), else []: a head of its own, or none."""
     shape = architectures.structure(arch)
     head = spec.head
-    hidden = shape["classifier_hidden"]
-    if (not head or spec.pool != shape["classifier_input"] or len(head) != len(hidden) + 1
+    hidden = tuple(shape.classifier_hidden)
+    if (not head or spec.pool != shape.classifier_input or len(head) != len(hidden) + 1
             or tuple(d.activation for d in head[:-1]) != hidden):
         return []
     dense = [s for s in torchvision_slots(arch.name, variant, int(head[-1].weight.shape[0])) if s.kind == "dense"]
