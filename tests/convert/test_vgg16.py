@@ -12,6 +12,7 @@ Applications weights file run with scripts/test --exhaustive.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -62,6 +63,26 @@ def test_recognised_from_its_op_census():
     assert recognise(Census(13, 0, 16, 5, 0), "f").name == "vgg16"
     with pytest.raises(TfportError, match="a VGG16 has 13 convs, no depthwise convs and 5 max-poolings"):
         recognise(Census(13, 0, 0, 4, 0), "f")
+
+
+def test_a_pure_shift_after_a_conv_is_its_bias_where_torchvision_convs_have_one():
+    """ONNX and TFLite readers describe "conv + bias, nothing after" as a folded BN (MobileNetV2's BN, folded by
+    tf2onnx / the TFLite converter); for VGG16 (`conv_bias`) a pure shift is the conv's own bias, its taps
+    moving with it, while a BN that scales stays a BN (the canonical mapping then names the misfit)."""
+    from convert.arch import in_torchvision_order
+    from convert.model.spec import BNSpec, ConvSpec, ModelSpec
+
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    shift = BNSpec.folded_affine("c0/folded_bn", np.ones(1), np.arange(4, dtype=np.float32))
+    scale = BNSpec.folded_affine("c1/folded_bn", np.full(4, 2.0), np.zeros(4, np.float32))
+    layers = [ConvSpec("c0", w, 1, False, (1,) * 4, True), shift, ConvSpec("c1", w[:, :3], 1, False, (1,) * 4, True),
+              scale]
+    spec = ModelSpec(layers=list(layers), input_shape=(8, 8, 3), arch="vgg16", taps={1: {":act": "relu0"}, 3: {}})
+    got = in_torchvision_order(spec)
+    assert [type(x).__name__ for x in got.layers] == ["ConvSpec", "ConvSpec", "BNSpec"]
+    np.testing.assert_array_equal(got.layers[0].bias, np.arange(4))
+    assert got.taps[0] == {":act": "relu0"} and got.layers[2] is scale
+    assert in_torchvision_order(dataclasses.replace(spec, arch="mobilenet_v2")).layers == layers  # BN it is
 
 
 def test_the_port_is_the_source_in_torchvision_keys(vgg):
