@@ -53,7 +53,8 @@ class VGG16:
     classifier = "classifier"
 
     def recognise(self, census: Census) -> bool:
-        # adds are not counted against it: Keras 3 traces each bias as an Add
+        # adds are not counted against it: preprocessing inside a model (x - mean, Normalization) adds too, and
+        # no residual network has exactly these convs and pools
         return (census.convs == CONVS and not census.depthwise and census.max_pools == MAX_POOLS
                 and not census.concats)
 

@@ -173,6 +173,10 @@ def _head_input(spec: ModelSpec) -> int:
     """How many features reach the head: the flattened map's size, else the last conv's channels."""
     if spec.pool == "flatten" and spec.flatten is not None:
         return spec.flatten.size
+    return _last_channels(spec)
+
+
+def _last_channels(spec: ModelSpec) -> int:
     convs = spec.convs
     return int(convs[-1].weight.shape[0]) if convs else 0
 
@@ -198,11 +202,6 @@ def padding_mode(conv: ConvSpec, hw: tuple[int, int], where: str) -> str:
     if conv.pads == tf_same_pads(hw[0], k, conv.stride) + tf_same_pads(hw[1], k, conv.stride):
         return "tf_same"
     raise fail(f"{where}: conv '{conv.name}' pads {conv.pads}: neither TF SAME nor symmetric padding")
-
-
-def _last_channels(spec: ModelSpec) -> int:
-    convs = spec.convs
-    return int(convs[-1].weight.shape[0]) if convs else 0
 
 
 def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, Any], num_classes: int,

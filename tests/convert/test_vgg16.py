@@ -54,7 +54,8 @@ def test_flatten_columns_read_the_same_map_in_the_other_order(src, dst):
 
 
 def test_recognised_from_its_op_census():
-    """13 convs, no depthwise, 5 max-pools: VGG16, with or without Keras 3's bias adds; 4 pools is not."""
+    """13 convs, no depthwise, 5 max-pools: VGG16, with or without adds (preprocessing inside the model);
+    4 pools is not, and the refusal says what a VGG16 has."""
     from convert.arch import recognise
     from convert.model.census import Census
     from convert.runtime.errors import TfportError
