@@ -165,15 +165,19 @@ def _ported(path: str) -> Backbone:
         raise fail(f"{path}: no such ported checkpoint")
     model = load(p)
     meta = getattr(model, "tfport_meta", None) or {}
-    classifier = getattr(model, model.classifier_name)  # MobileNetV2's `classifier` (Sequential), ResNet50's `fc`
-    # the pooled width is what the classifier's first Linear takes (MobileNetV3's classifier has two)
-    dim = next(m for m in classifier.modules() if isinstance(m, nn.Linear)).in_features
+    from convert.layers.pool import GlobalPool
+
+    # the pooled features' width: the backbone's last conv's channels (MobileNetV2 1280, ResNet50 2048, VGG16 512,
+    # MobileNetV3 576 / 960: what its classifier's first Linear takes, the GAP of that last 1x1 conv)
+    convs = [m for name in model.body for m in getattr(model, name).modules() if isinstance(m, nn.Conv2d)]
+    dim = convs[-1].out_channels
     source = {"kind": "ported", "path": str(p), "sha256": sha256_file(p)}
     # the port's own input affine (preprocessing inside the source), its backbone modules in order (the
     # architecture's `body`: MobileNetV2's features; ResNet50's conv1 ... layer4) and pooling; images
-    # arrive in the source's input range (its metadata), as the source was fed
+    # arrive in the source's input range (its metadata), as the source was fed; a Flatten head's (VGG16's)
+    # flattened map is not pooled features: those are the global average, as for torchvision's backbones
     parts = OrderedDict((name, getattr(model, name)) for name in model.body)  # named: the BN monitor's paths
     backbone = next(iter(parts.values())) if len(parts) == 1 else nn.Sequential(parts)
     body = nn.Sequential(model.input_affine, backbone) if model.input_affine is not None else backbone
-    features = nn.Sequential(body, model.pool) if model.pool is not None else _pooled(body)
+    features = nn.Sequential(body, model.pool) if isinstance(model.pool, GlobalPool) else _pooled(body)
     return Backbone(p.name, features, dim, pp.from_meta(meta), source, ported=str(p))

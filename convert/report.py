@@ -44,12 +44,13 @@ def print_summary(console, result: ConversionResult) -> None:
         ),
         ("dropped", [", ".join(m.get("dropped") or []) or "–" for m in metas]),
         ("head", [head_text(m) for m in metas]),
-        ("BN eps", [_fmt_counts(b["eps"] for b in m["bn"].values()) for m in metas]),
+        ("BN eps", [_fmt_counts(b["eps"] for b in m["bn"].values()) or "– (no BatchNorm)" for m in metas]),
         (
             "BN momentum",
-            [_fmt_counts(b["momentum"] for b in m["bn"].values()) + f" ({m['momentum_from']})" for m in metas],
+            [_fmt_counts(b["momentum"] for b in m["bn"].values()) + f" ({m['momentum_from']})" if m["bn"] else "–"
+             for m in metas],
         ),
-        ("BN statistics", ["folded (eval only)" if m["bn_folded"] else "kept" for m in metas]),
+        ("BN statistics", ["folded (eval only)" if m["bn_folded"] else "kept" if m["bn"] else "–" for m in metas]),
         ("padding", [_fmt_counts(m["padding"].values()) for m in metas]),
         ("seconds", [f"{p.seconds:.1f}" for p in result.paths]),
     ]
@@ -62,7 +63,8 @@ def print_summary(console, result: ConversionResult) -> None:
             if a is None:
                 cells.append("")
                 continue
-            mark = "[green]ok[/]" if a.ok(REL_TOL) else "[red]FAIL[/]"
+            mark = ("[green]ok[/]" if a.ok(REL_TOL) else "[red]FAIL[/]" if a.gating
+                    else "[yellow]differs (not the port: see note)[/]")
             top1 = f", top-1 {a.top1_agree:.0%}" if a.top1_agree is not None else ""
             cells.append(f"rel {a.rel:.2e} (max |Δ| {a.max_abs:.2e}{top1}) {mark}")
         table.add_row(what, *cells)
@@ -79,7 +81,12 @@ def print_summary(console, result: ConversionResult) -> None:
 def head_text(meta: dict) -> str:
     """What follows the backbone, as the port applies it."""
     head = meta["head"]
-    pool = {"avg": "avg pool", "max": "max pool", None: "no pooling"}[head["pool"]]
+    flatten = meta.get("flatten") or {}
+    pool = {"avg": "avg pool", "max": "max pool", None: "no pooling",
+            "flatten": f"flatten {flatten.get('order')}"
+                       + (f" (source {flatten['source_order']}: columns permuted)"
+                          if flatten.get("source_order", flatten.get("order")) != flatten.get("order") else "")
+            }[head["pool"]]
     if head["classifier"]:
         c = head["classifier"]
         return f"{pool} → classifier {c['classes']} ({c['activation']})"

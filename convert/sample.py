@@ -93,34 +93,40 @@ def keras2_model(spec: SampleSpec):
     h, w = spec.size
     family = architectures.get(spec.arch)
     model = family.keras_application(tf_keras, spec.variant, input_shape=(h, w, 3), classes=spec.classes)
-    _realistic_bn(model, spec.seed, _fed(family))
+    # the range it is fed: its Keras application's own input where that preprocesses (MobileNetV3: 0..255)
+    _realistic_bn(model, spec.seed, architectures.structure(family).keras_input_range)
     return model
 
 
-def _fed(family) -> tuple[float, float]:
-    """The range a sample of the architecture is fed: its Keras application's own input where that
-    preprocesses (MobileNetV3: 0..255), else its backbone's input range's usual calibration [-1, 1]."""
-    return getattr(family, "keras_input_range", (-1.0, 1.0))
-
-
 def transfer_model(spec: SampleSpec):
-    """How people save a fine-tuned model: the base nested inside, then GAP, Dropout, Dense(softmax)."""
+    """How people save a fine-tuned model: the base nested inside, then the architecture's usual head
+    (`transfer_head`: GAP, or VGG16's Flatten -> Dense(units, relu)), Dropout, Dense(softmax)."""
     import tf_keras
 
     tf_keras.utils.set_random_seed(spec.seed + 7)
     h, w = spec.size
     family = architectures.get(spec.arch)
+    shape = architectures.structure(family)
+    pooling, units = shape.transfer_head
     base = family.keras_application(tf_keras, spec.variant, input_shape=(h, w, 3), include_top=False)
-    _realistic_bn(base, spec.seed, _fed(family))
+    _realistic_bn(base, spec.seed, shape.keras_input_range)
     base.trainable = False
     inp = tf_keras.Input((h, w, 3), name="image")
     x = base(inp, training=False)
-    x = tf_keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if pooling == "flatten":
+        x = tf_keras.layers.Flatten(name="flatten")(x)
+    else:
+        x = tf_keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if units:
+        x = tf_keras.layers.Dense(units, activation="relu", name="fc")(x)
     x = tf_keras.layers.Dropout(0.3, name="dropout")(x)
     out = tf_keras.layers.Dense(spec.transfer_classes, activation="softmax", name="head")(x)
     model = tf_keras.Model(inp, out, name="transfer")
+    rng = np.random.default_rng(spec.seed + 3)
     head = model.get_layer("head")
-    head.bias.assign(np.random.default_rng(spec.seed + 3).normal(0, 0.1, spec.transfer_classes).astype(np.float32))
+    head.bias.assign(rng.normal(0, 0.1, spec.transfer_classes).astype(np.float32))
+    if units:  # after the classifier's draw: the GAP samples' heads stay as they were
+        model.get_layer("fc").bias.assign(rng.normal(0, 0.1, units).astype(np.float32))
     return model
 
 

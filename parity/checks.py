@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from convert.model.spec import TF_DEFAULT_BN_DECAY
+from convert.model.spec import FLATTEN_ORDERS, TF_DEFAULT_BN_DECAY
 from convert.runtime.registry import Registry
 from parity.hypotheses import first_holding
 
@@ -63,9 +63,16 @@ def _point_of_bn(ctx: CheckContext, index: int) -> str | None:
     return bn_points[index].name if index < len(bn_points) else None
 
 
+def _no_bn(ctx: CheckContext) -> bool:
+    """Neither the source nor the candidate has a BatchNorm (VGG16): the BN checks do not apply."""
+    return not ctx.source.spec.bns and not _bn_modules(ctx)
+
+
 @check("bn_eps")
-def bn_eps(ctx: CheckContext) -> CheckResult:
+def bn_eps(ctx: CheckContext) -> CheckResult | None:
     """BN eps per layer vs the source (TF's default convert.spec.TF_DEFAULT_BN_EPS, torchvision's 1e-5)."""
+    if _no_bn(ctx):
+        return None
     src = [b.eps for b in ctx.source.spec.bns]
     cand = [float(m.eps) for _, m in _bn_modules(ctx)]
     if len(src) != len(cand):
@@ -96,9 +103,11 @@ def half_life(momentum: float) -> float:
 
 
 @check("bn_momentum")
-def bn_momentum(ctx: CheckContext) -> CheckResult:
+def bn_momentum(ctx: CheckContext) -> CheckResult | None:
     """Momentum semantics per BN layer: 0 = stats never move; >= 0.5 = TF decay copied; faithful = 1 - decay;
     and what one train-mode step of each layer really applies equals what it declares."""
+    if _no_bn(ctx):
+        return None
     expected = [1.0 - (b.decay if b.decay is not None else TF_DEFAULT_BN_DECAY) for b in ctx.source.spec.bns]
     mods = _bn_modules(ctx)
     cand = [m.momentum for _, m in mods]
@@ -162,7 +171,7 @@ def bn_momentum(ctx: CheckContext) -> CheckResult:
 @check("bn_statistics")
 def bn_statistics(ctx: CheckContext) -> CheckResult | None:
     """Running statistics equal the source's: a checkpoint saved after train-mode passes fails here."""
-    if not ctx.candidate.torchvision_layout:
+    if not ctx.candidate.torchvision_layout or _no_bn(ctx):
         return None
     from convert.port.canonical import running_means
 
@@ -285,6 +294,65 @@ def stride(ctx: CheckContext) -> CheckResult | None:
                        details={"convs": [{"conv": n, "candidate": h, "source": w} for n, h, w in bad]})
 
 
+@check("flatten_order")
+def flatten_order(ctx: CheckContext) -> CheckResult | None:
+    """The first Dense after a Flatten reads the map in the order the candidate flattens it: TF flattens
+    NHWC, torchvision NCHW, so its columns must be the source's permuted (VGG16's fc1, a fine-tuned base's
+    own first Dense). Same shape either way: a port that copies them as they are (MMdnn's VGG bug) loads
+    strict=True and computes another function. Compared from the numbers, never fitted."""
+    from torch import nn
+
+    from convert.layers.pool import Flatten
+    from convert.model.layouts import flatten_columns
+
+    spec = ctx.source.spec
+    if spec.pool != "flatten" or spec.flatten is None or not spec.head:
+        return None
+    model = ctx.candidate.module
+    # how the candidate flattens: its own Flatten module's order (a port's), torch's flatten (NCHW) in plain
+    # torchvision, and MMdnn's emitter's `torch.reshape` of its NCHW map; nothing known of others (onnx2torch)
+    own = next((m.order for m in model.modules() if isinstance(m, Flatten)), None)
+    if ctx.candidate.torchvision_layout:
+        order, who = own or "NCHW", "the port" if own else "torchvision"
+    elif ctx.candidate.kind == "mmdnn":
+        order, who = "NCHW", "MMdnn's emitted model"
+    else:
+        return None
+    dense = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)), None)
+    src, shape, src_order = spec.head[0].weight, spec.flatten.shape, spec.flatten.order
+    if dense is None:
+        return CheckResult("flatten_order", False, "the candidate has no Dense after the flatten, the source "
+                           f"'{spec.head[0].name}'", cause="the source's head is missing from the candidate",
+                           fix=REPAIR_FLATTEN)
+    name, linear = dense
+    w = linear.weight.detach().numpy()
+    dims = "x".join(map(str, shape))
+    if w.shape != src.shape:
+        return CheckResult("flatten_order", False, f"{name} is {tuple(w.shape)}, the source's first Dense "
+                           f"'{spec.head[0].name}' {tuple(src.shape)}", cause="the first Dense differs in shape "
+                           "from the source's", fix=REPAIR_FLATTEN, point=name)
+    want = flatten_columns(src, shape, src_order, order)
+    if np.array_equal(w, want):
+        permuted = f"the source's {src_order} columns permuted" if src_order != order else "the source's columns"
+        return CheckResult("flatten_order", True, f"{name} reads the flattened {dims} map (C x H x W) in {who}'s "
+                           f"{order} order: its columns are {permuted}")
+    other = next((o for o in FLATTEN_ORDERS if o != order), order)
+    if src_order != order and np.array_equal(w, flatten_columns(src, shape, src_order, other)):
+        return CheckResult("flatten_order", False, f"{name} holds the source's columns in {src_order} order as "
+                           f"they are, where {who} flattens the {dims} map {order}: every input reaches the wrong "
+                           "weight", cause=f"flatten order: {src_order} columns where {who} flattens {order}",
+                           fix=REPAIR_FLATTEN, point=name,
+                           details={"dense": name, "source_order": src_order, "candidate_order": order,
+                                    "shape": list(shape)})
+    return CheckResult("flatten_order", False, f"{name} differs from the source's first Dense "
+                       f"'{spec.head[0].name}' in either flatten order (max |Δ| {np.abs(w - want).max():.3g})",
+                       cause="the first Dense's weights differ from the source's", fix=REPAIR_FLATTEN, point=name)
+
+
+REPAIR_FLATTEN = ("permute the first Dense's columns from (h, w, c) to (c, h, w) order: W.reshape(out, H, W, C)"
+                  ".permute(0, 3, 1, 2).reshape(out, -1) — `python -m convert tf2torch` does")
+
+
 def _batch_dependence(ctx: CheckContext) -> tuple[float, float]:
     """max |Δ| of the first probe's output run alone and in a batch of two, and the tolerance it must meet.
 
@@ -358,7 +426,7 @@ def preprocessing(ctx: CheckContext) -> CheckResult:
     if have is None:
         return CheckResult("preprocessing", False, "the candidate records no input preprocessing",
                            cause="without the input range, users feed ImageNet mean/std normalised images "
-                                 "(torchvision's convention) to a network trained on [-1, 1]",
+                                 f"(torchvision's convention) to a network fed {want} ({ctx.arch.input_convention})",
                            fix=f"record input_range {want}; {REPAIR}",
                            point=ctx.arch.input_point)
     if src is not None and module is None:

@@ -88,8 +88,7 @@ def _summary(report: ParityReport) -> str:
         ("failed checks", "none" if not failed else "<ul>" + "".join(
             f"<li><b>{escape(c.name)}</b>: {escape(c.evidence)}<br>{escape(c.cause)} → {escape(c.fix)}</li>"
             for c in failed) + "</ul>"),
-        ("train-mode hazard", f"BN momentum {h.bn_momentum:g}; running statistics move halfway to new data in "
-                              + ("never" if h.never_moves else f"{h.half_life_steps:.0f} steps")),
+        ("train-mode hazard", escape(h.describe())),
     ] + [("note", escape(n)) for n in report.notes]
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 

@@ -16,5 +16,5 @@ from dataclasses import dataclass
 class Point:
     name: str
     slot_index: int  # index into the architecture's parameter slots (and into the source's layers)
-    suffix: str  # ":bn" | ":act" | ":out" | "" (dense) | "pool" | "output"
+    suffix: str  # ":bn" | ":act" | ":out" | ":pool" (after a max-pool) | "" (dense) | "pool" | "output"
     module: str  # torchvision module path whose output this is (hook target)

@@ -134,9 +134,6 @@ def print_table(console, report: ParityReport) -> None:
         ct.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.evidence,
                    "" if c.passed else f"{c.cause} → {c.fix}")
     console.print(ct)
-    h = report.hazard
-    hl = "never" if h.never_moves else f"{h.half_life_steps:.0f} steps"
-    console.print(f"train-mode hazard: BN momentum {h.bn_momentum:g}; running statistics move halfway to new data "
-                  f"in {hl}")
+    console.print(f"train-mode hazard: {report.hazard.describe()}")
     for n in report.notes:
         console.print(f"[yellow]note:[/] {n}")

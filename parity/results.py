@@ -84,7 +84,14 @@ class Hazard(_Record):
     bn_momentum: float
     half_life_steps: float | None  # None: never (momentum 0)
     never_moves: bool
-    measured_one_step: float | None  # the smallest update factor one train-mode step really applied
+    measured_one_step: float | None  # the smallest update factor one train-mode step really applied (None: no BN)
+
+    def describe(self) -> str:
+        """One line for the reports."""
+        if self.measured_one_step is None and self.never_moves:
+            return "no BatchNorm: no running statistics to follow"
+        hl = "never" if self.never_moves else f"{self.half_life_steps:.0f} steps"
+        return f"BN momentum {self.bn_momentum:g}; running statistics move halfway to new data in {hl}"
 
 
 def gating_passed(results: list[PointResult], checks: list[CheckResult]) -> bool:

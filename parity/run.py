@@ -42,6 +42,11 @@ EVAL_STEP = 2
 # batch, so parts split the points, not the probes (224, 8 probes: 2 parts instead of ~0.6 GB at once)
 TRAIN_PART_BYTES = 160 * 2**20
 
+# why a network without BatchNorm (VGG16) is certified in eval mode alone: train mode computes the same
+# function but for dropout, which parity's train mode keeps off (and the source's graph has no BN to switch)
+NO_BN = ("the source has no BatchNorm: train mode computes what eval mode does, dropout aside (kept off in "
+         "parity's train mode), so eval mode certifies it")
+
 
 def run(candidate, source, cfg: ParityConfig = ParityConfig(),
         progress: Callable[[str], None] = lambda s: None) -> ParityReport:
@@ -52,7 +57,8 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     from convert.model.probe import probe_inputs
 
     torch.manual_seed(cfg.seed)
-    arch = architectures.get(candidate.meta.get("arch"))
+    # what the candidate declares, else (MMdnn's .py, an .onnx: nothing declared) what the source is
+    arch = architectures.get(candidate.meta.get("arch") or source.spec.arch)
     src_can = arch.canonical(source.spec, str(source.path))
     # the whole function is compared where the candidate claims to be one (a tfport port, MMdnn's emitted
     # model, an ONNX export); a plain torchvision state dict returns logits whatever the source returns, and
@@ -128,6 +134,8 @@ def _compare(arch, candidate, prober: Prober | None, source, source_meta, points
 
     if "train" not in cfg.modes:
         return _Found(results, "", tested)
+    if not source.spec.bns:  # a BN-free net (VGG16): eval mode certifies it, whatever the candidate's layout
+        return _Found(results, NO_BN, tested)
     if prober is None:
         return _Found(results, "the candidate's forward cannot be traced: its points cannot be found", tested)
     train_ref = None if candidate.meta.get("bn_folded") else train_reference(arch, source, points)

@@ -14,7 +14,7 @@ Adding an architecture (ResNet50, VGG16, ...) means adding modules, not editing 
   - import it at the bottom of this file (and of parity/arch/__init__.py), so it registers.
 """
 
-from convert.arch import mobilenet_v2, mobilenet_v3, resnet50  # noqa: F401  (registers)
+from convert.arch import mobilenet_v2, mobilenet_v3, resnet50, vgg16  # noqa: F401  (registers)
 from convert.arch.registry import (  # noqa: F401
     ARCHITECTURES,
     DEFAULT,
@@ -25,4 +25,5 @@ from convert.arch.registry import (  # noqa: F401
     recognise,
     recognise_weights,
     register,
+    structure,
 )

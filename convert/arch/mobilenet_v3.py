@@ -121,7 +121,7 @@ class _MobileNetV3:
     classifier = "classifier"
     # torchvision's classifier: Linear(C, last) -> Hardswish -> Dropout -> Linear(last, classes); Keras's top:
     # GAP -> 1x1 conv (bias) -> hard-swish -> Dropout -> 1x1 conv logits, the same function on a 1x1 map
-    classifier_activations: ClassVar[tuple[str, ...]] = ("hard_swish",)
+    classifier_hidden: ClassVar[tuple[str, ...]] = ("hard_swish",)  # convert.arch.structure
 
     def recognise(self, census: Census) -> bool:
         return census.depthwise == len(self.table) and not census.max_pools and not census.concats

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from convert.runtime.errors import fail
 
@@ -60,6 +60,33 @@ class Architecture(Protocol):
         shortcut) is not torchvision's `named_modules` order and differs between graphs (TF, ONNX, TFLite);
         identity where the architecture has no branches with weights."""
 
+    # Optional members (`structure` below reads them with these defaults, :class:`Structure`, so an
+    # architecture says only where it differs):
+    #   conv_bias: bool = False             torchvision's convs carry a bias (VGG16): a path's conv bias with
+    #                                       nothing after it is that bias, not a BN the path folded away
+    #   classifier_input: str = "avg"       the pooling before torchvision's classifier ("flatten": VGG16's
+    #                                       flattened 7x7 map)
+    #   classifier_hidden: tuple = ()       the activations of the classifier's Linears before its last one
+    #                                       (MobileNetV3's ("hard_swish",), VGG16's ("relu", "relu"))
+    #   transfer_head: tuple = ("avg", 0)   the sample transfer model's head: pooling, hidden Dense units (0: none)
+    #   keras_input_range = (-1.0, 1.0)     what a sample's Keras application is fed (MobileNetV3, which
+    #                                       rescales in the model: 0..255): its BN statistics' calibration
+
+
+class Structure(NamedTuple):
+    """An architecture's optional structure members, with their defaults (see :class:`Architecture`)."""
+
+    conv_bias: bool = False
+    classifier_input: str = "avg"
+    classifier_hidden: tuple[str, ...] = ()
+    transfer_head: tuple[str, int] = ("avg", 0)
+    keras_input_range: tuple[float, float] = (-1.0, 1.0)
+
+
+def structure(arch: Architecture) -> Structure:
+    """What `arch` declares of :class:`Structure`, the defaults where it declares nothing."""
+    return Structure(*(getattr(arch, name, default) for name, default in Structure._field_defaults.items()))
+
 
 ARCHITECTURES: dict[str, Architecture] = {}
 DEFAULT = "mobilenet_v2"  # what checkpoints written before the registry are
@@ -88,9 +115,14 @@ def of(meta: dict[str, Any]) -> Architecture:
 
 def in_torchvision_order(spec: ModelSpec, arch: str | None = None) -> ModelSpec:
     """`spec` with its layers (and their taps) in torchvision's module order (the `execution_order` of
-    `arch`, default the spec's own): what the canonical mapping and the probe points' alignment index into.
-    A path's reading of a graph does not know its architecture yet: it is the source's."""
-    order = get(arch or spec.arch).execution_order(spec.layers)
+    `arch`, default the spec's own) and kinds: what the canonical mapping and the probe points' alignment
+    index into. A path's reading of a graph does not know its architecture yet: it is the source's. Where
+    the architecture's convs carry biases (`conv_bias`), a bias a path could only read as a folded BN
+    (ONNX, TFLite: conv + bias, nothing after) goes back into its conv."""
+    family = get(arch or spec.arch)
+    if structure(family).conv_bias:
+        spec = _biases_into_convs(spec)
+    order = family.execution_order(spec.layers)
     if order == list(range(len(spec.layers))):
         return spec
     if sorted(order) != list(range(len(spec.layers))):
@@ -127,3 +159,31 @@ def recognise_weights(shapes: Shapes, where: str) -> tuple[Architecture, Weights
     shown = ", ".join(names[:4]) + (f", ..., {names[-1]}" if len(names) > 4 else "")
     has = "; ".join(f"a {a.title} has {a.weights_signature}" for a in readers)
     raise fail(f"{where}: weights of no registered architecture: {len(names)} layers with weights ({shown}); {has}")
+
+
+def _biases_into_convs(spec: ModelSpec) -> ModelSpec:
+    """Each folded BN that is a pure shift (scale 1: a conv's bias as ONNX and TFLite readers describe it)
+    right after a bias-less conv, merged into that conv's bias; its taps move onto the conv. A BN that
+    scales is left alone: it is no conv bias, and the canonical mapping names the misfit."""
+    import dataclasses
+
+    import numpy as np
+
+    from convert.model.spec import BNSpec, ConvSpec
+
+    layers: list = []
+    taps: dict[int, dict[str, str]] = {}
+    for i, layer in enumerate(spec.layers):
+        prev = layers[-1] if layers else None
+        if (isinstance(layer, BNSpec) and layer.folded and isinstance(prev, ConvSpec) and prev.bias is None
+                and np.allclose(layer.gamma / np.sqrt(layer.var + layer.eps), 1.0, rtol=1e-6, atol=0)
+                and not np.any(layer.mean)):
+            layers[-1] = dataclasses.replace(prev, bias=np.asarray(layer.beta, np.float32))
+            taps[len(layers) - 1] = {**taps.get(len(layers) - 1, {}), **spec.taps.get(i, {})}
+            continue
+        if i in spec.taps:
+            taps[len(layers)] = spec.taps[i]
+        layers.append(layer)
+    if len(layers) == len(spec.layers):
+        return spec
+    return dataclasses.replace(spec, layers=layers, taps=taps)

@@ -20,3 +20,28 @@ class GlobalPool(nn.Module):
 
     def extra_repr(self) -> str:
         return self.kind
+
+
+class Flatten(nn.Module):
+    """Keras's Flatten before a Dense, in the order the Dense's columns are laid out: "NCHW" is torchvision's
+    `torch.flatten(x, 1)` (a canonical port's, its first Dense's columns permuted to it); "NHWC" is TF's
+    own order, (N, C, H, W) read as (N, H, W, C)."""
+
+    def __init__(self, order: str = "NCHW") -> None:
+        super().__init__()
+        if order not in ("NCHW", "NHWC"):
+            raise ValueError(f"unknown flatten order {order!r}; known: NCHW, NHWC")
+        self.order = order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x if self.order == "NCHW" else x.permute(0, 2, 3, 1), 1)
+
+    def extra_repr(self) -> str:
+        return self.order
+
+
+def pooling(kind: str | None, flatten_order: str = "NCHW") -> nn.Module | None:
+    """The module between a backbone and its head, as a port's head plan names it (None: no pooling)."""
+    if kind is None:
+        return None
+    return Flatten(flatten_order) if kind == "flatten" else GlobalPool(kind)

@@ -16,5 +16,6 @@ MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 # it names every registered one
 SAMPLE_ARCHS = ("mobilenet_v2", "resnet50")
 SAMPLE_ARCHS += ("mobilenet_v3_large", "mobilenet_v3_small")  # convert.arch.mobilenet_v3
+SAMPLE_ARCHS += ("vgg16",)  # convert.arch.vgg16
 # the forms only MobileNetV2 has a writer for (TF-slim's graph is MobileNetV2's own)
 MOBILENET_V2_ONLY_FORMS = ("slim_pb",)

@@ -111,6 +111,30 @@ class InputAffine:
         return {"scale": list(self.scale), "offset": list(self.offset), "ops": list(self.ops)}
 
 
+# The orders a Flatten lays a feature map's values out in, slowest-varying axis first: TF (NHWC) flattens
+# column (h * W + w) * C + c; torchvision (NCHW, `torch.flatten(x, 1)`) column (c * H + h) * W + w.
+FLATTEN_ORDERS = ("NHWC", "NCHW")
+
+
+@dataclass(frozen=True)
+class FlattenSpec:
+    """A Flatten between the last feature map and the first Dense (VGG16's fc1, a fine-tuned base's own
+    first Dense): the order the graph lays the map's values out in, and the map's shape. Dense weights in
+    a spec keep the graph's column order; the canonical mapping permutes them into torchvision's NCHW."""
+
+    order: str  # one of FLATTEN_ORDERS
+    shape: tuple[int, int, int]  # C, H, W of the flattened map
+
+    def __post_init__(self) -> None:
+        if self.order not in FLATTEN_ORDERS:
+            raise ValueError(f"flatten order {self.order!r} is not one of {FLATTEN_ORDERS}")
+
+    @property
+    def size(self) -> int:
+        c, h, w = self.shape
+        return c * h * w
+
+
 Layer = ConvSpec | BNSpec | DenseSpec
 
 
@@ -130,7 +154,8 @@ class ModelSpec:
     # around the backbone: the input affine inside the model, the pooling after it (None: the output is
     # the feature map), layers dropped as identity at inference (augmentation), code the source ran
     preprocess: InputAffine | None = None
-    pool: str | None = "avg"
+    pool: str | None = "avg"  # "avg" | "max" (global pooling), "flatten" (then `flatten` says how), None
+    flatten: FlattenSpec | None = None
     dropped: list[str] = field(default_factory=list)
     trusted_code: list[str] = field(default_factory=list)
     # the source's graph leaves H and W to the caller: its padding must hold at every size it takes (a

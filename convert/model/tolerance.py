@@ -11,11 +11,11 @@ CROSS_PATH_TOL = 1e-6
 
 def pools_single_elements(spec) -> bool:
     """The pooled features are single elements of the last feature map, carrying each element's float32
-    error rather than an average's: global max pooling, or any pooling of a 1x1 map (inputs up to 32 px;
-    MobileNetV2's stride is 32): at 32 px such pooled features land just over REL_TOL where averages of
-    3x3 maps (96 px) are an order of magnitude inside it (tests/convert/test_path_result.py)."""
+    error rather than an average's: global max pooling, a flatten (VGG16's), or any pooling of a 1x1 map
+    (inputs up to 32 px; MobileNetV2's stride is 32): at 32 px such pooled features land just over REL_TOL
+    where averages of 3x3 maps (96 px) are an order of magnitude inside it (tests/convert/test_path_result.py)."""
     h, w = (int(d) for d in spec.input_shape[:2])
-    return spec.pool == "max" or (spec.pool is not None and -(-h // 32) * -(-w // 32) == 1)
+    return spec.pool in ("max", "flatten") or (spec.pool is not None and -(-h // 32) * -(-w // 32) == 1)
 
 
 def loose_output(spec) -> bool:

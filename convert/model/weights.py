@@ -19,7 +19,7 @@ Shapes = Mapping[str, tuple[tuple[int, ...], ...]]
 @dataclass(frozen=True)
 class WeightsMatch:
     variant: dict[str, Any]  # what arch.keras_application takes (MobileNetV2: {"alpha": 0.35})
-    include_top: bool  # Keras Applications' classifier (GAP + Dense softmax) is in the file
+    include_top: bool  # Keras Applications' classifier (its top: GAP + Dense; VGG16's fc1, fc2) is in the file
     classes: int  # its outputs; 0 without the classifier
     # the file's layers that are the classifier (the Dense's name differs between Keras releases:
     # keras-applications called MobileNetV2's "Logits", tf.keras "predictions")
@@ -32,6 +32,6 @@ class WeightsMatch:
     def describe(self) -> str:
         variant = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.variant.items())
         # the file holds the Dense's arrays, not its activation: Keras Applications' own (softmax) is assumed
-        top = (f"with its classifier ({self.classes} classes; GAP + Dense + softmax as Keras Applications' own — a "
+        top = (f"with its classifier ({self.classes} classes; Keras Applications' own top, softmax out — a "
                "head of your own needs the model file, model.save)" if self.include_top else "without its classifier")
         return f"{variant}, {top}" if variant else top

@@ -24,4 +24,5 @@ class PathResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.agreements) and all(a.ok(tolerance.REL_TOL) for a in self.agreements)
+        gating = [a for a in self.agreements if a.gating]
+        return bool(gating) and all(a.ok(tolerance.REL_TOL) for a in gating)

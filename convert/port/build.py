@@ -8,7 +8,9 @@ TF semantics are parameter values on torchvision's own modules (state-dict keys 
   - BN eps: the source's (TF 1e-3; torchvision 1e-5);
   - BN momentum: PyTorch momentum = 1 - TF decay (Keras momentum 0.999 -> 0.001);
   - strides: where the source strides another conv than torchvision does (ResNet v1's first 1x1 of a
-    downsampling block, torchvision v1.5's 3x3), `meta["stride"]` sets each conv's stride.
+    downsampling block, torchvision v1.5's 3x3), `meta["stride"]` sets each conv's stride;
+  - flatten: a Flatten head (VGG16's) flattens in the order `meta["flatten"]["order"]` names, the order its
+    first Dense's columns are laid out in (NCHW, torchvision's, in every port tfport writes).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def build(meta: dict[str, Any]) -> nn.Module:
                 setattr(modules[parent], child, padded)
             elif mode != "symmetric":
                 raise fail(f"unknown padding mode {mode!r} for {key}")
+        flatten, pool = meta.get("flatten"), (meta.get("head") or {}).get("pool")
+        if flatten is not None and (flatten.get("order") not in ("NCHW", "NHWC") or pool != "flatten"):
+            raise fail(f"checkpoint metadata: flatten {flatten!r} is not an order (NCHW, NHWC) before a flatten head")
         for key, bn in meta["bn"].items():
             modules[key].eps = float(bn["eps"])
             modules[key].momentum = float(bn["momentum"])

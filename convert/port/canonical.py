@@ -9,6 +9,7 @@ affine, head) go into the metadata, which convert.port.build sets on torchvision
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from convert import arch as architectures
+from convert.model.layouts import flatten_columns
 from convert.model.spec import TF_DEFAULT_BN_DECAY, BNSpec, ConvSpec, DenseSpec, ModelSpec, tf_same_pads
 from convert.port.build import build
 from convert.runtime.errors import fail
@@ -31,7 +33,7 @@ class Slot:
     kind: str  # conv | depthwise | bn | dense
     shape: tuple[int, ...]
     stride: int = 1  # torchvision's (convs); where the source's differs, the metadata's `stride` says so
-    bias: bool = False  # torchvision's conv has a bias (MobileNetV3's squeeze-excitation fc1/fc2)
+    bias: bool = False  # torchvision's conv has a bias of its own (VGG16's; MobileNetV3's squeeze-excitation fc1/fc2)
 
 
 def torchvision_slots(arch: str, variant: dict[str, Any], num_classes: int) -> list[Slot]:
@@ -109,24 +111,24 @@ def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
     """Assign the spec's layers to torchvision's slots, inferring the variant (width); keep the source's
     head as it is.
 
-    The head goes into torchvision's classifier where it is exactly that (global average pooling, then
-    one Dense); any other head is kept beside the backbone, and a feature extractor has none at all."""
+    The head goes into torchvision's classifier where it is exactly that (the architecture's pooling —
+    global average, VGG16's flatten — then its Dense layers with the classifier's shapes and hidden
+    activations); any other head is kept beside the backbone, and a feature extractor has none at all."""
     arch = architectures.get(spec.arch)
     spec = architectures.in_torchvision_order(spec)
     body, head = spec.backbone, spec.head
     if head and spec.pool is None:
         raise fail(f"{where}: dense layers on an unpooled feature map are not a {arch.title} head tfport reproduces")
-    classifier = _classifier(arch, spec)
-    num_classes = int(classifier[-1].weight.shape[0]) if classifier else 0
+    if spec.pool == "flatten" and spec.flatten is None:
+        raise fail(f"{where}: the graph flattens the feature map, but in no order this reader can name")
     best: tuple[int, dict[str, Any]] | None = None
     stem = body[0].weight.shape[0] if body and isinstance(body[0], ConvSpec) else None
     for variant in arch.variants(stem):
+        classifier = _classifier(spec, arch, variant)
+        num_classes = int(classifier[-1].weight.shape[0]) if classifier else 0
         slots = torchvision_slots(arch.name, variant, num_classes)
         bad = _first_mismatch(body, _body_slots(slots))
         if bad == -1:
-            if classifier and not _fits(classifier, slots):  # another head of as many layers: kept beside
-                classifier, num_classes = [], 0
-                slots = torchvision_slots(arch.name, variant, 0)
             return _assign(spec, slots, arch.name, variant, num_classes, classifier, where)
         if best is None or bad > best[0]:
             best = (bad, variant)
@@ -136,17 +138,17 @@ def to_torchvision(spec: ModelSpec, where: str) -> Canonical:
     n_bn = sum(s.kind == "bn" for s in expect)
     kernels = ", ".join(f"{k}x{k}" for k in sorted({s.shape[-1] for s in expect if s.kind == "depthwise"}))
     i, variant = best  # type: ignore[misc]
-    slots = _body_slots(torchvision_slots(arch.name, variant, num_classes))
+    slots = _body_slots(torchvision_slots(arch.name, variant, 0))
     at = ""
     if i < len(body) and i < len(slots):
         layer = body[i]
         named = ", ".join(f"{k} {v:g}" for k, v in variant.items())
         at = (
-            f"; {f'closest is {named}, which' if named else 'it'} differs at layer {i} '{layer.name}' "
+            f"; {f'closest is {named}, which differs' if named else 'it differs'} at layer {i} '{layer.name}' "
             f"({_layer_kind(layer)} {_layer_shape(layer)} where {slots[i].key} needs {slots[i].kind} {slots[i].shape})"
         )
     raise fail(f"{where}: not a {arch.title}: found {describe_found(spec)}; a {arch.title} has {n_conv} "
-               f"convolutions ({n_dw} depthwise, {kernels}) and {n_bn} BatchNorms{at}")
+               f"convolutions ({n_dw} depthwise{', ' + kernels if kernels else ''}) and {n_bn} BatchNorms{at}")
 
 
 def _body_slots(slots: list[Slot]) -> list[Slot]:
@@ -154,27 +156,32 @@ def _body_slots(slots: list[Slot]) -> list[Slot]:
     return [s for s in slots if s.kind != "dense"]
 
 
-def _classifier(arch, spec: ModelSpec) -> list[DenseSpec]:
-    """The source's head where it is exactly torchvision's classifier (global average pooling, then its
-    Linears with its activations between them: MobileNetV2's and ResNet50's one Dense; MobileNetV3's
-    Dense -> hard-swish -> Dense), else [] (a feature extractor, or another head kept beside the backbone).
-    Widths are checked against torchvision's slots in _assign, as before."""
-    between = getattr(arch, "classifier_activations", ())
+def _classifier(spec: ModelSpec, arch, variant: dict[str, Any]) -> list[DenseSpec]:
+    """The source's head where it is exactly torchvision's classifier (the architecture's pooling, its Dense
+    layers' shapes and hidden activations: MobileNetV2's and ResNet50's GAP -> one Dense; MobileNetV3's
+    GAP -> Dense -> hard-swish -> Dense; VGG16's flatten -> Dense -> relu -> Dense -> relu -> Dense), else []:
+    a head of its own (kept beside the backbone, even one of as many layers), or none."""
+    shape = architectures.structure(arch)
     head = spec.head
-    if spec.pool != "avg" or len(head) != len(between) + 1:
+    hidden = tuple(shape.classifier_hidden)
+    if (not head or spec.pool != shape.classifier_input or len(head) != len(hidden) + 1
+            or tuple(d.activation for d in head[:-1]) != hidden):
         return []
-    if any(d.activation != want for d, want in zip(head, between, strict=False)):
-        return []
-    return head
+    dense = [s for s in torchvision_slots(arch.name, variant, int(head[-1].weight.shape[0])) if s.kind == "dense"]
+    fits = len(dense) == len(head) and all(tuple(d.weight.shape) == s.shape for d, s in zip(head, dense, strict=True))
+    return list(head) if fits else []
 
 
-def _fits(classifier: list[DenseSpec], slots: list[Slot]) -> bool:
-    """Every Dense of the head has its torchvision classifier Linear's shape (the last: its input width)."""
-    dense = [s for s in slots if s.kind == "dense"]
-    if len(dense) != len(classifier):
-        return False
-    *inner, last = zip(classifier, dense, strict=True)
-    return all(tuple(d.weight.shape) == s.shape for d, s in inner) and last[0].weight.shape[1] == last[1].shape[1]
+def _head_input(spec: ModelSpec) -> int:
+    """How many features reach the head: the flattened map's size, else the last conv's channels."""
+    if spec.pool == "flatten" and spec.flatten is not None:
+        return spec.flatten.size
+    return _last_channels(spec)
+
+
+def _last_channels(spec: ModelSpec) -> int:
+    convs = spec.convs
+    return int(convs[-1].weight.shape[0]) if convs else 0
 
 
 def running_means(spec: ModelSpec) -> list[np.ndarray]:
@@ -223,10 +230,10 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
     decays_known = all(b.decay is not None for b in spec.bns)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     bias: np.ndarray | None = None  # the conv bias the next BN absorbs
-    for k, (layer, slot) in enumerate(zip(spec.backbone, slots, strict=False)):
+    for k, (layer, slot) in enumerate(zip(spec.backbone, _body_slots(slots), strict=False)):
         if isinstance(layer, ConvSpec):
             bias = None
-            if slot.bias:  # torchvision's conv has a bias of its own (MobileNetV3's squeeze-excitation fc1/fc2)
+            if slot.bias:  # torchvision's conv has a bias of its own (VGG16; MobileNetV3's SE): the source's, or 0
                 sd[slot.key + ".bias"] = t(layer.bias if layer.bias is not None else np.zeros(slot.shape[0]))
             elif layer.bias is not None and np.any(layer.bias != 0):
                 if not (family.folds_conv_bias and k + 1 < len(spec.backbone)
@@ -255,20 +262,29 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
             decay = layer.decay if layer.decay is not None else TF_DEFAULT_BN_DECAY
             bn_meta[slot.key] = {"eps": layer.eps, "momentum": round(1.0 - decay, 12)}
     dense_slots = [s for s in slots if s.kind == "dense"]
-    for k, slot in enumerate(dense_slots):
-        if classifier:
-            dense = classifier[k]
+    flatten, first = spec.flatten if spec.pool == "flatten" else None, None
+    head_layers = list(classifier) if classifier else list(spec.head)
+    if flatten is not None and head_layers:  # the first Dense reads the flattened map: its columns into NCHW
+        if _head_input(spec) != head_layers[0].weight.shape[1] or flatten.shape[0] != _last_channels(spec):
+            raise fail(f"{where}: dense '{head_layers[0].name}' takes {head_layers[0].weight.shape[1]} inputs where "
+                       f"the flattened {'x'.join(map(str, flatten.shape))} map has {flatten.size}")
+        head_layers[0] = dataclasses.replace(head_layers[0], weight=flatten_columns(
+            head_layers[0].weight, flatten.shape, flatten.order, "NCHW"))
+    if classifier:
+        for dense, slot in zip(head_layers, dense_slots, strict=True):
             if tuple(dense.weight.shape) != slot.shape:
                 raise fail(f"{where}: dense '{dense.name}' {tuple(dense.weight.shape)} does not fit "
                            f"{slot.key} {slot.shape}")
             sd[slot.key + ".weight"], sd[slot.key + ".bias"] = t(dense.weight), t(dense.bias)
-        else:  # a feature extractor or another head: torchvision's classifier holds nothing it uses
+        first = dense_slots[0].key
+    else:  # a feature extractor or another head: torchvision's classifier holds nothing (0 outputs)
+        for slot in dense_slots:
             sd[slot.key + ".weight"] = torch.zeros(slot.shape)
             sd[slot.key + ".bias"] = torch.zeros(slot.shape[0])
     head_state: dict[str, torch.Tensor] = {}
     layers = []
-    extra = [] if classifier else spec.head
-    width = dense_slots[0].shape[1]
+    extra = [] if classifier else head_layers
+    width = _head_input(spec)
     for i, dense in enumerate(extra):
         if dense.weight.shape[1] != width:
             raise fail(f"{where}: dense '{dense.name}' takes {dense.weight.shape[1]} inputs where {width} arrive")
@@ -276,6 +292,7 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
         layers.append({"source_layer": dense.name, "in": int(dense.weight.shape[1]), "out": int(dense.weight.shape[0]),
                        "activation": dense.activation})
         width = dense.weight.shape[0]
+        first = first or "head.0"
     for key, value in {**sd, **head_state}.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise fail(f"{where}: weights of {key.rsplit('.', 1)[0]} contain NaN or Inf")
@@ -283,7 +300,8 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
               else "head" if layers else "pooled")
     head = {"pool": spec.pool,
             "classifier": None if not classifier else {"source_layer": classifier[-1].name, "classes": num_classes,
-                                                       "activation": classifier[-1].activation},
+                                                        "activation": classifier[-1].activation,
+                                                        "source_layers": [d.name for d in classifier]},
             "layers": layers, "output": output}
     meta = {
         "arch": arch,
@@ -300,6 +318,12 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
         "padding": padding,
         "stride": strides,
         "conv_bias_folded": folded_bias,
+        # a Flatten before the first Dense: the order the port flattens in (torchvision's NCHW, the first
+        # Dense's columns permuted to it), the source's, the map's shape and which Dense reads it
+        # (with no Dense after it, the port flattens as the source does: its output is the flattened map)
+        "flatten": None if flatten is None else {"order": "NCHW" if first else flatten.order,
+                                                 "source_order": flatten.order, "shape": list(flatten.shape),
+                                                 "dense": first},
         "bn_folded": any(b.folded for b in spec.bns),
         "momentum_from": "source" if decays_known else f"default: 1 - TF default decay {TF_DEFAULT_BN_DECAY}",
     }

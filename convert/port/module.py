@@ -7,7 +7,8 @@ attribute names (MobileNetV2's `features.*` and `classifier.*`), so their state-
 `strict=True` into the stock torchvision model; what the source has around it lives beside them:
 
   input_affine  x * scale + offset per channel (preprocess_input, Rescaling, Normalization), no weights
-  pool          GlobalAveragePooling2D / GlobalMaxPooling2D; None: the output is the feature map
+  pool          GlobalAveragePooling2D / GlobalMaxPooling2D, or Flatten (VGG16's, NCHW: metadata `flatten`);
+                None: the output is the feature map
   classifier    torchvision's own classifier, used where the source's head is exactly pool -> Dense
   head          any other Dense stack (keys `head.N.*`, stored beside the backbone in the checkpoint)
 """
@@ -21,7 +22,7 @@ from torch import nn
 
 from convert.layers.activation import activation
 from convert.layers.affine import ChannelAffine
-from convert.layers.pool import GlobalPool
+from convert.layers.pool import pooling
 from convert.port.head import head_plan
 
 
@@ -39,7 +40,8 @@ class PortedNet(nn.Module):
             setattr(self, name, getattr(tv, name))
         self.classifier_name = classifier
         setattr(self, classifier, getattr(tv, classifier))
-        self.pool = GlobalPool(plan["pool"]) if plan["pool"] else None
+        # global pooling, or a Flatten in the order the first Dense's columns are laid out (metadata `flatten`)
+        self.pool = pooling(plan["pool"], (meta.get("flatten") or {}).get("order", "NCHW"))
         cls = plan.get("classifier")
         self.classifier_activation = activation(cls.get("activation", "linear")) if cls else None
         self.head = nn.ModuleList(nn.Linear(int(layer["in"]), int(layer["out"])) for layer in plan.get("layers", []))

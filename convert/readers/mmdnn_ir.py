@@ -13,6 +13,7 @@ MMdnn IR vs PyTorch, side by side (the IR keeps TF's NHWC layouts):
   FullyConnected  weights (in, out), bias                                      -> Linear weight (out, in)
   Pad             pads as for Conv (Keras's ZeroPadding2D before a VALID conv) -> that conv's pads
   Pool / ReduceMean  global average pooling; a 1x1 Conv after it is slim's classifier -> Linear
+  Reshape / Flatten  a 4-D (NHWC) map flattened before a Dense: (h, w, c) columns   -> FlattenSpec("NHWC")
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from convert.model.layouts import tf_conv_kernel, tf_depthwise_kernel
-from convert.model.spec import BNSpec, ConvSpec, DenseSpec, ModelSpec
+from convert.model.spec import BNSpec, ConvSpec, DenseSpec, FlattenSpec, ModelSpec
 from convert.runtime.errors import fail
 from convert.runtime.registry import Registry
 
 # ops that carry no weights and do not change the layer sequence
-STRUCTURAL = ("DataInput", "Relu6", "Relu", "Add", "Squeeze", "Softmax", "Identity", "Flatten", "Reshape", "Dropout")
+STRUCTURAL = ("DataInput", "Relu6", "Relu", "Add", "Squeeze", "Softmax", "Identity", "Dropout")
 
 HANDLERS: Registry = Registry("MMdnn IR op")
 
@@ -40,6 +41,8 @@ class IRWalk:
     layers: list = field(default_factory=list)
     pads_of: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # Pad node -> pads
     pooled: bool = False
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # node -> its output shape (NHWC, -1 free)
+    flatten: FlattenSpec | None = None
 
     def weight(self, node, key: str) -> np.ndarray:
         try:
@@ -79,12 +82,22 @@ def _pad(walk: IRWalk, node) -> None:
 @HANDLERS.register("Pool", "ReduceMean")
 def _pool(walk: IRWalk, node) -> None:
     """TF's global pooling (MMdnn writes GlobalAveragePooling2D's Mean as Pool AVG); a MAX pool on a feature
-    map (ResNet50's stem, 3x3/2 after ZeroPadding2D(1)) is the backbone's own, torchvision's `maxpool`."""
-    if node.op == "Pool" and _text(node, "pooling_type") == "MAX" and _ints(node, "kernel_shape")[1:3] == [3, 3]:
-        return
+    map (ResNet50's stem, 3x3/2 after ZeroPadding2D(1); VGG16's 2x2/2) is the backbone's own."""
+    if node.op == "Pool" and _text(node, "pooling_type") == "MAX" and not node.attr["global_pooling"].b:
+        return  # the backbone's own max-pool: ResNet50's stem (3x3/2), VGG16's blocks (2x2/2)
     if node.op == "Pool" and _text(node, "pooling_type") != "AVG":
         raise fail(f"{walk.where}: MMdnn IR pool '{node.name}' is {_text(node, 'pooling_type')} pooling, not average")
     walk.pooled = True
+
+
+@HANDLERS.register("Flatten", "Reshape")
+def _flatten(walk: IRWalk, node) -> None:
+    """A 4-D map flattened before the first Dense (VGG16's Flatten): the IR keeps TF's NHWC, so the Dense's
+    columns are in (h, w, c) order. Any other reshape (slim's squeeze of a 1x1 map) is structure."""
+    shape = walk.shapes.get(node.input[0]) if node.input else None
+    if walk.flatten is None and not walk.pooled and shape is not None and len(shape) == 4 and min(shape[1:]) > 0 \
+            and not any(isinstance(x, DenseSpec) for x in walk.layers):
+        walk.flatten = FlattenSpec("NHWC", (shape[3], shape[1], shape[2]))
 
 
 @HANDLERS.register("Conv", "DepthwiseConv")
@@ -165,10 +178,13 @@ def read_ir(graph_path: str | Path, weights_path: str | Path) -> ModelSpec:
         raise fail(f"{graph_path}: cannot read ({e.strerror})") from e
     graph = parse_ir_graph(data, str(graph_path))
     walk = IRWalk(str(graph_path), read_weights(weights_path))
+    walk.shapes = {n.name: tuple(int(d.size) for d in n.attr["_output_shapes"].list.shape[0].dim)
+                   for n in graph.node if n.attr["_output_shapes"].list.shape}
     for node in graph.node:
         handler = HANDLERS.get(node.op)
         if handler is None:
             raise fail(f"{graph_path}: MMdnn's IR has a {node.op} node ('{node.name}') that no MobileNetV2 layer "
                        f"maps to (known: {', '.join(sorted(HANDLERS))})")
         handler(walk, node)
-    return ModelSpec(layers=walk.layers, input_shape=(*_input_hw(graph, str(graph_path)), 3), origin="mmdnn")
+    return ModelSpec(layers=walk.layers, input_shape=(*_input_hw(graph, str(graph_path)), 3), origin="mmdnn",
+                     **({"pool": "flatten", "flatten": walk.flatten} if walk.flatten is not None else {}))

@@ -7,6 +7,7 @@ ONNX vs PyTorch, side by side:
   ReduceMean(x) -> Conv (+ bias) ... -> Mul(x, gate)     a squeeze-excitation: its convs keep their bias
   Add(x, 3) -> Clip(0, 6) -> Mul(1/6) | Div(6) [-> Mul(x, .)], HardSigmoid(1/6, 0.5), HardSwish
                                                          hard-sigmoid / hard-swish (MobileNetV3)
+  Reshape before a Dense  a flatten: NHWC where tf2onnx transposed the map back (perm [0, 2, 3, 1]), else NCHW
 A BN that tf2onnx folded into the conv (a conv bias), or that arrived decomposed (Keras 3 graphs: Mul/Add
 on constants), is read as a folded BN: eval-mode faithful only.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.model.spec import BNSpec, ConvSpec, DenseSpec, ModelSpec
+from convert.model.spec import BNSpec, ConvSpec, DenseSpec, FlattenSpec, ModelSpec
 from convert.runtime.errors import fail
 
 
@@ -172,6 +173,7 @@ def read_onnx(model, where: str, input_hw: tuple[int, int]) -> ModelSpec:
     pending_pad: tuple[int, int, int, int] | None = None
     pooled = False
     squeeze: set[str] = set()  # the convs between a squeeze-excitation's pooling and its gate
+    flatten: FlattenSpec | None = None
     for n in model.graph.node:
         op = n.op_type
         if op in ("GlobalAveragePool", "ReduceMean") and not pooled and (gate := g.se_gate(n)) is not None:
@@ -194,10 +196,11 @@ def read_onnx(model, where: str, input_hw: tuple[int, int]) -> ModelSpec:
                 kind, bias = "hard_sigmoid", (bias.astype(np.float64) - 3.0).astype(np.float32)
             layers.append(ConvSpec(n.name, np.ascontiguousarray(w.astype(np.float32)), 1, False, (0, 0, 0, 0), False,
                                    bias, activation=kind, squeeze=True))
-        elif op == "MaxPool":  # ResNet's stem: the pad before it is the pool's, not the next conv's
+        elif op == "MaxPool":  # ResNet's stem (the pad before it is the pool's, not the next conv's); VGG's
+            hw = _pool_hw(g, n, hw, pending_pad)
             pending_pad = None
-            stride = int(g.attr(n, "strides", [1, 1])[0])
-            hw = (-(-hw[0] // stride), -(-hw[1] // stride))
+        elif op in ("Reshape", "Flatten") and not pooled and flatten is None and _feeds_dense(g, n):
+            flatten = _flatten(g, n, layers, hw, where)
         elif op == "Conv" and pooled:  # slim's logits: a 1x1 conv on the pooled map
             w, b = g.const(n.input[1]), g.const(n.input[2]) if len(n.input) > 2 else None
             if b is None:  # tf2onnx drops an all-zero bias
@@ -248,7 +251,39 @@ def read_onnx(model, where: str, input_hw: tuple[int, int]) -> ModelSpec:
             layers.append(
                 DenseSpec(n.name, np.ascontiguousarray(w.astype(np.float32)), b.astype(np.float32).reshape(-1))
             )
-    return ModelSpec(layers=layers, input_shape=(*input_hw, 3), origin="onnx")
+    return ModelSpec(layers=layers, input_shape=(*input_hw, 3), origin="onnx",
+                     **({"pool": "flatten", "flatten": flatten} if flatten is not None else {}))
+
+
+def _pool_hw(g: _Graph, n, hw: tuple[int, int], pending_pad) -> tuple[int, int]:
+    """A MaxPool's output size: TF's VALID pools floor ((h + pads - k) // s + 1: VGG16's 2x2/2 on odd maps),
+    SAME_UPPER ceils."""
+    stride = int(g.attr(n, "strides", [1, 1])[0])
+    auto_pad = g.attr(n, "auto_pad", b"NOTSET")
+    if (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) == "SAME_UPPER":
+        return -(-hw[0] // stride), -(-hw[1] // stride)
+    k = [int(v) for v in g.attr(n, "kernel_shape", [1, 1])]
+    p = [int(v) for v in g.attr(n, "pads", [0, 0, 0, 0])]  # [top, left, bottom, right]
+    extra = pending_pad or (0, 0, 0, 0)  # (top, bottom, left, right)
+    return ((hw[0] + p[0] + p[2] + extra[0] + extra[1] - k[0]) // stride + 1,
+            (hw[1] + p[1] + p[3] + extra[2] + extra[3] - k[1]) // stride + 1)
+
+
+def _feeds_dense(g: _Graph, n) -> bool:
+    cs = g.consumers.get(n.output[0], [])
+    return len(cs) == 1 and cs[0].op_type in ("MatMul", "Gemm")
+
+
+def _flatten(g: _Graph, n, layers: list, hw: tuple[int, int], where: str) -> FlattenSpec:
+    """The order a Reshape/Flatten before a Dense lays the map out in: tf2onnx runs the convs NCHW and
+    transposes back to TF's NHWC (perm [0, 2, 3, 1]) before flattening as TF does; without that
+    Transpose the map is flattened NCHW, as torch does."""
+    convs = [x for x in layers if isinstance(x, ConvSpec)]
+    if not convs:
+        raise fail(f"{where}: '{n.name}' flattens before any convolution")
+    prod = g.producer.get(n.input[0])
+    nhwc = prod is not None and prod.op_type == "Transpose" and list(g.attr(prod, "perm", [])) == [0, 2, 3, 1]
+    return FlattenSpec("NHWC" if nhwc else "NCHW", (int(convs[-1].weight.shape[0]), *hw))
 
 
 def _conv(g: _Graph, n, w: np.ndarray, hw, pending_pad, where: str) -> list:

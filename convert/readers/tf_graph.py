@@ -8,6 +8,7 @@ TF vs PyTorch, side by side:
   DepthwiseConv2dNative  filter (kH, kW, C, 1)                          -> Conv2d(groups=C) (C, 1, kH, kW)
   FusedBatchNorm*        (x - mean) * rsqrt(var + epsilon) * scale + offset (epsilon attr, no decay)
   MatMul (+ BiasAdd)     weight (in, out)                               -> Linear weight (out, in)
+  Reshape (Flatten)      NHWC map -> (N, H*W*C), h, w, c order          -> FlattenSpec("NHWC"): torch flattens (c, h, w)
   AddV2(x, 3) -> Relu6 -> Mul(1/6) | RealDiv(6)          hard-sigmoid        -> Hardsigmoid
   ... -> Mul(x, hard-sigmoid(x))                          hard-swish          -> Hardswish
   Mean(x, [1, 2]) -> 1x1 convs -> Mul(x, gate)            squeeze-excitation  -> SqueezeExcitation (fc1, fc2)
@@ -25,7 +26,16 @@ import numpy as np
 from convert import arch as architectures
 from convert.model.census import Census
 from convert.model.layouts import tf_conv_kernel, tf_depthwise_kernel
-from convert.model.spec import ACTIVATIONS, BNSpec, ConvSpec, DenseSpec, InputAffine, ModelSpec, tf_same_pads
+from convert.model.spec import (
+    ACTIVATIONS,
+    BNSpec,
+    ConvSpec,
+    DenseSpec,
+    FlattenSpec,
+    InputAffine,
+    ModelSpec,
+    tf_same_pads,
+)
 from convert.model.tf_names import node_name
 from convert.readers.input_affine import affine_fit
 from convert.runtime.errors import fail
@@ -184,7 +194,8 @@ class GraphReader:
         self._find_hard_activations(order)
         layers: list = []
         pooled = logits = None
-        pooled_node = pool = None
+        pooled_node = pool = flatten = None
+        before_activation: dict[int, str] = {}  # per Dense layer index: its output before its activation
         first_conv = None
         squeeze: set[str] = set()  # nodes between a squeeze-excitation's pooling and its gate
         for n in order:
@@ -231,6 +242,10 @@ class GraphReader:
             elif n.op in _POOL_OPS and pooled_node is None and self._is_global_pool(n):
                 pooled_node, pool = n, _POOL_OPS[n.op]
                 pooled = n.name + ":0"
+            elif n.op == "Reshape" and pooled_node is None and layers and (chw := self._flattens(n)) is not None:
+                # Keras's Flatten of the feature map (VGG16's top, a fine-tuned base's head): TF's NHWC order;
+                # no `pooled` tensor: its values are the map's, in another order than the port's
+                pooled_node, pool, flatten = n, "flatten", FlattenSpec("NHWC", chw)
             elif n.op == "MatMul":
                 wt = self.need_const(ins[1], "weights")
                 if n.attr["transpose_b"].b:
@@ -238,14 +253,15 @@ class GraphReader:
                 layers.append(DenseSpec(n.name, np.ascontiguousarray(wt.T), self._bias_after(n)))
             elif n.op in _ACTIVATION_OPS and pooled_node is not None and layers and isinstance(layers[-1], DenseSpec):
                 layers[-1] = dataclasses.replace(layers[-1], activation=_ACTIVATION_OPS[n.op])
-                logits = ins[0] if ":" in ins[0] else ins[0] + ":0"
+                before_activation[len(layers) - 1] = ins[0] if ":" in ins[0] else ins[0] + ":0"
         outputs = [n for n in order if n.op not in ("NoOp", "Const") and not self.consumers.get(n.name)]
-        output = (outputs[-1].name + ":0") if outputs else logits or ""
-        if logits is None and layers and isinstance(layers[-1], DenseSpec):
-            logits = output
+        output = (outputs[-1].name + ":0") if outputs else ""
+        if layers and isinstance(layers[-1], DenseSpec):  # the logits: the last Dense's, before its activation
+            logits = before_activation.get(len(layers) - 1, output)
         info = GraphInfo(ph.name + ":0", pooled, logits, output, dims, counts)
         spec = ModelSpec(layers=layers, input_shape=(h, w, 3), arch=arch, origin="graph", pool=pool,
-                         input_range=architectures.get(arch).input_range, size_open=self.size_open)
+                         input_range=architectures.get(arch).input_range, size_open=self.size_open,
+                         flatten=flatten)
         if first_conv is not None:
             spec.preprocess = self._input_affine(first_conv)
             if spec.preprocess is not None:
@@ -253,6 +269,14 @@ class GraphReader:
         spec.layers = layers = self.with_activations(layers)
         spec.taps = self._taps(layers)
         return spec, info
+
+    def _flattens(self, n) -> tuple[int, int, int] | None:
+        """(C, H, W) where Reshape `n` flattens a 4-D feature map (N, H, W, C) into (N, H*W*C), else None."""
+        shape, out = self.shape(n.input[0]), self.shape(n.name)
+        if shape is None or out is None or len(shape) != 4 or len(out) != 2 or None in shape[1:]:
+            return None
+        _, h, w, c = shape
+        return (c, h, w) if out[1] in (None, h * w * c) else None
 
     def _is_global_pool(self, n) -> bool:
         """Mean/Max over H and W of the last feature map (GlobalAverage/MaxPooling2D), or slim's full-size AvgPool."""
@@ -381,7 +405,8 @@ class GraphReader:
     def _taps(self, layers: list) -> dict[int, dict[str, str]]:
         """Per layer index, the tensors after normalisation (:bn), after its activation (:act: ReLU6, ReLU, or a
         hard-swish's last Mul), after the residual add (:out; the ReLU that follows it where there is one); a
-        squeeze-excitation's first conv after its activation (:act), its second at the gate's output (:out)."""
+        squeeze-excitation's first conv after its activation (:act), its second at the gate's output (:out); a
+        conv with no BN (VGG16's) after its activation (:act) and the max-pool that follows it (:pool)."""
         taps: dict[int, dict[str, str]] = {}
         for i, layer in enumerate(layers):
             if isinstance(layer, BNSpec):
@@ -404,6 +429,8 @@ class GraphReader:
                 taps[i] = {
                     "": (self._follow(layer.name, {"BiasAdd", "Add", "AddV2"}) or self.nodes[layer.name]).name + ":0"
                 }
+            elif isinstance(layer, ConvSpec) and not (i + 1 < len(layers) and isinstance(layers[i + 1], BNSpec)):
+                taps.update({i: t} if (t := self._conv_taps(layer)) else {})
         return taps
 
     def with_activations(self, layers: list) -> list:
@@ -495,6 +522,16 @@ class GraphReader:
                     stack.append(c.name)
         return (down & self._upstream(dst)) - {src, dst}
 
+    def _conv_taps(self, conv: ConvSpec) -> dict[str, str]:
+        """A conv with no BN (VGG16's): after its bias and activation (:act), after the max-pool that follows
+        (:pool)."""
+        out = self._follow(conv.name, {"BiasAdd", "Add", "AddV2"}) if conv.bias is not None else None
+        act = self._activation_after((out or self.nodes[conv.name]).name)[1]
+        if act is None:
+            return {}
+        pool = self._follow(act, {"MaxPool"})
+        return {":act": act + ":0", **({":pool": pool.name + ":0"} if pool is not None else {})}
+
     def _is_conv_output(self, inp: str, conv: ConvSpec) -> bool:
         node = self.producer(inp)
         if node is not None and node.op == "BiasAdd" and conv.bias is not None:  # the conv's own bias
@@ -570,12 +607,13 @@ class GraphReader:
                         self._conv_bias(n))
 
     def _conv_bias(self, n) -> np.ndarray | None:
-        """The constant bias a conv's only consumer adds (Keras Conv2D use_bias: ResNet50's convs), else None."""
+        """The constant bias a conv's only consumer adds (Keras Conv2D use_bias: ResNet50's, VGG16's convs), else
+        None; Keras 3 traces it as Squeeze(Reshape(variable)), a tensor of constants, evaluated."""
         add = self._follow(n.name, {"BiasAdd"})
         if add is None or node_name(add.input[0]) != n.name:
             return None
         b = self.evaluate(add.input[1])  # Keras 3: Squeeze(Reshape(constant))
-        return None if b is None else b.astype(np.float32).reshape(-1)
+        return None if b is None else np.asarray(b, np.float32).reshape(-1)
 
 
 def recognise(counts: dict[str, int], where: str) -> str:

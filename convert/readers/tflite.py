@@ -21,6 +21,7 @@ TFLite vs PyTorch, side by side:
   MEAN -> CONV_2D (RELU) -> CONV_2D (RELU6, bias + 3) -> MUL(1/6) -> MUL(x, .)
                      a squeeze-excitation; the converter folds hard-sigmoid's + 3 into the second conv's
                      bias and its ReLU6 into the conv                   -> SqueezeExcitation fc1, fc2 (bias - 3)
+  RESHAPE -> FC      an NHWC map flattened, (h, w, c) order            -> FlattenSpec("NHWC")
   MUL / ADD on constants before the first conv: the model's own input affine (Keras's Rescaling)
 """
 
@@ -35,7 +36,7 @@ import numpy as np
 from convert import arch as architectures
 from convert.compat.tflite import ops_details, quiet_tflite
 from convert.model.census import Census
-from convert.model.spec import BNSpec, ConvSpec, DenseSpec, InputAffine, ModelSpec, tf_same_pads
+from convert.model.spec import BNSpec, ConvSpec, DenseSpec, FlattenSpec, InputAffine, ModelSpec, tf_same_pads
 from convert.runtime.errors import fail
 from convert.runtime.registry import Registry
 
@@ -43,7 +44,7 @@ TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file_identifier of TFLite's schema
 # enum values of TFLite's schema.fbs (Padding, ActivationFunctionType)
 _SAME, _VALID = 0, 1
 _ACT_NONE, _ACT_RELU, _ACT_RELU6 = 0, 1, 3
-_FUSED = {_ACT_NONE: "linear", _ACT_RELU: "relu", _ACT_RELU6: "relu6"}  # a conv's fused activation, by spec name
+_FUSED = {_ACT_RELU: "relu", _ACT_RELU6: "relu6"}  # the activations a conv or dense may carry fused, by spec name
 HARD_SIGMOID_SHIFT = 3.0  # hard-sigmoid ReLU6(x + 3) / 6: the converter adds the 3 to the conv's bias
 
 
@@ -193,6 +194,7 @@ class _Walk:
         self.pooled: str | None = None
         self.logits: str | None = None
         self.squeeze: set[int] = set()  # op indices of the convs inside a squeeze-excitation unit
+        self.flatten: FlattenSpec | None = None
 
     def _ops(self, details: list[dict], model, sub) -> list[_Op]:
         """Ops in execution order from the interpreter, each with its builtin options from the flatbuffer."""
@@ -288,6 +290,7 @@ class _Walk:
         spec = ModelSpec(
             layers=self.layers, input_shape=(dims[1], dims[2], 3), arch=arch, origin="tflite", taps=self.taps,
             input_range=architectures.get(arch).input_range,
+            **({"pool": "flatten", "flatten": self.flatten} if self.flatten is not None else {}),
         )
         spec.preprocess = self.input_affine(detail["index"])
         if spec.preprocess is not None:
@@ -304,7 +307,7 @@ class _Walk:
                        f"({opts.strideH}, {opts.strideW}) / dilations ({opts.dilationHFactor}, "
                        f"{opts.dilationWFactor}), not a MobileNetV2 conv")
         act = opts.fusedActivationFunction
-        if act not in _FUSED:
+        if act != _ACT_NONE and act not in _FUSED:
             raise fail(f"{self.where}: {op.kind} '{self.name(op.outputs[0])}' fuses activation {_act_name(act)}; "
                        f"the registered architectures fuse only RELU6 or RELU")
         wt = self.const(op.inputs[1], "filter", op).astype(np.float32)
@@ -328,7 +331,7 @@ class _Walk:
             return
         self.layers.append(ConvSpec(name, np.ascontiguousarray(torch_w), stride, depthwise, pads, same))
         taps = self._conv_taps(out, act)
-        fused = "relu6" if act == _ACT_NONE and ":act" in taps else _FUSED[act]  # a ReLU6 left unfused
+        fused = "relu6" if act == _ACT_NONE and ":act" in taps else _FUSED.get(act, "linear")  # ReLU6 unfused
         self.layers.append(dataclasses.replace(folded_bn(name + "/folded_bn", bias), activation=fused))
         self.taps[len(self.layers) - 1] = taps
 
@@ -375,7 +378,7 @@ class _Walk:
 
     def _conv_taps(self, out: int, act: int) -> dict[str, str]:
         """With RELU6 (RELU) fused, the conv output is ':act' and the BN output is in no tensor of the file."""
-        taps = {":act" if act in (_ACT_RELU6, _ACT_RELU) else ":bn": self.name(out)}
+        taps = {":act" if act in _FUSED else ":bn": self.name(out)}
         if act == _ACT_NONE:
             relu = self.only_consumer(out, {"RELU6"})  # a ReLU6 the converter left unfused
             if relu is not None:
@@ -386,15 +389,25 @@ class _Walk:
         return taps
 
     def add_dense(self, op: _Op, weight: np.ndarray, bias_input: int) -> None:
-        """Logits layer: FULLY_CONNECTED, or slim's 1x1 CONV_2D on the pooled map."""
+        """A Dense: FULLY_CONNECTED (a ReLU fused into a hidden one: VGG16's fc1, fc2), or slim's 1x1 CONV_2D
+        on the pooled map. With an activation fused, the file holds no tensor before it: no '' tap."""
         act = getattr(op.options, "fusedActivationFunction", _ACT_NONE)
-        if act != _ACT_NONE:
+        if act != _ACT_NONE and act not in _FUSED:
             raise fail(f"{self.where}: dense '{self.name(op.outputs[0])}' fuses activation {_act_name(act)}; "
-                       f"expected the logits layer")
+                       f"only RELU / RELU6 are read")
         bias = self.const(bias_input, "bias", op) if bias_input >= 0 else np.zeros(weight.shape[0], np.float32)
         self.layers.append(DenseSpec(self.name(op.outputs[0]), np.ascontiguousarray(weight, np.float32),
-                                     bias.astype(np.float32).reshape(-1)))
-        self.taps[len(self.layers) - 1] = {"": self.name(op.outputs[0])}
+                                     bias.astype(np.float32).reshape(-1), _FUSED.get(act, "linear")))
+        self.taps[len(self.layers) - 1] = {":act" if act in _FUSED else "": self.name(op.outputs[0])}
+
+    def add_flatten(self, tensor: int) -> None:
+        """A 4-D map flattened before a Dense (RESHAPE, or FULLY_CONNECTED taking the map itself): TFLite's
+        tensors are NHWC, so the Dense's columns are in (h, w, c) order. After the global pooling (a 1x1 map:
+        MobileNetV3's top) nothing is flattened in any order."""
+        shape = self.shape(tensor)
+        if (len(shape) == 4 and self.pooled is None and self.flatten is None
+                and not any(isinstance(x, DenseSpec) for x in self.layers)):
+            self.flatten = FlattenSpec("NHWC", (shape[3], shape[1], shape[2]))
 
 
 def _has_data(buffer) -> bool:
@@ -480,8 +493,23 @@ def _hard_swish(walk: _Walk, op: _Op) -> None:
         walk.taps.setdefault(i, {})[":act"] = walk.name(op.outputs[0])
 
 
+@HANDLERS.register("MAX_POOL_2D")
+def _max_pool(walk: _Walk, op: _Op) -> None:
+    """VGG16's pools after a conv's (fused) ReLU: that conv's ':pool' tap."""
+    if len(walk.layers) - 1 in walk.taps:
+        walk.taps[len(walk.layers) - 1][":pool"] = walk.name(op.outputs[0])
+
+
+@HANDLERS.register("RESHAPE")
+def _reshape(walk: _Walk, op: _Op) -> None:
+    consumers = walk.consumers.get(op.outputs[0], [])
+    if len(consumers) == 1 and consumers[0].kind == "FULLY_CONNECTED" and len(walk.shape(op.outputs[0])) == 2:
+        walk.add_flatten(op.inputs[0])
+
+
 @HANDLERS.register("FULLY_CONNECTED")
 def _fully_connected(walk: _Walk, op: _Op) -> None:
+    walk.add_flatten(op.inputs[0])  # a map fed to it directly is flattened by it, NHWC
     walk.add_dense(op, walk.const(op.inputs[1], "weights", op), op.inputs[2] if len(op.inputs) > 2 else -1)
 
 

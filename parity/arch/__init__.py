@@ -29,7 +29,7 @@ ones). It must provide what `Architecture` lists:
 
 from __future__ import annotations
 
-from parity.arch import mobilenet_v2, mobilenet_v3, resnet50  # noqa: F401  (register themselves)
+from parity.arch import mobilenet_v2, mobilenet_v3, resnet50, vgg16  # noqa: F401  (register themselves)
 from parity.arch.registry import ARCHITECTURES, DEFAULT, Architecture, get, register
 
 __all__ = ["ARCHITECTURES", "DEFAULT", "Architecture", "get", "register"]

@@ -81,7 +81,7 @@ def test_onnx_runtime_matches_tf(converted, case):
 PAYLOAD_KEYS = {"format", "version", "state_dict", "head", "metadata"}
 META_KEYS = {"format_version", "arch", "alpha", "num_classes", "head", "preprocess", "input_range", "dropped",
              "trusted_code", "input_size", "layout", "bn", "momentum_from", "padding", "stride", "conv_bias_folded",
-             "bn_folded", "source", "path",
+             "flatten", "bn_folded", "source", "path",
              "paths_checked", "conversion_check", "artifacts", "notes", "tool"}
 
 

@@ -31,4 +31,4 @@ def test_points_have_unique_names_and_end_with_the_output(name):
     names = [p.name for p in points]
     assert len(names) == len(set(names)) and names[-1] == "output" and "pool" in names
     assert a.input_point in names
-    assert {p.suffix for p in points} <= {":bn", ":act", ":out", "", "pool", "output"}
+    assert {p.suffix for p in points} <= {":bn", ":act", ":out", ":pool", "", "pool", "output"}
