@@ -14,55 +14,93 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from convert import arch as architectures
 from convert.model.options import DEFAULT_PROBES
 from convert.runtime.errors import fail
 from convert.runtime.files import sha256_file
 
 
-def _mmdnn_state_dict(code: Path, slots) -> dict:
-    """MMdnn's emitted weights (PyTorch layouts: its emitter transposes HWIO -> OIHW) in execution order."""
+def _mmdnn_layers(entries: dict[str, dict], reads: dict[str, str | None]) -> list:
+    """MMdnn's weight entries (file order: its IR's execution order) as spec layers holding the candidate's
+    arrays: a BN where there are statistics, a dense layer for a 2-D weight and for a 4-D weight after the
+    last BN (slim's 1x1 logits), else a conv (with its bias where MMdnn kept one: ResNet's Keras convs).
+    MMdnn names each entry by the TF node it came from, so where the source's graph has that node its data
+    flow comes along (`ConvSpec.reads`: which conv reads which, for architectures that branch)."""
+    from convert.model.spec import BNSpec, ConvSpec, DenseSpec
+
+    items = [(k, e) for k, e in entries.items() if ("mean" in e and "var" in e) or
+             ("weights" in e and np.ndim(e["weights"]) in (2, 4))]
+    last_bn = max((i for i, (_, e) in enumerate(items) if "mean" in e), default=-1)
+    layers: list = []
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    for i, (key, e) in enumerate(items):
+        if "mean" in e:
+            c = np.shape(e["mean"])[0]
+            layers.append(BNSpec(key, f32(e.get("scale", np.ones(c))), f32(e.get("bias", np.zeros(c))),
+                                 f32(e["mean"]), f32(e["var"]), 0.0))
+            continue
+        w = f32(e["weights"])  # PyTorch layouts: MMdnn's emitter transposed HWIO -> OIHW
+        bias = f32(e["bias"]).reshape(-1) if "bias" in e else None
+        if w.ndim == 2 or i > last_bn:
+            w = w[:, :, 0, 0] if w.ndim == 4 else w
+            layers.append(DenseSpec(key, np.ascontiguousarray(w), bias if bias is not None else np.zeros(w.shape[0],
+                                                                                                    np.float32)))
+        else:
+            depthwise = w.shape[1] == 1 and w.shape[2] > 1
+            layers.append(ConvSpec(key, w, 1, depthwise, (0, 0, 0, 0), False, bias, reads=reads.get(key)))
+    return layers
+
+
+def _mmdnn_state_dict(code: Path, slots, arch, reads: dict[str, str | None]) -> dict:
+    """MMdnn's emitted weights mapped onto torchvision's slots in the architecture's module order; a conv
+    bias before its BN (ResNet50) folds into that BN's running mean (mean - b: the candidate's own b)."""
     from convert.compat.mmdnn import read_weights
+    from convert.model.spec import BNSpec, ConvSpec
 
     weights_path = code.with_suffix(".npy")
     if not weights_path.exists():
         raise fail(f"{code}: MMdnn's weights file {weights_path.name} is not beside the emitted code")
-    entries = list(read_weights(weights_path).values())
-    tensors: list[tuple[str, dict]] = []
-    for e in entries:
-        if "mean" in e and "var" in e:
-            tensors.append(("bn", e))
-        elif "weights" in e and e["weights"].ndim in (2, 4):
-            tensors.append(("w", e))
+    layers = _mmdnn_layers(read_weights(weights_path), reads)
+    body = [x for x in layers if isinstance(x, (ConvSpec, BNSpec))]
+    order = arch.execution_order(body)
+    layers = [body[i] for i in order] + [x for x in layers if not isinstance(x, (ConvSpec, BNSpec))]
+    if len(layers) != len(slots):
+        raise fail(f"{code}: MMdnn's weights hold {len(layers)} layers, a {arch.title} of this source has {len(slots)}")
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))  # noqa: E731
     sd: dict[str, torch.Tensor] = {}
-    if len(tensors) != len(slots):
-        raise fail(f"{code}: MMdnn's weights hold {len(tensors)} layers, a MobileNetV2 of this source has {len(slots)}")
-    for (kind, e), slot in zip(tensors, slots, strict=False):
+    bias = None  # the conv bias the next BN absorbs
+    for layer, slot in zip(layers, slots, strict=True):
         if slot.kind == "bn":
-            if kind != "bn":
-                raise fail(f"{code}: expected BatchNorm weights for {slot.key}")
-            c = slot.shape[0]
-            sd[slot.key + ".weight"] = torch.from_numpy(np.asarray(e.get("scale", np.ones(c)), np.float32))
-            sd[slot.key + ".bias"] = torch.from_numpy(np.asarray(e.get("bias", np.zeros(c)), np.float32))
-            sd[slot.key + ".running_mean"] = torch.from_numpy(np.asarray(e["mean"], np.float32))
-            sd[slot.key + ".running_var"] = torch.from_numpy(np.asarray(e["var"], np.float32))
+            if not isinstance(layer, BNSpec):
+                raise fail(f"{code}: expected BatchNorm weights for {slot.key}, found '{layer.name}'")
+            mean = layer.mean if bias is None else layer.mean.astype(np.float64) - bias
+            bias = None
+            for name, arr in (("weight", layer.gamma), ("bias", layer.beta), ("running_mean", mean),
+                              ("running_var", layer.var)):
+                sd[f"{slot.key}.{name}"] = t(arr)
             sd[slot.key + ".num_batches_tracked"] = torch.tensor(0)
+        elif isinstance(layer, BNSpec):
+            raise fail(f"{code}: BatchNorm '{layer.name}' where {slot.key} needs {slot.kind} weights")
         else:
-            w = np.asarray(e["weights"], np.float32)
-            if slot.kind == "dense" and w.ndim == 4:  # slim's 1x1 logits conv
-                w = w[:, :, 0, 0]
-            sd[slot.key + ".weight"] = torch.from_numpy(np.ascontiguousarray(w))
-            if slot.kind == "dense":
-                sd[slot.key + ".bias"] = torch.from_numpy(np.asarray(e.get("bias", np.zeros(w.shape[0])), np.float32))
+            sd[slot.key + ".weight"] = t(layer.weight)
+            if slot.kind == "dense" or slot.bias:  # a Linear's, or a conv bias torchvision keeps (SE units)
+                sd[slot.key + ".bias"] = t(layer.bias if layer.bias is not None else np.zeros(slot.shape[0]))
+            elif layer.bias is not None and np.any(layer.bias != 0):
+                if not arch.folds_conv_bias:
+                    raise fail(f"{code}: conv '{layer.name}' has a bias; {arch.title} convs have none (BN follows)")
+                bias = layer.bias.astype(np.float64)
     return sd
 
 
 def repair(ported: str | Path, output: str | Path, source_path: str | Path | None = None, probes: int = DEFAULT_PROBES,
            progress=lambda s: None, trust_code: bool = False):
     """Returns (agreements, output path or None). Writes only when the repaired port reproduces TF."""
-    from convert.model.agreement import agreement
+    import dataclasses
+
     from convert.model.probe import probe_inputs
     from convert.model.tolerance import REL_TOL
     from convert.paths.worker import torch_outputs
+    from convert.pipeline import verify
     from convert.port import checkpoint
     from convert.port.build import build
     from convert.port.canonical import slots_of, to_torchvision
@@ -90,23 +128,29 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     prescribed = to_torchvision(source.spec, str(source.path))
     slots = slots_of(prescribed.meta)
     if sd is None:
-        sd = _mmdnn_state_dict(ported, slots)
+        reads = {c.name: c.reads for c in source.spec.convs}
+        sd = _mmdnn_state_dict(ported, slots, architectures.get(source.spec.arch), reads)
     model = build(prescribed.meta)
     sd = {**prescribed.head_state, **sd}  # a head of the source's own that the candidate lacks comes from the source
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise fail(f"{ported}: weights do not fit the source's MobileNetV2 ({str(e).splitlines()[0][:160]})") from None
+        raise fail(f"{ported}: weights do not fit the source's {architectures.get(source.spec.arch).title} "
+                   f"({str(e).splitlines()[0][:160]})") from None
     model.eval()
     progress("verifying the repaired port against TF")
     x = probe_inputs(probes, source.spec.input_shape[:2], source.spec.input_range)
+    fetch = {k: v for k, v in (("output", source.info.output), ("pooled", source.info.pooled),
+                               ("logits", source.info.logits)) if v}
     runner = source.runner()
     try:
-        (ref,) = runner.run(x, [source.info.output])
+        ref = dict(zip(fetch, runner.run(x, list(fetch.values())), strict=True))
     finally:
         runner.close()
-    out = torch_outputs(model, x)["output"]
-    agreements = [agreement("repaired vs TF: output", out, ref, logits=True)]
+    # as tf2torch verifies a port: the output, and the pooled features and logits where both have them (a
+    # softmax that caffe-range inputs saturate, ResNet50's, proves little alone)
+    agreements = [dataclasses.replace(a, what=a.what.replace("canonical", "repaired"))
+                  for a in verify(source.spec, torch_outputs(model, x), ref)]
     if not all(a.ok(REL_TOL) for a in agreements):
         return agreements, None
     meta = dict(prescribed.meta)

@@ -118,18 +118,26 @@ def capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int,
     return cap.result()
 
 
-def capture_generic(model: Any, x: np.ndarray, batch: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Modules not laid out like torchvision: BN outputs in call order, plus the final output."""
+def capture_generic(model: Any, x: np.ndarray, batch: int) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Modules not laid out like torchvision: BN outputs in call order, the final output, and the module
+    path of each BN call."""
     import torch
 
     from convert.layers.batchnorm import batchnorms
 
     calls: list[list[np.ndarray]] = []
+    names: list[str] = []
     outs = []
-    bns = [m for _, m in batchnorms(model)]
+    bns = batchnorms(model)
     for i in range(0, len(x), batch):
         seen: list[np.ndarray] = []
-        hs = [m.register_forward_hook(lambda _m, _i, o, seen=seen: seen.append(o.detach().numpy().copy())) for m in bns]
+        called: list[str] = []
+
+        def hook(_m, _i, o, name, seen=seen, called=called):
+            seen.append(o.detach().numpy().copy())
+            called.append(name)
+
+        hs = [m.register_forward_hook(lambda m_, i_, o, name=name: hook(m_, i_, o, name)) for name, m in bns]
         try:
             with torch.no_grad():
                 out = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])))
@@ -137,6 +145,21 @@ def capture_generic(model: Any, x: np.ndarray, batch: int) -> tuple[list[np.ndar
             for h in hs:
                 h.remove()
         calls.append(seen)
+        names = names or called
         outs.append(out.detach().numpy().reshape(len(out), -1))
     per_bn = [np.concatenate([c[k] for c in calls]) for k in range(min(len(c) for c in calls))] if calls else []
-    return per_bn, np.concatenate(outs)
+    return per_bn, np.concatenate(outs), names[: len(per_bn)]
+
+
+def by_source_name(per_bn: list[np.ndarray], called: list[str], source_bns: list[str]) -> list[np.ndarray]:
+    """The candidate's BN outputs in the source's BN order (torchvision's), where its module names are the
+    source's node names (MMdnn names each module after the TF node: `a/b_bn/FusedBatchNormV3` ->
+    `a_b_bn_FusedBatchNormV3`); else in call order. Call order is the source graph's, which for branches
+    (ResNet's projection shortcut run first) is not torchvision's."""
+    import re
+
+    key = lambda name: re.sub(r"\W", "_", name.split("#")[0])  # noqa: E731
+    at = {key(n): k for k, n in enumerate(called)}
+    if len(at) != len(called) or len(source_bns) != len(called) or any(key(n) not in at for n in source_bns):
+        return per_bn
+    return [per_bn[at[key(n)]] for n in source_bns]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parity.capture import NOTHING, capture_generic, capture_torch, tf_values
+from parity.capture import NOTHING, by_source_name, capture_generic, capture_torch, tf_values
 from parity.hypotheses import HypothesisTest, Tested, tests_for
 from parity.metrics import Comparison, PointResult, Tolerance, compare
 from parity.points import Point
@@ -86,7 +86,8 @@ def generic_eval_stage(candidate, source, tf_runner, x: np.ndarray, tensors: dic
     tf_vals = tf_values(tf_runner, x, tensors, points)
     progress("candidate: BatchNorm outputs and output (eval)")
     xin = x if candidate.input_layout == "NHWC" else x.transpose(0, 3, 1, 2)
-    per_bn, out = capture_generic(candidate.module, xin, batch)
+    per_bn, out, called = capture_generic(candidate.module, xin, batch)
+    per_bn = by_source_name(per_bn, called, [b.name for b in source.spec.bns])
     bn_points = [p for p in points if p.suffix == ":bn"]
     results = []
     # layouts are declared, never fitted: TF's are NHWC (converted above); a BatchNorm's output is NCHW

@@ -106,6 +106,18 @@ def keras_variant_of(table: tuple, found: list[tuple[int, int]]) -> tuple[float,
 TOP = ("Conv_2", "Logits")  # Keras's top: the 1x1 conv after the pooling, then the logits 1x1 conv
 
 
+def _keras_conv_keys(blocks: int) -> list[str]:
+    """Keras's MobileNetV3 conv layers (`layer_key`s) in execution order: the stem, per block [expand],
+    depthwise, [squeeze-excitation's two convs], project, the last 1x1 conv (those a variant lacks are
+    absent from a file)."""
+    keys = ["conv"]
+    for i in range(blocks):
+        prefix = "expanded_conv" if i == 0 else f"expanded_conv_{i}"
+        keys += [f"{prefix}_{part}" for part in ("expand", "depthwise", "squeeze_excite_conv",
+                                                  "squeeze_excite_conv_1", "project")]
+    return keys + ["conv_1"]
+
+
 def spec_convs(spec: ModelSpec) -> list[tuple[int, int]]:
     """(output channels, kernel size) of every conv a reader found, in the same order."""
     return [(int(c.weight.shape[0]), int(c.weight.shape[-1])) for c in spec.convs]
@@ -167,33 +179,38 @@ class _MobileNetV3:
 
     # weight files (Keras Applications' weights_mobilenet_v3_*_float[_no_top_v2].h5, tf_keras save_weights)
     weights_signature = ("layers Conv, expanded_conv[_N]/ (expand, depthwise, squeeze_excite/Conv[_1], project) and "
-                         "Conv_1, as tf_keras names them")
+                         "Conv_1 (tf_keras's names; Keras 3's flattened: expanded_conv_N_depthwise)")
 
     def recognise_weights(self, shapes: Shapes, where: str) -> WeightsMatch | None:
-        """Its body by tf_keras's layer names (Keras Applications' downloads use them; Keras 3 names layers
-        otherwise), its size by the number of blocks, the variant from every conv's width and kernel, Keras's
-        top (Conv_2, Logits) with the class count from the logits' kernel."""
-        from convert.model.weights import WeightsMatch
+        """Its body by Keras's layer names, as tf_keras writes them (Keras Applications' downloads:
+        `expanded_conv/depthwise`) or Keras 3 (`expanded_conv_depthwise`; `layer_key` reads both), its size by
+        the number of blocks, the variant from every conv's width and kernel in execution order (built from
+        the names: a Keras 3 file lists its layers alphabetically), Keras's top (Conv_2, Logits) with the
+        class count from the logits' kernel."""
+        from convert.model.weights import WeightsMatch, layer_key
 
-        depthwise = [n for n in shapes if n.startswith("expanded_conv") and n.endswith("/depthwise")]
-        if "Conv" not in shapes or "Conv_1" not in shapes or len(depthwise) != len(self.table):
+        names = {layer_key(n): n for n in shapes}
+        keyed = {layer_key(n): v for n, v in shapes.items()}
+        depthwise = [n for n in keyed if n.startswith("expanded_conv") and n.endswith("_depthwise")]
+        if "conv" not in keyed or "conv_1" not in keyed or len(depthwise) != len(self.table):
             return None
-        body = [n for n in shapes if n not in TOP]
-        convs = [(shapes[n][0][-2] if n.endswith("/depthwise") else shapes[n][0][-1], shapes[n][0][0])
-                 for n in body if not n.endswith("BatchNorm") and shapes[n]]
+        order = _keras_conv_keys(len(self.table))
+        convs = [(keyed[n][0][-2] if n.endswith("_depthwise") else keyed[n][0][-1], keyed[n][0][0])
+                 for n in order if keyed.get(n)]
         variant = keras_variant_of(self.table, convs)
         if variant is None:
             raise fail(f"{where}: {self.title} layer names with widths of no Keras {self.title} (alphas "
                        f"{', '.join(map(str, KERAS_ALPHAS))}, minimalistic or not)")
         self._refuse_variant(variant, where)
-        top = [n for n in TOP if n in shapes]
+        top = [n for n in TOP if layer_key(n) in keyed]
         if not top:
             return WeightsMatch({}, include_top=False, classes=0)
-        logits = shapes.get("Logits", ())
+        logits = keyed.get(layer_key("Logits"), ())
         if top != list(TOP) or len(logits) != 2 or len(logits[0]) != 4:
             raise fail(f"{where}: {self.title} weights with part of Keras's top ({', '.join(top)}); Keras "
                        f"Applications' has both {' and '.join(TOP)}")
-        return WeightsMatch({}, include_top=True, classes=int(logits[0][-1]), classifier_layers=TOP)
+        return WeightsMatch({}, include_top=True, classes=int(logits[0][-1]),
+                            classifier_layers=tuple(names[layer_key(n)] for n in TOP))
 
     # structure (ordering, strides, bias folding)
     # with include_preprocessing=False the backbone is fed what Rescaling(1/127.5, -1) makes of pixels

@@ -23,9 +23,31 @@ from convert.runtime.errors import fail
 
 if TYPE_CHECKING:
     from convert.model.census import Census
+    from convert.model.weights import Shapes, WeightsMatch
 
 CONVS = 53  # stem + 16 bottlenecks x 3 + 4 projection shortcuts
 BLOCKS = (3, 4, 6, 3)  # bottlenecks per stage (torchvision's layer1..layer4)
+
+
+FEATURES = 2048  # conv5's output channels: what the pooling hands the classifier
+
+
+def keras_kernels() -> dict[str, tuple[int, int, int, int]]:
+    """Every conv of Keras Applications' ResNet50 by its layer name, with its kernel shape (kH, kW, in, out):
+    the stem `conv1_conv`, then per stage (conv2..conv5) and block `_1_conv` 1x1, `_2_conv` 3x3, `_3_conv`
+    1x1 (4x wide), and the first block's projection shortcut `_0_conv`; each with its BN `..._bn`."""
+    kernels = {"conv1_conv": (7, 7, 3, 64)}
+    width, channels = 64, 64
+    for stage, blocks in enumerate(BLOCKS, start=2):
+        for b in range(1, blocks + 1):
+            name = f"conv{stage}_block{b}"
+            if b == 1:
+                kernels[f"{name}_0_conv"] = (1, 1, channels, 4 * width)
+            kernels[f"{name}_1_conv"] = (1, 1, channels if b == 1 else 4 * width, width)
+            kernels[f"{name}_2_conv"] = (3, 3, width, width)
+            kernels[f"{name}_3_conv"] = (1, 1, width, 4 * width)
+        channels, width = 4 * width, 2 * width
+    return kernels
 
 
 @register
@@ -63,6 +85,38 @@ class ResNet50:
     def keras_variant(self, layers: list) -> dict[str, Any]:
         return {}
 
+    # weight files (Keras Applications' resnet50_weights_tf_dim_ordering_tf_kernels[_notop].h5, save_weights)
+    weights_signature = "layers conv1_conv/bn and conv2..5_blockN_0..3_conv/bn (3, 4, 6, 3 blocks)"
+
+    def recognise_weights(self, shapes: Shapes, where: str) -> WeightsMatch | None:
+        """Its body by Keras's layer names (tf_keras and Keras 3 name ResNet50's layers alike), each conv's
+        kernel shape checked against the table; the classifier as the one other layer, a Dense from 2048
+        features (keras-applications' release called it `probs`, Keras `predictions`)."""
+        from convert.model.weights import WeightsMatch
+
+        kernels = keras_kernels()
+        if not all(name in shapes for name in kernels):
+            return None
+        for name, kernel in kernels.items():
+            got = shapes[name]
+            bn = shapes.get(name[: -len("conv")] + "bn", ())
+            if not got or tuple(got[0]) != kernel or len(bn) != 4 or any(tuple(a) != (kernel[-1],) for a in bn):
+                raise fail(f"{where}: ResNet50 layer names, but '{name}' holds {[list(a) for a in got]} with BN "
+                           f"{[list(a) for a in bn]}; Keras's ResNet50 has a {list(kernel)} kernel and a BN of "
+                           f"{kernel[-1]} channels there")
+        body = set(kernels) | {name[: -len("conv")] + "bn" for name in kernels}
+        extra = [name for name in shapes if name not in body]
+        if not extra:
+            return WeightsMatch({}, include_top=False, classes=0)
+        dense = shapes[extra[0]]
+        if len(extra) == 1 and len(dense) == 2 and len(dense[0]) == 2 and dense[0][0] == FEATURES \
+                and tuple(dense[1]) == (dense[0][1],):
+            return WeightsMatch({}, include_top=True, classes=int(dense[0][1]), classifier_layers=(extra[0],))
+        shown = ", ".join(f"{n} {[list(a) for a in shapes[n]]}" for n in extra[:3]) + (" ..." if len(extra) > 3 else "")
+        raise fail(f"{where}: ResNet50 weights with layers Keras Applications' ResNet50 does not have: {shown}; only "
+                   f"its own classifier (one Dense from {FEATURES} features) fits; for a model of your own, convert "
+                   "the file model.save() writes")
+
     # structure (ordering, strides, bias folding)
     # keras resnet50.preprocess_input (caffe) runs outside the model: BGR pixels minus the ImageNet mean
     # [103.939, 116.779, 123.68], so the raw input spans [-123.68, 255 - 103.939]
@@ -77,7 +131,8 @@ class ResNet50:
         graph: first, its BN interleaved with conv1's; tf2onnx: last), so the order is rebuilt from shapes
         and the dependencies every graph order keeps (conv1 before the 3x3, conv3 after it). The one case
         shapes leave open, layer1.0 (conv3 and the shortcut both 64 -> 256, both after the 3x3), takes the
-        later one as the shortcut; a wrong guess there changes the function, which conversion measures.
+        one that reads the 3x3's output (`ConvSpec.reads`, the readers' data flow) as conv3, else the later
+        one; a wrong guess there changes the function, which conversion measures.
         Anything that is not a ResNet50 keeps its order (the shape check then names the first misfit)."""
         from convert.model.spec import BNSpec, ConvSpec  # numpy: not while --help is built
 
@@ -142,6 +197,10 @@ def _bottleneck(units: list[tuple[int, int]], layers: list) -> list[tuple[int, i
     third = [k for k in rest if k > k2 and shape(units[k])[1] == mid_out]
     if not third:
         return None
-    k3 = third[0]  # both fit only in layer1.0 (64 -> 256 either way): the later one is the shortcut
+    name = layers[units[k2][0]].name
+    reading = [k for k in third if layers[units[k][0]].reads == name]
+    # both fit only in layer1.0 (64 -> 256 either way): data flow says which reads the 3x3 where the reader
+    # recorded it (ConvSpec.reads); else the later one is taken as the shortcut
+    k3 = reading[0] if len(reading) == 1 else third[0]
     (kd,) = [k for k in rest if k != k3]
     return [units[k1], units[k2], units[k3], units[kd]]

@@ -46,6 +46,11 @@ class ConvSpec:
     # a squeeze-excitation conv: it runs on the globally pooled 1x1 map, and its output gates (multiplies)
     # the feature map that was pooled (MobileNetV3's SE units, torchvision's `SqueezeExcitation.fc1/fc2`)
     squeeze: bool = False
+    # data flow: the name of the conv whose output this one reads through single-input ops (its BN,
+    # activation, pad, pooling); None where an add, the input or an unknown op comes between, or the reader
+    # does not say. Where topological order leaves branches open (ResNet's conv3 and projection shortcut,
+    # both 64 -> 256 in layer1.0), it tells which conv reads which (convert.arch.resnet50.execution_order).
+    reads: str | None = None
 
 
 @dataclass(frozen=True)

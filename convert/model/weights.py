@@ -35,3 +35,11 @@ class WeightsMatch:
         top = (f"with its classifier ({self.classes} classes; Keras Applications' own top, softmax out — a "
                "head of your own needs the model file, model.save)" if self.include_top else "without its classifier")
         return f"{variant}, {top}" if variant else top
+
+
+def layer_key(name: str) -> str:
+    """A layer's name as both Kerases spell it: tf_keras's MobileNetV3 nests names (`Conv/BatchNorm`,
+    `expanded_conv/squeeze_excite/Conv_1`, `Logits`) that Keras 3 flattens (`conv_bn`,
+    `expanded_conv_squeeze_excite_conv_1`, `logits`); MobileNetV2's and ResNet50's names are the same in
+    both, and stay distinct under this key."""
+    return name.lower().replace("/batchnorm", "_bn").replace("/", "_")

@@ -43,6 +43,19 @@ class IRWalk:
     pooled: bool = False
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # node -> its output shape (NHWC, -1 free)
     flatten: FlattenSpec | None = None
+    nodes: dict = field(default_factory=dict)  # IR node name -> node
+
+    def conv_read(self, name: str) -> str | None:
+        """The Conv whose output reaches node `name` through its BN, activation, a Pad or a pooling, else None
+        (ConvSpec.reads)."""
+        node = self.nodes.get(name.split(":")[0])
+        for _ in range(32):  # a few nodes between two convs of a chain
+            if node is None or node.op in ("Conv", "DepthwiseConv"):
+                return None if node is None else node.name
+            if node.op not in ("BatchNorm", "Relu", "Relu6", "Pad", "Pool", "Identity") or len(node.input) != 1:
+                return None
+            node = self.nodes.get(node.input[0].split(":")[0])
+        return None
 
     def weight(self, node, key: str) -> np.ndarray:
         try:
@@ -123,7 +136,8 @@ def _conv(walk: IRWalk, node) -> None:
     if before is not None and any(own):
         raise fail(f"{walk.where}: MMdnn IR conv '{node.name}' pads twice (a Pad node and its own {own})")
     pads = before if before is not None else own
-    walk.layers.append(ConvSpec(node.name, np.ascontiguousarray(torch_w), strides[1], depthwise, pads, same, bias))
+    walk.layers.append(ConvSpec(node.name, np.ascontiguousarray(torch_w), strides[1], depthwise, pads, same, bias,
+                                reads=walk.conv_read(node.input[0] if node.input else "")))
 
 
 @HANDLERS.register("BatchNorm")
@@ -177,7 +191,7 @@ def read_ir(graph_path: str | Path, weights_path: str | Path) -> ModelSpec:
     except OSError as e:
         raise fail(f"{graph_path}: cannot read ({e.strerror})") from e
     graph = parse_ir_graph(data, str(graph_path))
-    walk = IRWalk(str(graph_path), read_weights(weights_path))
+    walk = IRWalk(str(graph_path), read_weights(weights_path), nodes={n.name: n for n in graph.node})
     walk.shapes = {n.name: tuple(int(d.size) for d in n.attr["_output_shapes"].list.shape[0].dim)
                    for n in graph.node if n.attr["_output_shapes"].list.shape}
     for node in graph.node:

@@ -21,6 +21,11 @@ import numpy as np
 from convert.model.spec import BNSpec, ConvSpec, DenseSpec, FlattenSpec, ModelSpec
 from convert.runtime.errors import fail
 
+# ops between two convs of one chain (ConvSpec.reads): bias, BN (kept, folded into Mul/Add), activation, the
+# next conv's pad, a pooling, tf2onnx's layout ops
+_READ_THROUGH = {"Add", "Mul", "BatchNormalization", "Relu", "Clip", "Pad", "MaxPool", "Transpose", "Identity",
+                 "Reshape"}
+
 
 @dataclass
 class _Graph:
@@ -154,6 +159,23 @@ class _Graph:
                 other = mul.input[1 - ins.index(x)]
                 if pool.output[0] in self.upstream(other):
                     return mul
+        return None
+
+    def conv_read(self, name: str) -> str | None:
+        """The Conv whose output reaches tensor `name` through ops with one non-constant input (its bias Add,
+        BN, Mul/Add of a folded BN, Relu, Clip, Pad, MaxPool, layout ops), else None (ConvSpec.reads)."""
+        node = self.producer.get(name)
+        for _ in range(32):  # a few ops between two convs of a chain, never a long one
+            if node is None or node.op_type == "Conv":
+                return None if node is None else node.name
+            if node.op_type not in _READ_THROUGH:
+                return None
+            data = [i for i in node.input if i and self.const(i) is None]
+            if node.op_type in ("BatchNormalization", "Clip", "Pad", "Reshape"):
+                data = data[:1]  # their other inputs are parameters (constants or shapes)
+            if len(data) != 1:  # a residual Add: two data inputs
+                return None
+            node = self.producer.get(data[0])
         return None
 
     def only_consumer(self, name: str, op: str | None = None):
@@ -313,7 +335,7 @@ def _conv(g: _Graph, n, w: np.ndarray, hw, pending_pad, where: str) -> list:
     mul = g.only_consumer(n.output[0], "Mul")
     own_bias = bias is not None and g.bn_after(n.output[0]) is not None
     out: list = [ConvSpec(n.name, np.ascontiguousarray(w), stride, depthwise, pads, same,
-                          bias.astype(np.float32).reshape(-1) if own_bias else None)]
+                          bias.astype(np.float32).reshape(-1) if own_bias else None, reads=g.conv_read(n.input[0]))]
     scale = np.ones(w.shape[0], np.float32)
     offset = bias.astype(np.float32) if bias is not None and not own_bias else None
     if mul is not None:

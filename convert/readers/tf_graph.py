@@ -60,6 +60,11 @@ _ACTIVATION_OPS = {"Softmax": "softmax", "Sigmoid": "sigmoid", "Relu": "relu", "
 _HEAD_OPS = (_PASS_THROUGH | set(_ACTIVATION_OPS) | {"Const", "NoOp", "MatMul", "BiasAdd", "Add", "AddV2", "Conv2D",
                                                       "Squeeze", "Reshape", "Shape", "StridedSlice", "Pack"})
 
+# ops between two convs of one chain, each with one data input (ConvSpec.reads): the first conv's bias,
+# BN (fused, or Keras 3's Mul/AddV2 on constants), activation, the next conv's pad, a pooling
+_READ_THROUGH = _PASS_THROUGH | _BN_OPS | {"BiasAdd", "Mul", "Add", "AddV2", "Sub", "Relu", "Relu6", "Pad", "PadV2",
+                                          "MaxPool"}
+
 # hard-sigmoid ReLU6(x + 3) / 6: the add of 3, then a multiply by 1/6 or a division by 6 after the Relu6
 _ADD_OPS = ("AddV2", "Add")
 _SCALE_OPS = {"Mul": 1.0 / 6.0, "RealDiv": 6.0}
@@ -116,6 +121,8 @@ class GraphReader:
         self.input_size = input_size
         self.hard: dict[str, HardActivation] = {}  # by output node; filled by read()
         self.hard_ops: set[str] = set()
+        self._bn_convs: set[str] = set()  # convs a decomposed BN was read after (read())
+        self._data: set[str] | None = None  # nodes computed from the input (_from_input)
         self.ph = None
         self.hw: tuple[int, int] | None = None
         self.size_open = False
@@ -220,14 +227,10 @@ class GraphReader:
                     conv = dataclasses.replace(conv, squeeze=True, activation=self._activation_after(
                         self._bias_node(n) or n.name)[0])
                 layers.append(conv)
-            elif (
-                n.op == "Mul"
-                and layers
-                and isinstance(layers[-1], ConvSpec)
-                and self._is_conv_output(ins[0], layers[-1])
-            ):
+            elif n.op == "Mul" and (conv_name := self._open_conv(ins[0], layers)) is not None:
                 bn = self._decomposed_bn(n, ins)
                 if bn is not None:
+                    self._bn_convs.add(conv_name)
                     layers.append(bn)
             elif n.op in _BN_OPS:
                 if n.attr["is_training"].b:
@@ -532,6 +535,13 @@ class GraphReader:
         pool = self._follow(act, {"MaxPool"})
         return {":act": act + ":0", **({":pool": pool.name + ":0"} if pool is not None else {})}
 
+    def _open_conv(self, inp: str, layers: list) -> str | None:
+        """The conv read so far whose output `inp` is and that no decomposed BN follows yet, else None. Not
+        only the last layer: a graph's order may run a branch's conv (ResNet's projection shortcut) before
+        its BN (shortcut conv, conv1, shortcut BN, BN1)."""
+        conv = next((x for x in reversed(layers) if isinstance(x, ConvSpec) and self._is_conv_output(inp, x)), None)
+        return None if conv is None or conv.name in self._bn_convs else conv.name
+
     def _is_conv_output(self, inp: str, conv: ConvSpec) -> bool:
         node = self.producer(inp)
         if node is not None and node.op == "BiasAdd" and conv.bias is not None:  # the conv's own bias
@@ -604,7 +614,33 @@ class GraphReader:
             e = list(n.attr["explicit_paddings"].list.i)
             pads = (e[2], e[3], e[4], e[5])
         return ConvSpec(n.name, np.ascontiguousarray(torch_w), stride, depthwise, pads, padding == "SAME",
-                        self._conv_bias(n))
+                        self._conv_bias(n), reads=self._conv_read(ins[0]))
+
+    def _conv_read(self, inp: str) -> str | None:
+        """The conv whose output reaches `inp` through ops with one data input (bias, BN fused or decomposed,
+        activation, pad, pooling), else None (ConvSpec.reads)."""
+        node = self.producer(inp)
+        for _ in range(32):  # a conv's BN, activation, pad and pooling: a few ops, never a long chain
+            if node is None or node.op in ("Conv2D", "DepthwiseConv2dNative"):
+                return None if node is None else node.name
+            if node.op not in _READ_THROUGH:
+                return None
+            data = [i for i in node.input if not i.startswith("^") and node_name(i) in self._from_input()]
+            if len(data) != 1:  # a residual add: two data inputs
+                return None
+            node = self.producer(data[0])
+        return None
+
+    def _from_input(self) -> set[str]:
+        """Every node computed from the input placeholder (once per graph)."""
+        if self._data is None:
+            self._data, stack = set(), [self.ph.name]
+            while stack:
+                x = stack.pop()
+                if x not in self._data:
+                    self._data.add(x)
+                    stack.extend(c.name for c in self.consumers.get(x, []))
+        return self._data
 
     def _conv_bias(self, n) -> np.ndarray | None:
         """The constant bias a conv's only consumer adds (Keras Conv2D use_bias: ResNet50's, VGG16's convs), else

@@ -329,7 +329,8 @@ class _Walk:
         if op.index in self.squeeze:  # a squeeze-excitation conv: its bias is its own, no BN
             self.add_squeeze(op, ConvSpec(name, np.ascontiguousarray(torch_w), stride, depthwise, pads, same), bias)
             return
-        self.layers.append(ConvSpec(name, np.ascontiguousarray(torch_w), stride, depthwise, pads, same))
+        self.layers.append(ConvSpec(name, np.ascontiguousarray(torch_w), stride, depthwise, pads, same,
+                                    reads=self.conv_read(x)))
         taps = self._conv_taps(out, act)
         fused = "relu6" if act == _ACT_NONE and ":act" in taps else _FUSED.get(act, "linear")  # ReLU6 unfused
         self.layers.append(dataclasses.replace(folded_bn(name + "/folded_bn", bias), activation=fused))
@@ -375,6 +376,14 @@ class _Walk:
             return None
         return InputAffine(tuple(float(v) for v in np.float32(scale)), tuple(float(v) for v in np.float32(offset)),
                            tuple(ops))
+
+    def conv_read(self, tensor: int) -> str | None:
+        """The conv whose output reaches `tensor` through a PAD or a MAX_POOL_2D (its BN and activation are
+        fused into it), else None (ConvSpec.reads)."""
+        op = self.producer.get(tensor)
+        while op is not None and op.kind in ("PAD", "PADV2", "MAX_POOL_2D"):
+            op = self.producer.get(op.inputs[0])
+        return self.name(op.outputs[0]) if op is not None and op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") else None
 
     def _conv_taps(self, out: int, act: int) -> dict[str, str]:
         """With RELU6 (RELU) fused, the conv output is ':act' and the BN output is in no tensor of the file."""

@@ -142,9 +142,24 @@ def keras_bn_decay(spec: ModelSpec, model) -> list[str]:
     if len(layers) != len(graph_bns):
         return [f"Keras holds {len(layers)} BatchNormalization layers, the graph {len(graph_bns)}: "
                 "BN decay not carried (default 0.999)"]
-    for i, layer in zip(graph_bns, layers, strict=False):
+    for i, layer in zip(graph_bns, _by_gamma([spec.layers[i] for i in graph_bns], layers), strict=True):
         spec.layers[i] = dataclasses.replace(spec.layers[i], decay=float(layer.momentum))
     return []
+
+
+def _by_gamma(graph_bns: list[BNSpec], layers: list) -> list:
+    """The Keras BN layers in the graph's BN order, each the one whose gamma the graph's BN holds (Keras's
+    layer order is not a traced graph's where branches run side by side: ResNet50's shortcuts); by position
+    where gammas do not tell them apart (a folded BN holds no gamma of its own)."""
+    gammas = [np.asarray(layer.gamma if getattr(layer, "scale", True) else [], np.float32) for layer in layers]
+    left, out = list(range(len(layers))), []
+    for bn in graph_bns:
+        k = next((k for k in left if gammas[k].shape == bn.gamma.shape and np.array_equal(gammas[k], bn.gamma)), None)
+        if k is None:
+            return layers
+        left.remove(k)
+        out.append(layers[k])
+    return out
 
 
 def fuse_bn(source: Source, model, opts: LoadOptions) -> Source:
@@ -157,11 +172,7 @@ def fuse_bn(source: Source, model, opts: LoadOptions) -> Source:
     layers = keras_bn_layers(model)
     if not any(b.folded for b in spec.bns) or len(layers) != len(spec.bns):
         return source
-    real = [_keras_bn(layer, where) for layer in layers]
-    for bn, stats, layer in zip(spec.bns, real, layers, strict=False):
-        if not same_affine(bn, stats):
-            raise fail(f"{where}: BatchNormalization '{layer.name}' holds statistics that do not match what the "
-                       "graph computes; the file is inconsistent")
+    real = _in_graph_order(spec.bns, [_keras_bn(layer, where) for layer in layers], where)
     fused = fuse_decomposed_bn(source.graph_def, spec, real, where)
     x = probe_inputs(4, spec.input_shape[:2], spec.input_range)
     rel = check_same_function(source.graph_def, fused, source.info, where, x)
@@ -169,6 +180,24 @@ def fuse_bn(source: Source, model, opts: LoadOptions) -> Source:
     fused_source.notes.append(f"Keras traced its {len(real)} BatchNorms decomposed (x * a + b); their statistics were "
                          f"read from the model, checked against the graph, and fused back (output equal to {rel:.1e})")
     return fused_source
+
+
+def _in_graph_order(graph_bns: list[BNSpec], real: list[BNSpec], where: str) -> list[BNSpec]:
+    """The Keras BNs paired with the graph's decomposed ones by what each computes, in the graph's order.
+    Keras's layer order and a traced graph's order differ where branches run side by side (Keras 3 lists
+    ResNet50's shortcut BN after the main branch's first two; the graph may run it first), so pairing by
+    position would put one BN's statistics in another's place; a BN no layer reproduces refuses the file."""
+    left = list(range(len(real)))
+    out = []
+    for bn in graph_bns:
+        k = next((k for k in left if same_affine(bn, real[k])), None)
+        if k is None:
+            nearest = next((real[k].name for k in left if real[k].gamma.shape == bn.gamma.shape), "none left")
+            raise fail(f"{where}: BatchNormalization '{nearest}' holds statistics that do not match what the "
+                       "graph computes; the file is inconsistent")
+        left.remove(k)
+        out.append(real[k])
+    return out
 
 
 def _keras_bn(layer, where: str) -> BNSpec:

@@ -30,16 +30,21 @@ LAYOUTS = {LEGACY: "legacy Keras HDF5 weights (layer_names / weight_names: Keras
 
 
 def set_file_weights(model, weights: WeightsFile, classifier: dict[str, str], where: str) -> None:
-    """Each of the model's weighted layers takes the file's layer of the same name (`classifier` maps the
-    model's classifier to the file's name for it), every shape checked first."""
-    by_name = weights.by_name()
-    wanted = {file_name: model_name for model_name, file_name in classifier.items()}
-    by_name = {wanted.get(name, name): layer for name, layer in by_name.items()}
+    """Each of the model's weighted layers takes the file's layer of the same name, as both Kerases spell it
+    (`layer_key`: Keras 3's `conv_bn` is tf_keras's `Conv/BatchNorm`; `classifier` maps the model's
+    classifier to the file's name for it), every shape checked first."""
+    from convert.model.weights import layer_key
+
+    wanted = {layer_key(file_name): layer_key(model_name) for model_name, file_name in classifier.items()}
+    by_name = {wanted.get(layer_key(name), layer_key(name)): layer for name, layer in weights.by_name().items()}
+    if len(by_name) != len(weights.layers):
+        raise fail(f"{where}: layer names that differ only in case or '/' vs '_' ({len(weights.layers)} layers, "
+                   f"{len(by_name)} distinct names)")
     for layer in model.layers:
         current = layer.get_weights()
         if not current:
             continue
-        held = by_name.pop(layer.name, None)
+        held = by_name.pop(layer_key(layer.name), None)
         if held is None:
             raise fail(f"{where}: the file holds no weights for layer '{layer.name}'")
         want = [tuple(w.shape) for w in current]
@@ -49,15 +54,18 @@ def set_file_weights(model, weights: WeightsFile, classifier: dict[str, str], wh
                        f"'{layer.name}' takes {want}")
         layer.set_weights(list(held.arrays))
     if by_name:
-        raise fail(f"{where}: the file holds weights for layers the model does not have: {', '.join(by_name)}")
+        raise fail(f"{where}: the file holds weights for layers the model does not have: "
+                   f"{', '.join(layer.name for layer in by_name.values())}")
 
 
 def _classifier_names(model, file_names: tuple[str, ...]) -> dict[str, str]:
     """The model's classifier (its last weighted layer) -> the file's name for it, where the two differ."""
+    from convert.model.weights import layer_key
+
     if not file_names:
         return {}
     last = next(layer for layer in reversed(model.layers) if layer.get_weights())
-    return {} if last.name == file_names[-1] else {last.name: file_names[-1]}
+    return {} if layer_key(last.name) == layer_key(file_names[-1]) else {last.name: file_names[-1]}
 
 
 @register("keras_weights", lambda p: layout_of(p) is not None)

@@ -404,3 +404,72 @@ def test_keras_weights_file_converts(tmp_path, top):
     assert result.ok and result.source.form == "keras_weights_h5"
     meta = result.paths[0].canonical.meta
     assert meta["arch"] == "mobilenet_v3_small" and meta["num_classes"] == (CLASSES if top else 0)
+
+
+def test_keras3_weight_names_are_recognised():
+    """Keras 3 flattens the names tf_keras nests (`conv_bn` for `Conv/BatchNorm`, `expanded_conv_1_depthwise`)
+    and its `.weights.h5` lists layers alphabetically: recognised by `layer_key` with the convs put back in
+    execution order (the variant check reads their widths in that order); top and classes as for tf_keras."""
+    import keras
+
+    from convert.arch import recognise_weights
+    from convert.model.weights import layer_key
+
+    assert layer_key("expanded_conv_1/squeeze_excite/Conv_1") == "expanded_conv_1_squeeze_excite_conv_1"
+    assert layer_key("Conv_1/BatchNorm") == "conv_1_bn" and layer_key("Logits") == "logits"
+    model = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, classes=CLASSES)
+    shapes = {x.name: tuple(tuple(w.shape) for w in x.weights) for x in model.layers if x.weights}
+    assert "conv_bn" in shapes and "Conv/BatchNorm" not in shapes
+    arch, match = recognise_weights(dict(sorted(shapes.items())), "model.weights.h5")
+    assert arch.name == "mobilenet_v3_small" and match.include_top and match.classes == CLASSES
+    assert match.classifier_layers == ("conv_2", "logits")
+
+
+@pytest.mark.exhaustive
+def test_keras3_weights_file_converts(tmp_path):
+    """Keras 3 `save_weights` of the Small sample (its top, 10 classes): rebuilt with tf_keras (names matched
+    by `layer_key`), converted, the port returning the Keras 3 model's output."""
+    import keras
+    import torch
+
+    from convert import pipeline
+    from convert.model.probe import probe_inputs
+    from convert.port import checkpoint
+    from convert.sample import SampleSpec, keras2_model
+
+    k2 = keras2_model(SampleSpec(arch="mobilenet_v3_small", size=SIZE, classes=CLASSES))
+    k3 = keras.applications.MobileNetV3Small(input_shape=(*SIZE, 3), weights=None, classes=CLASSES)
+    k3.set_weights(k2.get_weights())
+    path = tmp_path / "small.weights.h5"
+    k3.save_weights(str(path))
+    out = tmp_path / "p.pth"
+    result = pipeline.convert(path, out, via="onnx", input_size=SIZE)
+    assert result.ok and result.source.form == "keras3_weights_h5"
+    port = checkpoint.load_module(out)
+    x = probe_inputs(4, SIZE, (0.0, 255.0), seed=5)
+    ref = np.asarray(k3(x, training=False))
+    with torch.no_grad():
+        got = port(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    assert np.abs(got - ref).max() / np.abs(ref).max() <= 1e-5
+
+
+@pytest.mark.exhaustive
+def test_repair_rebuilds_a_plain_state_dict(small, tmp_path):
+    """`convert repair` on MobileNetV3: the plain state dict (torchvision semantics, the naive port) becomes
+    the certified port again: TF SAME padding, eps 1e-3, momentum 0.001, the in-model Rescaling; weights
+    unchanged; verified against TF before it is written."""
+    import torch
+
+    from convert.port import checkpoint
+    from convert.port.head import torchvision_keys
+    from convert.repair import repair
+
+    _, src, out, _ = small
+    certified, cert_meta = checkpoint.load(out)
+    torch.save(torchvision_keys(certified), tmp_path / "plain.pth")
+    agreements, fixed = repair(tmp_path / "plain.pth", tmp_path / "fixed.pth", src, probes=4)
+    assert fixed is not None and all(a.ok(1e-5) for a in agreements), agreements
+    sd, meta = checkpoint.load(fixed)
+    for key in ("bn", "padding", "preprocess", "input_range", "num_classes"):
+        assert meta[key] == cert_meta[key], key
+    assert all(torch.equal(sd[k], v) for k, v in torchvision_keys(certified).items())
