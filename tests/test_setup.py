@@ -133,11 +133,13 @@ def test_the_lock_holds_every_top_level_pin_at_its_version():
 
 
 def test_pyproject_pins_what_requirements_pins():
-    """pyproject.toml's dependencies (+ the dev extra) are requirements.txt's pins, nothing more or less."""
+    """pyproject.toml's dependencies (+ the dev extra + the build backend) are requirements.txt's pins, nothing
+    more or less."""
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"], *build]
     pins = {_norm(d.split("==")[0]): d.split("==")[1] for d in declared}
     assert pins == {_norm(k): v for k, v in _pins().items()}
 
@@ -152,7 +154,7 @@ def test_the_venv_is_the_lock():
     # its vendored packages' dist-info under setuptools/_vendor join sys.path, and they are not installs.
     site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     installed = {_norm(d.metadata["Name"]): d.version for d in distributions(path=site)}
-    installed = {k: v for k, v in installed.items() if k not in ("pip", "setuptools", "wheel")}
+    installed = {k: v for k, v in installed.items() if k != "pip"}  # setuptools is locked: `pip wheel .` uses it
     lock = _lock()
     assert installed == lock, {k: (installed.get(k), lock.get(k)) for k in installed.keys() | lock.keys()
                                if installed.get(k) != lock.get(k)}
