@@ -151,15 +151,22 @@ def capture_generic(model: Any, x: np.ndarray, batch: int) -> tuple[list[np.ndar
     return per_bn, np.concatenate(outs), names[: len(per_bn)]
 
 
-def by_source_name(per_bn: list[np.ndarray], called: list[str], source_bns: list[str]) -> list[np.ndarray]:
-    """The candidate's BN outputs in the source's BN order (torchvision's), where its module names are the
-    source's node names (MMdnn names each module after the TF node: `a/b_bn/FusedBatchNormV3` ->
-    `a_b_bn_FusedBatchNormV3`); else in call order. Call order is the source graph's, which for branches
-    (ResNet's projection shortcut run first) is not torchvision's."""
+def source_order(called: list[str], source_bns: list[str]) -> list[int] | None:
+    """Indices into `called` (a candidate's BN module names in call order) in the source's BN order
+    (torchvision's), where the candidate's module names are the source's node names (MMdnn names each
+    module after the TF node: `a/b_bn/FusedBatchNormV3` -> `a_b_bn_FusedBatchNormV3`); else None. Call order
+    is the source graph's, which for branches (ResNet's projection shortcut run first) is not torchvision's."""
     import re
 
     key = lambda name: re.sub(r"\W", "_", name.split("#")[0])  # noqa: E731
     at = {key(n): k for k, n in enumerate(called)}
     if len(at) != len(called) or len(source_bns) != len(called) or any(key(n) not in at for n in source_bns):
-        return per_bn
-    return [per_bn[at[key(n)]] for n in source_bns]
+        return None
+    return [at[key(n)] for n in source_bns]
+
+
+def by_source_name(per_bn: list[np.ndarray], called: list[str], source_bns: list[str]) -> list[np.ndarray]:
+    """The candidate's BN outputs in the source's BN order where its names say it (source_order), else in
+    call order."""
+    order = source_order(called, source_bns)
+    return per_bn if order is None else [per_bn[k] for k in order]

@@ -22,12 +22,13 @@ class Prober:
         self.channels_last = channels_last
 
     @classmethod
-    def of(cls, candidate, points: list[Point], arch) -> Prober | None:
+    def of(cls, candidate, points: list[Point], arch, source_bns: list[str] | None = None) -> Prober | None:
         """The candidate's prober; None where its points cannot be found (a candidate not laid out like
-        torchvision whose forward does not trace)."""
+        torchvision whose forward does not trace). `source_bns`: the source's BN node names in torchvision's
+        order, to match a traced candidate's BNs by name (parity.traced.trace)."""
         if candidate.torchvision_layout:
             return cls(candidate.module, points, None, candidate.input_layout == "NHWC")
-        traced = trace(candidate.module, points, bool(getattr(arch, "block_output_activated", False)))
+        traced = trace(candidate.module, points, bool(getattr(arch, "block_output_activated", False)), source_bns)
         if traced is None:
             return None
         return cls(traced.graph, traced.points(points), traced, candidate.input_layout == "NHWC")

@@ -73,7 +73,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     if source.spec.trusted_code:
         notes.append(f"code from the source ran (--trust-code): {', '.join(source.spec.trusted_code)}")
 
-    prober = Prober.of(candidate, points, arch)
+    prober = Prober.of(candidate, points, arch, [b.name for b in source.spec.bns])
     found = _compare(arch, candidate, prober, source, src_can.meta, points, tensors, x, cfg, notes, progress)
     measured = measure_momentum(candidate.module)
     padding = (padding_at_second_size(prober, source, tensors, cfg.seed, cfg.tol, progress)

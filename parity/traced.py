@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.capture import AllCaptured
+from parity.capture import AllCaptured, source_order
 from parity.points import Point
 
 
@@ -76,9 +76,12 @@ class Traced:
         return [p for p in points if p.name in self.nodes]
 
 
-def trace(module: Any, points: list[Point], block_output_activated: bool = False) -> Traced | None:
+def trace(module: Any, points: list[Point], block_output_activated: bool = False,
+          source_bns: list[str] | None = None) -> Traced | None:
     """`module`'s fx graph with its probe points found (None where the forward cannot be traced: data-
-    dependent control flow in the candidate's own code)."""
+    dependent control flow in the candidate's own code). Batch norms are the `:bn` points in graph order,
+    or in the source's BN order (`source_bns`) where their module names are the source's node names: MMdnn
+    emits ResNet's projection shortcut before the block's first conv, torchvision's order has it last."""
     import torch.fx
 
     if isinstance(module, torch.fx.GraphModule):
@@ -91,6 +94,9 @@ def trace(module: Any, points: list[Point], block_output_activated: bool = False
     nodes = list(gm.graph.nodes)
     kinds = {n: kind_of(gm, n) for n in nodes}
     bns = [n for n in nodes if kinds[n] == "bn"]
+    if source_bns and all(n.op == "call_module" for n in bns):
+        order = source_order([str(n.target) for n in bns], source_bns)
+        bns = bns if order is None else [bns[k] for k in order]
 
     def only_user(n, kind: str):
         users = list(n.users)
