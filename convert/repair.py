@@ -22,8 +22,8 @@ from convert.runtime.files import sha256_file
 
 def _mmdnn_layers(entries: dict[str, dict], reads: dict[str, str | None]) -> list:
     """MMdnn's weight entries (file order: its IR's execution order) as spec layers holding the candidate's
-    arrays: a BN where there are statistics, a dense layer for a 2-D weight and for a 4-D weight after the
-    last BN (slim's 1x1 logits), else a conv (with its bias where MMdnn kept one: ResNet's Keras convs).
+    arrays: a BN where there are statistics, a dense layer for a 2-D weight and for a 1x1 4-D weight after
+    the last BN (slim's 1x1 logits), else a conv (with its bias where MMdnn kept one: ResNet's Keras convs).
     MMdnn names each entry by the TF node it came from, so where the source's graph has that node its data
     flow comes along (`ConvSpec.reads`: which conv reads which, for architectures that branch)."""
     from convert.model.spec import BNSpec, ConvSpec, DenseSpec
@@ -41,7 +41,7 @@ def _mmdnn_layers(entries: dict[str, dict], reads: dict[str, str | None]) -> lis
             continue
         w = f32(e["weights"])  # PyTorch layouts: MMdnn's emitter transposed HWIO -> OIHW
         bias = f32(e["bias"]).reshape(-1) if "bias" in e else None
-        if w.ndim == 2 or i > last_bn:
+        if w.ndim == 2 or (i > last_bn >= 0 and w.shape[2:] == (1, 1)):  # VGG16 has no BN: its convs stay convs
             w = w[:, :, 0, 0] if w.ndim == 4 else w
             layers.append(DenseSpec(key, np.ascontiguousarray(w), bias if bias is not None else np.zeros(w.shape[0],
                                                                                                     np.float32)))
@@ -51,23 +51,46 @@ def _mmdnn_layers(entries: dict[str, dict], reads: dict[str, str | None]) -> lis
     return layers
 
 
-def _mmdnn_state_dict(code: Path, slots, arch, reads: dict[str, str | None]) -> dict:
-    """MMdnn's emitted weights mapped onto torchvision's slots in the architecture's module order; a conv
-    bias before its BN (ResNet50) folds into that BN's running mean (mean - b: the candidate's own b)."""
-    from convert.compat.mmdnn import read_weights
-    from convert.model.spec import BNSpec, ConvSpec
+def _mmdnn_state_dict(code: Path, prescribed, arch, reads: dict[str, str | None]) -> dict:
+    """MMdnn's emitted weights mapped onto torchvision's slots in the architecture's module order, and onto
+    the source's own head (`head.N.*`) where it has one beyond torchvision's classifier; a conv bias before
+    its BN (ResNet50) folds into that BN's running mean (mean - b: the candidate's own b). The first Dense
+    after a Flatten keeps TF's NHWC columns in MMdnn's weights (its emitted model's flatten bug): permuted
+    into the NCHW order the port flattens in, as a conversion does."""
+    import dataclasses
 
+    from convert.compat.mmdnn import read_weights
+    from convert.model.layouts import flatten_columns
+    from convert.model.spec import BNSpec, ConvSpec
+    from convert.port.canonical import slots_of
+
+    slots = slots_of(prescribed.meta)
     weights_path = code.with_suffix(".npy")
     if not weights_path.exists():
         raise fail(f"{code}: MMdnn's weights file {weights_path.name} is not beside the emitted code")
     layers = _mmdnn_layers(read_weights(weights_path), reads)
     body = [x for x in layers if isinstance(x, (ConvSpec, BNSpec))]
     order = arch.execution_order(body)
-    layers = [body[i] for i in order] + [x for x in layers if not isinstance(x, (ConvSpec, BNSpec))]
-    if len(layers) != len(slots):
-        raise fail(f"{code}: MMdnn's weights hold {len(layers)} layers, a {arch.title} of this source has {len(slots)}")
+    denses = [x for x in layers if not isinstance(x, (ConvSpec, BNSpec))]
+    flatten = prescribed.meta.get("flatten")
+    if flatten and denses and flatten.get("source_order", "NCHW") != "NCHW":
+        w = denses[0].weight
+        if w.ndim == 2 and w.shape[1] == int(np.prod(flatten["shape"])):
+            denses[0] = dataclasses.replace(denses[0], weight=flatten_columns(
+                w, tuple(flatten["shape"]), flatten["source_order"], "NCHW"))
+    n_head = sum(k.endswith(".weight") for k in prescribed.head_state)
+    head, denses = (denses[len(denses) - n_head:], denses[: len(denses) - n_head]) if n_head else ([], denses)
+    layers = [body[i] for i in order] + denses
+    if len(layers) != len(slots) or len(head) != n_head:
+        raise fail(f"{code}: MMdnn's weights hold {len(layers) + len(head)} layers, a {arch.title} of this source "
+                   f"has {len(slots) + n_head}")
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))  # noqa: E731
     sd: dict[str, torch.Tensor] = {}
+    for i, dense in enumerate(head):
+        want = tuple(prescribed.head_state[f"head.{i}.weight"].shape)
+        if tuple(dense.weight.shape) != want:
+            raise fail(f"{code}: dense '{dense.name}' {tuple(dense.weight.shape)} does not fit head.{i} {want}")
+        sd[f"head.{i}.weight"], sd[f"head.{i}.bias"] = t(dense.weight), t(dense.bias)
     bias = None  # the conv bias the next BN absorbs
     for layer, slot in zip(layers, slots, strict=True):
         if slot.kind == "bn":
@@ -129,7 +152,7 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     slots = slots_of(prescribed.meta)
     if sd is None:
         reads = {c.name: c.reads for c in source.spec.convs}
-        sd = _mmdnn_state_dict(ported, slots, architectures.get(source.spec.arch), reads)
+        sd = _mmdnn_state_dict(ported, prescribed, architectures.get(source.spec.arch), reads)
     model = build(prescribed.meta)
     sd = {**prescribed.head_state, **sd}  # a head of the source's own that the candidate lacks comes from the source
     try:

@@ -245,17 +245,47 @@ def test_every_form_converts(top64, form):
     assert meta["flatten"] == {"order": "NCHW", "source_order": "NHWC", "shape": [512, 2, 1], "dense": "head.0"}
 
 
-@pytest.mark.exhaustive
-def test_mmdnn_takes_the_graph_and_its_emitted_model_has_the_flatten_bug(vgg):
-    """`--via mmdnn`: MMdnn 0.3.1's parser takes VGG16; its emitted model flattens NCHW with TF's NHWC columns
-    (shown, not gating: the canonical port from its IR is held to 1e-5), and parity names that bug on the
-    emitted .py a user holds."""
+@pytest.fixture(scope="module")
+def mmdnn_port(vgg):
+    """`--via mmdnn` on the transfer .h5: (the port, the stdout of convert); MMdnn's emitted .py and .npy beside."""
     d, src, _, _ = vgg
     out = d / "mmdnn" / "ported.pth"
     out.parent.mkdir()
     proc = run_cli("convert", "tf2torch", str(src), "-o", str(out), "--via", "mmdnn")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "flatten-order bug" in proc.stdout
+    return out, proc.stdout
+
+
+def test_repair_of_mmdnns_emitted_vgg16_is_the_certified_port(vgg, mmdnn_port, tmp_path):
+    """`convert repair` on MMdnn's emitted VGG16 (a .py and its .npy, read as data): no BN, so its 13 convs stay
+    convs; its two Dense layers go to the source's head (head.0, head.1), the first with its columns permuted
+    from MMdnn's NHWC to the NCHW the port flattens in. The repaired port equals the direct one's weights and
+    passes parity in eval mode."""
+    from convert.port import checkpoint
+
+    d, src, port, _ = vgg
+    fixed = tmp_path / "fixed.pth"
+    proc = run_cli("convert", "repair", str(mmdnn_port[0].with_suffix(".mmdnn.py")), "--source", str(src),
+                   "-o", str(fixed))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    repaired, meta = checkpoint.load(fixed)
+    direct, _ = checkpoint.load(port)
+    assert repaired.keys() == direct.keys() and {"head.0.weight", "head.1.weight"} <= repaired.keys()
+    assert meta["path"] == "repair of ported.mmdnn.py"
+    worst = max(float((repaired[k] - direct[k]).abs().max()) for k in direct if direct[k].is_floating_point())
+    assert worst <= 1e-6, worst
+    code = run_cli("parity", "check", str(fixed), "--json", str(tmp_path / "p.json")).returncode
+    assert code == 0 and json.loads((tmp_path / "p.json").read_text())["modes_passed"] == ["eval"]
+
+
+@pytest.mark.exhaustive
+def test_mmdnn_takes_the_graph_and_its_emitted_model_has_the_flatten_bug(vgg, mmdnn_port):
+    """`--via mmdnn`: MMdnn 0.3.1's parser takes VGG16; its emitted model flattens NCHW with TF's NHWC columns
+    (shown, not gating: the canonical port from its IR is held to 1e-5), and parity names that bug on the
+    emitted .py a user holds."""
+    d, src, _, _ = vgg
+    out, stdout = mmdnn_port
+    assert "flatten-order bug" in stdout
     report = d / "mmdnn.json"
     proc = run_cli("parity", "check", str(out.with_suffix(".mmdnn.py")), "--source", str(src), "--json", str(report))
     assert proc.returncode == 1
