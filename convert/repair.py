@@ -126,7 +126,7 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     from convert.pipeline import verify
     from convert.port import checkpoint
     from convert.port.build import build
-    from convert.port.canonical import slots_of, to_torchvision
+    from convert.port.canonical import to_torchvision
     from convert.port.provenance import provenance
     from convert.sources import load_source
 
@@ -149,7 +149,6 @@ def repair(ported: str | Path, output: str | Path, source_path: str | Path | Non
     progress(f"loading source {src}")
     source = load_source(src, tuple(meta_in["input_size"]) if meta_in.get("input_size") else None, trust_code)
     prescribed = to_torchvision(source.spec, str(source.path))
-    slots = slots_of(prescribed.meta)
     if sd is None:
         reads = {c.name: c.reads for c in source.spec.convs}
         sd = _mmdnn_state_dict(ported, prescribed, architectures.get(source.spec.arch), reads)

@@ -2,6 +2,7 @@
 writes it, through each conversion path, then `parity check`.
 
     source scripts/_venv.sh && "$PY" scripts/forms_table.py [--out DIR] [--via onnx mmdnn]
+    source scripts/_venv.sh && "$PY" scripts/forms_table.py --arch resnet50 vgg16 mobilenet_v3_large ...
 
 Per form and path: converts (or the one-line error), the modes parity certifies, and what the port
 carries besides the backbone (preprocessing inside the model, augmentation dropped, the head).
@@ -47,7 +48,34 @@ FORMS = [
 ]
 
 
-def _row(label: str, src: Path, via: str, out_dir: Path) -> str:
+# --arch: every other registered architecture's forms, each written by the tool that writes it (convert.sample:
+# tf_keras's save, the TF freezer, Keras 3's save; TFLite's converter on the transfer model), at the sizes the
+# tests use (32 px: ResNet50's layer4 is 1x1; VGG16's Flatten head at 64x32; MobileNetV3 at 64)
+ARCH_FORMS = [
+    ("tf_keras .h5, Keras's top", "keras2_h5"),
+    ("tf_keras transfer head .h5", "transfer_h5"),
+    ("Keras 3 .keras, Keras's top", "keras3"),
+    ("tf_keras SavedModel, Keras's top", "savedmodel"),
+    ("tf_keras frozen .pb, Keras's top", "keras2_pb"),
+    ("TFLite float32, transfer head", "tflite"),
+]
+ARCH_SIZE = {"resnet50": (32, 32), "vgg16": (64, 32), "mobilenet_v3_large": (64, 64), "mobilenet_v3_small": (64, 64)}
+
+
+def arch_sources(arch: str, folder: Path) -> list[tuple[str, Path]]:
+    """(label, file) per form of `arch`'s seeded sample."""
+    from convert.sample import SampleSpec, transfer_model, write_samples
+    from tests.zoo.tflite_writer import tflite_bytes
+
+    spec = SampleSpec(arch=arch, size=ARCH_SIZE[arch])
+    written = write_samples(folder, spec, tuple(f for _, f in ARCH_FORMS if f != "tflite"))
+    tflite = folder / f"{arch}_{spec.tag}_transfer.tflite"
+    tflite.write_bytes(tflite_bytes(transfer_model(spec)))
+    written["tflite"] = tflite
+    return [(label, written[form]) for label, form in ARCH_FORMS]
+
+
+def _row(label: str, src: Path, via: str, out_dir: Path, probes: int = 4) -> str:
     from convert.cli import main as convert_main
     from convert.port import checkpoint
     from parity import certificate
@@ -68,7 +96,7 @@ def _row(label: str, src: Path, via: str, out_dir: Path) -> str:
             reason = first[:90] + (" … " + last.rsplit("; ", 1)[-1][:70] if last else "…")
         return f"| {label} | {via} | exit {code}: {reason} | – | – | – | – |"
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        pcode = parity_main(["check", str(out), "--probes", "4"])
+        pcode = parity_main(["check", str(out), "--probes", str(probes)])
     cert = certificate.read(out) if pcode == 0 else None
     _, meta = checkpoint.load(out)
     from convert.report import head_text
@@ -86,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="keep the written files here")
     parser.add_argument("--via", nargs="+", default=["onnx", "mmdnn"], choices=["onnx", "mmdnn"])
     parser.add_argument("--only", default="", help="the rows whose label holds this text (default: all)")
+    parser.add_argument("--arch", nargs="+", choices=sorted(ARCH_SIZE),
+                        help="the architecture x form x path table of these architectures instead")
     args = parser.parse_args(argv)
     from convert.runtime.quiet import quiet_frameworks
 
@@ -95,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
     root = args.out or Path(tempfile.mkdtemp(prefix="tfport-forms-"))
     root.mkdir(parents=True, exist_ok=True)
+    if args.arch:
+        return arch_table(args, root)
     zoo = Zoo(root / "files")
     (root / "files").mkdir(exist_ok=True)
     print("| source form (written by its own tool) | path | converts | parity certifies | preprocessing carried "
@@ -107,6 +139,28 @@ def main(argv: list[str] | None = None) -> int:
         for via in args.via:
             print(_row(label, src, via, root), flush=True)
     print(f"\nmeasured by `scripts/forms_table.py` in {time.perf_counter() - t0:.0f} s (alpha 0.35, 96x96)")
+    return 0
+
+
+def arch_table(args: argparse.Namespace, root: Path) -> int:
+    """One row per architecture, form and path; parity at its default 8 probes (at 32 px ResNet50's layer4
+    maps are 1x1: train-mode BatchNorm over 4 values per channel is float32 noise, not a verdict)."""
+    print("| architecture (size) | source form (written by its own tool) | path | converts | parity certifies "
+          "| preprocessing carried | dropped | pooling → head |")
+    print("|---|---|---|---|---|---|---|---|")
+    t0 = time.perf_counter()
+    for arch in args.arch:
+        folder = root / arch
+        folder.mkdir(exist_ok=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            sources = arch_sources(arch, folder)
+        h, w = ARCH_SIZE[arch]
+        for label, src in sources:
+            if args.only not in label:
+                continue
+            for via in args.via:
+                print(f"| {arch} ({h}x{w}) " + _row(label, src, via, folder, probes=8), flush=True)
+    print(f"\nmeasured by `scripts/forms_table.py --arch {' '.join(args.arch)}` in {time.perf_counter() - t0:.0f} s")
     return 0
 
 
