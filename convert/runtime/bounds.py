@@ -113,11 +113,26 @@ def stage(name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT raising KeyboardInterrupt in the main thread for the run: a process started in the background
+    (`nohup python -m convert … &`, a non-interactive shell's `&`) inherits SIGINT ignored, and the bound's
+    interrupt would never arrive. The handler before is restored after."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
 def bounded(seconds: float | None, src: str | Path) -> Iterator[Watchdog]:
     """A CLI run under a watchdog: the interrupt a bound sends becomes one TfportError naming the stage."""
     from convert.runtime.errors import fail
 
-    with watching(seconds, src) as dog:
+    with _interruptible(), watching(seconds, src) as dog:
         try:
             yield dog
         except KeyboardInterrupt:

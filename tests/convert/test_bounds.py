@@ -20,10 +20,13 @@ def test_a_stage_past_its_bound_ends_the_run_in_one_line(samples, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_a_python_loop_is_interrupted_and_named():
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_a_python_loop_is_interrupted_and_named(sigint):
     """The hang once seen (tf_keras rebuilding a config forever) is Python code: interrupted at the bound.
     In-process (the API's case): the loop is itself bounded, so a missing interrupt fails this test and
-    says what the main thread's signal state was, rather than hanging or ending pytest."""
+    says what the main thread's signal state was, rather than hanging or ending pytest. `ignored`: a process
+    started in the background (`nohup … &`) inherits SIGINT ignored; the bound still interrupts, and the
+    handler is ignored again after."""
     import signal
     import threading
 
@@ -31,14 +34,20 @@ def test_a_python_loop_is_interrupted_and_named():
     from convert.runtime.errors import TfportError
 
     assert not fast_exit.owns_process()  # pytest's process: no watchdog may end it
-    with pytest.raises(TfportError, match=r"model\.keras: stage 'rebuild' exceeded its bound of 0\.3 s"):
-        with bounds.bounded(0.3, "model.keras"), bounds.stage("rebuild"):
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 30:
-                pass
-            blocked = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
-            pytest.fail(f"not interrupted in 30 s: SIGINT handler {signal.getsignal(signal.SIGINT)}, blocked "
-                        f"signals {blocked}, threads {[t.name for t in threading.enumerate()]}")
+    handler = signal.SIG_IGN if sigint == "ignored" else signal.default_int_handler
+    before = signal.signal(signal.SIGINT, handler)
+    try:
+        with pytest.raises(TfportError, match=r"model\.keras: stage 'rebuild' exceeded its bound of 0\.3 s"):
+            with bounds.bounded(0.3, "model.keras"), bounds.stage("rebuild"):
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 30:
+                    pass
+                blocked = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+                pytest.fail(f"not interrupted in 30 s: SIGINT handler {signal.getsignal(signal.SIGINT)}, blocked "
+                            f"signals {blocked}, threads {[t.name for t in threading.enumerate()]}")
+        assert signal.getsignal(signal.SIGINT) == handler
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_watchdog_never_ends_a_process_tfport_does_not_own():
