@@ -12,6 +12,9 @@ run at the very least, written the shortest way, in the same order and batching:
   ORT       the `.onnx` export beside the port on N probes.
 No hooks, no comparisons, no checks, no reports. One torch model serves all four forwards, where
 parity builds three (candidate, plain, declared): building the other two is counted as parity's cost.
+The candidate's and the declared reference's forwards stride where the source does (`meta["stride"]`:
+ResNet50 v1's 1x1, not torchvision v1.5's 3x3), plain torchvision's where torchvision does; TF SAME's
+one-sided padding (MobileNet's stride-2 convs) is left symmetric: the same arithmetic, one row apart.
 The probes are parity's own (convert.model.probe.probe_inputs, seed 0) in the range the source declares
 and the port records (`meta["input_range"]`: MobileNet's [-1, 1], ResNet50's caffe range, MobileNetV3's
 0..255 pixels), so both sides run the same numbers through the same graphs. A source that fixes its
@@ -82,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     lap("tf_train")
 
     model = torch_model(sd, meta)
+    source, stock = strides(model, meta)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    for mode in ("eval", "eval", "eval", "train"):  # candidate, plain, declared, candidate in train mode
+    # candidate, plain torchvision, declared, candidate in train mode
+    for mode, stride in (("eval", source), ("eval", stock), ("eval", source), ("train", source)):
+        set_strides(model, stride)
         model.train(mode == "train")
         with torch.no_grad():
             for i in range(0, len(xt), batch):
@@ -135,6 +141,21 @@ def torch_model(state_dict: dict, meta: dict):
         model = torchvision.models.get_model(arch, num_classes=0 if weight is None else int(weight.shape[0]), **kw)
     model.load_state_dict(state_dict)
     return model
+
+
+def strides(model, meta: dict) -> tuple[dict, dict]:
+    """(the source's stride per conv, torchvision's) where they differ (`meta["stride"]`, as
+    convert.port.build sets them): ResNet50 v1 strides the first 1x1 of a downsampling block, torchvision's
+    v1.5 the 3x3. The candidate and the declared reference run the source's; plain torchvision its own."""
+    modules = dict(model.named_modules())
+    source = {k: (int(s), int(s)) for k, s in (meta.get("stride") or {}).items()}
+    return source, {k: modules[k].stride for k in source}
+
+
+def set_strides(model, stride: dict) -> None:
+    modules = dict(model.named_modules())
+    for k, s in stride.items():
+        modules[k].stride = s
 
 
 def _output(gd) -> str:

@@ -492,6 +492,29 @@ def test_bare_forwards_build_the_port_s_architecture_with_torchvision_s_builder(
         bench_forward.torch_model(sd, {**meta, "arch": "mobilenet_v3_small"})
 
 
+def test_bare_forwards_stride_as_the_source_for_the_candidate_and_as_torchvision_for_plain_torchvision():
+    """ResNet50 v1 (Keras) strides the first 1x1 of a downsampling block, torchvision's v1.5 the 3x3: the baseline
+    runs the candidate's and the declared reference's forwards at the source's strides, as parity does."""
+    import torch
+    import torchvision
+
+    model = torchvision.models.resnet50(num_classes=3).eval()
+    v1 = {f"layer{i}.0.conv{c}": 2 if c == 1 else 1 for i in (2, 3, 4) for c in (1, 2)}  # as a port records it
+    source, stock = bench_forward.strides(model, {"arch": "resnet50", "stride": v1})
+    assert source["layer2.0.conv1"] == (2, 2) and source["layer2.0.conv2"] == (1, 1)
+    assert stock["layer2.0.conv1"] == (1, 1) and stock["layer2.0.conv2"] == (2, 2)
+    seen = {}
+    model.layer2[0].conv1.register_forward_hook(lambda m, i, o: seen.update(conv1=tuple(o.shape[-2:])))
+    with torch.no_grad():
+        for which, stride in (("source", source), ("stock", stock)):
+            bench_forward.set_strides(model, stride)
+            out = model(torch.zeros(1, 3, 64, 64))
+            assert out.shape == (1, 3)
+            seen[which] = seen.pop("conv1")
+    assert seen == {"source": (8, 8), "stock": (16, 16)}  # 64 px: layer1's 16x16 map, strided at the 1x1 or not
+    assert bench_forward.strides(model, {"arch": "mobilenet_v3_large"}) == ({}, {})
+
+
 def test_bare_forwards_refuse_an_architecture_they_cannot_build():
     with pytest.raises(SystemExit, match="inception_v3"):
         bench_forward.torch_model({}, {"arch": "inception_v3"})
