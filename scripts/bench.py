@@ -7,7 +7,8 @@ runs, `convert tf2torch` against tf2onnx and MMdnn run alone, `--help` against `
 trainer with and without its feature cache and against a hand-written loop. Peak RSS is the larger of
 the kernel's rusage peak (os.wait4) and the sum over the job's process tree sampled every 50 ms (`convert`
 runs a torch worker beside itself). The scaling table (no target) shows how conversion
-and parity grow with input size and alpha.
+and parity grow with input size and alpha. Section `architectures` holds parity to the same targets on
+ResNet50 and MobileNetV3 Large at 224.
 
     scripts/bench [--json bench_results.json] [--work DIR] [--only SECTION ...] [--profile]
 
@@ -78,6 +79,27 @@ class Target:
 
 OPS: dict[str, Callable[[float, float], bool]] = {"<=": lambda v, lim: v <= lim, ">=": lambda v, lim: v >= lim}
 
+# peak RSS bound of `parity check` (224, 8 probes) per other architecture, in GB, from what it was measured to
+# take on the 2-core bench machine (issues 22, 23; README) plus ~10 % of room, as memory_parity keeps 2.5 GB
+# over MobileNetV2's 2.0-2.2 GB. ResNet50 measured 4.10 GB (its bare forwards 3.25 GB: 25.6 M parameters,
+# ~0.1 GB a copy, of which TF's graphs, ORT's session and parity's three torch models each hold one, against
+# MobileNetV2's 3.5 M), MobileNetV3 Large 2.30 GB (its bare forwards 2.05 GB).
+ARCH_PEAK_GB = {"resnet50": 4.5, "mobilenet_v3_large": 2.5}
+
+
+def arch_targets(arch: str, label: str, peak_gb: float) -> tuple[Target, ...]:
+    """parity_overhead, memory_parity and memory_parity_ratio as they stand for MobileNetV2, for `arch`."""
+    return (
+        Target(f"parity_overhead_{arch}", "parity",
+               f"`parity check` {label} (224, 8 probes, eval+train) / bare forwards of its backends + imports",
+               "<=", 1.2, loaded_limit=1.3),
+        Target(f"memory_parity_{arch}", "memory", f"peak RSS of `parity check` {label} (224, 8 probes)", "<=",
+               peak_gb, "GB"),
+        Target(f"memory_parity_ratio_{arch}", "memory",
+               f"peak private memory of `parity check` {label} / of its bare forwards", "<=", 1.2),
+    )
+
+
 TARGETS: tuple[Target, ...] = (
     Target("parity_overhead", "parity",
            "`parity check` (224, 8 probes, eval+train) / bare forwards of its backends + imports", "<=", 1.2,
@@ -101,6 +123,9 @@ TARGETS: tuple[Target, ...] = (
            "peak private memory of `convert tf2torch --via mmdnn` / of MMdnn alone", "<=", 1.2),
     Target("safety_cost", "safety", "checking the file as data (the costliest form: .keras) / its conversion",
            "<=", 0.05),
+    # issues 22 and 23: parity's targets for the other architectures (section `architectures`)
+    *arch_targets("resnet50", "ResNet50", ARCH_PEAK_GB["resnet50"]),
+    *arch_targets("mobilenet_v3_large", "MobileNetV3 Large", ARCH_PEAK_GB["mobilenet_v3_large"]),
 )
 TARGET_BY_KEY = {t.key: t for t in TARGETS}
 
@@ -432,17 +457,18 @@ class Bench:
         self.outcomes[outcome.target.key] = outcome
 
     # --- inputs (set-up, not timed) ---------------------------------------------------------
-    def model(self, alpha: float, size: int, form: str | None = None) -> dict:
-        return self.manifest[f"{form or FORM}:{float(alpha)}:{int(size)}"]  # keys as bench_samples.py writes them
+    def model(self, alpha: float | str, size: int, form: str | None = None) -> dict:
+        """The sample of MobileNetV2 at width `alpha`, or of the architecture named (e.g. "resnet50")."""
+        return self.manifest[f"{form or FORM}:{sample_key((alpha, size))}"]
 
-    def ensure_samples(self, models: Sequence[tuple[float, int]], form: str | None = None) -> None:
+    def ensure_samples(self, models: Sequence[tuple[float | str, int]], form: str | None = None) -> None:
         # the samples' calibration images come from convert.model.probe: a change to either regenerates them
         key = hashlib.sha256(
             (_sha(ROOT / "convert" / "sample.py") + _sha(ROOT / "convert" / "model" / "probe.py")).encode()
         ).hexdigest()[:12]
         folder = self.inputs / f"samples-{key}"
         folder.mkdir(parents=True, exist_ok=True)
-        specs = [f"{float(a)}:{int(s)}" for a, s in models]
+        specs = [sample_key(m) for m in models]
         r = run_timed("setup_samples", self.py(str(SCRIPTS / "bench_samples.py"), str(folder), form or FORM, *specs),
                       cwd=self.work, log_dir=self.work / "setup-logs", timeout=600)
         if not r.ok:
@@ -457,6 +483,13 @@ class Bench:
         r = run_timed("setup_data", self.py("-m", "backbones", "make-data", str(folder), "--n", str(TRAIN_N),
                                             "--size", str(TRAIN_IMG)), cwd=self.work, log_dir=self.work / "setup-logs")
         return folder if r.ok and (folder / "labels.csv").is_file() else None
+
+
+def sample_key(model: tuple[float | str, int]) -> str:
+    """A sample as bench_samples.py names it (its manifest key after the form): `ALPHA:SIZE` for MobileNetV2
+    (the keys the MobileNetV2 sections have always read), `ARCH:SIZE` for another architecture."""
+    first, size = model
+    return f"{first}:{int(size)}" if isinstance(first, str) else f"{float(first)}:{int(size)}"
 
 
 def _sha(path: Path) -> str:
@@ -647,9 +680,42 @@ def section_safety(b: Bench) -> None:
                      runs=("safety_checks", "convert_keras3")))
 
 
+# the other architectures parity is held to its targets on (issues 22, 23), at 224 like MobileNetV2
+ARCH_MODELS = (("resnet50", 224), ("mobilenet_v3_large", 224))
+
+
+def section_architectures(b: Bench) -> None:
+    """section_parity for each of ARCH_MODELS: its keras2_pb sample converted `--via onnx` (set-up, untimed),
+    then `parity check` and its bare forwards (bench_forward.py builds the port's architecture), interleaved."""
+    b.ensure_samples(ARCH_MODELS)
+    for arch, size in ARCH_MODELS:
+        keys = [k for k in SECTION_TARGETS["architectures"] if k.endswith("_" + arch)]
+        m = b.model(arch, size)
+        ported = b.out / f"{arch}_{size}.pth"
+        onnx = ported.with_suffix(".onnx")
+        r = b.run(f"setup_convert_{arch}", b.py("-m", "convert", "tf2torch", m["path"], "-o", str(ported),
+                                                "--via", "onnx"), timeout=900)
+        if not r.ok or not onnx.is_file():
+            for key in keys:
+                b.record(Outcome(b.target(key), None, note=f"conversion failed (log: {r.log})", failed=True))
+            continue
+        parity, bare = b.interleaved([
+            (f"parity_check_{arch}", b.py("-m", "parity", "check", str(ported), "--probes", "8",
+                                          "--json", str(b.out / f"parity_report_{arch}.json"))),
+            (f"bare_forwards_{arch}", b.py(str(SCRIPTS / "bench_forward.py"), m["path"], str(ported), str(onnx),
+                                           "--probes", "8")),
+        ], b.pair_reps)
+        b.record(ratio(b.target(f"parity_overhead_{arch}"), parity, bare,
+                       note=f"bare: TF eval+train, 4 torch forwards, ORT, imports; fastest of {b.pair_reps}, "
+                            "interleaved"))
+        b.record(memory(b.target(f"memory_parity_{arch}"), parity))
+        b.record(memory_ratio(b.target(f"memory_parity_ratio_{arch}"), parity, bare))
+
+
 SECTIONS: dict[str, Callable[[Bench], None]] = {
     "startup": section_startup, "conversion": section_conversion, "parity": section_parity,
     "trainer": section_trainer, "scaling": section_scaling, "safety": section_safety,
+    "architectures": section_architectures,
 }
 SECTION_TARGETS = {
     "startup": ("startup_parity", "startup_convert"),
@@ -659,6 +725,8 @@ SECTION_TARGETS = {
     "trainer": ("trainer_cache_speedup", "trainer_throughput"),
     "scaling": (),
     "safety": ("safety_cost",),
+    "architectures": tuple(f"{key}_{arch}" for arch, _ in ARCH_MODELS
+                           for key in ("parity_overhead", "memory_parity", "memory_parity_ratio")),
 }
 
 
@@ -669,7 +737,9 @@ PROFILED = {"parity_overhead": "parity_check", "memory_parity": "parity_check",
             "convert_onnx_overhead": "convert_via_onnx", "memory_convert_onnx": "convert_via_onnx",
             "convert_mmdnn_overhead": "convert_via_mmdnn", "memory_convert_mmdnn": "convert_via_mmdnn",
             "startup_parity": "parity_help", "startup_convert": "convert_help",
-            "trainer_cache_speedup": "train_cached", "trainer_throughput": "train_uncached"}
+            "trainer_cache_speedup": "train_cached", "trainer_throughput": "train_uncached",
+            **{f"{key}_{arch}": f"parity_check_{arch}" for arch, _ in ARCH_MODELS
+               for key in ("parity_overhead", "memory_parity")}}
 
 
 def profile_missed(b: Bench, outcomes: Sequence[Outcome], top: int = 25) -> dict[str, str]:

@@ -4,11 +4,22 @@ What `python -m parity check PORTED --probes N` (eval + train, against tf,onnx,t
 run at the very least, written the shortest way, in the same order and batching:
   TF        the frozen source graph on N probes (eval), then the graph with every FusedBatchNorm in
             training mode (train);
-  torch     four MobileNetV2 forwards on N probes with the port's weights (candidate eval, plain
-            torchvision, torchvision with the declared semantics, candidate train mode);
+  torch     four forwards on N probes of the port's architecture (`meta["arch"]`, default MobileNetV2),
+            built by torchvision's own builder (`torchvision.models.get_model`) and holding the port's
+            weights: the candidate in eval mode, plain torchvision, torchvision with the declared
+            semantics (parity.references.torchvision_references builds both for every architecture with
+            a torchvision layout: MobileNetV2, ResNet50, MobileNetV3, VGG16), the candidate in train mode;
   ORT       the `.onnx` export beside the port on N probes.
-No hooks, no comparisons, no checks, no reports. `scripts/bench.py` times this process's wall clock
-(imports included) against parity's, side by side.
+No hooks, no comparisons, no checks, no reports. One torch model serves all four forwards, where
+parity builds three (candidate, plain, declared): building the other two is counted as parity's cost.
+The candidate's and the declared reference's forwards stride where the source does (`meta["stride"]`:
+ResNet50 v1's 1x1, not torchvision v1.5's 3x3), plain torchvision's where torchvision does; TF SAME's
+one-sided padding (MobileNet's stride-2 convs) is left symmetric: the same arithmetic, one row apart.
+The probes are parity's own (convert.model.probe.probe_inputs, seed 0) in the range the source declares
+and the port records (`meta["input_range"]`: MobileNet's [-1, 1], ResNet50's caffe range, MobileNetV3's
+0..255 pixels), so both sides run the same numbers through the same graphs. A source that fixes its
+input size (the bench's keras2_pb samples) gets no second-size padding check in parity, so none here.
+`scripts/bench.py` times this process's wall clock (imports included) against parity's, side by side.
 
     python scripts/bench_forward.py SOURCE.pb PORTED.pth PORTED.onnx [--probes 8]
 """
@@ -43,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import tensorflow as tf
     import torch
-    import torchvision
 
     lap("imports")
+    payload = torch.load(args.ported, map_location="cpu", weights_only=True)
+    sd, meta = payload["state_dict"], json.loads(payload["metadata"])
     gd = tf.compat.v1.GraphDef()
     with open(args.source, "rb") as f:
         gd.ParseFromString(f.read())
@@ -53,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = [d.size for d in ph.attr["shape"].shape.dim]
     batch = shape[0] if shape[0] > 0 else args.probes
     h, w = shape[1], shape[2]
-    x = np.random.default_rng(0).uniform(-1, 1, (args.probes, h, w, 3)).astype(np.float32)
+    x = probes(meta, args.probes, (h, w))
     out_name = _output(gd)
 
     def tf_forward(graph_def) -> None:
@@ -72,13 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     tf_forward(gd)
     lap("tf_train")
 
-    payload = torch.load(args.ported, map_location="cpu", weights_only=True)
-    sd, meta = payload["state_dict"], json.loads(payload["metadata"])
-    classes = int(sd["classifier.1.weight"].shape[0])
-    model = torchvision.models.mobilenet_v2(width_mult=float(meta["alpha"]), num_classes=classes)
-    model.load_state_dict(sd)
+    model = torch_model(sd, meta)
+    source, stock = strides(model, meta)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    for mode in ("eval", "eval", "eval", "train"):  # candidate, plain, declared, candidate in train mode
+    # candidate, plain torchvision, declared, candidate in train mode
+    for mode, stride in (("eval", source), ("eval", stock), ("eval", source), ("train", source)):
+        set_strides(model, stride)
         model.train(mode == "train")
         with torch.no_grad():
             for i in range(0, len(xt), batch):
@@ -96,6 +107,55 @@ def main(argv: list[str] | None = None) -> int:
     lap("ort")
     print(json.dumps({"phases": phases, "batch": batch, "probes": args.probes}))
     return 0
+
+
+def probes(meta: dict, n: int, hw: tuple[int, int]):
+    """parity's probes (convert.model.probe, ParityConfig's seed 0) in the input range the port records
+    from its source (MobileNetV2's [-1, 1] where none is recorded)."""
+    from convert.model.probe import probe_inputs
+
+    lo, hi = meta.get("input_range") or (-1.0, 1.0)
+    return probe_inputs(n, hw, (float(lo), float(hi)), seed=0)
+
+
+# torchvision's last classifier Linear per architecture, its rows the class count (convert/arch/*.py: the
+# dense slot, `classifier`'s last Linear; 0 rows in a feature extractor's port)
+CLASSIFIER_WEIGHT = {"mobilenet_v2": "classifier.1.weight", "resnet50": "fc.weight",
+                     "mobilenet_v3_large": "classifier.3.weight", "mobilenet_v3_small": "classifier.3.weight",
+                     "vgg16": "classifier.6.weight"}
+
+
+def torch_model(state_dict: dict, meta: dict):
+    """The port's architecture from torchvision's own builder, the port's weights loaded strictly."""
+    import warnings
+
+    import torchvision
+
+    arch = meta.get("arch") or "mobilenet_v2"
+    if arch not in CLASSIFIER_WEIGHT:
+        raise SystemExit(f"error: architecture {arch!r} has no bench baseline; known: {', '.join(CLASSIFIER_WEIGHT)}")
+    weight = state_dict.get(CLASSIFIER_WEIGHT[arch])
+    kw = {"width_mult": float(meta.get("alpha", 1.0))} if arch == "mobilenet_v2" else {}
+    with warnings.catch_warnings():  # a feature extractor's 0-class Linear: torch warns its init is a no-op
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
+        model = torchvision.models.get_model(arch, num_classes=0 if weight is None else int(weight.shape[0]), **kw)
+    model.load_state_dict(state_dict)
+    return model
+
+
+def strides(model, meta: dict) -> tuple[dict, dict]:
+    """(the source's stride per conv, torchvision's) where they differ (`meta["stride"]`, as
+    convert.port.build sets them): ResNet50 v1 strides the first 1x1 of a downsampling block, torchvision's
+    v1.5 the 3x3. The candidate and the declared reference run the source's; plain torchvision its own."""
+    modules = dict(model.named_modules())
+    source = {k: (int(s), int(s)) for k, s in (meta.get("stride") or {}).items()}
+    return source, {k: modules[k].stride for k in source}
+
+
+def set_strides(model, stride: dict) -> None:
+    modules = dict(model.named_modules())
+    for k, s in stride.items():
+        modules[k].stride = s
 
 
 def _output(gd) -> str:

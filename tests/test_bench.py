@@ -46,6 +46,9 @@ def test_target_keys_unique_and_every_target_has_a_section():
     ("trainer_throughput", 0.95), ("memory_parity", 2.5), ("memory_convert_onnx", 2.5), ("memory_convert_mmdnn", 2.5),
     ("memory_parity_ratio", 1.2), ("memory_convert_onnx_ratio", 1.2), ("memory_convert_mmdnn_ratio", 1.2),  # issue 27
     ("safety_cost", 0.05),  # issue 21: the refusal costs under 5 % of conversion time
+    # issues 22, 23: parity's targets on ResNet50 and MobileNetV3 Large at 224
+    ("parity_overhead_resnet50", 1.2), ("parity_overhead_mobilenet_v3_large", 1.2),
+    ("memory_parity_ratio_resnet50", 1.2), ("memory_parity_ratio_mobilenet_v3_large", 1.2),
 ], ids=lambda v: str(v))
 def test_targets_are_the_issue_s(key, limit):
     assert T[key].limit == limit
@@ -324,6 +327,8 @@ def test_the_bench_records_the_environment_it_measured_in():
 @pytest.mark.parametrize("key,loaded", [
     ("parity_overhead", 1.3), ("convert_onnx_overhead", 1.3), ("convert_mmdnn_overhead", 1.3),
     ("memory_parity", 2.5), ("memory_parity_ratio", 1.2), ("trainer_cache_speedup", 20.0), ("startup_parity", 3.0),
+    ("parity_overhead_resnet50", 1.3), ("parity_overhead_mobilenet_v3_large", 1.3),
+    ("memory_parity_ratio_resnet50", 1.2),
 ], ids=lambda v: str(v))
 def test_under_load_only_the_time_ratios_loosen_to_1_3(key, loaded):
     """Issue 27: under load the time ratios <= 1.3x; sizes and the other targets keep their bound."""
@@ -392,3 +397,192 @@ def test_the_tf2onnx_baseline_is_tf2onnx_s_own_entry_point(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_tf2onnx.py"), "--help"], capture_output=True,
                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=300)
     assert out.returncode == 0 and "--opset" in out.stdout and "--inputs" in out.stdout, out.stderr[-400:]
+
+
+# ------------------------------------------------------------------ other architectures (issues 22, 23)
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"tfport_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_samples = _load_script("bench_samples")
+bench_forward = _load_script("bench_forward")
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "mobilenet_v3_large"])
+def test_the_architectures_section_holds_parity_s_targets_for_each_architecture(arch):
+    """Each architecture gets parity_overhead's bound (1.2x, 1.3x under load), a peak-memory size bound and
+    memory_parity_ratio's bound; the section measures all three and --profile reruns its parity check."""
+    assert (arch, 224) in bench.ARCH_MODELS
+    keys = {f"parity_overhead_{arch}", f"memory_parity_{arch}", f"memory_parity_ratio_{arch}"}
+    assert keys <= set(bench.SECTION_TARGETS["architectures"])
+    over, peak, private = (T[f"{k}_{arch}"] for k in ("parity_overhead", "memory_parity", "memory_parity_ratio"))
+    assert (over.op, over.limit, over.loaded_limit, over.unit) == ("<=", 1.2, 1.3, "x")
+    assert peak.op == "<=" and peak.unit == "GB" and 2.0 <= peak.limit <= 8.0  # a size stated, not a placeholder
+    assert (private.op, private.limit, private.unit) == ("<=", 1.2, "x")
+    assert bench.PROFILED[over.key] == bench.PROFILED[peak.key] == f"parity_check_{arch}"
+    for t in (over, peak, private):  # the MobileNetV2 targets' words, with the architecture named
+        assert arch.split("_")[0] in t.what.lower().replace(" ", "_")
+
+
+@pytest.mark.parametrize("model,key", [((1.0, 224), "1.0:224"), ((0.35, 96), "0.35:96"), ((1, 224), "1.0:224"),
+                                       (("resnet50", 224), "resnet50:224"),
+                                       (("mobilenet_v3_large", 224), "mobilenet_v3_large:224")],
+                         ids=["main", "alpha", "int-alpha", "resnet50", "mnv3l"])
+def test_sample_keys_keep_mobilenet_v2_s_and_name_other_architectures(model, key):
+    assert bench.sample_key(model) == key
+    assert bench_samples.parse_model(key) == ((model[0], 1.0, model[1]) if isinstance(model[0], str)
+                                              else ("mobilenet_v2", float(model[0]), model[1]))
+
+
+@pytest.mark.parametrize("bad", ["224", "resnet50", "resnet50:", "1.0:big"], ids=lambda v: v or "empty")
+def test_a_sample_that_names_no_size_is_refused(bad):
+    with pytest.raises(ValueError, match="ALPHA:SIZE or ARCH:SIZE"):
+        bench_samples.parse_model(bad)
+
+
+def test_bench_samples_writes_other_architectures_beside_mobilenet_v2_s_keys(tmp_path):
+    """One set-up run through Bench.ensure_samples: MobileNetV2's key as before, MobileNetV3 Large under its
+    name, each entry naming its architecture and pointing at a frozen graph of that network (32 px: cheap)."""
+    b = bench.Bench(tmp_path, _QuietConsole(), python=sys.executable)
+    b.ensure_samples([(1.0, 32), ("mobilenet_v3_large", 32)])
+    assert {"keras2_pb:1.0:32", "keras2_pb:mobilenet_v3_large:32"} <= set(b.manifest)
+    v2, v3 = b.model(1.0, 32), b.model("mobilenet_v3_large", 32)
+    assert (v2["arch"], v2["alpha"], v2["size"]) == ("mobilenet_v2", 1.0, 32)
+    assert (v3["arch"], v3["size"], v3["input_shape"]) == ("mobilenet_v3_large", 32, [32, 32, 3])
+    assert Path(v3["path"]).name == "mobilenet_v3_large_32_keras2_frozen.pb" and Path(v3["path"]).is_file()
+    assert Path(v2["path"]).name == "mobilenet_v2_a1_32_keras2_frozen.pb"
+
+
+def test_bench_samples_refuses_an_unknown_architecture_in_one_line(tmp_path):
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_samples.py"), str(tmp_path), "keras2_pb",
+                          "inception_v3:224"], capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 2 and "inception_v3" in out.stderr and "Traceback" not in out.stderr, out.stderr[-400:]
+    assert not (tmp_path / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("arch,meta,classes", [
+    ("mobilenet_v2", {"alpha": 0.35}, 7),  # no "arch": MobileNetV2, the ports written before it was recorded
+    ("resnet50", {"arch": "resnet50"}, 0),  # a feature extractor's port: fc holds 0 classes
+    ("mobilenet_v3_large", {"arch": "mobilenet_v3_large"}, 7),
+], ids=["mobilenet_v2-0.35", "resnet50-features", "mobilenet_v3_large"])
+def test_bare_forwards_build_the_port_s_architecture_with_torchvision_s_builder(arch, meta, classes):
+    """The baseline's torch side is torchvision's own model of the port's architecture, width and class
+    count, holding the port's weights (strictly: a key of another network would fail to load)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    src = torchvision.models.get_model(arch, num_classes=classes, **({"width_mult": 0.35} if "alpha" in meta else {}))
+    sd = src.state_dict()
+    model = bench_forward.torch_model(sd, meta)
+    assert type(model) is type(src)
+    got = model.state_dict()
+    assert got.keys() == sd.keys() and all(torch.equal(got[k], sd[k]) for k in sd)
+    if arch == "mobilenet_v2":  # 0.35's stem: 16 channels, not 1.0's 32
+        assert model.features[0][0].out_channels == 16
+    with pytest.raises(RuntimeError, match="state_dict"):
+        bench_forward.torch_model(sd, {**meta, "arch": "mobilenet_v3_small"})
+
+
+def test_bare_forwards_stride_as_the_source_for_the_candidate_and_as_torchvision_for_plain_torchvision():
+    """ResNet50 v1 (Keras) strides the first 1x1 of a downsampling block, torchvision's v1.5 the 3x3: the baseline
+    runs the candidate's and the declared reference's forwards at the source's strides, as parity does."""
+    import torch
+    import torchvision
+
+    model = torchvision.models.resnet50(num_classes=3).eval()
+    v1 = {f"layer{i}.0.conv{c}": 2 if c == 1 else 1 for i in (2, 3, 4) for c in (1, 2)}  # as a port records it
+    source, stock = bench_forward.strides(model, {"arch": "resnet50", "stride": v1})
+    assert source["layer2.0.conv1"] == (2, 2) and source["layer2.0.conv2"] == (1, 1)
+    assert stock["layer2.0.conv1"] == (1, 1) and stock["layer2.0.conv2"] == (2, 2)
+    seen = {}
+    model.layer2[0].conv1.register_forward_hook(lambda m, i, o: seen.update(conv1=tuple(o.shape[-2:])))
+    with torch.no_grad():
+        for which, stride in (("source", source), ("stock", stock)):
+            bench_forward.set_strides(model, stride)
+            out = model(torch.zeros(1, 3, 64, 64))
+            assert out.shape == (1, 3)
+            seen[which] = seen.pop("conv1")
+    assert seen == {"source": (8, 8), "stock": (16, 16)}  # 64 px: layer1's 16x16 map, strided at the 1x1 or not
+    assert bench_forward.strides(model, {"arch": "mobilenet_v3_large"}) == ({}, {})
+
+
+def test_bare_forwards_refuse_an_architecture_they_cannot_build():
+    with pytest.raises(SystemExit, match="inception_v3"):
+        bench_forward.torch_model({}, {"arch": "inception_v3"})
+
+
+@pytest.mark.parametrize("input_range", [None, [-123.68, 151.061], [0.0, 255.0]], ids=["default", "caffe", "pixels"])
+def test_bare_forwards_feed_parity_s_probes_in_the_port_s_input_range(input_range):
+    """parity.run draws probe_inputs(probes, hw, source's input range, seed 0): the baseline feeds the same
+    numbers (ResNet50's caffe range, MobileNetV3's 0..255), so both sides do the same work."""
+    import numpy as np
+
+    from convert.model.probe import probe_inputs
+
+    meta = {} if input_range is None else {"input_range": input_range}
+    x = bench_forward.probes(meta, 3, (40, 48))
+    lo, hi = input_range or (-1.0, 1.0)
+    assert x.shape == (3, 40, 48, 3) and x.dtype == np.float32
+    np.testing.assert_array_equal(x, probe_inputs(3, (40, 48), (lo, hi), seed=0))
+    assert x.min() >= lo - 1e-3 and x.max() <= hi + 1e-3 and x.max() - x.min() > 0.5 * (hi - lo)
+
+
+def _arch_bench(tmp_path, monkeypatch, convert_fails: str = ""):
+    """A Bench whose children are recorded, not run: set-up conversions write the port and its export."""
+    b = bench.Bench(tmp_path, _QuietConsole(), python="py")
+    b.out.mkdir(parents=True)
+    b.manifest = {f"keras2_pb:{a}:{s}": {"path": f"/samples/{a}_{s}.pb"} for a, s in bench.ARCH_MODELS}
+    monkeypatch.setattr(b, "ensure_samples", lambda models, form=None: None)
+    calls: list[tuple[str, list[str]]] = []
+
+    def run(name, cmd, **kw):
+        calls.append((name, list(cmd)))
+        rc = 2 if convert_fails and name == f"setup_convert_{convert_fails}" else 0
+        if name.startswith("setup_convert_") and not rc:
+            port = Path(cmd[cmd.index("-o") + 1])
+            port.write_bytes(b"port")
+            port.with_suffix(".onnx").write_bytes(b"onnx")
+        seconds = {"parity": 12.0, "bare_f": 10.0}.get(name[:6], 30.0)
+        return bench.Run(name, tuple(cmd), seconds, 3_000_000_000, rc, f"/logs/{name}.log",
+                         tree_private_bytes=2_200_000_000 if name.startswith("parity") else 2_000_000_000)
+
+    monkeypatch.setattr(b, "run", run)
+    return b, calls
+
+
+def test_the_architectures_section_converts_then_pairs_parity_with_its_baseline(tmp_path, monkeypatch):
+    b, calls = _arch_bench(tmp_path, monkeypatch)
+    bench.section_architectures(b)
+    assert set(b.outcomes) == set(bench.SECTION_TARGETS["architectures"])
+    for arch, size in bench.ARCH_MODELS:
+        cmds = {name: cmd for name, cmd in calls if name.endswith(arch)}
+        port, onnx = str(b.out / f"{arch}_{size}.pth"), str(b.out / f"{arch}_{size}.onnx")
+        assert cmds[f"setup_convert_{arch}"][1:6] == ["-m", "convert", "tf2torch", f"/samples/{arch}_{size}.pb", "-o"]
+        assert cmds[f"setup_convert_{arch}"][-2:] == ["--via", "onnx"]
+        assert cmds[f"parity_check_{arch}"][1:6] == ["-m", "parity", "check", port, "--probes"]
+        assert cmds[f"bare_forwards_{arch}"][1:] == [str(bench.SCRIPTS / "bench_forward.py"),
+                                                     f"/samples/{arch}_{size}.pb", port, onnx, "--probes", "8"]
+        assert b.outcomes[f"parity_overhead_{arch}"].value == pytest.approx(1.2)
+        assert b.outcomes[f"memory_parity_{arch}"].value == pytest.approx(3.0)
+        assert b.outcomes[f"memory_parity_ratio_{arch}"].value == pytest.approx(1.1)
+    names = [n for n, _ in calls if not n.startswith("setup")]  # interleaved, pair_reps times
+    assert names[:4] == ["parity_check_resnet50", "bare_forwards_resnet50"] * 2
+
+
+def test_a_failed_conversion_fails_that_architecture_s_targets_only(tmp_path, monkeypatch):
+    b, _ = _arch_bench(tmp_path, monkeypatch, convert_fails="resnet50")
+    bench.section_architectures(b)
+    for key in bench.SECTION_TARGETS["architectures"]:
+        failed = key.endswith("resnet50")
+        assert (b.outcomes[key].status == bench.FAILED) is failed, key
+        if failed:
+            assert "setup_convert_resnet50.log" in b.outcomes[key].note
