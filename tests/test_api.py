@@ -242,8 +242,11 @@ def _small_error(port, reference, x: np.ndarray) -> float:
     return float(np.abs(out - reference).max() / np.abs(reference).max())
 
 
+@pytest.mark.exhaustive
 def test_a_tf_module_with_a_serving_signature_becomes_a_port():
-    """A tf.Module (no Keras) is saved by tf.saved_model.save with its signature, then read as a SavedModel."""
+    """A tf.Module (no Keras) is saved by tf.saved_model.save with its signature, then read as a SavedModel.
+    Exhaustive: the default suite converts a tf.Module SavedModel written by the same tool in tests/convert/
+    test_zoo.py (tfmodule-savedmodel); this adds only the in-memory hand-off (~20 s)."""
     import convert
     import parity
 

@@ -132,8 +132,11 @@ def test_parity_check_runs_under_the_bound_too(converted, tmp_path):
     assert "stage 'load'" in line and not report.exists()
 
 
+@pytest.mark.exhaustive
 def test_a_candidate_that_never_finishes_loading_is_bounded(converted, tmp_path):
-    """Loading MMdnn's emitted `.py` runs its code: code that never returns meets the 'load' bound."""
+    """Loading MMdnn's emitted `.py` runs its code: code that never returns meets the 'load' bound.
+    Exhaustive (a `--via both` conversion, ~20 s): parity's 'load' bound is in the default suite
+    (test_parity_check_runs_under_the_bound_too), and a Python loop past its bound (test_a_python_loop_...)."""
     import shutil
 
     src, ported, _ = converted(("keras2_h5", 1.0, (96, 96)), via="both")
