@@ -462,10 +462,11 @@ class Bench:
         return self.manifest[f"{form or FORM}:{sample_key((alpha, size))}"]
 
     def ensure_samples(self, models: Sequence[tuple[float | str, int]], form: str | None = None) -> None:
-        # the samples' calibration images come from convert.model.probe: a change to either regenerates them
-        key = hashlib.sha256(
-            (_sha(ROOT / "convert" / "sample.py") + _sha(ROOT / "convert" / "model" / "probe.py")).encode()
-        ).hexdigest()[:12]
+        # the samples' calibration images come from convert.model.probe, their networks from convert.arch: a
+        # change to any of them regenerates them
+        sources = [ROOT / "convert" / "sample.py", ROOT / "convert" / "model" / "probe.py",
+                   *sorted((ROOT / "convert" / "arch").glob("*.py"))]
+        key = hashlib.sha256("".join(_sha(f) for f in sources).encode()).hexdigest()[:12]
         folder = self.inputs / f"samples-{key}"
         folder.mkdir(parents=True, exist_ok=True)
         specs = [sample_key(m) for m in models]
