@@ -71,3 +71,20 @@ def test_a_grid_without_a_factor_leaves_its_finding_out():
     assert "linear_head_by_bn" not in keys and "fastai_head_run1" in keys
     text = seed_findings.render(seed_findings.findings([_cell(head="fastai")]))
     assert text.startswith("# Findings") and "fastai_head_run1" in text
+
+
+def test_the_readme_quotes_the_committed_grids_findings_and_they_follow_from_its_cells():
+    """Issue 24: the README's aggregates are the script's sentences, not typed figures. docs/seed_table.json is
+    the full grid's output (scripts/reproduce_seed_table --backbone …): its findings are recomputed from its
+    own cells here, and each sentence stands in the README verbatim."""
+    import json
+
+    from backbones.seed_table import read_cells
+    from tests.conftest import ROOT
+
+    doc = json.loads((ROOT / "docs" / "seed_table.json").read_text())
+    cells, _ = read_cells([str(ROOT / "docs" / "seed_table.json")])
+    assert seed_findings.as_json(seed_findings.findings(cells)) == doc["findings"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    missing = [f["key"] for f in doc["findings"] if " ".join(f["sentence"].split()) not in readme]
+    assert len(doc["findings"]) >= 5 and not missing, missing
