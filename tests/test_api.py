@@ -290,6 +290,7 @@ def test_a_graph_def_with_a_file_reading_op_is_refused():
     assert "\n" not in str(refused.value) and "ReadFile" in str(refused.value), str(refused.value)
 
 
+@pytest.mark.exhaustive  # ~18 s; the SavedModel it writes: test_zoo, test_tf2torch
 def test_a_subclassed_tf_keras_model_is_written_as_a_savedmodel():
     """HDF5 holds functional and Sequential models only: a subclassed tf_keras model goes through the
     SavedModel fallback, and the port still reproduces it."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 import backbones
@@ -27,6 +28,7 @@ def _flip_one_tensor_byte(path, key: str) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.exhaustive  # ~27 s; .safetensors: tests/convert/test_safetensors.py, the chain: test_end_to_end
 def test_convert_parity_train(samples, noses, tmp_path):
     from safetensors import safe_open
 

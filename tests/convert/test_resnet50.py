@@ -364,6 +364,7 @@ def test_the_mmdnn_path_port_passes_parity(resnet, tmp_path):
     assert code == 0 and report["modes_passed"] == ["eval", "train"]
 
 
+@pytest.mark.exhaustive  # ~18 s; BN order by name: tests/parity/test_traced.py
 def test_mmdnns_emitted_model_fails_on_its_momentum_alone(resnet, tmp_path):
     """`parity check` on MMdnn's emitted ResNet50 as MMdnn users load it, probed in its traced graph: every
     point equals TF's in eval and in train mode (its BNs matched to TF's by name, not by its shortcut-first

@@ -117,6 +117,7 @@ COVERED_ELSEWHERE = {
     "tutorial-k3-keras-a0.5-128": "widths and sizes by tests/convert/test_tf2torch.py",
     "regression-k2-h5-a1-160x160": "widths and sizes by tests/convert/test_tf2torch.py",
     "mmdnn:tutorial-k3-keras": "MMdnn on a Keras 3 file by features_none-k3-keras and regression-k3-keras",
+    "tutorial-k2-savedmodel": "tf_keras SavedModel by test_tf2torch.py; the tutorial's head by tutorial-k2-h5",
 }
 
 

@@ -116,6 +116,7 @@ def test_mmdnn_emitted_passes_numerics_fails_momentum(both, tmp_path):
     assert report["hazard"]["never_moves"] is True
 
 
+@pytest.mark.exhaustive  # ~17 s; repair of MMdnn's emitted model: test_resnet50, test_vgg16
 def test_repair_mmdnn_output_passes_eval_and_train(both, tmp_path):
     src, d = both
     fixed = tmp_path / "fixed.pth"
