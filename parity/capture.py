@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,11 @@ PLAIN_LAST_FEATURES = ("features", "layer4")
 NOTHING = np.empty((0,), np.float32)  # what a point never captured compares as: it fails (metrics.compare)
 
 
+# where a point's value goes when it is compared as it is produced, (point, value of probes lo.., lo): a
+# view of the tensor, valid only during the call (the ops that follow may work in place)
+Sink = Callable[[str, np.ndarray, int], None]
+
+
 class AllCaptured(Exception):
     """Raised from the hook of the last point a forward pass was needed for: the rest is not run."""
 
@@ -22,15 +28,19 @@ class Capture:
     """Forward hooks on a torchvision-structured model collecting every probe point in one pass.
 
     `stop_early`: once every point has a value, the hook raises AllCaptured, so a forward pass wanted
-    for the first points only (parity's train stage runs in parts) does not compute the rest. Values
-    are only collected here; comparing them inside the hooks, between the model's ops, slowed both
-    torch and numpy ~7x on 2 cores (their worker threads spin-wait on each other's cores)."""
+    for the first points only does not compute the rest. `sink`: each value goes to it as it is produced
+    (a view, no copy) and nothing is kept; parity compares there, so a point is never held twice (its
+    source's value and the candidate's). Comparing inside the hooks, between the model's ops, costs what
+    comparing afterwards does once idle OpenMP workers yield (convert.runtime.threads; with spinning
+    workers it once cost ~7x on 2 cores)."""
 
-    def __init__(self, model, points: list[Point], stop_early: bool = False) -> None:
+    def __init__(self, model, points: list[Point], stop_early: bool = False, sink: Sink | None = None) -> None:
         import torch
 
         self.values: dict[str, list] = {p.name: [] for p in points}
         self.left = set(self.values) if stop_early else None
+        self.sink = sink
+        self.lo = 0  # the first probe of the batch running (what the sink is told)
         self.handles = []
         modules = dict(model.named_modules())
         for p in points:
@@ -45,7 +55,10 @@ class Capture:
                 self.handles.append(mod.register_forward_hook(hook))
 
     def _add(self, name: str, value) -> None:
-        self.values[name].append(value)
+        if self.sink is not None:
+            self.sink(name, value, self.lo)
+        else:
+            self.values[name].append(value if value.flags.owndata else value.copy())
         if self.left is not None:
             self.left.discard(name)
             if not self.left:
@@ -53,20 +66,20 @@ class Capture:
 
     def _hook(self, name: str):
         def hook(_mod, _inp, out):
-            self._add(name, out.detach().numpy().copy())
+            self._add(name, out.detach().numpy())
         return hook
 
     def _output_hook(self, name: str):
         """The return value as the runners give the source's output (convert.runners.tf.per_probe): a 1x1 map,
         an unpooled 32 px feature extractor's, flattened to (n, C), else it fits no reference."""
         def hook(_mod, _inp, out):
-            v = out.detach().numpy().copy()
+            v = out.detach().numpy()
             self._add(name, v.reshape(len(v), -1) if v.ndim == 4 and v.shape[2:] == (1, 1) else v)
         return hook
 
     def _pool_hook(self, name: str, torch):
         def hook(_mod, _inp, out):
-            self._add(name, torch.nn.functional.adaptive_avg_pool2d(out, 1).flatten(1).detach().numpy())
+            self._add(name, torch.nn.functional.adaptive_avg_pool2d(out, 1).flatten(1).detach().numpy().copy())
         return hook
 
     def close(self) -> None:
@@ -100,16 +113,17 @@ def tf_values(runner, x: np.ndarray, tensors: dict[str, str], points: list[Point
     return out
 
 
-def capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int,
-                  stop_early: bool = False) -> dict[str, np.ndarray]:
-    """Every point's value, concatenated over batches. `stop_early` (one batch): the forward pass
-    ends once every point has its value."""
+def capture_torch(model, points: list[Point], x_nchw: np.ndarray, batch: int, stop_early: bool = False,
+                  sink: Sink | None = None) -> dict[str, np.ndarray]:
+    """Every point's value, concatenated over batches (none where `sink` takes them: Capture).
+    `stop_early` (one batch): the forward pass ends once every point has its value."""
     import torch
 
-    cap = Capture(model, points, stop_early=stop_early and len(x_nchw) <= batch)
+    cap = Capture(model, points, stop_early=stop_early and len(x_nchw) <= batch, sink=sink)
     try:
         with torch.no_grad():
             for i in range(0, len(x_nchw), batch):
+                cap.lo = i
                 model(torch.from_numpy(np.ascontiguousarray(x_nchw[i : i + batch])))
     except AllCaptured:
         pass

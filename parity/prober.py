@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.capture import capture_torch
+from parity.capture import Sink, capture_torch
 from parity.points import Point
 from parity.traced import Traced, capture_traced, trace
 
@@ -33,20 +33,22 @@ class Prober:
             return None
         return cls(traced.graph, traced.points(points), traced, candidate.input_layout == "NHWC")
 
-    def __call__(self, x_nhwc: np.ndarray, points: list[Point], batch: int, stop_early: bool = False
-                 ) -> dict[str, np.ndarray]:
-        """Every point's value on probes given NHWC (TF's layout), fed in the candidate's own layout."""
+    def __call__(self, x_nhwc: np.ndarray, points: list[Point], batch: int, stop_early: bool = False,
+                 sink: Sink | None = None) -> dict[str, np.ndarray]:
+        """Every point's value on probes given NHWC (TF's layout), fed in the candidate's own layout; `sink`:
+        each value handed to it as it is produced instead (parity.capture.Capture)."""
         x = x_nhwc if self.channels_last else x_nhwc.transpose(0, 3, 1, 2)
         if self.traced is None:
-            return capture_torch(self.model, points, np.ascontiguousarray(x), batch, stop_early=stop_early)
-        return capture_traced(self.traced, self.model, points, x, batch, stop_early, self.channels_last)
+            return capture_torch(self.model, points, np.ascontiguousarray(x), batch, stop_early=stop_early, sink=sink)
+        return capture_traced(self.traced, self.model, points, x, batch, stop_early, self.channels_last, sink)
 
     def in_train_mode(self) -> Prober:
         """A copy whose BatchNorms normalise with batch statistics (Dropout kept off): its running
-        statistics move, the candidate's never do."""
+        statistics (buffers, copied) move, the candidate's never do; its weights are the candidate's own
+        (parameters, shared: nothing writes them without gradients)."""
         import torch
 
-        model = copy.deepcopy(self.model).train()
+        model = copy.deepcopy(self.model, memo={id(p): p for p in self.model.parameters()}).train()
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.eval()

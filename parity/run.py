@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from convert import TOOL_VERSION
+from convert.runtime.memory import release_free_memory
 from parity import arch as architectures
 from parity.checks import CHECKS
 from parity.context import CheckContext
@@ -59,11 +60,12 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     torch.manual_seed(cfg.seed)
     # what the candidate declares, else (MMdnn's .py, an .onnx: nothing declared) what the source is
     arch = architectures.get(candidate.meta.get("arch") or source.spec.arch)
-    src_can = arch.canonical(source.spec, str(source.path))
+    # the source's canonical description; its state dict (a copy of the weights) is not kept
+    source_meta = arch.canonical(source.spec, str(source.path)).meta
     # the whole function is compared where the candidate claims to be one (a tfport port, MMdnn's emitted
     # model, an ONNX export); a plain torchvision state dict returns logits whatever the source returns, and
     # is compared up to them
-    points = arch.points(src_can.meta, source.spec.pool, output=candidate.kind != "state_dict")
+    points = arch.points(source_meta, source.spec.pool, output=candidate.kind != "state_dict")
     tensors = arch.tf_tensors(points, source.spec.taps, source.info.pooled)
     if any(p.suffix == "output" for p in points):
         tensors["output"] = source.info.output
@@ -74,7 +76,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
         notes.append(f"code from the source ran (--trust-code): {', '.join(source.spec.trusted_code)}")
 
     prober = Prober.of(candidate, points, arch, [b.name for b in source.spec.bns])
-    found = _compare(arch, candidate, prober, source, src_can.meta, points, tensors, x, cfg, notes, progress)
+    found = _compare(arch, candidate, prober, source, source_meta, points, tensors, x, cfg, notes, progress)
     measured = measure_momentum(candidate.module)
     padding = (padding_at_second_size(prober, source, tensors, cfg.seed, cfg.tol, progress)
                if prober is not None else None)
@@ -84,8 +86,8 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     return ParityReport(
         candidate=CandidateRecord(str(candidate.path), candidate.kind, candidate.sha256,
                                   bool(candidate.meta.get("bn_folded"))),
-        source=SourceRecord(str(source.path), source.form, source.sha256, src_can.meta.get("alpha"), tuple(hw),
-                            src_can.meta["num_classes"]),
+        source=SourceRecord(str(source.path), source.form, source.sha256, source_meta.get("alpha"), tuple(hw),
+                            source_meta["num_classes"]),
         config=ConfigRecord.of(cfg, TOOL_VERSION), results=found.results, checks=checks,
         hazard=hazard(candidate.module, measured), modes_passed=modes_passed(found.results, checks), notes=notes)
 
@@ -143,9 +145,11 @@ def _compare(arch, candidate, prober: Prober | None, source, source_meta, points
         return _Found(results, "BN folded into the convolutions at the source (its graph keeps no statistics): "
                                "eval-mode BN only", tested)
     progress("TF and candidate: probe points in train mode (batch statistics)")
-    tr = TFRunner(train_ref.graph_def, train_ref.info)
+    release_free_memory()  # what the eval stage freed is not carried into the train stage
+    tr, t_tensors = TFRunner(train_ref.graph_def, train_ref.info), train_ref.tensors
+    del train_ref  # its GraphDef (a copy of the source's, BNs in training mode) lives on in TF's graph alone
     try:
-        results.extend(train_stage(prober, tr, train_ref.tensors, x, batch, cfg.train_tol, results,
+        results.extend(train_stage(prober, tr, t_tensors, x, batch, cfg.train_tol, results,
                                    part_bytes=TRAIN_PART_BYTES))
     finally:
         tr.close()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convert.runtime.memory import release_free_memory
 from parity.capture import NOTHING, by_source_name, capture_generic, capture_torch, tf_values
 from parity.hypotheses import HypothesisTest, Tested, tests_for
 from parity.metrics import Comparison, PointResult, Tolerance, compare
@@ -29,51 +30,90 @@ def eval_stage(prober: Prober, refs: dict[str, TorchReference], tf_runner, x: np
                tol: Tolerance, notes: list[str], progress: Callable[[str], None], step: int,
                tf_activation: str = "") -> EvalResults:
     """Eval mode, `step` probes at a time (the runner's own batch where it has one): TF's capture of every
-    point the candidate has, the candidate's, compared and TF's dropped, then each torchvision
-    reference's, compared with the candidate's and dropped; each point's figures accumulate over the
-    steps (parity.metrics.Comparison), and so do the named hypotheses at its `:act` points and output."""
+    point the candidate has, then the candidate's forward, each point compared with TF's as the
+    candidate produces it (TF's value dropped there), then each torchvision reference's forward, each
+    point compared with the candidate's as it is produced; each point's figures accumulate over the
+    steps (parity.metrics.Comparison), and so do the named hypotheses at its `:act` points and output.
+    Held at once: TF's values of one step, shrinking as the candidate's (kept for the references) grow."""
     step = tf_runner.batch or step
     points = prober.points  # TF's are compared where TF has them; a torchvision reference's where it has them
     names = {p.name for p in points}
     tensors = {n: t for n, t in tensors.items() if n in names}  # what the candidate has no tensor for is not fetched
-    acc: dict[str, dict[str, Comparison]] = {r: {} for r in ("tf", *refs)}
-    hyp: dict[str, HypothesisTest] = tests_for({p.name: p.suffix for p in points if p.name in tensors},
-                                               tf_activation, tol)
-
-    def add(ref: str, name: str, cand_v: np.ndarray, ref_v: np.ndarray):
-        if name not in acc[ref]:
-            acc[ref][name] = Comparison(name, ref, "eval", tol)
-        return acc[ref][name].add(cand_v, ref_v)
-
+    ev = _EvalSteps(("tf", *refs), tests_for({p.name: p.suffix for p in points if p.name in tensors},
+                                              tf_activation, tol), tol)
+    kept = {p.name for ref in refs.values() for p in ref.points} | {"output"}  # what the references compare
     outputs: list[np.ndarray] = []
-    twice: set[str] = set()
     for lo in range(0, len(x), step):
         xs = x[lo : lo + step]
-        xs_nchw = np.ascontiguousarray(xs.transpose(0, 3, 1, 2))
         progress(f"TF, candidate{', torchvision' if refs else ''}: probe points (eval), probes "
                  f"{lo + 1}-{lo + len(xs)} of {len(x)}")
-        tf_vals = tf_values(tf_runner, xs, tensors, points)
-        cand_vals = prober(xs, points, step)
-        # a module run twice in one forward: its point is two tensors, which fit no reference (they fail)
-        twice.update(n for n, v in cand_vals.items() if len(v) != len(xs))
-        for name, ref_v in tf_vals.items():  # every point TF has is compared: one never produced fails
-            sums = add("tf", name, cand_vals.get(name, NOTHING), ref_v)
-            if name in hyp:
-                hyp[name].add(cand_vals.get(name, NOTHING), ref_v, sums)
-        del tf_vals
+        cand_vals = ev.candidate(prober, xs, tf_values(tf_runner, xs, tensors, points), kept)
         if "output" in cand_vals:
             outputs.append(cand_vals["output"])
+        xs_nchw = np.ascontiguousarray(xs.transpose(0, 3, 1, 2))
         for ref_name, ref in refs.items():
-            for name, v in capture_torch(ref.model, ref.points, ref.prep(xs_nchw), step).items():
-                if name in cand_vals:
-                    add(ref_name, name, cand_vals[name], v)
-        del cand_vals
-    for name in sorted(twice):
+            ev.reference(ref_name, ref, ref.prep(xs_nchw), cand_vals)
+    for name in sorted(ev.twice):
         notes.append(f"candidate computed {name} more than once per forward pass")
-    by_ref = {r: [c.result() for p in points if (c := acc[r].get(p.name)) is not None] for r in acc}
-    tested = [t for p in points if p.name in hyp for t in hyp[p.name].results()]
+    by_ref = {r: [c.result() for p in points if (c := ev.acc[r].get(p.name)) is not None] for r in ev.acc}
+    tested = [t for p in points if p.name in ev.hyp for t in ev.hyp[p.name].results()]
     return EvalResults(by_ref, np.concatenate(outputs) if len(outputs) > 1 else outputs[0] if outputs else None,
                        tested)
+
+
+class _EvalSteps:
+    """The eval stage's comparisons, per reference and point, built up step by step; each step's forward
+    passes hand their values to a sink (parity.capture.Sink), one batch of the step's probes each."""
+
+    def __init__(self, refs: tuple[str, ...], hyp: dict[str, HypothesisTest], tol: Tolerance) -> None:
+        self.acc: dict[str, dict[str, Comparison]] = {r: {} for r in refs}
+        self.hyp = hyp
+        self.tol = tol
+        self.twice: set[str] = set()
+
+    def comparison(self, ref: str, name: str) -> Comparison:
+        if name not in self.acc[ref]:
+            self.acc[ref][name] = Comparison(name, ref, "eval", self.tol)
+        return self.acc[ref][name]
+
+    def candidate(self, prober: Prober, xs: np.ndarray, tf_vals: dict[str, np.ndarray], kept: set[str]
+                  ) -> dict[str, np.ndarray]:
+        """The candidate's forward on the step's probes, each point compared with TF's where produced (TF's
+        value dropped there); returns copies of the points in `kept`."""
+        cand_vals: dict[str, np.ndarray] = {}
+        called: set[str] = set()
+
+        def sink(name: str, v: np.ndarray, _off: int) -> None:
+            if name in called:  # a module run twice in one forward: two tensors, which fit no reference
+                self.twice.add(name)
+                if name in self.acc["tf"]:
+                    self.acc["tf"][name].spoil((2 * len(v), *v.shape[1:]))
+                if name in cand_vals:
+                    cand_vals[name] = np.concatenate([cand_vals[name], v])
+                return
+            called.add(name)
+            ref_v = tf_vals.pop(name, None)
+            if ref_v is not None:
+                sums = self.comparison("tf", name).add(v, ref_v)
+                if name in self.hyp:
+                    self.hyp[name].add(v, ref_v, sums)
+            if name in kept:
+                cand_vals[name] = v.copy()
+
+        prober(xs, prober.points, len(xs), sink=sink)
+        for name, ref_v in tf_vals.items():  # every point TF has is compared: one never produced fails
+            self.comparison("tf", name).add(NOTHING, ref_v)
+        tf_vals.clear()
+        return cand_vals
+
+    def reference(self, ref_name: str, ref: TorchReference, x_nchw: np.ndarray, cand_vals: dict[str, np.ndarray]
+                  ) -> None:
+        """A torchvision reference's forward, each point compared with the candidate's where produced."""
+        def sink(name: str, v: np.ndarray, _off: int) -> None:
+            if name in cand_vals:
+                self.comparison(ref_name, name).add(cand_vals[name], v)
+
+        capture_torch(ref.model, ref.points, x_nchw, len(x_nchw), sink=sink)
 
 
 def generic_eval_stage(candidate, source, tf_runner, x: np.ndarray, tensors: dict[str, str], points: list[Point],
@@ -107,10 +147,12 @@ def generic_eval_stage(candidate, source, tf_runner, x: np.ndarray, tensors: dic
 def train_stage(prober: Prober, tr, t_tensors: dict[str, str], x: np.ndarray, batch: int, tol: Tolerance,
                 eval_results: list[PointResult], part_bytes: int) -> list[PointResult]:
     """TF's graph with every BN in training mode against a train-mode copy of the candidate (Dropout
-    kept off), point by point. TF's captures are fetched in parts of at most `part_bytes` (network
-    order), each compared and dropped before the next: batch statistics need every probe in one batch,
-    so parts split the points, not the probes. A part's TF run computes only the network up to its last
-    point, and the candidate's forward stops there too; its sizes come from the eval stage's shapes."""
+    kept off), point by point. Batch statistics need every probe in one batch, so TF's values are
+    fetched in parts of the points, at most `part_bytes` each (network order; sizes from the eval
+    stage's shapes): one forward of the candidate, each point compared as it is produced, TF's next
+    part fetched (its run computes the network up to that part's last point) when the forward reaches
+    it and the previous part dropped. Where the probes take several batches, the candidate's forward
+    runs once per part instead, stopped at the part's last point."""
     nbytes = {r.point: 4 * math.prod(r.shape) for r in eval_results if r.reference == "tf" and r.mode == "eval"}
     points = prober.points
     names = [p.name for p in points if p.name in t_tensors and p.suffix not in ("", "output")]
@@ -122,16 +164,43 @@ def train_stage(prober: Prober, tr, t_tensors: dict[str, str], x: np.ndarray, ba
             size = 0
         parts[-1].append(n)
         size += nbytes.get(n, 0)
+    part_of = {n: k for k, part in enumerate(parts) for n in part}
+    one_pass = len(x) <= batch
     model = prober.in_train_mode()
-    got: dict[str, PointResult] = {}
-    for part in parts:
-        tf_part = tf_values(tr, x, {n: t_tensors[n] for n in part}, points)
-        vals = model(x, [p for p in points if p.name in tf_part], batch, stop_early=True)
-        for name in part:
-            if name in vals:
-                got[name] = compare(name, "tf", "train", vals.pop(name), tf_part.pop(name), tol)
-        del tf_part, vals
-    return [got[n] for n in names if n in got]
+    comps = {n: Comparison(n, "tf", "train", tol) for n in names}
+    held: dict[str, np.ndarray] = {}  # TF's values of the part fetched last
+    fetched = [-1]
+    seen: set[tuple[str, int]] = set()
+
+    def fetch(k: int) -> None:
+        held.clear()  # the previous part is dropped, and its memory handed back, before the next is fetched
+        release_free_memory()
+        held.update(tf_values(tr, x, {n: t_tensors[n] for n in parts[k]}, points))
+        fetched[0] = k
+
+    def candidate(name: str, v: np.ndarray, off: int) -> None:
+        k = part_of.get(name)
+        if k is None:
+            return
+        if (name, off) in seen:  # a module run twice in one forward fits no reference
+            comps[name].spoil((2 * len(v), *v.shape[1:]))
+            return
+        if k != fetched[0]:
+            if not one_pass:
+                return  # another part's point, compared in its own forward
+            fetch(k)
+        seen.add((name, off))
+        comps[name].add(v, held[name][off : off + batch] if name in held else NOTHING)
+
+    wanted = [p for p in points if p.name in part_of]
+    if one_pass:
+        model(x, wanted, batch, sink=candidate)
+    else:
+        for k, part in enumerate(parts):
+            fetch(k)
+            model(x, [p for p in wanted if p.name in part], batch, stop_early=True, sink=candidate)
+    held.clear()
+    return [comps[n].result() for n in names if comps[n].rows or comps[n].misfit is not None]
 
 
 def second_size_stage(prober: Prober, runner, tensors: dict[str, str], x: np.ndarray, batch: int,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.capture import AllCaptured, source_order
+from parity.capture import AllCaptured, Sink, source_order
 from parity.points import Point
 
 
@@ -126,11 +126,13 @@ def trace(module: Any, points: list[Point], block_output_activated: bool = False
 
 
 def capture_traced(traced: Traced, model: Any, points: list[Point], x: np.ndarray, batch: int,
-                   stop_early: bool = False, channels_last: bool = False) -> dict[str, np.ndarray]:
+                   stop_early: bool = False, channels_last: bool = False, sink: Sink | None = None
+                   ) -> dict[str, np.ndarray]:
     """Every point's value (`model`: the traced graph or a copy of it, e.g. in train mode) on `x` in the
     candidate's own input layout, concatenated over batches; the output as the runners give the
     source's (a 1x1 map flattened; a channels-last candidate's feature map in its declared NHWC, turned
-    to NCHW like TF's). `stop_early` (one batch): the run ends once every point has its value."""
+    to NCHW like TF's). `stop_early` (one batch): the run ends once every point has its value. `sink`:
+    each value goes there as it is produced, nothing is kept (parity.capture.Capture)."""
     import torch
     import torch.fx
 
@@ -140,6 +142,7 @@ def capture_traced(traced: Traced, model: Any, points: list[Point], x: np.ndarra
             wanted.setdefault(traced.nodes[p.name], []).append(p.name)
     values: dict[str, list[np.ndarray]] = {p: [] for names in wanted.values() for p in names}
     left = set(values) if stop_early and len(x) <= batch else None
+    at = [0]  # the first probe of the batch running
 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, n):
@@ -147,7 +150,11 @@ def capture_traced(traced: Traced, model: Any, points: list[Point], x: np.ndarra
             names = wanted.get(n.name, ())
             for name in names:
                 v = out[0] if n.op == "output" and isinstance(out, (tuple, list)) else out
-                values[name].append(_as_point(v.detach().numpy().copy(), n.op == "output", channels_last))
+                v = _as_point(v.detach().numpy(), n.op == "output", channels_last)
+                if sink is not None:
+                    sink(name, v, at[0])
+                else:
+                    values[name].append(v.copy())
             if left is not None and names:
                 left.difference_update(names)
                 if not left:
@@ -157,6 +164,7 @@ def capture_traced(traced: Traced, model: Any, points: list[Point], x: np.ndarra
     try:
         with torch.no_grad():
             for i in range(0, len(x), batch):
+                at[0] = i
                 Recorder(model).run(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])))
     except AllCaptured:
         pass

@@ -2,7 +2,8 @@
 
 Eval: EVAL_STEP probes at a time, each point's figures accumulated (parity.metrics.Comparison). Train:
 batch statistics need every probe at once, so TF's captures are fetched in parts of the points
-(TRAIN_PART_BYTES), each part's TF run and the candidate's forward stopping at its last point."""
+(TRAIN_PART_BYTES), each as the candidate's one forward reaches it; the candidate's values are compared
+where they are produced and never kept."""
 
 from __future__ import annotations
 
@@ -38,3 +39,71 @@ def test_slicing_changes_no_point_and_no_verdict(converted, monkeypatch):
         if not r.passed:  # plain torchvision's deviations (shown, not gating): the same deviation
             assert sliced[k].max_abs == pytest.approx(r.max_abs, rel=1e-3), k
     assert any(not r.passed for r in whole.values())  # ...which exist: the comparison above is not vacuous
+
+
+def test_train_mode_runs_the_candidate_once_whatever_the_parts(converted, monkeypatch):
+    """TF's parts are fetched as the candidate's one train-mode forward reaches them (each point compared
+    where it is produced, nothing of the candidate's kept): one forward for any number of parts."""
+    from parity import stages
+    from parity.prober import Prober
+
+    fetches, forwards, training = [], [], []
+    tf_values, train_stage = stages.tf_values, parity_run.train_stage
+
+    def fetch(runner, x, tensors, points):
+        if training:
+            fetches.append(len(tensors))
+        return tf_values(runner, x, tensors, points)
+
+    def train(*a, **k):
+        training.append(True)
+        try:
+            return train_stage(*a, **k)
+        finally:
+            training.clear()
+
+    monkeypatch.setattr(stages, "tf_values", fetch)
+    monkeypatch.setattr(parity_run, "train_stage", train)
+    in_train_mode = Prober.in_train_mode
+
+    def counted(self):
+        p = in_train_mode(self)
+        p.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+        return p
+
+    monkeypatch.setattr(Prober, "in_train_mode", counted)
+    by_point, rep = _run(converted, monkeypatch, step=4, part_bytes=4 << 20)  # 96 px, 4 probes: a few parts
+    assert rep.passed and len(fetches) >= 3
+    assert sum(fetches) == len([k for k in by_point if k[2] == "train"])  # every train point fetched once
+    assert len(forwards) == 1
+
+
+def test_references_and_the_train_copy_share_the_candidates_weights(converted):
+    """torchvision references and the train-mode copy hold the candidate's weight tensors, not copies
+    (ResNet50: 100 MB each); the train copy's BN statistics are its own and move, the candidate's do not."""
+    import numpy as np
+    import torch
+
+    from parity import arch as architectures
+    from parity.prober import Prober
+    from parity.references import torchvision_references
+
+    _, out, _ = converted(CASE)
+    cand = load_candidate(out)
+    arch = architectures.get(cand.meta["arch"])
+    src = parity_run.resolve_source(cand, None)
+    points = arch.points(arch.canonical(src.spec, str(src.path)).meta, src.spec.pool, output=True)
+    refs, _ = torchvision_references(arch, cand, cand.meta, points)
+    weight = cand.module.state_dict()["features.0.0.weight"]
+    for ref in refs.values():
+        assert ref.model.state_dict()["features.0.0.weight"].data_ptr() == weight.data_ptr()
+
+    prober = Prober.of(cand, points, arch)
+    train = prober.in_train_mode()
+    assert train.model.state_dict()["features.0.0.weight"].data_ptr() == weight.data_ptr()
+    mean = cand.module.state_dict()["features.0.1.running_mean"]
+    before = mean.clone()
+    with torch.no_grad():
+        train.model(torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (4, 3, 96, 96)).astype(np.float32)))
+    assert torch.equal(mean, before)
+    assert not torch.equal(train.model.state_dict()["features.0.1.running_mean"], before)
