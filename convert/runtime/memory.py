@@ -8,15 +8,15 @@ otherwise carry, unused, into its train stage, and peak memory counts it (script
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 
 @functools.cache
 def _trim():
-    name = ctypes.util.find_library("c")
+    """glibc's malloc_trim among the symbols the process already has (dlopen(NULL)): no library search,
+    which (ctypes.util.find_library) would start `ldconfig` in a child of a process holding gigabytes."""
     try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
     except OSError:
         return None
 
