@@ -5,7 +5,9 @@ Generic parity code (capture, stages, references, checks) never names a MobileNe
 
 A new architecture is a module in this package, imported below, whose class carries
 `@register("<name>")` (a name registered twice raises; `get` of an unknown name raises naming the known
-ones). It must provide what `Architecture` lists:
+ones). It must provide what `Architecture` lists; `layout.TorchvisionLayout` answers `canonical`,
+`tf_tensors`, `with_source_semantics`, `backbone_state`, `units` and `convs` the way every torchvision-laid-out
+network does, so an architecture class extends it and overrides only where its network differs:
 
 - `canonical(spec, where)`: the source described in torchvision's layout (convert's canonical mapping);
   its `meta` feeds the methods below;

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from convert.port.build import build
-from convert.port.canonical import Canonical, Slot, slots_of, to_torchvision
-from convert.port.head import torchvision_keys
+from convert.port.canonical import Slot, slots_of
+from parity.arch.layout import TorchvisionLayout
 from parity.arch.registry import register
 from parity.points import Point
 
@@ -52,22 +51,8 @@ def points_for(slots: list[Slot], pool: str | None = "avg", output: bool = True)
     return pts
 
 
-def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
-    """Probe point name -> TF tensor name, through the source's per-layer taps (aligned by layer index)."""
-    out: dict[str, str] = {}
-    for p in points:
-        if p.suffix in ("pool", "output"):
-            if p.suffix == "pool" and pooled:
-                out[p.name] = pooled
-            continue
-        tensor = taps.get(p.slot_index, {}).get(p.suffix)
-        if tensor:
-            out[p.name] = tensor
-    return out
-
-
 @register("mobilenet_v2")
-class MobileNetV2:
+class MobileNetV2(TorchvisionLayout):
     """torchvision's `models.mobilenet_v2` layout; TF's Keras/slim MobileNetV2 aligned to it by layer index."""
 
     activation = "ReLU6"  # torchvision's Conv2dNormActivation: [conv, bn, ReLU6]
@@ -77,14 +62,8 @@ class MobileNetV2:
     input_convention = "TF MobileNetV2: x / 127.5 − 1"
     stride_fault = "a conv strides unlike the source's: every later feature map is computed at another resolution"
 
-    def canonical(self, spec: Any, where: str) -> Canonical:
-        return to_torchvision(spec, where)
-
     def points(self, meta: dict[str, Any], pool: str | None, output: bool) -> list[Point]:
         return points_for(slots_of(meta), pool, output=output)
-
-    def tf_tensors(self, points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
-        return tf_tensors_for(points, taps, pooled)
 
     def torchvision(self, state_dict: dict[str, Any], meta: dict[str, Any]) -> Any:
         from torchvision.models import mobilenet_v2
@@ -114,20 +93,6 @@ class MobileNetV2:
                 continue
             return model, {"alpha": alpha, "num_classes": k}
         raise fail(f"state dict does not fit torchvision's MobileNetV2 at any alpha {ALPHAS}")
-
-    def with_source_semantics(self, meta: dict[str, Any]) -> Any:
-        return build(meta)
-
-    def backbone_state(self, state_dict: dict[str, Any]) -> dict[str, Any]:
-        return torchvision_keys(state_dict)
-
-    def units(self, model: Any) -> list[tuple[str, Any]]:
-        return [(f"features.{i}", unit) for i, unit in enumerate(model.features)]
-
-    def convs(self, model: Any) -> list[tuple[str, Any]]:
-        import torch
-
-        return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
 
     def point_of_conv(self, path: str) -> str:
         return f"{path.rsplit('.', 1)[0]}:bn"  # features.N[.conv.K].0 -> its Conv2dNormActivation's BN

@@ -15,9 +15,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from convert.port.build import build
-from convert.port.canonical import Canonical, Slot, slots_of, to_torchvision
-from convert.port.head import torchvision_keys
+from convert.port.canonical import Slot, slots_of
+from parity.arch.layout import TorchvisionLayout
 from parity.arch.registry import register
 from parity.points import Point
 
@@ -100,7 +99,7 @@ def activation_modules(arch: str) -> dict[str, str]:
     return {n: type(m).__name__ for n, m in model.named_modules() if isinstance(m, kinds)}
 
 
-class _MobileNetV3Parity:
+class _MobileNetV3Parity(TorchvisionLayout):
     """torchvision's `models.mobilenet_v3_*` layout; Keras's MobileNetV3 aligned to it by layer index."""
 
     name: str
@@ -112,9 +111,6 @@ class _MobileNetV3Parity:
     input_convention = ("Keras MobileNetV3: Rescaling(1/127.5, offset -1) inside the model (include_preprocessing), "
                         "fed 0..255 pixels; torchvision's is fed ImageNet mean/std")
     stride_fault = "a conv strides unlike the source's: every later feature map is computed at another resolution"
-
-    def canonical(self, spec: Any, where: str) -> Canonical:
-        return to_torchvision(spec, where)
 
     def points(self, meta: dict[str, Any], pool: str | None, output: bool) -> list[Point]:
         meta = {**meta, "arch": self.name}
@@ -146,20 +142,6 @@ class _MobileNetV3Parity:
         except RuntimeError:
             return None
         return model, {"arch": self.name, "num_classes": int(state_dict["classifier.3.weight"].shape[0])}
-
-    def with_source_semantics(self, meta: dict[str, Any]) -> Any:
-        return build(meta)
-
-    def backbone_state(self, state_dict: dict[str, Any]) -> dict[str, Any]:
-        return torchvision_keys(state_dict)
-
-    def units(self, model: Any) -> list[tuple[str, Any]]:
-        return [(f"features.{i}", unit) for i, unit in enumerate(model.features)]
-
-    def convs(self, model: Any) -> list[tuple[str, Any]]:
-        import torch
-
-        return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
 
     def point_of_conv(self, path: str) -> str:
         parent, _, leaf = path.rpartition(".")

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from convert.port.build import build
-from convert.port.canonical import Canonical, Slot, slots_of, to_torchvision
-from convert.port.head import torchvision_keys
-from parity.arch.mobilenet_v2 import tf_tensors_for
+from convert.port.canonical import Slot, slots_of
+from parity.arch.layout import TorchvisionLayout
 from parity.arch.registry import register
 from parity.points import Point
 
@@ -62,7 +60,7 @@ def points_for(slots: list[Slot], pool: str | None = "avg", output: bool = True)
 
 
 @register("resnet50")
-class ResNet50:
+class ResNet50(TorchvisionLayout):
     """torchvision's `models.resnet50` layout (v1.5); Keras's ResNet50 (v1) aligned to it by layer index."""
 
     activation = "ReLU"
@@ -75,14 +73,8 @@ class ResNet50:
     stride_fault = ("stride on the 3x3 (torchvision v1.5) where the source has it on the first 1x1 (v1): the same "
                     "weights compute another function from that block on")
 
-    def canonical(self, spec: Any, where: str) -> Canonical:
-        return to_torchvision(spec, where)
-
     def points(self, meta: dict[str, Any], pool: str | None, output: bool) -> list[Point]:
         return points_for(slots_of({**meta, "arch": "resnet50"}), pool, output=output)
-
-    def tf_tensors(self, points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
-        return tf_tensors_for(points, taps, pooled)
 
     def torchvision(self, state_dict: dict[str, Any], meta: dict[str, Any]) -> Any:
         import warnings
@@ -105,20 +97,9 @@ class ResNet50:
             return None
         return model, {"arch": "resnet50", "num_classes": int(state_dict["fc.weight"].shape[0])}
 
-    def with_source_semantics(self, meta: dict[str, Any]) -> Any:
-        return build(meta)
-
-    def backbone_state(self, state_dict: dict[str, Any]) -> dict[str, Any]:
-        return torchvision_keys(state_dict)
-
     def units(self, model: Any) -> list[tuple[str, Any]]:
         stem = [(name, getattr(model, name)) for name in ("conv1", "bn1", "relu", "maxpool")]
         return stem + [(f"{s}.{i}", block) for s in STAGES for i, block in enumerate(getattr(model, s))]
-
-    def convs(self, model: Any) -> list[tuple[str, Any]]:
-        import torch
-
-        return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
 
     def point_of_conv(self, path: str) -> str:
         if path.endswith(".downsample.0"):

@@ -18,10 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from convert.port.build import build
-from convert.port.canonical import Canonical, Slot, slots_of, to_torchvision
-from convert.port.head import head_plan, torchvision_keys
-from parity.arch.mobilenet_v2 import tf_tensors_for
+from convert.port.canonical import Slot, slots_of
+from convert.port.head import head_plan
+from parity.arch.layout import TorchvisionLayout
 from parity.arch.registry import register
 from parity.points import Point
 
@@ -53,7 +52,7 @@ def points_for(slots: list[Slot], meta: dict[str, Any], pool: str | None = "avg"
 
 
 @register("vgg16")
-class VGG16:
+class VGG16(TorchvisionLayout):
     """torchvision's `models.vgg16` layout; Keras's VGG16 aligned to it by layer index."""
 
     activation = "ReLU"
@@ -64,14 +63,8 @@ class VGG16:
                         "no scaling")
     stride_fault = "a conv strides unlike the source's: every later feature map is computed at another resolution"
 
-    def canonical(self, spec: Any, where: str) -> Canonical:
-        return to_torchvision(spec, where)
-
     def points(self, meta: dict[str, Any], pool: str | None, output: bool) -> list[Point]:
         return points_for(slots_of({**meta, "arch": "vgg16"}), meta, pool, output=output)
-
-    def tf_tensors(self, points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
-        return tf_tensors_for(points, taps, pooled)
 
     def torchvision(self, state_dict: dict[str, Any], meta: dict[str, Any]) -> Any:
         """Stock torchvision vgg16 with the state dict's torchvision keys: its classifier where the state
@@ -103,20 +96,6 @@ class VGG16:
             return None
         classes = int(state_dict["classifier.6.weight"].shape[0]) if "classifier.6.weight" in state_dict else 0
         return model, {"num_classes": classes}
-
-    def with_source_semantics(self, meta: dict[str, Any]) -> Any:
-        return build(meta)
-
-    def backbone_state(self, state_dict: dict[str, Any]) -> dict[str, Any]:
-        return torchvision_keys(state_dict)
-
-    def units(self, model: Any) -> list[tuple[str, Any]]:
-        return [(f"features.{i}", unit) for i, unit in enumerate(model.features)]
-
-    def convs(self, model: Any) -> list[tuple[str, Any]]:
-        import torch
-
-        return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
 
     def point_of_conv(self, path: str) -> str:
         parent, _, k = path.rpartition(".")

@@ -25,30 +25,13 @@ def _run(converted, monkeypatch, step: int, part_bytes: int):
     return {(r.point, r.reference, r.mode): r for r in rep.results}, rep
 
 
-def test_slicing_changes_no_point_and_no_verdict(converted, monkeypatch):
-    whole, rep_whole = _run(converted, monkeypatch, step=4, part_bytes=1 << 40)  # 4 probes at once, one part
-    sliced, rep_sliced = _run(converted, monkeypatch, step=1, part_bytes=1)  # probe by probe, a part per point
-    assert rep_whole.passed and rep_sliced.passed
-    assert sliced.keys() == whole.keys()
-    train = [k for k in whole if k[2] == "train"]
-    assert len(train) > 90  # every BN, activation and block output of the 96 px port
-    for k in train:  # the same batch, the same numbers: parts only choose what is fetched when
-        assert sliced[k].max_abs == whole[k].max_abs and sliced[k].worst_index == whole[k].worst_index
-    for k, r in whole.items():  # eval: batch 1 vs 4 may round differently in float32, never across the bound
-        assert (sliced[k].shape, sliced[k].passed) == (r.shape, r.passed), k
-        if not r.passed:  # plain torchvision's deviations (shown, not gating): the same deviation
-            assert sliced[k].max_abs == pytest.approx(r.max_abs, rel=1e-3), k
-    assert any(not r.passed for r in whole.values())  # ...which exist: the comparison above is not vacuous
-
-
-def test_train_mode_runs_the_candidate_once_whatever_the_parts(converted, monkeypatch):
-    """TF's parts are fetched as the candidate's one train-mode forward reaches them (each point compared
-    where it is produced, nothing of the candidate's kept): one forward for any number of parts."""
+def _count_train_work(monkeypatch) -> tuple[list[int], list[int]]:
+    """(TF's train-mode fetches, by how many points each; the train-mode candidate's forwards), as they happen."""
     from parity import stages
     from parity.prober import Prober
 
     fetches, forwards, training = [], [], []
-    tf_values, train_stage = stages.tf_values, parity_run.train_stage
+    tf_values, train_stage, in_train_mode = stages.tf_values, parity_run.train_stage, Prober.in_train_mode
 
     def fetch(runner, x, tensors, points):
         if training:
@@ -62,20 +45,35 @@ def test_train_mode_runs_the_candidate_once_whatever_the_parts(converted, monkey
         finally:
             training.clear()
 
-    monkeypatch.setattr(stages, "tf_values", fetch)
-    monkeypatch.setattr(parity_run, "train_stage", train)
-    in_train_mode = Prober.in_train_mode
-
     def counted(self):
         p = in_train_mode(self)
         p.model.register_forward_pre_hook(lambda *_: forwards.append(1))
         return p
 
+    monkeypatch.setattr(stages, "tf_values", fetch)
+    monkeypatch.setattr(parity_run, "train_stage", train)
     monkeypatch.setattr(Prober, "in_train_mode", counted)
-    by_point, rep = _run(converted, monkeypatch, step=4, part_bytes=4 << 20)  # 96 px, 4 probes: a few parts
-    assert rep.passed and len(fetches) >= 3
-    assert sum(fetches) == len([k for k in by_point if k[2] == "train"])  # every train point fetched once
-    assert len(forwards) == 1
+    return fetches, forwards
+
+
+def test_slicing_changes_no_point_and_no_verdict(converted, monkeypatch):
+    whole, rep_whole = _run(converted, monkeypatch, step=4, part_bytes=1 << 40)  # 4 probes at once, one part
+    fetches, forwards = _count_train_work(monkeypatch)
+    sliced, rep_sliced = _run(converted, monkeypatch, step=1, part_bytes=1)  # probe by probe, a part per point
+    assert rep_whole.passed and rep_sliced.passed
+    assert sliced.keys() == whole.keys()
+    train = [k for k in whole if k[2] == "train"]
+    assert len(train) > 90  # every BN, activation and block output of the 96 px port
+    # TF's parts fetched as the candidate's one train-mode forward reaches them, each point compared where
+    # it is produced: a part per point, every point fetched once, one forward
+    assert fetches == [1] * len(train) and forwards == [1]
+    for k in train:  # the same batch, the same numbers: parts only choose what is fetched when
+        assert sliced[k].max_abs == whole[k].max_abs and sliced[k].worst_index == whole[k].worst_index
+    for k, r in whole.items():  # eval: batch 1 vs 4 may round differently in float32, never across the bound
+        assert (sliced[k].shape, sliced[k].passed) == (r.shape, r.passed), k
+        if not r.passed:  # plain torchvision's deviations (shown, not gating): the same deviation
+            assert sliced[k].max_abs == pytest.approx(r.max_abs, rel=1e-3), k
+    assert any(not r.passed for r in whole.values())  # ...which exist: the comparison above is not vacuous
 
 
 def test_references_and_the_train_copy_share_the_candidates_weights(converted):

@@ -1,0 +1,50 @@
+"""What every architecture laid out like torchvision answers the same way: a base class the registered
+architectures extend, overriding only where their network differs (ResNet's units, MobileNetV3's taps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convert.port.build import build
+from convert.port.canonical import Canonical, to_torchvision
+from convert.port.head import torchvision_keys
+from parity.points import Point
+
+
+def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
+    """Probe point name -> TF tensor name, through the source's per-layer taps (aligned by layer index)."""
+    out: dict[str, str] = {}
+    for p in points:
+        if p.suffix in ("pool", "output"):
+            if p.suffix == "pool" and pooled:
+                out[p.name] = pooled
+            continue
+        tensor = taps.get(p.slot_index, {}).get(p.suffix)
+        if tensor:
+            out[p.name] = tensor
+    return out
+
+
+class TorchvisionLayout:
+    """The defaults of parity.arch.Architecture for a network whose port is a torchvision model."""
+
+    def canonical(self, spec: Any, where: str) -> Canonical:
+        return to_torchvision(spec, where)
+
+    def tf_tensors(self, points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
+        return tf_tensors_for(points, taps, pooled)
+
+    def with_source_semantics(self, meta: dict[str, Any]) -> Any:
+        return build(meta)
+
+    def backbone_state(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        return torchvision_keys(state_dict)
+
+    def units(self, model: Any) -> list[tuple[str, Any]]:
+        """`features.N` in order (torchvision's MobileNets and VGG)."""
+        return [(f"features.{i}", unit) for i, unit in enumerate(model.features)]
+
+    def convs(self, model: Any) -> list[tuple[str, Any]]:
+        import torch
+
+        return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
