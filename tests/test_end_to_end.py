@@ -85,6 +85,8 @@ def test_one_byte_changed_is_refused(certified, faces, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.exhaustive  # ~15 s; the gate's refusal of a loose certificate, named, by
+# tests/parity/test_certificate.py (atol-1, rtol-1 and the references/probes cases)
 def test_certificate_at_loose_tolerance_is_refused(certified, faces, tmp_path):
     """`parity check --atol 1` passes and writes a certificate; the trainer refuses it and says why."""
     ckpt = _copy(certified, tmp_path / "loose")

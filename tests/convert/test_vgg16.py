@@ -256,6 +256,8 @@ def mmdnn_port(vgg):
     return out, proc.stdout
 
 
+@pytest.mark.exhaustive  # ~35 s with MMdnn's conversion; `convert repair` of a new architecture by
+# test_resnet50.py's repair tests, the Dense permutation NHWC -> NCHW by test_flatten_columns_* above
 def test_repair_of_mmdnns_emitted_vgg16_is_the_certified_port(vgg, mmdnn_port, tmp_path):
     """`convert repair` on MMdnn's emitted VGG16 (a .py and its .npy, read as data): no BN, so its 13 convs stay
     convs; its two Dense layers go to the source's head (head.0, head.1), the first with its columns permuted
