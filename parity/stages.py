@@ -151,8 +151,9 @@ def train_stage(prober: Prober, tr, t_tensors: dict[str, str], x: np.ndarray, ba
     fetched in parts of the points, at most `part_bytes` each (network order; sizes from the eval
     stage's shapes): one forward of the candidate, each point compared as it is produced, TF's next
     part fetched (its run computes the network up to that part's last point) when the forward reaches
-    it and the previous part dropped. Where the probes take several batches, the candidate's forward
-    runs once per part instead, stopped at the part's last point."""
+    it and the previous part dropped. Where the probes take several batches (a source that fixes its
+    batch), the candidate's forward runs once per part instead, every batch of it, comparing that part's
+    points."""
     nbytes = {r.point: 4 * math.prod(r.shape) for r in eval_results if r.reference == "tf" and r.mode == "eval"}
     points = prober.points
     names = [p.name for p in points if p.name in t_tensors and p.suffix not in ("", "output")]
