@@ -10,7 +10,9 @@ run at the very least, written the shortest way, in the same order and batching:
             semantics (parity.references.torchvision_references builds both for every architecture with
             a torchvision layout: MobileNetV2, ResNet50, MobileNetV3, VGG16), the candidate in train mode;
   ORT       the `.onnx` export beside the port on N probes.
-No hooks, no comparisons, no checks, no reports. One torch model serves all four forwards, where
+TF's sessions are configured as parity's (convert.runners.tf.session_config: the graph as written,
+Grappler off), so the baseline does the same TF work, done the same way. No hooks, no comparisons, no
+checks, no reports. One torch model serves all four forwards, where
 parity builds three (candidate, plain, declared): building the other two is counted as parity's cost.
 The candidate's and the declared reference's forwards stride where the source does (`meta["stride"]`:
 ResNet50 v1's 1x1, not torchvision v1.5's 3x3), plain torchvision's where torchvision does; TF SAME's
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
     import torch
 
+    from convert.runners.tf import session_config  # TF run as parity runs it (Grappler off), not slower
+
     lap("imports")
     payload = torch.load(args.ported, map_location="cpu", weights_only=True)
     sd, meta = payload["state_dict"], json.loads(payload["metadata"])
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         g = tf.Graph()
         with g.as_default():
             tf.compat.v1.import_graph_def(graph_def, name="")
-        with tf.compat.v1.Session(graph=g) as sess:
+        with tf.compat.v1.Session(graph=g, config=session_config()) as sess:
             for i in range(0, len(x), batch):
                 sess.run(out_name, {ph.name + ":0": x[i : i + batch]})
 
