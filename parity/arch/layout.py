@@ -3,6 +3,7 @@ architectures extend, overriding only where their network differs (ResNet's unit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from convert.port.build import build
@@ -11,15 +12,18 @@ from convert.port.head import torchvision_keys
 from parity.points import Point
 
 
-def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
-    """Probe point name -> TF tensor name, through the source's per-layer taps (aligned by layer index)."""
+def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None,
+                   fallback: Callable[[Point, dict[str, str]], str | None] = lambda p, tap: None) -> dict[str, str]:
+    """Probe point name -> TF tensor name, through the source's per-layer taps (aligned by layer index);
+    `fallback(point, its layer's taps)`: the tensor where the taps have none under the point's suffix."""
     out: dict[str, str] = {}
     for p in points:
         if p.suffix in ("pool", "output"):
             if p.suffix == "pool" and pooled:
                 out[p.name] = pooled
             continue
-        tensor = taps.get(p.slot_index, {}).get(p.suffix)
+        tap = taps.get(p.slot_index, {})
+        tensor = tap.get(p.suffix) or fallback(p, tap)
         if tensor:
             out[p.name] = tensor
     return out

@@ -17,6 +17,7 @@ from typing import Any
 
 from convert.port.canonical import Slot, slots_of
 from parity.arch.layout import TorchvisionLayout
+from parity.arch.layout import tf_tensors_for as layout_tensors
 from parity.arch.registry import register
 from parity.points import Point
 
@@ -70,19 +71,10 @@ def points_for(slots: list[Slot], pool: str | None = "avg", output: bool = True,
 
 
 def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
-    """Probe point name -> TF tensor, through the source's per-layer taps (aligned by layer index). A block
+    """Probe point name -> TF tensor, through the source's per-layer taps (parity.arch.layout). A block
     without a residual add ends at its projection's BN: that is its output."""
-    out: dict[str, str] = {}
-    for p in points:
-        if p.suffix in ("pool", "output"):
-            if p.suffix == "pool" and pooled:
-                out[p.name] = pooled
-            continue
-        tap = taps.get(p.slot_index, {})
-        tensor = tap.get(p.suffix) or (tap.get(":bn") if p.suffix == ":out" and p.module.count(".") == 1 else None)
-        if tensor:
-            out[p.name] = tensor
-    return out
+    return layout_tensors(points, taps, pooled, fallback=lambda p, tap: (
+        tap.get(":bn") if p.suffix == ":out" and p.module.count(".") == 1 else None))
 
 
 @functools.lru_cache(maxsize=4)
