@@ -91,7 +91,8 @@ def test_every_script_sets_up_or_reuses_the_venv(script):
 
 def test_scripts_test_runs_the_whole_suite():
     last = (ROOT / "scripts" / "test").read_text().strip().splitlines()[-1]
-    assert last == 'exec "$PY" -m pytest -q --durations=15 "$@"'  # from the clone's root: every test, unless narrowed
+    # from the clone's root: every test, unless narrowed, on the workers counted above it
+    assert last == 'exec "$PY" -m pytest -q --durations=15 -n "$WORKERS" --dist loadfile "$@"'
 
 
 def _lock_lines() -> list[str]:
