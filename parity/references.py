@@ -118,25 +118,23 @@ def onnx_reference(candidate: Candidate, x: np.ndarray, cand_output: np.ndarray 
     return compare("output", "onnx", "eval", cand_output, nchw(out), tol)
 
 
-def _train_graph(gd):
-    """The source graph with every fused BN in training mode: TF's own batch-statistics reference."""
-    import tensorflow as tf
-
-    g = tf.compat.v1.GraphDef()
-    g.CopyFrom(gd)
-    n = 0
-    for node in g.node:
-        if node.op.startswith("FusedBatchNorm"):
-            node.attr["is_training"].b = True
-            n += 1
-    return g, n
+def set_training(node) -> None:
+    """A fused BN node put in training mode (batch statistics): TF's own batch-statistics reference."""
+    if node.op.startswith("FusedBatchNorm"):
+        node.attr["is_training"].b = True
 
 
 @dataclass(frozen=True)
 class TrainReference:
-    graph_def: Any  # tf.compat.v1.GraphDef, every fused BN in training mode
+    graph_def: Any  # tf.compat.v1.GraphDef: the source's own, its fused BNs put in training mode on import
     info: Any  # the source's graph description (inputs, outputs)
     tensors: dict[str, str]  # probe point -> TF tensor
+
+    def import_into(self, runner, prefix: str = "train") -> dict[str, str]:
+        """The train-mode graph added to the source's eval runner (convert.runners.tf.TFRunner.import_variant:
+        the weights shared, the BNs in training mode): probe point -> its train-mode tensor."""
+        imported = runner.import_variant(self.graph_def, prefix, set_training)
+        return {n: f"{prefix}/{t}" if t.split(":")[0] in imported else t for n, t in self.tensors.items()}
 
 
 def train_reference(arch: Architecture, source, points: list[Point]) -> TrainReference | None:
@@ -145,7 +143,7 @@ def train_reference(arch: Architecture, source, points: list[Point]) -> TrainRef
     statistics at all (BN folded: Keras 3 export, TFLite)."""
     if source.graph_def is None:
         return None
-    g_train, n_fused = _train_graph(source.graph_def)
+    n_fused = sum(node.op.startswith("FusedBatchNorm") for node in source.graph_def.node)
     if not n_fused or n_fused != len(source.spec.bns):
         return None
-    return TrainReference(g_train, source.info, arch.tf_tensors(points, source.spec.taps, source.info.pooled))
+    return TrainReference(source.graph_def, source.info, arch.tf_tensors(points, source.spec.taps, source.info.pooled))

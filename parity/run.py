@@ -102,9 +102,16 @@ class _Found:
 def _compare(arch, candidate, prober: Prober | None, source, source_meta, points, tensors, x, cfg: ParityConfig,
              notes: list[str], progress: Callable[[str], None]) -> _Found:
     """Every point result, in report order, and why train mode was not compared."""
-    from convert.runners.tf import TFRunner
-
     tf_runner = source.runner()
+    try:
+        return _compare_with(arch, candidate, prober, source, source_meta, points, tensors, x, cfg, notes,
+                             progress, tf_runner)
+    finally:
+        tf_runner.close()
+
+
+def _compare_with(arch, candidate, prober: Prober | None, source, source_meta, points, tensors, x,
+                  cfg: ParityConfig, notes: list[str], progress: Callable[[str], None], tf_runner) -> _Found:
     batch = tf_runner.batch or cfg.probes
     results: list[PointResult] = []
     by_ref: dict[str, list[PointResult]] = {}
@@ -126,31 +133,34 @@ def _compare(arch, candidate, prober: Prober | None, source, source_meta, points
                      "order and at its output only")
         results.extend(generic_eval_stage(candidate, source, tf_runner, x, tensors, points, batch, cfg.tol, notes,
                                           progress))
+    # train mode runs in the eval runner's graph and session (the weights shared), which closes after it
+    train, train_skipped = _train(arch, candidate, prober, source, points, tf_runner, x, batch, cfg, results,
+                                  progress)
     tf_runner.close()
     if "onnx" in cfg.against:
+        release_free_memory()  # TF's graph and buffers are gone before ONNX Runtime loads the export
         onnx = onnx_reference(candidate, x, cand_output, cfg.tol, notes, progress)
         if onnx is not None:  # a failing result is falsy: compared, and kept
             results.append(onnx)
     for ref_results in by_ref.values():  # torchvision, then torchvision+declared
         results.extend(ref_results)
+    return _Found(results + train, train_skipped, tested)
 
+
+def _train(arch, candidate, prober: Prober | None, source, points, tf_runner, x, batch: int, cfg: ParityConfig,
+           eval_results: list[PointResult], progress: Callable[[str], None]) -> tuple[list[PointResult], str]:
+    """Train mode's point results, or why train mode was not compared ("" where it was or was not asked)."""
     if "train" not in cfg.modes:
-        return _Found(results, "", tested)
+        return [], ""
     if not source.spec.bns:  # a BN-free net (VGG16): eval mode certifies it, whatever the candidate's layout
-        return _Found(results, NO_BN, tested)
+        return [], NO_BN
     if prober is None:
-        return _Found(results, "the candidate's forward cannot be traced: its points cannot be found", tested)
+        return [], "the candidate's forward cannot be traced: its points cannot be found"
     train_ref = None if candidate.meta.get("bn_folded") else train_reference(arch, source, points)
     if train_ref is None:
-        return _Found(results, "BN folded into the convolutions at the source (its graph keeps no statistics): "
-                               "eval-mode BN only", tested)
+        return [], "BN folded into the convolutions at the source (its graph keeps no statistics): eval-mode BN only"
     progress("TF and candidate: probe points in train mode (batch statistics)")
     release_free_memory()  # what the eval stage freed is not carried into the train stage
-    tr, t_tensors = TFRunner(train_ref.graph_def, train_ref.info), train_ref.tensors
-    del train_ref  # its GraphDef (a copy of the source's, BNs in training mode) lives on in TF's graph alone
-    try:
-        results.extend(train_stage(prober, tr, t_tensors, x, batch, cfg.train_tol, results,
-                                   part_bytes=TRAIN_PART_BYTES))
-    finally:
-        tr.close()
-    return _Found(results, "", tested)
+    t_tensors = train_ref.import_into(tf_runner)
+    return train_stage(prober, tf_runner, t_tensors, x, batch, cfg.train_tol, eval_results,
+                       part_bytes=TRAIN_PART_BYTES), ""

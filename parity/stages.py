@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convert.runners.tf_parts import PartFetcher
 from convert.runtime.memory import release_free_memory
 from parity.capture import NOTHING, by_source_name, capture_generic, capture_torch, tf_values
 from parity.hypotheses import HypothesisTest, Tested, tests_for
@@ -150,10 +151,10 @@ def train_stage(prober: Prober, tr, t_tensors: dict[str, str], x: np.ndarray, ba
     kept off), point by point. Batch statistics need every probe in one batch, so TF's values are
     fetched in parts of the points, at most `part_bytes` each (network order; sizes from the eval
     stage's shapes): one forward of the candidate, each point compared as it is produced, TF's next
-    part fetched (its run computes the network up to that part's last point) when the forward reaches
-    it and the previous part dropped. Where the probes take several batches (a source that fixes its
-    batch), the candidate's forward runs once per part instead, every batch of it, comparing that part's
-    points."""
+    part fetched when the forward reaches it and the previous part dropped; each part's run feeds the
+    tensors it reads from earlier parts' ops (convert.runners.tf_parts), so TF runs the network once.
+    Where the probes take several batches (a source that fixes its batch), the candidate's forward runs
+    once per part instead, every batch of it, comparing that part's points."""
     nbytes = {r.point: 4 * math.prod(r.shape) for r in eval_results if r.reference == "tf" and r.mode == "eval"}
     points = prober.points
     names = [p.name for p in points if p.name in t_tensors and p.suffix not in ("", "output")]
@@ -173,10 +174,13 @@ def train_stage(prober: Prober, tr, t_tensors: dict[str, str], x: np.ndarray, ba
     fetched = [-1]
     seen: set[tuple[str, int]] = set()
 
+    # one batch: each part's run feeds what it reads from earlier parts' ops, so TF runs each op once
+    tf = PartFetcher(tr, [[t_tensors[n] for n in part] for part in parts]) if one_pass else tr
+
     def fetch(k: int) -> None:
         held.clear()  # the previous part is dropped, and its memory handed back, before the next is fetched
         release_free_memory()
-        held.update(tf_values(tr, x, {n: t_tensors[n] for n in parts[k]}, points))
+        held.update(tf_values(tf, x, {n: t_tensors[n] for n in parts[k]}, points))
         fetched[0] = k
 
     def candidate(name: str, v: np.ndarray, off: int) -> None:

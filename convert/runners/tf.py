@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -62,3 +63,46 @@ class TFRunner:
             if progress:
                 progress(min(i + step, len(x)))
         return [o[0] if len(o) == 1 else np.concatenate(o) for o in outs]
+
+    def import_variant(self, gd, prefix: str, edit: Callable[[Any], None]) -> set[str]:
+        """`gd`'s nodes that depend on the input, each edited by `edit` (a copy: `gd` is not changed), added to
+        this runner's graph under `prefix/`; every other node (the weights, their reads) is this graph's own,
+        so the variant holds no second copy of the weights and runs in this session (parity's train-mode
+        graph: ResNet50's 100 MB of constants, a GraphDef copy and a session saved). The input is shared too.
+        Returns the names of the nodes imported (their tensors are `prefix/name:k`)."""
+        import tensorflow as tf
+
+        source = self.info.input.split(":")[0]
+        consumers: dict[str, list[str]] = {}
+        for node in gd.node:
+            for i in node.input:
+                consumers.setdefault(i.lstrip("^").split(":")[0], []).append(node.name)
+        data, frontier = set(), [source]
+        while frontier:
+            for c in consumers.get(frontier.pop(), ()):
+                if c not in data:
+                    data.add(c)
+                    frontier.append(c)
+        variant = tf.compat.v1.GraphDef()
+        shared: dict[str, Any] = {}
+        for node in gd.node:
+            if node.name not in data:
+                continue
+            copy = variant.node.add()
+            copy.CopyFrom(node)
+            edit(copy)
+            # a control input on a shared node (a NoOp, a constant) carries no value, and the shared node has
+            # its place in the eval graph already: dropped (import_graph_def maps tensors, not operations)
+            kept = [i for i in copy.input if not i.startswith("^") or i[1:] in data]
+            del copy.input[:]
+            copy.input.extend(kept)
+            for i in kept:
+                name = i.lstrip("^").split(":")[0]
+                if name not in data:
+                    key = i if ":" in i else f"{i}:0"
+                    shared[key] = self.graph.get_tensor_by_name(key)
+        variant.versions.CopyFrom(gd.versions)
+        variant.library.CopyFrom(gd.library)
+        with self.graph.as_default():
+            tf.compat.v1.import_graph_def(variant, input_map=shared, name=prefix)
+        return data

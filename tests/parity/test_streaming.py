@@ -59,7 +59,14 @@ def _count_train_work(monkeypatch) -> tuple[list[int], list[int]]:
 def test_slicing_changes_no_point_and_no_verdict(converted, monkeypatch):
     whole, rep_whole = _run(converted, monkeypatch, step=4, part_bytes=1 << 40)  # 4 probes at once, one part
     fetches, forwards = _count_train_work(monkeypatch)
+    from parity import stages
+
+    fetchers, part_fetcher = [], stages.PartFetcher
+    monkeypatch.setattr(stages, "PartFetcher", lambda *a: fetchers.append(part_fetcher(*a)) or fetchers[-1])
     sliced, rep_sliced = _run(converted, monkeypatch, step=1, part_bytes=1)  # probe by probe, a part per point
+    # each part's run fed what it reads from earlier parts (convert.runners.tf_parts): TF ran each op once
+    (fetcher,) = fetchers
+    assert fetcher.steps is not None and all(s.feed for s in fetcher.steps[1:])
     assert rep_whole.passed and rep_sliced.passed
     assert sliced.keys() == whole.keys()
     train = [k for k in whole if k[2] == "train"]
