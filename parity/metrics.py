@@ -122,6 +122,16 @@ class Comparison:
                            math.isfinite(s.max_abs) and s.max_abs <= bound)
 
 
+def _identical(c: np.ndarray, r: np.ndarray) -> bool:
+    """Equal values, the same memory order (both C-contiguous, one dtype; NaN never equal): a short prefix
+    first, so that arrays that differ (every comparison with TF) cost nearly nothing here."""
+    if not (c.flags.c_contiguous and r.flags.c_contiguous and c.dtype == r.dtype and c.shape == r.shape):
+        return False
+    head = min(c.size, 4096)
+    cf, rf = c.reshape(-1), r.reshape(-1)
+    return bool(np.array_equal(cf[:head], rf[:head]) and np.array_equal(cf, rf))
+
+
 @dataclass
 class _Sums:
     max_abs: float = 0.0
@@ -139,12 +149,32 @@ class _Sums:
         (TF's NHWC seen as NCHW) is gathered a chunk at a time into nditer's buffer, never copied whole."""
         s = cls()
         dtype = np.result_type(c.dtype, r.dtype, np.float32)
+        if _identical(c, r):
+            return s._of_identical(c.reshape(-1).astype(dtype, copy=False))
         lo = 0
         for cc, rr in np.nditer([c, r], flags=["external_loop", "buffered", "zerosize_ok"], buffersize=_CHUNK,
                                 order="C", op_dtypes=[dtype, dtype], casting="same_kind"):
             s._chunk(cc, rr, lo)
             lo += len(cc)
         return s
+
+    def _of_identical(self, c: np.ndarray) -> _Sums:
+        """The sums of an array compared with an identical one, as `_chunk` gives them (Δ = 0 everywhere, so
+        max|Δ|, its index and Σ|Δ|, ΣΔ² are 0; Σc² = Σr² = Σcr) in a third of its passes: parity's reference
+        with the source's declared semantics computes exactly the candidate's values at every point."""
+        for lo in range(0, len(c), _CHUNK):
+            cc = c[lo : lo + _CHUNK]
+            with np.errstate(over="ignore", invalid="ignore"):
+                sq = float(cc @ cc)
+            if not math.isfinite(sq) and cc.dtype != np.float64:
+                c64 = cc.astype(np.float64)
+                sq = float(c64 @ c64)
+            self.cc += sq
+            self.rr += sq
+            self.cr += sq
+        if c.size:
+            self.max_ref = max(float(c.max()), -float(c.min()))
+        return self
 
     def _chunk(self, c: np.ndarray, r: np.ndarray, lo: int) -> None:
         d = np.subtract(c, r)

@@ -50,7 +50,9 @@ def slots_of(meta: dict[str, Any]) -> list[Slot]:
 @functools.lru_cache(maxsize=16)
 def _slots(arch: str, variant: str, num_classes: int) -> tuple[Slot, ...]:
     """Cached: building even a meta-device MobileNetV2 costs ~0.13 s, and a parity run asks ~5 times."""
-    with torch.device("meta"):
+    from convert.port.build import skeleton  # build imports this module's neighbours: here, not at the top
+
+    with skeleton():
         m = architectures.get(arch).torchvision(json.loads(variant), num_classes)
     out = []
     for key, mod in m.named_modules():

@@ -36,9 +36,12 @@ class TFRunner:
         import tensorflow as tf
 
         self.info = info
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf.compat.v1.import_graph_def(gd, name="")
+        take = getattr(info, "take_imported", None)  # the reader's import of this very GraphDef, used once
+        self.graph = take(gd) if take is not None else None
+        if self.graph is None:
+            self.graph = tf.Graph()
+            with self.graph.as_default():
+                tf.compat.v1.import_graph_def(gd, name="")
         self.sess = tf.compat.v1.Session(graph=self.graph, config=session_config())
         self.batch = info.input_shape[0]  # None: any batch; slim graphs fix it to 1
 

@@ -6,10 +6,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from convert.port.build import build
+from convert.port.build import build, skeleton
 from convert.port.canonical import Canonical, to_torchvision
 from convert.port.head import torchvision_keys
 from parity.points import Point
+
+
+def loaded(make: Callable[[], Any], state_dict: dict[str, Any]) -> Any:
+    """The model `make()` builds, holding `state_dict` (strict): built as a skeleton (convert.port.build) and
+    allocated without torchvision's random initialisation, which every key of the state dict overwrites
+    (ResNet50: 0.27 s per model on the CPU, 0.01 s so; parity builds three)."""
+    with skeleton():
+        model = make()
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(state_dict)
+    return model
 
 
 def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None,

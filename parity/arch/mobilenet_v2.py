@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from convert.port.canonical import Slot, slots_of
-from parity.arch.layout import TorchvisionLayout
+from parity.arch.layout import TorchvisionLayout, loaded
 from parity.arch.registry import register
 from parity.points import Point
 
@@ -68,10 +68,9 @@ class MobileNetV2(TorchvisionLayout):
     def torchvision(self, state_dict: dict[str, Any], meta: dict[str, Any]) -> Any:
         from torchvision.models import mobilenet_v2
 
-        model = mobilenet_v2(width_mult=float(meta.get("alpha", 1.0)),
-                             num_classes=int(state_dict["classifier.1.weight"].shape[0]))
-        model.load_state_dict(self.backbone_state(state_dict))
-        return model
+        return loaded(lambda: mobilenet_v2(width_mult=float(meta.get("alpha", 1.0)),
+                                           num_classes=int(state_dict["classifier.1.weight"].shape[0])),
+                      self.backbone_state(state_dict))
 
     def plain(self, state_dict: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
         """Stock torchvision MobileNetV2 holding a plain state dict, at the width its stem has (None where
@@ -86,9 +85,8 @@ class MobileNetV2(TorchvisionLayout):
         first = int(state_dict["features.0.0.weight"].shape[0])
         k = int(state_dict["classifier.1.weight"].shape[0])
         for alpha in [a for a in ALPHAS if make_divisible(32 * a) == first]:
-            model = mobilenet_v2(width_mult=alpha, num_classes=k)
             try:
-                model.load_state_dict(state_dict, strict=True)
+                model = loaded(lambda a=alpha: mobilenet_v2(width_mult=a, num_classes=k), state_dict)
             except RuntimeError:
                 continue
             return model, {"alpha": alpha, "num_classes": k}

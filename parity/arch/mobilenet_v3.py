@@ -16,7 +16,7 @@ import functools
 from typing import Any
 
 from convert.port.canonical import Slot, slots_of
-from parity.arch.layout import TorchvisionLayout
+from parity.arch.layout import TorchvisionLayout, loaded
 from parity.arch.layout import tf_tensors_for as layout_tensors
 from parity.arch.registry import register
 from parity.points import Point
@@ -84,8 +84,9 @@ def activation_modules(arch: str) -> dict[str, str]:
     import torch
 
     from convert.arch import get
+    from convert.port.build import skeleton
 
-    with torch.device("meta"):
+    with skeleton():
         model = get(arch).torchvision({}, 0)
     kinds = (torch.nn.Hardswish, torch.nn.ReLU, torch.nn.Hardsigmoid)
     return {n: type(m).__name__ for n, m in model.named_modules() if isinstance(m, kinds)}
@@ -121,9 +122,8 @@ class _MobileNetV3Parity(TorchvisionLayout):
         return activation_modules(self.name)
 
     def torchvision(self, state_dict: dict[str, Any], meta: dict[str, Any]) -> Any:
-        model = self._stock(int(state_dict["classifier.3.weight"].shape[0]))
-        model.load_state_dict(self.backbone_state(state_dict))
-        return model
+        return loaded(lambda: self._stock(int(state_dict["classifier.3.weight"].shape[0])),
+                      self.backbone_state(state_dict))
 
     def plain(self, state_dict: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
         """Stock torchvision holding a plain state dict of this size (None where the keys are not its)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from convert.port.canonical import Slot, slots_of
-from parity.arch.layout import TorchvisionLayout
+from parity.arch.layout import TorchvisionLayout, loaded
 from parity.arch.registry import register
 from parity.points import Point
 
@@ -83,9 +83,8 @@ class ResNet50(TorchvisionLayout):
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
-            model = resnet50(num_classes=int(state_dict["fc.weight"].shape[0]))
-        model.load_state_dict(self.backbone_state(state_dict))
-        return model
+            return loaded(lambda: resnet50(num_classes=int(state_dict["fc.weight"].shape[0])),
+                          self.backbone_state(state_dict))
 
     def plain(self, state_dict: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
         """Stock torchvision resnet50 holding a plain state dict (None where it is not one)."""

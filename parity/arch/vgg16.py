@@ -20,7 +20,7 @@ from torch import nn
 
 from convert.port.canonical import Slot, slots_of
 from convert.port.head import head_plan
-from parity.arch.layout import TorchvisionLayout
+from parity.arch.layout import TorchvisionLayout, loaded
 from parity.arch.registry import register
 from parity.points import Point
 
@@ -73,9 +73,7 @@ class VGG16(TorchvisionLayout):
 
         sd = self.backbone_state(state_dict)
         classes = int(sd["classifier.6.weight"].shape[0]) if "classifier.6.weight" in sd else 0
-        model = get("vgg16").torchvision({}, classes)
-        model.load_state_dict(sd)
-        return model
+        return loaded(lambda: get("vgg16").torchvision({}, classes), sd)
 
     def plain(self, state_dict: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
         """Stock torchvision VGG16 holding a plain state dict (None where it is not one): `features.*` with

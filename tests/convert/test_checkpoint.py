@@ -87,3 +87,29 @@ def test_metadata_that_would_allocate_without_bound_is_refused(tmp_path, key, va
     meta = {"alpha": 1.0, "num_classes": 1000, "padding": {}, "bn": {}, key: value}
     with pytest.raises(TfportError, match=message):
         build(meta)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet50", "mobilenet_v3_small", "vgg16"])
+def test_a_skeleton_loaded_with_a_state_dict_is_that_state_dict(arch):
+    """Parity's references and every rebuilt port are built as skeletons (meta device, torch.nn.init's
+    functions no-ops) and then loaded: they must hold exactly the state dict, and torch.nn.init must be
+    itself again afterwards, even where the build raised."""
+    import torch
+
+    from convert.arch import get
+    from convert.port.build import skeleton
+    from parity.arch.layout import loaded
+
+    before = {n: getattr(torch.nn.init, n) for n in ("kaiming_normal_", "normal_", "zeros_", "uniform_")}
+    torch.manual_seed(0)
+    stock = get(arch).torchvision({"alpha": 1.0} if arch == "mobilenet_v2" else {}, 10 if arch != "vgg16" else 0)
+    sd = stock.state_dict()
+    model = loaded(lambda: get(arch).torchvision({"alpha": 1.0} if arch == "mobilenet_v2" else {},
+                                                 10 if arch != "vgg16" else 0), sd)
+    got = model.state_dict()
+    assert got.keys() == sd.keys() and all(torch.equal(got[k], sd[k]) for k in sd)
+    assert all(t.device.type == "cpu" for t in got.values())
+    with pytest.raises(RuntimeError, match="boom"), skeleton():
+        assert torch.nn.init.kaiming_normal_ is not before["kaiming_normal_"]
+        raise RuntimeError("boom")
+    assert {n: getattr(torch.nn.init, n) for n in before} == before

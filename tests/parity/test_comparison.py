@@ -80,3 +80,26 @@ def test_a_slice_that_does_not_fit_fails_the_point_and_keeps_its_shape(pair):
 def test_nothing_added_is_no_agreement():
     r = Comparison("p", "tf", "eval", EVAL_TOL).result()
     assert not r.passed and r.shape == (0,)
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 28, 28), (3, 1000), (1, 70001), (0, 5)])
+def test_identical_arrays_take_the_short_path_to_the_same_figures(monkeypatch, shape):
+    """parity's declared-semantics reference equals the candidate bit for bit at every point: its
+    comparison skips Δ's passes and must give exactly the figures the full comparison gives."""
+    import parity.metrics as metrics
+
+    a = np.random.default_rng(3).standard_normal(shape).astype(np.float32) * 1e3
+    b = a.copy()
+    short = metrics._Sums.of(a, b)
+    monkeypatch.setattr(metrics, "_identical", lambda c, r: False)
+    assert metrics._Sums.of(a, b) == short
+    monkeypatch.undo()
+    if a.size:
+        assert short.cc > 0 and short.max_ref == np.abs(a).max() and short.max_abs == 0
+        res = compare("p", "ref", "eval", a, b, EVAL_TOL)
+        assert res.passed and res.max_abs == 0 and res.cosine == pytest.approx(1.0, abs=1e-12)
+        a[0, -1] = b[0, -1] = np.nan  # NaN equals nothing, itself included: the full path, which fails it
+        assert not compare("p", "ref", "eval", a, b, EVAL_TOL).passed
+        b[0, -1] = a[0, -1] = 1.0
+        b[0, -1] += 1e-3  # differs in the last element only, past the prefix checked first
+        assert compare("p", "ref", "eval", a, b, EVAL_TOL).max_abs == pytest.approx(1e-3, rel=1e-3)
