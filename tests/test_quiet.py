@@ -66,7 +66,9 @@ def test_verbose_shows_the_chatter(cli, ported, samples, tmp_path):
             "parity": ("parity", "check", str(out), "--probes", "1", "--against", "tf")}[cli]
     proc = run_cli(*args, "--verbose")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert any("oneDNN" in line for line in noise_in(proc)), proc.stderr[-2000:]
+    # which lines TF prints depends on the CPU ("oneDNN custom operations are on" only where oneDNN is used):
+    # any of absl's start-up lines shows the filter is off
+    assert noise_in(proc), proc.stderr[-2000:]
 
 
 def test_framework_warnings_are_filtered_and_ours_are_not():

@@ -20,9 +20,12 @@ N_IMAGES = 40  # 32 train, 8 valid (every 5th image is valid)
 IMG = 32
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _one_thread():
-    """Small batches gain nothing from a second thread, and lose a lot when the other core is busy."""
+    """Small batches gain nothing from a second thread, and lose a lot when the other core is busy. For this
+    package's tests only: session-scoped, it stayed on for every later test in the process, and torch's
+    convolutions round differently on one thread than on two (parity's figures moved at 1e-7, which
+    tests/reliability/test_determinism.py caught in a worker that had run these tests first)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -216,7 +216,10 @@ def test_the_rebuilt_reference_is_the_keras_model_the_weights_came_from(written,
     (got,) = runner.run(x, [source.info.output])
     runner.close()
     want = np.asarray(written[key].model(x, training=False), np.float64).reshape(got.shape)
-    assert np.abs(got - want).max() / np.abs(want).max() <= 1e-5  # the same function (frozen: 1.6e-6 measured)
+    # the same function, to float32 rounding that depends on the CPU's kernels: Keras 3's model against the frozen
+    # tf_keras rebuild, 1.6e-6 measured on one machine and 1.06e-5 on an AMD EPYC (no-top map, ReLU6 at 6.0); a
+    # weight put in another layer's place is off by more than 1e-1
+    assert np.abs(got - want).max() / np.abs(want).max() <= 3e-5
 
 
 def test_the_input_size_defaults_to_224(written):
