@@ -4,9 +4,11 @@ backbones.head_kinds) and its runs: one quiet training run per job in a worker p
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -156,16 +158,31 @@ def num(v: float) -> str:
     return f"{v:.2g}" if v < 10 else f"{v:.0f}" if v < 1e4 else f"{v:.0e}"
 
 
+@contextlib.contextmanager
+def _one_thread_children() -> Iterator[None]:
+    """OMP_NUM_THREADS=1 for the workers spawned inside (they inherit the environment), the caller's own
+    environment as it was afterwards: left set, every process this one starts later ran torch on one thread
+    (a test process's fresh `parity check` rounded its convolutions unlike the test's own)."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+
+
 def run_all(jobs: list[Job], out: Path, workers: int) -> list[Cell]:
     """Spawned workers, one thread each; a line per finished run."""
     import multiprocessing as mp
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the spawned workers
     # BN-train runs at bs 8 are the longest (backbone forward + backward every batch): start them first
     ordered = sorted(jobs, key=lambda j: (j.setting.bn != "train", j.bs))
     cells: list[Cell] = []
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context("spawn")) as pool:
+    with _one_thread_children(), ProcessPoolExecutor(max(1, workers), mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_run_one, replace(j, common={**j.common, "out": str(out / "runs" / j.tag)}))
                    for j in ordered]
         for f in as_completed(futures):

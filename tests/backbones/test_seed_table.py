@@ -41,11 +41,16 @@ def test_summaries_take_median_and_range_over_seeds():
 def test_a_small_grid_end_to_end(tmp_path, capsys):
     """Two BN settings of the port and the native rows on torchvision's ImageNet weights (its momentum 0.1 and
     BN eval), in one run of the command: every run trains, BN-train runs carry the monitor's figures."""
+    import os
+
     out = tmp_path / "grid"
+    omp = os.environ.get("OMP_NUM_THREADS")
     code = main(["--out", str(out), "--quick", "--settings", "mmdnn", "frozen-eval", "--natives", "native-imagenet",
                  "--n", "120", "--img-size", "32", "--epochs", "2", "--workers", "2"])
     text = capsys.readouterr().out
     assert code == 0, text
+    # its workers ran one thread each; this process's environment, which later processes inherit, is as it was
+    assert os.environ.get("OMP_NUM_THREADS") == omp
     doc = json.loads((out / "seed_table.json").read_text())
     port = [c for c in doc["cells"] if c["backbone"] == "port"]
     native = [c for c in doc["cells"] if c["backbone"] == "native-imagenet"]
