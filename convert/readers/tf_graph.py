@@ -37,7 +37,7 @@ from convert.model.spec import (
     ModelSpec,
     tf_same_pads,
 )
-from convert.model.tf_names import node_name
+from convert.model.tf_names import data_consumers, downstream, node_name
 from convert.readers.input_affine import affine_fit
 from convert.runtime.errors import fail
 
@@ -124,11 +124,7 @@ class GraphReader:
         self.gd = gd
         self.where = where
         self.nodes = {n.name: n for n in gd.node}
-        self.consumers: dict[str, list] = {}
-        for n in gd.node:
-            for i in n.input:
-                if not i.startswith("^"):
-                    self.consumers.setdefault(node_name(i), []).append(n)
+        self.consumers = data_consumers(gd)
         self.input_size = input_size
         self.hard: dict[str, HardActivation] = {}  # by output node; filled by read()
         self.hard_ops: set[str] = set()
@@ -530,13 +526,7 @@ class GraphReader:
 
     def _between(self, src: str, dst: str) -> set[str]:
         """The nodes downstream of `src` and upstream of `dst` (both excluded)."""
-        down, stack = set(), [src]
-        while stack:
-            for c in self.consumers.get(stack.pop(), []):
-                if c.name not in down:
-                    down.add(c.name)
-                    stack.append(c.name)
-        return (down & self._upstream(dst)) - {src, dst}
+        return (downstream(self.consumers, src) & self._upstream(dst)) - {src, dst}
 
     def _conv_taps(self, conv: ConvSpec) -> dict[str, str]:
         """A conv with no BN (VGG16's): after its bias and activation (:act), after the max-pool that follows
@@ -647,12 +637,7 @@ class GraphReader:
     def _from_input(self) -> set[str]:
         """Every node computed from the input placeholder (once per graph)."""
         if self._data is None:
-            self._data, stack = set(), [self.ph.name]
-            while stack:
-                x = stack.pop()
-                if x not in self._data:
-                    self._data.add(x)
-                    stack.extend(c.name for c in self.consumers.get(x, []))
+            self._data = downstream(self.consumers, self.ph.name) | {self.ph.name}
         return self._data
 
     def _conv_bias(self, n) -> np.ndarray | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from convert.model.tf_names import data_consumers, downstream, node_name
 from convert.readers.tf_graph import GraphInfo
 
 
@@ -75,17 +76,7 @@ class TFRunner:
         Returns the names of the nodes imported (their tensors are `prefix/name:k`)."""
         import tensorflow as tf
 
-        source = self.info.input.split(":")[0]
-        consumers: dict[str, list[str]] = {}
-        for node in gd.node:
-            for i in node.input:
-                consumers.setdefault(i.lstrip("^").split(":")[0], []).append(node.name)
-        data, frontier = set(), [source]
-        while frontier:
-            for c in consumers.get(frontier.pop(), ()):
-                if c not in data:
-                    data.add(c)
-                    frontier.append(c)
+        data = downstream(data_consumers(gd), node_name(self.info.input))
         variant = tf.compat.v1.GraphDef()
         shared: dict[str, Any] = {}
         for node in gd.node:
@@ -100,8 +91,7 @@ class TFRunner:
             del copy.input[:]
             copy.input.extend(kept)
             for i in kept:
-                name = i.lstrip("^").split(":")[0]
-                if name not in data:
+                if node_name(i) not in data:
                     key = i if ":" in i else f"{i}:0"
                     shared[key] = self.graph.get_tensor_by_name(key)
         variant.versions.CopyFrom(gd.versions)
