@@ -53,6 +53,8 @@ def _is_tfport(path: Path) -> bool:
 
     if path.suffix not in checkpoint.SUFFIXES or not path.is_file():
         return False
+    if checkpoint.declares_ported(path):  # its header, without its tensors: the loader reads them once
+        return True
     try:
         checkpoint.load(path)
     except TfportError:  # a damaged one is still ours when its header says so: its loader then names the fault

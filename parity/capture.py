@@ -58,7 +58,7 @@ class Capture:
         if self.sink is not None:
             self.sink(name, value, self.lo)
         else:
-            self.values[name].append(value if value.flags.owndata else value.copy())
+            self.values[name].append(value if value.flags.owndata else value.copy(order="K"))
         if self.left is not None:
             self.left.discard(name)
             if not self.left:

@@ -40,8 +40,10 @@ EVAL_STEP = 2
 
 # TF's train-mode captures are fetched in parts of at most this many bytes (network order), each part
 # compared with the candidate's and dropped before the next: batch statistics need every probe in one
-# batch, so parts split the points, not the probes (224, 8 probes: 2 parts instead of ~0.6 GB at once)
-TRAIN_PART_BYTES = 160 * 2**20
+# batch, so parts split the points, not the probes (224, 8 probes: ResNet50's 0.54 GB in 7 parts, not at
+# once). Each part's run feeds what earlier ones computed (convert.runners.tf_parts), so
+# more parts cost TF only their set-up: 160 -> 80 MB took ResNet50's train-stage peak down ~0.08 GB
+TRAIN_PART_BYTES = 80 * 2**20
 
 # why a network without BatchNorm (VGG16) is certified in eval mode alone: train mode computes the same
 # function but for dropout, which parity's train mode keeps off (and the source's graph has no BN to switch)
@@ -160,6 +162,7 @@ def _train(arch, candidate, prober: Prober | None, source, points, tf_runner, x,
     if train_ref is None:
         return [], "BN folded into the convolutions at the source (its graph keeps no statistics): eval-mode BN only"
     progress("TF and candidate: probe points in train mode (batch statistics)")
+    tf_runner.fresh_session()  # the eval executor's copy of the weights goes before the train parts build theirs
     release_free_memory()  # what the eval stage freed is not carried into the train stage
     t_tensors = train_ref.import_into(tf_runner)
     return train_stage(prober, tf_runner, t_tensors, x, batch, cfg.train_tol, eval_results,

@@ -99,7 +99,7 @@ class _EvalSteps:
                 if name in self.hyp:
                     self.hyp[name].add(v, ref_v, sums)
             if name in kept:
-                cand_vals[name] = v.copy()
+                cand_vals[name] = v.copy(order="K")  # in its memory order (channels-last: TF's)
 
         prober(xs, prober.points, len(xs), sink=sink)
         for name, ref_v in tf_vals.items():  # every point TF has is compared: one never produced fails

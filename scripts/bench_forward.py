@@ -14,7 +14,9 @@ TF's sessions are configured as parity's (convert.runners.tf.session_config: the
 Grappler off), so the baseline does the same TF work, done the same way. No hooks, no comparisons, no
 checks, no reports. One torch model serves all four forwards, where
 parity builds three (candidate, plain, declared): building the other two is counted as parity's cost.
-The candidate's and the declared reference's forwards stride where the source does (`meta["stride"]`:
+The model runs channels-last, as parity runs torchvision-laid-out candidates and their references
+(parity.prober.channels_last: torch's CPU convolutions are 12-16 % faster so), so the forwards cost both
+sides the same. The candidate's and the declared reference's forwards stride where the source does (`meta["stride"]`:
 ResNet50 v1's 1x1, not torchvision v1.5's 3x3), plain torchvision's where torchvision does; TF SAME's
 one-sided padding (MobileNet's stride-2 convs) is left symmetric: the same arithmetic, one row apart.
 The probes are parity's own (convert.model.probe.probe_inputs, seed 0) in the range the source declares
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     tf_forward(gd)
     lap("tf_train")
 
-    model = torch_model(sd, meta)
+    model = torch_model(sd, meta).to(memory_format=torch.channels_last)  # as parity.prober runs it
     source, stock = strides(model, meta)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     # candidate, plain torchvision, declared, candidate in train mode

@@ -53,6 +53,16 @@ class TFRunner:
             self.sess.close()
         self.sess = self.graph = None
 
+    def fresh_session(self) -> None:
+        """The session closed and another opened on the same graph. A session builds one executor per set of
+        fetches, and each holds its own copy of every constant it runs (TF's stateless kernels are not shared
+        between executors): parity's eval executor holds the weights (ResNet50: 100 MB) while the train-mode
+        parts build theirs. Closing it first holds one copy at a time, as two sessions one after the other do."""
+        import tensorflow as tf
+
+        self.sess.close()
+        self.sess = tf.compat.v1.Session(graph=self.graph, config=session_config())
+
     def run(self, x: np.ndarray, fetches: list[str], progress: Callable[[int], None] | None = None,
             maps: bool = False) -> list[np.ndarray]:
         """Fetches per probe, flattened to (n, -1) where not a feature map or a 1x1 one (a pooled tensor

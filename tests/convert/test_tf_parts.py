@@ -128,3 +128,19 @@ def test_a_variant_shares_the_weights_and_computes_what_its_own_graph_does():
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
     assert np.abs(evaluated - want[0]).max() > 1e-2  # eval and train mode differ: the edit took
+
+
+def test_fresh_session_drops_the_old_one_and_runs_the_same_graph():
+    """parity's train stage opens a fresh session on the eval runner's graph (its eval executor, with its own
+    copy of every constant, goes first): the old session is closed, the graph is the same, values equal."""
+    runner = _runner(_graph(eval_bn=True))
+    x = np.random.default_rng(2).standard_normal((3, 8, 8, 3)).astype(np.float32)
+    before = runner.run(x, ["d:0", "a:0"], maps=True)
+    old, graph = runner.sess, runner.graph
+    runner.fresh_session()
+    assert runner.sess is not old and runner.graph is graph and old._closed
+    with pytest.raises(RuntimeError):
+        old.run("d:0", {"input:0": x})
+    for a, b in zip(before, runner.run(x, ["d:0", "a:0"], maps=True), strict=True):
+        np.testing.assert_array_equal(a, b)
+    runner.close()

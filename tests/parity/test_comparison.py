@@ -103,3 +103,42 @@ def test_identical_arrays_take_the_short_path_to_the_same_figures(monkeypatch, s
         b[0, -1] = a[0, -1] = 1.0
         b[0, -1] += 1e-3  # differs in the last element only, past the prefix checked first
         assert compare("p", "ref", "eval", a, b, EVAL_TOL).max_abs == pytest.approx(1e-3, rel=1e-3)
+
+
+@pytest.mark.parametrize("step", [1, 2, 8])
+def test_channels_last_beside_tf_is_read_in_memory_order_with_the_same_figures(pair, monkeypatch, step):
+    """parity runs torchvision-laid-out candidates channels-last (parity.prober.channels_last), so a point's
+    value and TF's are both NHWC in memory, shaped NCHW: compared in that order (read straight through), with
+    the figures and the worst element's NCHW index the C-order comparison gives."""
+    import parity.metrics as metrics
+
+    cand, ref = pair
+    cand_cl = cand.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)  # what a channels-last tensor's numpy() is
+    assert metrics._memory_order(cand_cl, ref) == (0, 2, 3, 1)
+    assert metrics._memory_order(cand, ref) is None  # contiguous NCHW beside NHWC: no order both share
+    assert metrics._memory_order(cand, cand) is None  # C order already
+    fast = _sliced(cand_cl, ref, step)
+    monkeypatch.setattr(metrics, "_memory_order", lambda c, r: None)
+    slow = _sliced(cand_cl, ref, step)
+    assert fast.worst_index == slow.worst_index == (5, 2, 1, 3)
+    assert (fast.shape, fast.max_abs, fast.bound, fast.passed) == (slow.shape, slow.max_abs, slow.bound, False)
+    for f in ("mean_abs", "rel_l2", "cosine"):
+        assert math.isclose(getattr(fast, f), getattr(slow, f), rel_tol=1e-6)
+    nan = cand_cl.copy()
+    nan[6, 1, 0, 2] = np.nan
+    monkeypatch.undo()
+    bad = _sliced(nan, ref, step)
+    assert not bad.passed and math.isnan(bad.max_abs) and bad.worst_index == (6, 1, 0, 2)
+
+
+def test_memory_order_reads_identical_channels_last_arrays_on_the_short_path():
+    """The declared reference equals the candidate bit for bit, both channels-last: the short path still."""
+    import parity.metrics as metrics
+
+    a = np.random.default_rng(4).standard_normal((2, 8, 5, 3)).astype(np.float32)
+    cl = a.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
+    other = cl.copy(order="K")
+    perm = metrics._memory_order(cl, other)
+    assert perm == (0, 2, 3, 1)
+    assert metrics._identical(cl.transpose(perm), other.transpose(perm))
+    assert metrics._Sums.of(cl, other, perm).max_abs == 0

@@ -98,12 +98,13 @@ def test_references_and_the_train_copy_share_the_candidates_weights(converted):
     arch = architectures.get(cand.meta["arch"])
     src = parity_run.resolve_source(cand, None)
     points = arch.points(arch.canonical(src.spec, str(src.path)).meta, src.spec.pool, output=True)
+    prober = Prober.of(cand, points, arch)  # in parity.run's order: the candidate made channels-last first
     refs, _ = torchvision_references(arch, cand, cand.meta, points)
     weight = cand.module.state_dict()["features.0.0.weight"]
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     for ref in refs.values():
         assert ref.model.state_dict()["features.0.0.weight"].data_ptr() == weight.data_ptr()
 
-    prober = Prober.of(cand, points, arch)
     train = prober.in_train_mode()
     assert train.model.state_dict()["features.0.0.weight"].data_ptr() == weight.data_ptr()
     mean = cand.module.state_dict()["features.0.1.running_mean"]
