@@ -354,32 +354,41 @@ REPAIR_FLATTEN = ("permute the first Dense's columns from (h, w, c) to (c, h, w)
 
 
 def _batch_dependence(ctx: CheckContext) -> tuple[float, float]:
-    """max |Δ| of the first probe's output run alone and in a batch of two, and the tolerance it must meet.
+    """max |Δ| of the first probe's output run alone and in a batch with others, and the tolerance it must meet.
 
     At inference each input's output is its own. A module left in train mode, or a forward that forces
     `training=True` into a batch norm (which no loader's `.eval()` undoes), normalises with the batch's
-    statistics; train-mode dropout draws new masks: either makes the two differ. Measured on a copy (a
-    train-mode forward would move the candidate's running statistics)."""
+    statistics; train-mode dropout draws new masks: either makes the two differ. The batched output is the
+    eval stage's where it ran several probes at once (ctx.first_in_batch: one forward of one probe here, not
+    three), else a batch of two run here. Measured on a copy (a train-mode forward would move the
+    candidate's running statistics)."""
     import torch
 
     from convert.model.probe import probe_inputs
     from parity.metrics import EVAL_TOL
 
     spec = ctx.source.spec
-    x = probe_inputs(2, tuple(spec.input_shape[:2]), tuple(spec.input_range), seed=1)
+    if ctx.first_in_batch is not None:
+        x, batched = ctx.first_in_batch
+        runs = (1,)
+    else:
+        x, batched = probe_inputs(2, tuple(spec.input_shape[:2]), tuple(spec.input_range), seed=1), None
+        runs = (2, 1)
     if ctx.candidate.input_layout == "NCHW":
         x = x.transpose(0, 3, 1, 2)
     # its buffers copied (a train-mode forward moves the running statistics), its parameters shared: a
     # no-grad forward never writes them (ResNet50: 100 MB not copied)
     module = ctx.candidate.module
     model = copy.deepcopy(module, memo={id(p): p for p in module.parameters()})
-    outs = []
+    outs = [] if batched is None else [np.asarray(batched, np.float64).reshape(1, -1)]
     with torch.no_grad():
-        for n in (2, 1):
+        for n in runs:
             out = model(torch.from_numpy(np.ascontiguousarray(x[:n])))
             out = out[0] if isinstance(out, (tuple, list)) else out
-            outs.append(out[:1].detach().numpy().astype(np.float64))
+            outs.append(out[:1].detach().numpy().astype(np.float64).reshape(1, -1))
     batched, alone = outs
+    if batched.shape != alone.shape:  # the eval stage's output is not this forward's return value
+        raise AssertionError(f"batched output {batched.shape} against {alone.shape} alone")
     scale = float(np.abs(alone).max(initial=0.0))
     return float(np.abs(batched - alone).max(initial=0.0)), max(EVAL_TOL.bound(alone), BATCH_RTOL * scale)
 

@@ -41,3 +41,6 @@ class CheckContext:
     padding: PaddingEvidence | None = None  # None where the candidate's points cannot be found
     train_skipped: str = ""  # why train mode was not compared ("" where it was, or was not asked)
     tested: list[Tested] = field(default_factory=list)  # named hypotheses at `:act` points and the output
+    # (the first probe NHWC, the candidate's output on it computed in a batch with others) from the eval
+    # stage, where it ran the candidate on more than one probe at a time; None: not available
+    first_in_batch: tuple[Any, Any] | None = None

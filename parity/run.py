@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from convert import TOOL_VERSION
 from convert.runtime.memory import release_free_memory
 from parity import arch as architectures
@@ -83,7 +85,7 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     padding = (padding_at_second_size(prober, source, tensors, cfg.seed, cfg.tol, progress)
                if prober is not None else None)
     ctx = CheckContext(candidate, source, arch, points, found.results, measured, padding, found.train_skipped,
-                       found.tested)
+                       found.tested, found.first_in_batch(x))
     checks = [res for fn in CHECKS.values() if (res := fn(ctx)) is not None]
     return ParityReport(
         candidate=CandidateRecord(str(candidate.path), candidate.kind, candidate.sha256,
@@ -99,6 +101,15 @@ class _Found:
     results: list[PointResult]  # in report order (TF eval, ONNX Runtime, torchvision, TF train)
     train_skipped: str  # why train mode was not compared ("" where it was or was not asked)
     tested: list[Tested]  # the named hypotheses (parity.hypotheses)
+    output: np.ndarray | None = None  # the candidate's output on every probe in eval mode
+    step: int = 1  # probes per forward that computed it
+
+    def first_in_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the first probe, its output as computed in a batch with others), where it was (parity.checks.mode
+        runs that probe alone against it)."""
+        if self.output is None or self.step < 2 or len(self.output) != len(x):
+            return None
+        return x[:1], self.output[:1]
 
 
 def _compare(arch, candidate, prober: Prober | None, source, source_meta, points, tensors, x, cfg: ParityConfig,
@@ -117,7 +128,7 @@ def _compare_with(arch, candidate, prober: Prober | None, source, source_meta, p
     batch = tf_runner.batch or cfg.probes
     results: list[PointResult] = []
     by_ref: dict[str, list[PointResult]] = {}
-    cand_output, tested = None, []
+    cand_output, tested, step = None, [], 1
     if prober is not None:
         refs: dict[str, TorchReference] = {}
         if "torchvision" in cfg.against and candidate.torchvision_layout:
@@ -128,7 +139,7 @@ def _compare_with(arch, candidate, prober: Prober | None, source, source_meta, p
             notes.append("torchvision references skipped: the candidate is not laid out like torchvision")
         ev = eval_stage(prober, refs, tf_runner, x, tensors, cfg.tol, notes, progress, step=EVAL_STEP,
                         tf_activation=arch.tf_activation)
-        by_ref, cand_output, tested = ev.by_ref, ev.output, ev.tested
+        by_ref, cand_output, tested, step = ev.by_ref, ev.output, ev.tested, ev.step
         results.extend(by_ref.pop("tf"))
     else:
         notes.append("the candidate's forward cannot be traced: compared at its BatchNorm modules' outputs in call "
@@ -146,7 +157,7 @@ def _compare_with(arch, candidate, prober: Prober | None, source, source_meta, p
             results.append(onnx)
     for ref_results in by_ref.values():  # torchvision, then torchvision+declared
         results.extend(ref_results)
-    return _Found(results + train, train_skipped, tested)
+    return _Found(results + train, train_skipped, tested, cand_output, step)
 
 
 def _train(arch, candidate, prober: Prober | None, source, points, tf_runner, x, batch: int, cfg: ParityConfig,

@@ -25,6 +25,7 @@ class EvalResults:
     by_ref: dict[str, list[PointResult]]  # per reference, in network order
     output: np.ndarray | None  # the candidate's output on every probe (ONNX Runtime's reference)
     tested: list[Tested]  # the named hypotheses at the `:act` points and the output (parity.hypotheses)
+    step: int = 1  # probes per forward of the candidate: its first probe's output was computed in a batch of so many
 
 
 def eval_stage(prober: Prober, refs: dict[str, TorchReference], tf_runner, x: np.ndarray, tensors: dict[str, str],
@@ -59,7 +60,7 @@ def eval_stage(prober: Prober, refs: dict[str, TorchReference], tf_runner, x: np
     by_ref = {r: [c.result() for p in points if (c := ev.acc[r].get(p.name)) is not None] for r in ev.acc}
     tested = [t for p in points if p.name in ev.hyp for t in ev.hyp[p.name].results()]
     return EvalResults(by_ref, np.concatenate(outputs) if len(outputs) > 1 else outputs[0] if outputs else None,
-                       tested)
+                       tested, min(step, len(x)))
 
 
 class _EvalSteps:

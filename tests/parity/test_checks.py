@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,10 +60,22 @@ def test_layer_count_differs(n_source):
     assert not res.passed and "candidate has 3 BatchNorm modules" in res.evidence
 
 
-def _mode_ctx(module: torch.nn.Module):
+def _mode_ctx(module: torch.nn.Module, first_in_batch=None):
     spec = types.SimpleNamespace(input_shape=(8, 8, 3), input_range=(-1.0, 1.0))
     return types.SimpleNamespace(candidate=types.SimpleNamespace(module=module, input_layout="NCHW"),
-                                 source=types.SimpleNamespace(spec=spec), results=[], train_skipped="")
+                                 source=types.SimpleNamespace(spec=spec), results=[], train_skipped="",
+                                 first_in_batch=first_in_batch)
+
+
+def _eval_stage_output(module: torch.nn.Module):
+    """(first probe NHWC, its output in a batch of two) as parity's eval stage leaves them (EVAL_STEP probes a
+    forward), computed on a copy: the eval stage's forward is not what the mode check measures."""
+    from convert.model.probe import probe_inputs
+
+    x = probe_inputs(2, (8, 8), (-1.0, 1.0), seed=0)
+    with torch.no_grad():
+        out = copy.deepcopy(module)(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+    return x[:1], out[:1].numpy()
 
 
 class _BatchSizeNoise(torch.nn.Module):
@@ -87,12 +100,15 @@ MODES = {  # a library caller's module (parity.run takes one): what it does at i
 }
 
 
+@pytest.mark.parametrize("eval_output", [False, True], ids=["batch-of-two-here", "eval-stage-batch"])
 @pytest.mark.parametrize("case", list(MODES), ids=list(MODES))
-def test_mode_measures_whether_inference_depends_on_the_batch(case):
+def test_mode_measures_whether_inference_depends_on_the_batch(case, eval_output):
+    """Either way: a batch of two run by the check, or the eval stage's batched output against one forward of
+    the first probe alone (parity.run passes it where the eval stage ran several probes a forward)."""
     build, passes = MODES[case]
     module = build()
     before = copy.deepcopy(module.state_dict())
-    res = CHECKS["mode"](_mode_ctx(module))
+    res = CHECKS["mode"](_mode_ctx(module, _eval_stage_output(module) if eval_output else None))
     assert res.passed is passes, res
     assert passes or "train mode" in res.cause
     assert all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())  # measured on a copy
