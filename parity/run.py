@@ -34,11 +34,36 @@ from parity.stages import eval_stage, generic_eval_stage, train_stage
 
 __all__ = ["REFERENCES", "ParityConfig", "ParityReport", "resolve_source", "run"]
 
-# probes per eval step where the source takes any batch: each step's activations (TF's, the candidate's,
-# each reference's point by point) are compared and dropped before the next, so parity holds ~1/4 of
-# what 8 probes at once would (224: ~0.15 GB instead of ~0.6 GB per capture); eval mode is per probe,
-# so the figures are those of one batch (parity.metrics.Comparison)
+# probes per eval step where the source takes any batch, at most: each step's activations (TF's, the
+# candidate's, each reference's point by point) are compared and dropped before the next, so parity holds
+# ~1/4 of what 8 probes at once would (224: ~0.15 GB instead of ~0.6 GB per capture); eval mode is per
+# probe, so the figures are those of one batch (parity.metrics.Comparison)
 EVAL_STEP = 2
+
+# ... and fewer where one step's TF values would outweigh this many times the candidate's weights: what
+# parity holds beyond its backends' own footprint (TF and torch hold the weights ~5 times over) stays in
+# proportion to it. At 224: ResNet50 (102 MB of weights, 68 MB of values a probe) 2 probes a step;
+# MobileNetV2 (14 MB, 52 MB a probe) and MobileNetV3 Large (22 MB, 38 MB) 1, which took MobileNetV2's eval
+# peak from 1.10 to 0.95 GB private for 0.2 s (scripts/bench memory_parity_ratio: 0.89-1.02 GB baseline)
+EVAL_HELD_PER_WEIGHTS = 1.5
+
+
+def eval_step(tf_runner, tensors: dict[str, str], weight_bytes: int) -> int:
+    """Probes per eval step: EVAL_STEP, fewer where TF's values of that many would outweigh
+    EVAL_HELD_PER_WEIGHTS x `weight_bytes` (per probe from TF's static shapes; EVAL_STEP where unknown)."""
+    per_probe = 0
+    for name in tensors.values():
+        try:
+            shape = tf_runner.graph.get_tensor_by_name(name).shape
+        except (KeyError, ValueError):
+            return EVAL_STEP
+        if shape.rank is None or not all(d is not None for d in shape.as_list()[1:]):
+            return EVAL_STEP
+        per_probe += 4 * int(np.prod(shape.as_list()[1:]))
+    if not per_probe:
+        return EVAL_STEP
+    fits = EVAL_HELD_PER_WEIGHTS * weight_bytes / per_probe  # probes whose values fit the proportion
+    return EVAL_STEP if fits >= EVAL_STEP else max(1, int(fits))
 
 # TF's train-mode captures are fetched in parts of at most this many bytes (network order), each part
 # compared with the candidate's and dropped before the next: batch statistics need every probe in one
@@ -137,7 +162,9 @@ def _compare_with(arch, candidate, prober: Prober | None, source, source_meta, p
                 notes.append(note)
         elif "torchvision" in cfg.against:
             notes.append("torchvision references skipped: the candidate is not laid out like torchvision")
-        ev = eval_stage(prober, refs, tf_runner, x, tensors, cfg.tol, notes, progress, step=EVAL_STEP,
+        weights = sum(t.numel() * t.element_size() for t in candidate.module.state_dict().values())
+        ev = eval_stage(prober, refs, tf_runner, x, tensors, cfg.tol, notes, progress,
+                        step=eval_step(tf_runner, tensors, weights),
                         tf_activation=arch.tf_activation)
         by_ref, cand_output, tested, step = ev.by_ref, ev.output, ev.tested, ev.step
         results.extend(by_ref.pop("tf"))

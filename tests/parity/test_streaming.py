@@ -17,6 +17,7 @@ CASE = ("keras2_h5", 1.0, (96, 96))
 
 def _run(converted, monkeypatch, step: int, part_bytes: int):
     monkeypatch.setattr(parity_run, "EVAL_STEP", step)
+    monkeypatch.setattr(parity_run, "EVAL_HELD_PER_WEIGHTS", float("inf"))  # EVAL_STEP decides, whatever the size
     monkeypatch.setattr(parity_run, "TRAIN_PART_BYTES", part_bytes)
     _, out, _ = converted(CASE)
     cand = load_candidate(out)
@@ -113,3 +114,25 @@ def test_references_and_the_train_copy_share_the_candidates_weights(converted):
         train.model(torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (4, 3, 96, 96)).astype(np.float32)))
     assert torch.equal(mean, before)
     assert not torch.equal(train.model.state_dict()["features.0.1.running_mean"], before)
+
+
+def test_eval_step_holds_tf_values_in_proportion_to_the_weights():
+    """EVAL_STEP probes a step, fewer where one step's TF values outweigh EVAL_HELD_PER_WEIGHTS x the weights
+    (per probe from TF's static shapes); EVAL_STEP where a shape is unknown."""
+    import types
+
+    import tensorflow as tf
+
+    g = tf.Graph()
+    with g.as_default():
+        tf.zeros((1, 112, 112, 32), name="a")  # 1.6 MB a probe
+        tf.zeros((1, 56, 56, 24), name="b")  # 0.3 MB
+        tf.compat.v1.placeholder(tf.float32, (None, None, None, 8), name="open")
+    runner = types.SimpleNamespace(graph=g)
+    per_probe = 4 * (112 * 112 * 32 + 56 * 56 * 24)
+    step = parity_run.eval_step
+    assert parity_run.EVAL_STEP == 2 and parity_run.EVAL_HELD_PER_WEIGHTS == 1.5
+    assert step(runner, {"a": "a:0", "b": "b:0"}, weight_bytes=2 * per_probe) == 2  # ResNet50's proportions
+    assert step(runner, {"a": "a:0", "b": "b:0"}, weight_bytes=per_probe // 4) == 1  # MobileNetV2's
+    assert step(runner, {"a": "a:0", "open": "open:0"}, weight_bytes=1) == 2  # a size TF does not know
+    assert step(runner, {"a": "a:0", "gone": "gone:0"}, weight_bytes=1) == 2
