@@ -50,11 +50,15 @@ EVAL_HELD_PER_WEIGHTS = 1.5
 
 def eval_step(tf_runner, tensors: dict[str, str], weight_bytes: int) -> int:
     """Probes per eval step: EVAL_STEP, fewer where TF's values of that many would outweigh
-    EVAL_HELD_PER_WEIGHTS x `weight_bytes` (per probe from TF's static shapes; EVAL_STEP where unknown)."""
+    EVAL_HELD_PER_WEIGHTS x `weight_bytes` (per probe from TF's static shapes; EVAL_STEP where unknown, or
+    where the runner has no TF graph: the TFLite interpreter, which runs one probe at a time anyway)."""
+    graph = getattr(tf_runner, "graph", None)  # a TFLite interpreter has none
+    if graph is None:
+        return EVAL_STEP
     per_probe = 0
     for name in tensors.values():
         try:
-            shape = tf_runner.graph.get_tensor_by_name(name).shape
+            shape = graph.get_tensor_by_name(name).shape
         except (KeyError, ValueError):
             return EVAL_STEP
         if shape.rank is None or not all(d is not None for d in shape.as_list()[1:]):

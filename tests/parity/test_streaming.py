@@ -136,3 +136,4 @@ def test_eval_step_holds_tf_values_in_proportion_to_the_weights():
     assert step(runner, {"a": "a:0", "b": "b:0"}, weight_bytes=per_probe // 4) == 1  # MobileNetV2's
     assert step(runner, {"a": "a:0", "open": "open:0"}, weight_bytes=1) == 2  # a size TF does not know
     assert step(runner, {"a": "a:0", "gone": "gone:0"}, weight_bytes=1) == 2
+    assert step(types.SimpleNamespace(batch=1), {"a": "a:0"}, weight_bytes=1) == 2  # TFLite's runner: no graph
