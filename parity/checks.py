@@ -370,23 +370,23 @@ def _batch_dependence(ctx: CheckContext) -> tuple[float, float]:
     spec = ctx.source.spec
     if ctx.first_in_batch is not None:
         x, batched = ctx.first_in_batch
-        runs = (1,)
     else:
         x, batched = probe_inputs(2, tuple(spec.input_shape[:2]), tuple(spec.input_range), seed=1), None
-        runs = (2, 1)
     if ctx.candidate.input_layout == "NCHW":
         x = x.transpose(0, 3, 1, 2)
     # its buffers copied (a train-mode forward moves the running statistics), its parameters shared: a
     # no-grad forward never writes them (ResNet50: 100 MB not copied)
     module = ctx.candidate.module
     model = copy.deepcopy(module, memo={id(p): p for p in module.parameters()})
-    outs = [] if batched is None else [np.asarray(batched, np.float64).reshape(1, -1)]
-    with torch.no_grad():
-        for n in runs:
-            out = model(torch.from_numpy(np.ascontiguousarray(x[:n])))
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            outs.append(out[:1].detach().numpy().astype(np.float64).reshape(1, -1))
-    batched, alone = outs
+
+    def first_output(xs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = model(torch.from_numpy(np.ascontiguousarray(xs)))
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return out[:1].detach().numpy()
+
+    batched = np.asarray(batched if batched is not None else first_output(x[:2]), np.float64).reshape(1, -1)
+    alone = first_output(x[:1]).astype(np.float64).reshape(1, -1)
     if batched.shape != alone.shape:  # the eval stage's output is not this forward's return value
         raise AssertionError(f"batched output {batched.shape} against {alone.shape} alone")
     scale = float(np.abs(alone).max(initial=0.0))
