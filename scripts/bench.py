@@ -15,7 +15,9 @@ ResNet50 and MobileNetV3 Large at 224.
 Exit codes: 0 every measured target holds; 1 a target is missed or a measured command failed;
 2 bad usage. Targets that cannot be measured yet (e.g. a trainer flag missing) are shown, not failed.
 The helpers it runs live beside it: bench_samples.py (set-up), bench_forward.py, bench_mmdnn.py,
-bench_loop.py (baselines), bench_scaling.py (scaling rows).
+bench_loop.py (baselines), bench_scaling.py (scaling rows). Fair baselines: each starts and ends as tfport's
+CLIs do, malloc on transparent huge pages (one re-exec, convert/runtime/hugepages.py) and no interpreter
+teardown (os._exit, convert/runtime/fast_exit.py); the JSON records the kernel's THP mode and glibc.
 """
 
 from __future__ import annotations
@@ -790,7 +792,15 @@ def environment() -> dict:
             "python": sys.version.split()[0], "commit": commit, "dirty": dirty, "form": FORM,
             "host": os.uname().nodename,
             # the environment the figures were made in: requirements.lock pins all of it (scripts/lock)
-            "lock_sha256": _lock_sha256()}
+            "lock_sha256": _lock_sha256(), **_allocator()}
+
+
+def _allocator() -> dict:
+    """What decides whether the CLIs (and the baselines) run malloc on huge pages: convert/runtime/hugepages.py."""
+    from convert.runtime.hugepages import glibc_version, thp_mode
+
+    libc = glibc_version()
+    return {"thp": thp_mode(), "glibc": ".".join(map(str, libc)) if libc else None}
 
 
 def _lock_sha256() -> str | None:

@@ -17,6 +17,7 @@ import time
 
 from convert.runtime import guard as _guard  # noqa: F401  (before torch: hides triton)
 from convert.runtime.fast_exit import exit_now
+from convert.runtime.hugepages import on_huge_pages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,4 +80,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    on_huge_pages()  # starts as tfport's CLIs start: malloc on huge pages (scripts/bench.py: fair baselines)
     exit_now(main())  # ends as tfport's CLIs end: no teardown (scripts/bench.py: fair baselines)

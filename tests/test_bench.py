@@ -316,12 +316,16 @@ def test_profile_reruns_a_missed_target_s_command_under_cprofile(tmp_path, monke
 
 
 def test_the_bench_records_the_environment_it_measured_in():
-    """A figure holds only with its environment: the lock's hash (every package pinned), CPU model, load."""
+    """A figure holds only with its environment: the lock's hash (every package pinned), CPU model, load, THP."""
     import hashlib
 
     env = bench.environment()
     assert env["lock_sha256"] == hashlib.sha256((ROOT / "requirements.lock").read_bytes()).hexdigest()
     assert env["cpu_model"] and len(env["loadavg_start"]) == 3 and env["python"].startswith("3.11")
+    from convert.runtime.hugepages import glibc_version, thp_mode  # what decides malloc's pages, both sides
+
+    libc = glibc_version()
+    assert env["thp"] == thp_mode() and env["glibc"] == (".".join(map(str, libc)) if libc else None)
 
 
 @pytest.mark.parametrize("key,loaded", [
