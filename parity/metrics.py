@@ -163,6 +163,17 @@ def _identical(c: np.ndarray, r: np.ndarray) -> bool:
     return bool(np.array_equal(cf[:head], rf[:head]) and np.array_equal(cf, rf))
 
 
+def _ones(n: int, dtype) -> np.ndarray:
+    """n ones of `dtype` (a view of one array per dtype, grown as needed)."""
+    have = _ONES.get(np.dtype(dtype))
+    if have is None or len(have) < n:
+        have = _ONES[np.dtype(dtype)] = np.ones(max(n, _CHUNK), dtype)
+    return have[:n]
+
+
+_ONES: dict[np.dtype, np.ndarray] = {}
+
+
 @dataclass
 class _Sums:
     max_abs: float = 0.0
@@ -187,10 +198,11 @@ class _Sums:
         if _identical(c, r):
             return s._of_identical(c.reshape(-1).astype(dtype, copy=False))
         lo = 0
-        for cc, rr in np.nditer([c, r], flags=["external_loop", "buffered", "zerosize_ok"], buffersize=_CHUNK,
-                                order="C", op_dtypes=[dtype, dtype], casting="same_kind"):
-            s._chunk(cc, rr, lo)
-            lo += len(cc)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow and NaN are seen in the sums themselves
+            for cc, rr in np.nditer([c, r], flags=["external_loop", "buffered", "zerosize_ok"], buffersize=_CHUNK,
+                                    order="C", op_dtypes=[dtype, dtype], casting="same_kind"):
+                s._chunk(cc, rr, lo)
+                lo += len(cc)
         return s
 
     def _of_identical(self, c: np.ndarray) -> _Sums:
@@ -212,22 +224,24 @@ class _Sums:
         return self
 
     def _chunk(self, c: np.ndarray, r: np.ndarray, lo: int) -> None:
+        """One chunk's figures in five passes over it beyond the difference itself (three dot products, |Δ|,
+        its argmax; Σ|Δ| a dot product with ones, by BLAS: 3x numpy's pairwise sum), Σ c·r from the identity
+        Σ Δ² = Σ c² + Σ r² - 2 Σ c·r. Run under `of`'s errstate."""
         d = np.subtract(c, r)
-        with np.errstate(over="ignore", invalid="ignore"):
-            sums = (float(d @ d), float(c @ c), float(r @ r), float(c @ r))
-        if not all(map(math.isfinite, sums)) and c.dtype != np.float64:  # overflow (or NaN/Inf: kept)
-            c64, r64 = c.astype(np.float64), r.astype(np.float64)
-            d64 = c64 - r64
-            sums = (float(d64 @ d64), float(c64 @ c64), float(r64 @ r64), float(c64 @ r64))
+        dd, cc, rr = float(d @ d), float(c @ c), float(r @ r)
+        if not (math.isfinite(dd) and math.isfinite(cc) and math.isfinite(rr)) and c.dtype != np.float64:
+            c, r = c.astype(np.float64), r.astype(np.float64)  # overflow (or NaN/Inf: kept)
+            d = c - r
+            dd, cc, rr = float(d @ d), float(c @ c), float(r @ r)
         np.abs(d, out=d)
         i = int(np.argmax(d))  # the first NaN, if any
         if math.isfinite(self.max_abs) and not d[i] <= self.max_abs:
             self.max_abs, self.argmax = float(d[i]), lo + i
-        self.sum_abs += float(d.sum())  # pairwise: a few ulps
-        self.dd += sums[0]
-        self.cc += sums[1]
-        self.rr += sums[2]
-        self.cr += sums[3]
+        self.sum_abs += float(d @ _ones(len(d), d.dtype))
+        self.dd += dd
+        self.cc += cc
+        self.rr += rr
+        self.cr += (cc + rr - dd) / 2
         if r.size:
             self.max_ref = max(self.max_ref, float(r.max()), -float(r.min()))
 
