@@ -23,12 +23,17 @@ if TYPE_CHECKING:
 EPILOG = """examples:
   python -m backbones make-data data/noses --n 1000
   python -m backbones list
-  python -m backbones train --backbone resnet34 --data data/noses --bs 8 --max-lr 0.01 --epochs 5
-  python -m backbones train --backbone mobilenet_v2 --weights mobilenet_v2.pth --data data/noses
-  python -m backbones train --backbone out/ported.pth --data data/noses --bn train --bn-momentum 0.1
-  torchrun --nproc_per_node 2 -m backbones train --backbone resnet34 --data data/noses --bs 32
+  python -m backbones train --backbone resnet34 --data data/noses --bs 8 \\
+      --max-lr 0.01 --epochs 5
+  python -m backbones train --backbone mobilenet_v2 \\
+      --weights mobilenet_v2.pth --data data/noses
+  python -m backbones train --backbone out/ported.pth --data data/noses \\
+      --bn train --bn-momentum 0.1
+  torchrun --nproc_per_node 2 -m backbones train --backbone resnet34 \\
+      --data data/noses --bs 32
 
-exit codes: 0 ok; 1 run failed (parity gate refused, nan/inf loss); 2 bad input or usage
+exit codes: 0 ok; 1 run failed (parity gate refused, nan/inf loss);
+2 bad input or usage
 """
 
 

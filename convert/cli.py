@@ -21,15 +21,22 @@ from convert.runtime.args import path as path_arg  # lazy pathlib: --help stays 
 from convert.runtime.quiet import add_verbose_flag, quiet_frameworks
 
 EPILOG = """examples:
-  python -m convert sample samples/                     # every sample form, alpha 1.0, 224x224
-  python -m convert sample samples/ --alpha 0.35 --size 128x192 --forms slim_pb keras2_h5
-  python -m convert sample samples/ --arch resnet50 --size 64 --forms keras2_h5 keras3
-  python -m convert sample samples/ --arch mobilenet_v3_small --size 64 --forms keras2_h5 transfer_h5
-  python -m convert tf2torch mobilenet_v2.pb            # -> ported.pth (+ ported.onnx)
+  # every sample form, alpha 1.0, 224x224
+  python -m convert sample samples/
+  python -m convert sample samples/ --alpha 0.35 --size 128x192 \\
+      --forms slim_pb keras2_h5
+  python -m convert sample samples/ --arch resnet50 --size 64 \\
+      --forms keras2_h5 keras3
+  python -m convert sample samples/ --arch mobilenet_v3_small --size 64 \\
+      --forms keras2_h5 transfer_h5
+  # -> ported.pth (+ ported.onnx)
+  python -m convert tf2torch mobilenet_v2.pb
   python -m convert tf2torch model.h5 -o out/model.pth --via both
-  python -m convert repair out/model.mmdnn.py --source model.h5 -o fixed.pth   # MMdnn's output -> canonical
+  # MMdnn's output -> the canonical port
+  python -m convert repair out/model.mmdnn.py --source model.h5 -o fixed.pth
 
-exit codes: 0 ok, 1 the port does not reproduce its source, 2 bad input or usage"""
+exit codes: 0 ok, 1 the port does not reproduce its source, 2 bad input or
+usage"""
 TIMEOUT_HELP = (
     "bound in seconds for each stage (load, TF reference, tf2onnx, MMdnn, torch side); default scales with the model"
 )
@@ -120,11 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="write sample TF MobileNetV2s in every form", epilog=EPILOG,
                        formatter_class=HelpFormatter)
     p.add_argument("out_dir", type=path_arg)
-    p.add_argument("--arch", default="mobilenet_v2", choices=SAMPLE_ARCHS,
-                   help="the Keras application to build (default %(default)s)")
+    p.add_argument("--arch", default="mobilenet_v2", choices=SAMPLE_ARCHS, metavar="ARCH",
+                   help=f"the Keras application to build: {', '.join(SAMPLE_ARCHS)} (default %(default)s)")
     p.add_argument("--alpha", type=float, default=1.0, choices=ALPHAS, help="MobileNetV2's width")
     p.add_argument("--size", type=parse_size, default=(224, 224), help="H or HxW (default 224)")
-    p.add_argument("--forms", nargs="+", default=None, choices=FORMS, help="default: every form the --arch has")
+    p.add_argument("--forms", nargs="+", default=None, choices=FORMS, metavar="FORM",
+                   help=f"{', '.join(FORMS)} (default: every form the --arch has)")
     p.add_argument("--classes", type=positive_int, default=1000)
     p.add_argument("--seed", type=seed_number, default=0)
     add_verbose_flag(p)

@@ -1,4 +1,4 @@
-"""`python -m parity check PORTED`: layer-by-layer parity against TF, ONNX Runtime and torchvision."""
+"""`python -m parity check PORTED`: layer by layer against TF, ORT and torchvision."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ from convert.runtime.errors import TfportError
 from convert.runtime.quiet import add_verbose_flag
 
 EPILOG = """examples:
-  python -m parity check ported.pth                      # source found from the checkpoint's metadata
-  python -m parity check ported.pth --source mobilenet_v2.pb --json report.json --junit parity.xml --html report/
-  python -m parity check mmdnn_emitted.py --source model.pb   # MMdnn's emitted code (+ weights .npy beside it)
-  python -m parity gate ported.pth --bn train            # does its certificate let the trainer use it?
+  # the source found from the checkpoint's metadata
+  python -m parity check ported.pth
+  python -m parity check ported.pth --source mobilenet_v2.pb \\
+      --json report.json --junit parity.xml --html report/
+  # MMdnn's emitted code (+ its weights .npy beside it)
+  python -m parity check mmdnn_emitted.py --source model.pb
+  # does its certificate let the trainer use it?
+  python -m parity gate ported.pth --bn train
 
 exit codes: 0 pass, 1 parity failed (gate: not certified), 2 bad input or usage"""
 
@@ -80,9 +84,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    """What the trainer's gate asks (parity.certificate.check_for_training), as a CI step: exit 1 naming
-    what the certificate beside PORTED lacks (no certificate, other bytes, a reference or probes fewer than
-    a default check compares, looser tolerances, train mode not certified)."""
+    """What the trainer's gate asks (parity.certificate.check_for_training), as a CI
+    step: exit 1 naming what the certificate beside PORTED lacks (no certificate,
+    other bytes, a reference or probes fewer than a default check compares, looser
+    tolerances, train mode not certified)."""
     import sys
 
     from parity.certificate import GateError, check_for_training
@@ -129,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_verbose_flag(p)
     p.set_defaults(func=cmd_check)
     g = sub.add_parser("gate", help="does PORTED's certificate certify it for training (the trainer's gate)",
-                       description=cmd_gate.__doc__, formatter_class=HelpFormatter)
+                       description="\n".join(line.strip() for line in cmd_gate.__doc__.splitlines()),
+                       formatter_class=HelpFormatter)
     g.add_argument("ported", type=path_arg, help="ported.pth or .safetensors, its .parity.json beside it")
     g.add_argument("--bn", choices=("eval", "train"), default="eval",
                    help="the BN mode the trainer will use (train needs train mode certified)")

@@ -25,3 +25,16 @@ def test_help_imports_nothing_heavy(cli):
     )
     wrapped = proc.stdout.split("examples:")[0]  # the epilog is raw text, never wrapped
     assert max(len(line) for line in wrapped.splitlines()) <= 98  # the width argparse was given: $COLUMNS - 2
+
+
+@pytest.mark.parametrize("argv", [["convert"], ["convert", "sample"], ["convert", "tf2torch"], ["convert", "repair"],
+                                  ["parity"], ["parity", "check"], ["parity", "gate"], ["backbones"],
+                                  ["backbones", "train"]], ids=" ".join)
+def test_help_fits_80_columns(argv):
+    """Help is read in CI logs (piped, 80 columns): usage, options, examples and exit codes all fit."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "80"}
+    proc = subprocess.run([sys.executable, "-m", *argv, "--help"], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m " + argv[0]), proc.stderr[-500:]
+    wide = [line for line in proc.stdout.splitlines() if len(line) > 80]
+    assert not wide, wide
