@@ -103,6 +103,9 @@ def check(candidate: Any, source: Any = None, *, against: tuple[str, ...] = resu
         which a source whose graph leaves its size open is compared (default: the one the candidate records).
 
     Writes nothing (reports and certificate on request). Raises TfportError, one line, on bad input."""
+    for given, missing in ((candidate, "no such file"), (source, "source not found")):  # before torch and TF load
+        if isinstance(given, str | os.PathLike) and not os.path.exists(given):
+            raise fail(f"{given}: {missing}")  # what parity.candidates and parity.references say
     from convert.api import bound
     from convert.runtime.bounds import stage
     from parity.metrics import Tolerance

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 import torch
 
 from convert.port import checkpoint
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import ROOT, assert_one_line_error, run_cli
 from tests.zoo.payloads import Payload
 
 CASE = ("keras2_h5", 1.0, (96, 96))
@@ -203,3 +206,18 @@ def test_bad_inputs(both, tmp_path, capsys):
     torch.save({"features.0.0.weight": Payload(str(marker))}, evil)
     _one_error_in_process(capsys, ["check", str(evil), "--source", str(src)], "refused")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["check", "/nonexistent/nope.pth"], "error: /nonexistent/nope.pth: no such file"),
+    (["check", "README.md", "--source", "/nonexistent/model.pb"],
+     "error: /nonexistent/model.pb: source not found"),
+])
+def test_a_missing_file_is_refused_before_torch_and_tf_load(argv, line):
+    """A typo in a path costs a fraction of a second, not the frameworks' imports (3-4 s)."""
+    probe = ("import sys; from parity.cli import main; code = main(sys.argv[1:]); "
+             "print(code, 'torch' in sys.modules, 'tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert proc.stdout.split() == ["2", "False", "False"], proc.stdout + proc.stderr[-1000:]
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")] == [line]
