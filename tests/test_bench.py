@@ -193,6 +193,13 @@ def test_fastest_epoch_after_the_first(xs, fastest):
     assert bench._after_first(xs) == fastest
 
 
+def test_the_trainer_pair_takes_the_fastest_epoch_over_its_interleaved_runs():
+    """Each run's first epoch pays one-off costs and is left out; a run without epochs counts for nothing."""
+    assert bench._fastest_of_runs([[9.0, 3.0, 2.5], [1.0, 2.8, 2.6]]) == 2.5  # the 1.0 is a first epoch
+    assert bench._fastest_of_runs([[9.0], None, []]) is None
+    assert bench._fastest_of_runs([[4.0, 3.0], None]) == 3.0
+
+
 def test_epoch_seconds_from_the_trainer_s_result_json(tmp_path):
     good = tmp_path / "result.json"
     good.write_text(json.dumps({"epochs": [{"seconds": 2.5}, {"seconds": 1.5}]}))
