@@ -18,6 +18,7 @@ import time
 from convert.runtime import guard as _guard  # noqa: F401  (before torch: hides triton)
 from convert.runtime.fast_exit import exit_now
 from convert.runtime.hugepages import on_huge_pages
+from convert.runtime.threads import passive_waits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,5 +81,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    on_huge_pages()  # starts as tfport's CLIs start: malloc on huge pages (scripts/bench.py: fair baselines)
+    on_huge_pages()  # starts as tfport's CLIs start: malloc on huge pages, passive OpenMP waits
+    passive_waits()  # (scripts/bench.py: fair baselines)
     exit_now(main())  # ends as tfport's CLIs end: no teardown (scripts/bench.py: fair baselines)

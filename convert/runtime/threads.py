@@ -18,5 +18,6 @@ WAIT_POLICY = "PASSIVE"
 
 def passive_waits() -> None:
     """Called by the `python -m` entry points before anything imports torch; a value the user set wins.
-    Inherited by every child tfport starts (convert's torch worker, bench baselines are not tfport's)."""
+    Inherited by every child tfport starts (convert's torch worker); the bench's baselines call it too, so
+    that both sides of a ratio run one wait policy (scripts/bench.py: fair baselines)."""
     os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)

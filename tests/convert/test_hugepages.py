@@ -90,28 +90,29 @@ def test_a_users_own_setting_is_kept():
 
 
 PROBE = """
-import runpy, sys
+import os, runpy, sys
 import convert.runtime.hugepages as hugepages
 import convert.runtime.fast_exit as fast_exit
 calls = []
 hugepages.on_huge_pages = lambda *a: calls.append(("huge pages", "torch" in sys.modules))
-fast_exit.exit_now = lambda code: print(calls)
+fast_exit.exit_now = lambda code: print(calls, os.environ.get("OMP_WAIT_POLICY"))
 sys.argv = [{name!r}, "--help"]
 try:
     {run}
 except BaseException:  # argparse's --help, or a baseline that takes no flags failing on it
-    print(calls)
+    print(calls, os.environ.get("OMP_WAIT_POLICY"))
 """
 
 
 @pytest.mark.parametrize("name", ["convert", "parity", "backbones", "scripts/bench_forward.py",
                                   "scripts/bench_tf2onnx.py", "scripts/bench_mmdnn.py", "scripts/bench_loop.py"])
 def test_every_entry_point_and_baseline_starts_on_huge_pages(name):
-    """Both sides of every bench ratio start the same way (scripts/bench.py: fair baselines)."""
+    """Both sides of every bench ratio start the same way (scripts/bench.py: fair baselines): huge pages,
+    passive OpenMP waits (convert/runtime/threads.py)."""
     run = (f"runpy.run_path({str(ROOT / name)!r}, run_name='__main__')" if name.endswith(".py")
            else f"runpy.run_module({name!r}, run_name='__main__')")
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", PROBE.format(name=name, run=run)], env=env, capture_output=True,
                           text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.splitlines()[-1] == "[('huge pages', False)]", proc.stdout[-500:]  # once, before torch
+    assert proc.stdout.splitlines()[-1] == "[('huge pages', False)] PASSIVE", proc.stdout[-500:]  # once, before torch
