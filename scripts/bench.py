@@ -16,9 +16,9 @@ Exit codes: 0 every measured target holds; 1 a target is missed or a measured co
 2 bad usage. Targets that cannot be measured yet (e.g. a trainer flag missing) are shown, not failed.
 The helpers it runs live beside it: bench_samples.py (set-up), bench_forward.py, bench_mmdnn.py,
 bench_loop.py (baselines), bench_scaling.py (scaling rows). Fair baselines: each starts and ends as tfport's
-CLIs do, malloc on transparent huge pages (one re-exec, convert/runtime/hugepages.py), passive OpenMP waits
-(convert/runtime/threads.py) and no interpreter teardown (os._exit, convert/runtime/fast_exit.py); the JSON
-records the kernel's THP mode and glibc.
+CLIs do (convert/runtime/entry.py): malloc on transparent huge pages (one re-exec, convert/runtime/hugepages.py),
+passive OpenMP waits (convert/runtime/threads.py) and no interpreter teardown (os._exit,
+convert/runtime/fast_exit.py); the JSON records the kernel's THP mode and glibc.
 """
 
 from __future__ import annotations

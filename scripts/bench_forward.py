@@ -35,9 +35,8 @@ import json
 import time
 
 from convert.runtime import guard as _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
+from convert.runtime.entry import start
 from convert.runtime.fast_exit import exit_now
-from convert.runtime.hugepages import on_huge_pages
-from convert.runtime.threads import passive_waits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +173,5 @@ def _output(gd) -> str:
 
 
 if __name__ == "__main__":
-    on_huge_pages()  # starts as tfport's CLIs start: malloc on huge pages, passive OpenMP waits
-    passive_waits()  # (scripts/bench.py: fair baselines)
+    start(owned=False)  # starts as tfport's CLIs start (scripts/bench.py: fair baselines)
     exit_now(main())  # ends as tfport's CLIs end: no teardown (scripts/bench.py: fair baselines)

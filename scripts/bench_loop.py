@@ -16,9 +16,8 @@ import json
 import time
 
 from convert.runtime import guard as _guard  # noqa: F401  (before torch: hides triton)
+from convert.runtime.entry import start
 from convert.runtime.fast_exit import exit_now
-from convert.runtime.hugepages import on_huge_pages
-from convert.runtime.threads import passive_waits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +80,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    on_huge_pages()  # starts as tfport's CLIs start: malloc on huge pages, passive OpenMP waits
-    passive_waits()  # (scripts/bench.py: fair baselines)
+    start(owned=False)  # starts as tfport's CLIs start (scripts/bench.py: fair baselines)
     exit_now(main())  # ends as tfport's CLIs end: no teardown (scripts/bench.py: fair baselines)

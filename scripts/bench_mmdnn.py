@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 
 from convert.runtime import guard as _guard  # noqa: F401  (before TF/torch: hides triton, which segfaults after TF)
+from convert.runtime.entry import start
 from convert.runtime.fast_exit import exit_now
-from convert.runtime.hugepages import on_huge_pages
-from convert.runtime.threads import passive_waits
 
 
 def main(argv: list[str]) -> int:
@@ -44,6 +43,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    on_huge_pages()  # starts as tfport's CLIs start: malloc on huge pages, passive OpenMP waits
-    passive_waits()  # (scripts/bench.py: fair baselines)
+    start(owned=False)  # starts as tfport's CLIs start (scripts/bench.py: fair baselines)
     exit_now(main(sys.argv[1:]))  # ends as tfport's CLIs end: no teardown (scripts/bench.py: fair baselines)
