@@ -46,11 +46,13 @@ def load_emitted(code_path: str | Path, weights_path: str | Path):
     return model.eval()
 
 
-def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 4, forward=None) -> tuple[np.ndarray, np.ndarray]:
+def emitted_outputs(model, x_nhwc: np.ndarray, batch: int = 1, forward=None) -> tuple[np.ndarray, np.ndarray]:
     """(logits, output) of MMdnn's emitted model for NHWC inputs.
 
-    Batch 4: the emitted forward is straight-line code whose locals keep every intermediate tensor
-    alive until it returns (~80 MB per 224 image), so its peak memory grows with the batch.
+    Batch 1: the emitted forward is straight-line code whose locals keep every intermediate tensor
+    alive until it returns (~80 MB per 224 image), so its peak memory grows with the batch; it runs in
+    `convert`'s torch worker beside the TF process, and the two peaks add (scripts/bench
+    memory_convert_mmdnn_ratio: batch 4 peaked the worker at 0.81 GB, batch 1 at 0.53-0.55 GB).
 
     The emitted forward returns only the graph's output (softmax); the logits are the output of the
     last conv/linear module it runs (slim: the 1x1 classifier conv; Keras: the Dense). `forward`: how the
