@@ -153,6 +153,12 @@ class Run:
     # another process has already read them into the page cache (fault-around): RSS moves with what else
     # runs on the machine, private memory does not.
     tree_private_bytes: int = 0
+    # CPU time (user + system) of the child and the children it waited for (convert's torch worker): where a
+    # ratio's extra wall time went, work or waiting
+    cpu_seconds: float = 0.0
+    # every repetition's wall time in the order run (Bench.interleaved; one run: its own), so the spread a
+    # kept figure was picked from is on record beside it
+    samples: tuple[float, ...] = ()
 
     @property
     def peak_bytes(self) -> int:
@@ -211,7 +217,22 @@ def ratio(target: Target, num: Run | None, den: Run | None, *, num_s=_UNSET, den
         return Outcome(target, None, note=note or "not run", runs=runs)
     if b <= 0:
         return Outcome(target, None, f"{_secs(a)} / {_secs(b)}", note="denominator is zero", runs=runs)
-    return Outcome(target, a / b, f"{_secs(a)} / {_secs(b)}", note=note, runs=runs)
+    spread = pair_spread(num, den) if num_s is _UNSET and den_s is _UNSET else ""
+    return Outcome(target, a / b, f"{_secs(a)} / {_secs(b)}", note="; ".join(x for x in (note, spread) if x),
+                   runs=runs)
+
+
+def pair_spread(num: Run | None, den: Run | None) -> str:
+    """Each interleaved pair's ratio (repetition i of one job over repetition i of the other) and the kept
+    runs' CPU seconds: how far the kept figure moves between pairs on this machine, and whether the extra
+    wall time was work. Empty for a single pair."""
+    if num is None or den is None or len(num.samples) < 2 or len(num.samples) != len(den.samples):
+        return ""
+    pairs = sorted(a / b for a, b in zip(num.samples, den.samples, strict=True) if b > 0)
+    if not pairs:
+        return ""
+    cpu = f", CPU {num.cpu_seconds:.1f} / {den.cpu_seconds:.1f} s" if num.cpu_seconds and den.cpu_seconds else ""
+    return f"pairs {pairs[0]:.2f}-{pairs[-1]:.2f}x, median {statistics.median(pairs):.2f}x{cpu}"
 
 
 def _secs(s: float) -> str:
@@ -373,7 +394,7 @@ def run_timed(name: str, cmd: Sequence[str], *, cwd: Path, log_dir: Path, timeou
         seconds = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
     return Run(name, tuple(str(c) for c in cmd), seconds, int(usage.ru_maxrss) * 1024, proc.returncode, str(log),
-               load1, tree_peak, private_peak)
+               load1, tree_peak, private_peak, usage.ru_utime + usage.ru_stime, (seconds,))
 
 
 MEMORY_FIELDS = {"VmRSS": "rss", "RssAnon": "private", "RssShmem": "private", "RssFile": "file"}
@@ -412,7 +433,7 @@ def tree_rss_bytes(pid: int) -> int:
 class Bench:
     """The run's state: where things go, the runs so far, and how to start a child."""
 
-    def __init__(self, work: Path, console, *, python: str = sys.executable, reps: int = 5, pair_reps: int = 2,
+    def __init__(self, work: Path, console, *, python: str = sys.executable, reps: int = 5, pair_reps: int = 3,
                  load: int = 0) -> None:
         self.work, self.console, self.python, self.reps, self.pair_reps = work, console, python, reps, pair_reps
         self.load = load  # busy processes beside the run (--load): time ratios are held to their loaded bound
@@ -433,7 +454,8 @@ class Bench:
 
     def interleaved(self, jobs: Sequence[tuple[str, Sequence[str]]], reps: int) -> list[Run]:
         """Each job `reps` times, interleaved (a, b, a, b): per job the fastest wall time (noise on a
-        shared machine only adds) and the largest peak memory; a failed run stands for the job."""
+        shared machine only adds) and the largest peak memory; a failed run stands for the job. Every
+        repetition's time is kept as well (`samples`: the spread of the pairs, `pair_spread`)."""
         done: dict[str, list[Run]] = {name: [] for name, _ in jobs}
         for _ in range(max(1, reps)):
             for name, cmd in jobs:
@@ -444,7 +466,8 @@ class Bench:
             failed = next((r for r in rs if not r.ok), None)
             best = failed or min(rs, key=lambda r: r.seconds)
             r = Run(name, best.cmd, best.seconds, max(x.maxrss_bytes for x in rs), best.rc, best.log, best.load1,
-                    max(x.tree_peak_bytes for x in rs), max(x.tree_private_bytes for x in rs))
+                    max(x.tree_peak_bytes for x in rs), max(x.tree_private_bytes for x in rs), best.cpu_seconds,
+                    tuple(x.seconds for x in rs))
             self.runs[name] = r
             out.append(r)
         return out
@@ -871,8 +894,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
     p.add_argument("--skip", nargs="+", choices=list(SECTIONS), default=[], help="leave these sections out")
     p.add_argument("--reps", type=int, default=5, help="repetitions of each start-up command (default 5)")
-    p.add_argument("--pair-reps", type=int, default=2,
-                   help="repetitions of each conversion and parity pair, interleaved (default 2)")
+    p.add_argument("--pair-reps", type=int, default=3,
+                   help="repetitions of each conversion and parity pair, interleaved (default 3)")
     p.add_argument("--markdown", type=Path, help="also write the tables as Markdown (the README's copy)")
     p.add_argument("--load", type=int, default=0, metavar="N",
                    help="run N busy processes beside the bench (time ratios then held to their loaded bound, 1.3x)")

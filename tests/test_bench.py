@@ -275,9 +275,35 @@ def test_interleaved_keeps_the_fastest_time_and_largest_peak(tmp_path, monkeypat
     assert order == ["a", "b", "a", "b"]
     assert (a.seconds, a.maxrss_bytes, a.tree_peak_bytes) == (0.05, 100, 9)  # fastest time, largest peaks
     assert (bb.seconds, bb.maxrss_bytes) == (0.2, 70) and b.runs["a"] is a
+    assert a.samples == (0.6, 0.05) and bb.samples == (0.2, 0.3)  # every repetition, in the order run
     monkeypatch.undo()
     (f,) = b.interleaved([("f", [sys.executable, "-c", "raise SystemExit(4)"])], 2)
     assert f.rc == 4 and b.runs["f"].rc == 4  # a failed run stands for the job
+
+
+def test_a_ratio_shows_the_spread_of_its_interleaved_pairs():
+    """The kept figure is fastest over fastest; beside it, each pair's own ratio (repetition i over
+    repetition i) and the kept runs' CPU seconds, so a reader sees how far the machine moved the figure."""
+    num = bench.Run("p", ("p",), 10.0, 0, 0, cpu_seconds=12.5, samples=(12.0, 10.0, 11.0))
+    den = bench.Run("b", ("b",), 8.0, 0, 0, cpu_seconds=10.25, samples=(8.0, 10.0, 8.8))
+    o = bench.ratio(bench.TARGET_BY_KEY["parity_overhead"], num, den, note="interleaved")
+    assert o.value == 10.0 / 8.0
+    assert o.note == "interleaved; pairs 1.00-1.50x, median 1.25x, CPU 12.5 / 10.2 s"
+    single = bench.Run("s", ("s",), 9.0, 0, 0, samples=(9.0,))
+    assert bench.pair_spread(single, den) == "" and bench.pair_spread(num, None) == ""
+    given = bench.ratio(bench.TARGET_BY_KEY["parity_overhead"], num, den, num_s=1.0, den_s=2.0)
+    assert given.note == ""  # seconds given (the fastest epochs of the trainer): no pairs of runs behind them
+
+
+def test_run_timed_records_cpu_seconds_and_its_one_sample(tmp_path):
+    """CPU time is the child's own (user + system), not the wall clock: a child that sleeps uses next to none,
+    one that spins uses about its wall time."""
+    spin = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 0.3: pass"
+    busy = bench.run_timed("busy", [sys.executable, "-c", spin], cwd=tmp_path, log_dir=tmp_path)
+    idle = bench.run_timed("idle", [sys.executable, "-c", "import time; time.sleep(0.3)"], cwd=tmp_path,
+                           log_dir=tmp_path)
+    assert busy.samples == (busy.seconds,) and idle.samples == (idle.seconds,)
+    assert busy.cpu_seconds >= 0.25 and idle.cpu_seconds < idle.seconds - 0.2
 
 
 class _QuietConsole:
