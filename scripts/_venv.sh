@@ -22,3 +22,6 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 export PATH="$VENV/bin:$PATH"
 PY="$VENV/bin/python"
+# parity's comparison kernel (parity/native), built once per source into ~/.cache/tfport/native so that no
+# timed or first run pays for it; without a C compiler parity compares in numpy
+"$PY" -m parity.native >/dev/null 2>&1 || true

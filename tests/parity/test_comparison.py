@@ -10,7 +10,22 @@ import math
 import numpy as np
 import pytest
 
+import parity.metrics as metrics
 from parity.metrics import EVAL_TOL, Comparison, compare
+from parity.native import kernel
+
+
+@pytest.fixture(params=["native", "numpy"], autouse=True)
+def path(request):
+    """Every test here runs on both of parity's ways to compare: the one-pass kernel (parity.native, which this
+    machine builds: a failed build fails these) and numpy's passes (no compiler, TFPORT_NATIVE=0). Its own
+    patch, which a test's `monkeypatch.undo()` leaves in place."""
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "numpy":
+            mp.setattr(metrics, "_fused", lambda: None)
+        else:
+            assert kernel() is not None, "parity.native's kernel did not build (a C compiler as `cc` or $CC)"
+        yield request.param
 
 
 def _sliced(cand: np.ndarray, ref: np.ndarray, step: int):
@@ -48,8 +63,9 @@ def _float64_figures(cand: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 @pytest.mark.parametrize("scale", [1.0, 1e-3, 1e21])  # 1e21: float32 sums of squares overflow, float64 do not
 def test_figures_equal_float64_ones(scale):
-    """Each chunk is summed in float32 (parity.metrics._CHUNK); the figures still equal whole-array float64
-    ones to 1e-6 over several chunks, and max|Δ| exactly (it decides the verdict)."""
+    """Each chunk (numpy: parity.metrics._CHUNK; the kernel: 2048 values) is summed in float32; the figures
+    still equal whole-array float64 ones to 1e-6 over several chunks, and max|Δ| exactly (it decides the
+    verdict). At 1e21 the kernel's float32 sums overflow and numpy's float64 passes take over."""
     rng = np.random.default_rng(1)
     ref = (rng.standard_normal(300_000) * scale).astype(np.float32)
     cand = ref + (rng.standard_normal(ref.shape) * 1e-4 * scale).astype(np.float32)
@@ -86,8 +102,6 @@ def test_nothing_added_is_no_agreement():
 def test_identical_arrays_take_the_short_path_to_the_same_figures(monkeypatch, shape):
     """parity's declared-semantics reference equals the candidate bit for bit at every point: its
     comparison skips Δ's passes and must give exactly the figures the full comparison gives."""
-    import parity.metrics as metrics
-
     a = np.random.default_rng(3).standard_normal(shape).astype(np.float32) * 1e3
     b = a.copy()
     short = metrics._Sums.of(a, b)
@@ -110,8 +124,6 @@ def test_channels_last_beside_tf_is_read_in_memory_order_with_the_same_figures(p
     """parity runs torchvision-laid-out candidates channels-last (parity.prober.channels_last), so a point's
     value and TF's are both NHWC in memory, shaped NCHW: compared in that order (read straight through), with
     the figures and the worst element's NCHW index the C-order comparison gives."""
-    import parity.metrics as metrics
-
     cand, ref = pair
     cand_cl = cand.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)  # what a channels-last tensor's numpy() is
     assert metrics._memory_order(cand_cl, ref) == (0, 2, 3, 1)
@@ -133,8 +145,6 @@ def test_channels_last_beside_tf_is_read_in_memory_order_with_the_same_figures(p
 
 def test_memory_order_reads_identical_channels_last_arrays_on_the_short_path():
     """The declared reference equals the candidate bit for bit, both channels-last: the short path still."""
-    import parity.metrics as metrics
-
     a = np.random.default_rng(4).standard_normal((2, 8, 5, 3)).astype(np.float32)
     cl = a.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
     other = cl.copy(order="K")
