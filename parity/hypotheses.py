@@ -108,7 +108,10 @@ class HypothesisTest:
         """The next slice of the point; `sums`: the point's own figures for it (parity.metrics.Comparison.add)."""
         if cand.shape != ref.shape or not ref.size:
             return  # the point itself fails on its shape; no hypothesis makes values of another shape equal
-        c_lo, c_hi, r_lo, r_hi = float(cand.min()), float(cand.max()), float(ref.min()), float(ref.max())
+        if sums is not None and sums.extremes is not None:  # the kernel took them in the point's own pass
+            c_lo, c_hi, r_lo, r_hi = sums.extremes
+        else:
+            c_lo, c_hi, r_lo, r_hi = float(cand.min()), float(cand.max()), float(ref.min()), float(ref.max())
         self.cand_max, self.ref_max = max(self.cand_max, c_hi), max(self.ref_max, r_hi)
         for h, comp in zip(self.hypotheses, self.comparisons, strict=True):
             if sums is not None and not h.changes(c_lo, c_hi, r_lo, r_hi):

@@ -197,6 +197,9 @@ class _Sums:
     cr: float = 0.0  # Σ cand·ref
     max_ref: float = 0.0
     perm: tuple[int, ...] | None = None  # the axis order the elements were taken in (argmax counts in it)
+    # (min cand, max cand, min ref, max ref) where the kernel took them in its pass (parity.hypotheses reads
+    # them instead of four passes of its own); None from numpy's passes
+    extremes: tuple[float, float, float, float] | None = None
 
     @classmethod
     def of(cls, c: np.ndarray, r: np.ndarray, perm: tuple[int, ...] | None = None) -> _Sums:
@@ -225,7 +228,7 @@ class _Sums:
         """The sums by parity.native's one-pass kernel: the whole arrays where both are contiguous in the order
         taken, else nditer's buffered chunks. False where a sum is not finite: the caller starts over in numpy,
         whose passes place the first NaN and sum float32 overflow again in float64."""
-        out, at = np.empty(6), np.empty(1, np.int64)
+        out, at = np.empty(9), np.empty(1, np.int64)
         if c.flags.c_contiguous and r.flags.c_contiguous and c.dtype == r.dtype == np.float32:
             chunks = [(c.reshape(-1), r.reshape(-1))]
         else:
@@ -233,8 +236,10 @@ class _Sums:
                                order="C", op_dtypes=[np.float32, np.float32], casting="same_kind")
         lo = 0
         for cc, rr in chunks:
+            if not len(cc):
+                continue
             fused(cc.ctypes.data, rr.ctypes.data, len(cc), out.ctypes.data, at.ctypes.data)
-            m, sa, dd, sc, sr, mr = out.tolist()
+            m, sa, dd, sc, sr, clo, chi, rlo, rhi = out.tolist()
             if not all(map(math.isfinite, (sa, dd, sc, sr))):
                 return False
             if not m <= self.max_abs:
@@ -244,7 +249,9 @@ class _Sums:
             self.cc += sc
             self.rr += sr
             self.cr += (sc + sr - dd) / 2
-            self.max_ref = max(self.max_ref, mr)
+            self.max_ref = max(self.max_ref, rhi, -rlo)
+            e = self.extremes or (clo, chi, rlo, rhi)
+            self.extremes = (min(e[0], clo), max(e[1], chi), min(e[2], rlo), max(e[3], rhi))
             lo += len(cc)
         return True
 
@@ -254,11 +261,11 @@ class _Sums:
         with the source's declared semantics computes exactly the candidate's values at every point. With the
         kernel (`fused`), its pass over the array beside itself: the figures its full comparison gives."""
         if fused is not None and c.dtype == np.float32 and c.size:
-            out, at = np.empty(6), np.empty(1, np.int64)
+            out, at = np.empty(9), np.empty(1, np.int64)
             fused(c.ctypes.data, c.ctypes.data, c.size, out.ctypes.data, at.ctypes.data)
-            sq, mr = float(out[3]), float(out[5])
+            sq, lo, hi = float(out[3]), float(out[5]), float(out[6])
             if math.isfinite(sq):
-                self.cc, self.rr, self.cr, self.max_ref = sq, sq, sq, mr
+                self.cc, self.rr, self.cr, self.max_ref, self.extremes = sq, sq, sq, max(hi, -lo), (lo, hi, lo, hi)
                 return self
         for lo in range(0, len(c), _CHUNK):
             cc = c[lo : lo + _CHUNK]

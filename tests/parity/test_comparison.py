@@ -12,20 +12,8 @@ import pytest
 
 import parity.metrics as metrics
 from parity.metrics import EVAL_TOL, Comparison, compare
-from parity.native import kernel
 
-
-@pytest.fixture(params=["native", "numpy"], autouse=True)
-def path(request):
-    """Every test here runs on both of parity's ways to compare: the one-pass kernel (parity.native, which this
-    machine builds: a failed build fails these) and numpy's passes (no compiler, TFPORT_NATIVE=0). Its own
-    patch, which a test's `monkeypatch.undo()` leaves in place."""
-    with pytest.MonkeyPatch.context() as mp:
-        if request.param == "numpy":
-            mp.setattr(metrics, "_fused", lambda: None)
-        else:
-            assert kernel() is not None, "parity.native's kernel did not build (a C compiler as `cc` or $CC)"
-        yield request.param
+pytestmark = pytest.mark.usefixtures("both_comparison_paths")  # tests/parity/conftest.py
 
 
 def _sliced(cand: np.ndarray, ref: np.ndarray, step: int):

@@ -10,6 +10,8 @@ import pytest
 from parity.hypotheses import ACTIVATION, HEAD, HypothesisTest, first_holding
 from parity.metrics import EVAL_TOL, Comparison
 
+pytestmark = pytest.mark.usefixtures("both_comparison_paths")  # the kernel's extremes, and numpy's own passes
+
 
 def _pre(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 4, (2, 8, 5, 5)).astype(np.float32)

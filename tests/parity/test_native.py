@@ -27,7 +27,7 @@ def fused():
 
 
 def _run(fn, c: np.ndarray, r: np.ndarray) -> tuple[list[float], int]:
-    out, at = np.empty(6), np.empty(1, np.int64)
+    out, at = np.empty(9), np.empty(1, np.int64)
     fn(c.ctypes.data, r.ctypes.data, c.size, out.ctypes.data, at.ctypes.data)
     return out.tolist(), int(at[0])
 
@@ -37,11 +37,11 @@ def test_one_pass_gives_every_figure(fused, n):
     rng = np.random.default_rng(n)
     r = rng.standard_normal(n).astype(np.float32) * 3
     c = r + rng.standard_normal(n).astype(np.float32) * 1e-3
-    (m, sa, dd, cc, rr, mr), at = _run(fused, c, r)
+    (m, sa, dd, cc, rr, clo, chi, rlo, rhi), at = _run(fused, c, r)
     c64, r64 = c.astype(np.float64), r.astype(np.float64)
     d = np.abs(c - r)  # float32 differences, as the kernel takes them
     assert at == int(np.argmax(d)) and m == float(d.max())
-    assert mr == float(np.abs(r).max())
+    assert (clo, chi, rlo, rhi) == (c.min(), c.max(), r.min(), r.max())  # what parity.hypotheses reads
     for got, want in ((sa, np.abs(c64 - r64).sum()), (dd, ((c64 - r64) ** 2).sum()), (cc, (c64 * c64).sum()),
                       (rr, (r64 * r64).sum())):
         assert math.isclose(got, want, rel_tol=1e-6)
@@ -55,7 +55,7 @@ def test_the_first_of_equal_differences_is_the_worst(fused):
     assert _run(fused, c, r)[1] == 5
     c[5] = 0.25
     assert _run(fused, c, r)[1] == 4000
-    assert _run(fused, r, r) == ([0.0] * 6, 0)  # nothing differs: index 0, as np.argmax of zeros
+    assert _run(fused, r, r) == ([0.0] * 9, 0)  # nothing differs: index 0, as np.argmax of zeros
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 3e19])  # 3e19: float32 sums of squares overflow
