@@ -238,6 +238,9 @@ class _Sums:
         for cc, rr in chunks:
             if not len(cc):
                 continue
+            # nditer buffers what it must cast or gather, but hands an operand it can walk with one stride as a
+            # strided view (two arrays with every third value, say): the kernel reads contiguous memory only
+            cc, rr = np.ascontiguousarray(cc), np.ascontiguousarray(rr)
             fused(cc.ctypes.data, rr.ctypes.data, len(cc), out.ctypes.data, at.ctypes.data)
             m, sa, dd, sc, sr, clo, chi, rlo, rhi = out.tolist()
             if not all(map(math.isfinite, (sa, dd, sc, sr))):

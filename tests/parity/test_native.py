@@ -72,6 +72,21 @@ def test_a_sum_that_is_not_finite_hands_the_comparison_to_numpy(bad, monkeypatch
     assert with_kernel.worst_index == (1, 2, 33, 44) and not with_kernel.passed
 
 
+def test_strided_operands_are_read_as_values_not_as_memory(monkeypatch):
+    """nditer hands two arrays that share one inner stride (every third value of each) to the kernel as strided
+    views, not buffered copies: the kernel, which reads contiguous memory, must get contiguous values."""
+    rng = np.random.default_rng(5)
+    base_r = rng.standard_normal((4, 90_000)).astype(np.float32)
+    base_c = base_r + rng.standard_normal(base_r.shape).astype(np.float32) * 1e-3
+    c, r = base_c[:, ::3], base_r[:, ::3]
+    with_kernel = compare("p", "tf", "eval", c, r, EVAL_TOL)
+    monkeypatch.setattr(metrics, "_fused", lambda: None)
+    numpy_only = compare("p", "tf", "eval", c, r, EVAL_TOL)
+    assert with_kernel.worst_index == numpy_only.worst_index and with_kernel.max_abs == numpy_only.max_abs
+    for f in ("mean_abs", "rel_l2", "cosine"):
+        assert math.isclose(getattr(with_kernel, f), getattr(numpy_only, f), rel_tol=1e-6), f
+
+
 def test_a_failed_build_leaves_numpy_s_path(tmp_path, monkeypatch):
     """No compiler (or one that fails) is no error: the build raises, kernel() is None, and nothing is left
     in the cache; TFPORT_NATIVE=0 turns the kernel off without a build."""
