@@ -228,7 +228,6 @@ class _Sums:
         """The sums by parity.native's one-pass kernel: the whole arrays where both are contiguous in the order
         taken, else nditer's buffered chunks. False where a sum is not finite: the caller starts over in numpy,
         whose passes place the first NaN and sum float32 overflow again in float64."""
-        out, at = np.empty(9), np.empty(1, np.int64)
         if c.flags.c_contiguous and r.flags.c_contiguous and c.dtype == r.dtype == np.float32:
             chunks = [(c.reshape(-1), r.reshape(-1))]
         else:
@@ -240,13 +239,11 @@ class _Sums:
                 continue
             # nditer buffers what it must cast or gather, but hands an operand it can walk with one stride as a
             # strided view (two arrays with every third value, say): the kernel reads contiguous memory only
-            cc, rr = np.ascontiguousarray(cc), np.ascontiguousarray(rr)
-            fused(cc.ctypes.data, rr.ctypes.data, len(cc), out.ctypes.data, at.ctypes.data)
-            m, sa, dd, sc, sr, clo, chi, rlo, rhi = out.tolist()
+            (m, sa, dd, sc, sr, clo, chi, rlo, rhi), at = fused(np.ascontiguousarray(cc), np.ascontiguousarray(rr))
             if not all(map(math.isfinite, (sa, dd, sc, sr))):
                 return False
             if not m <= self.max_abs:
-                self.max_abs, self.argmax = m, lo + int(at[0])
+                self.max_abs, self.argmax = m, lo + at
             self.sum_abs += sa
             self.dd += dd
             self.cc += sc
@@ -264,9 +261,8 @@ class _Sums:
         with the source's declared semantics computes exactly the candidate's values at every point. With the
         kernel (`fused`), its pass over the array beside itself: the figures its full comparison gives."""
         if fused is not None and c.dtype == np.float32 and c.size:
-            out, at = np.empty(9), np.empty(1, np.int64)
-            fused(c.ctypes.data, c.ctypes.data, c.size, out.ctypes.data, at.ctypes.data)
-            sq, lo, hi = float(out[3]), float(out[5]), float(out[6])
+            figures, _ = fused(c, c)
+            sq, lo, hi = figures[3], figures[5], figures[6]
             if math.isfinite(sq):
                 self.cc, self.rr, self.cr, self.max_ref, self.extremes = sq, sq, sq, max(hi, -lo), (lo, hi, lo, hi)
                 return self

@@ -20,7 +20,12 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy only where the kernel runs: `python -m parity.native` (scripts/_venv.sh) stays light
+    import numpy as np
 
 SOURCE = Path(__file__).with_name("fused_sums.c")
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-math-errno", "-fPIC", "-shared")  # no -ffast-math: NaN must stay NaN
@@ -56,9 +61,15 @@ def build(target: Path | None = None) -> Path:
     return target
 
 
+# what one pass gives (fused_sums.c's out[]): max|c - r|, Σ|c - r|, Σ(c - r)², Σc², Σr², min c, max c, min r,
+# max r; and the first index of the largest |c - r|
+Figures = tuple[list[float], int]
+
+
 @functools.cache
-def kernel():
-    """The loaded `fused_sums` function, or None (numpy's path): disabled, no compiler, a failed build."""
+def kernel() -> Callable[[np.ndarray, np.ndarray], Figures] | None:
+    """The kernel on two contiguous float32 arrays of one size, or None (numpy's path): disabled, no compiler,
+    a failed build."""
     if os.environ.get(ENV, "1") == "0":
         return None
     try:
@@ -67,11 +78,23 @@ def kernel():
         return None
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     fn.restype = None
-    return fn
+
+    import numpy as np
+
+    def fused(c: np.ndarray, r: np.ndarray) -> Figures:
+        out, at = np.empty(9), np.empty(1, np.int64)
+        fn(c.ctypes.data, r.ctypes.data, c.size, out.ctypes.data, at.ctypes.data)
+        return out.tolist(), int(at[0])
+
+    return fused
 
 
 def main() -> int:
-    """Build the kernel now (scripts/_venv.sh), so that no timed or first run of parity pays for it."""
-    fn = kernel()
-    print(f"parity.native: {library_path() if fn else 'not built (numpy path)'}")
+    """Build the kernel now (scripts/_venv.sh), so that no timed or first run of parity pays for it; the build
+    alone, without loading it (or numpy)."""
+    try:
+        built = "disabled (TFPORT_NATIVE=0)" if os.environ.get(ENV, "1") == "0" else str(build())
+    except (OSError, subprocess.SubprocessError):
+        built = "not built (numpy path)"
+    print(f"parity.native: {built}")
     return 0

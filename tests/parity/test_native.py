@@ -26,18 +26,12 @@ def fused():
     return fn
 
 
-def _run(fn, c: np.ndarray, r: np.ndarray) -> tuple[list[float], int]:
-    out, at = np.empty(9), np.empty(1, np.int64)
-    fn(c.ctypes.data, r.ctypes.data, c.size, out.ctypes.data, at.ctypes.data)
-    return out.tolist(), int(at[0])
-
-
 @pytest.mark.parametrize("n", [1, 7, 2048, 2049, 100_003])
 def test_one_pass_gives_every_figure(fused, n):
     rng = np.random.default_rng(n)
     r = rng.standard_normal(n).astype(np.float32) * 3
     c = r + rng.standard_normal(n).astype(np.float32) * 1e-3
-    (m, sa, dd, cc, rr, clo, chi, rlo, rhi), at = _run(fused, c, r)
+    (m, sa, dd, cc, rr, clo, chi, rlo, rhi), at = fused(c, r)
     c64, r64 = c.astype(np.float64), r.astype(np.float64)
     d = np.abs(c - r)  # float32 differences, as the kernel takes them
     assert at == int(np.argmax(d)) and m == float(d.max())
@@ -52,10 +46,10 @@ def test_the_first_of_equal_differences_is_the_worst(fused):
     r = np.zeros(10_000, np.float32)
     c = r.copy()
     c[[5, 4000, 9000]] = [0.5, -0.5, 0.5]
-    assert _run(fused, c, r)[1] == 5
+    assert fused(c, r)[1] == 5
     c[5] = 0.25
-    assert _run(fused, c, r)[1] == 4000
-    assert _run(fused, r, r) == ([0.0] * 9, 0)  # nothing differs: index 0, as np.argmax of zeros
+    assert fused(c, r)[1] == 4000
+    assert fused(r, r) == ([0.0] * 9, 0)  # nothing differs: index 0, as np.argmax of zeros
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 3e19])  # 3e19: float32 sums of squares overflow
