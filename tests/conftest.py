@@ -145,7 +145,7 @@ def converted(samples, tmp_path_factory):
             src = samples.get(form, alpha, size)
             (out_root / key).mkdir()
             out = out_root / key / "ported.pth"
-            cache[key] = (src, out, pipeline.convert(src, out, via=via, probes=64))
+            cache[key] = (src, out, pipeline.convert(src, out, via=via))
         return cache[key]
 
     return get

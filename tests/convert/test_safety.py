@@ -61,7 +61,7 @@ def hostile_files(samples, tmp_path_factory):
     d = tmp_path_factory.mktemp("hostile")
     marker = d / "MARKER"  # every WriteFile writes here
     files = {
-        "write_file_pb": hostile.write_file_pb(d / "telemetry.pb", marker),
+        "write_file_pb": hostile.write_file_pb(d / "telemetry.pb", marker, samples.get("keras2_pb", 0.35)),
         "if_branch_pb": hostile.if_branch_pb(d / "if_branch.pb", marker),
         "write_file_savedmodel": hostile.write_file_savedmodel(d / "telemetry_savedmodel", marker),
         "flex_tflite": hostile.flex_tflite(d / "flex.tflite"),

@@ -72,7 +72,7 @@ def build(d: Path, good_pb: Path, good_h5: Path, good_keras: Path, ported: Path,
     from tests.zoo import hostile
 
     hostile_sources = {
-        "telemetry.pb": lambda p: hostile.write_file_pb(p, d / "PWNED-convert:telemetry.pb"),
+        "telemetry.pb": lambda p: hostile.write_file_pb(p, d / "PWNED-convert:telemetry.pb", good_pb),
         "if_branch.pb": lambda p: hostile.if_branch_pb(p, d / "PWNED-convert:if_branch.pb"),
         "telemetry_savedmodel": lambda p: hostile.write_file_savedmodel(p, d / "PWNED-convert:telemetry_savedmodel"),
         "flex.tflite": hostile.flex_tflite,

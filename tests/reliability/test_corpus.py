@@ -27,8 +27,10 @@ def built(samples, converted, tmp_path_factory):
     not_v2 = {}
     for kind, model in {
         "mobilenet_v1": lambda: tf_keras.applications.MobileNet(input_shape=(96, 96, 3), alpha=0.25, weights=None),
-        # ResNet50 is a registered architecture now (convert.arch.resnet50): DenseNet is not
-        "densenet121": lambda: tf_keras.applications.DenseNet121(input_shape=(32, 32, 3), weights=None),
+        # ResNet50 is a registered architecture (convert.arch.resnet50): its v2 (pre-activation, the same 53
+        # convs) is not, and must not pass for it
+        "resnet50v2": lambda: tf_keras.applications.ResNet50V2(input_shape=(32, 32, 3), weights=None,
+                                                               include_top=False),
     }.items():
         (d / f"{kind}.pb").write_bytes(frozen_graph_def(model()).SerializeToString())
         not_v2[kind] = d / f"{kind}.pb"
@@ -50,7 +52,7 @@ def _entries():
         "convert:random.onnx",
         "convert:random.npy",
         "convert:mobilenet_v1",
-        "convert:densenet121",
+        "convert:resnet50v2",
         "convert:folder",
         "convert:dangling-link",
         "convert:lambda_k2.h5",

@@ -175,7 +175,8 @@ def hostile_files(samples, tmp_path_factory):
 
     d = tmp_path_factory.mktemp("fuzz_hostile")
     marker = d / "PWNED"
-    _CHECKPOINT["hostile.pb"] = hostile.write_file_pb(d / "telemetry.pb", marker).read_bytes()
+    good = samples.get("keras2_pb", 0.35)
+    _CHECKPOINT["hostile.pb"] = hostile.write_file_pb(d / "telemetry.pb", marker, good).read_bytes()
     _CHECKPOINT["hostile.keras"] = hostile.zip_bomb_keras(samples.get("keras3", 0.35), d / "bomb.keras",
                                                           size=256 << 20).read_bytes()
     return d, marker

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 NODE = "model/telemetry"  # the WriteFile node's name, as the issue's user found it
-BOMB_BYTES = 2 << 30  # config.json's declared inflated size: 2 GiB of whitespace (~2 MB compressed)
+BOMB_BYTES = 2 << 30  # config.json's declared inflated size: 2 GiB of whitespace (~9 MB at deflate level 1)
 ALPHA, SIZE = 0.35, 96
 
 
@@ -25,21 +25,20 @@ def _net():
                                              include_top=False, pooling="avg")
 
 
-def write_file_pb(path: Path, marker: Path) -> Path:
-    """A frozen MobileNetV2 whose output has a control edge from a WriteFile node named model/telemetry."""
+def write_file_pb(path: Path, marker: Path, good: Path) -> Path:
+    """A good frozen graph (`good`: a .pb with one output) whose output gains a control edge from a WriteFile
+    node named model/telemetry."""
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    net = _net()
-    fn = tf.function(lambda x: net(x, training=False)).get_concrete_function(
-        tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name="input"))
-    gd = convert_variables_to_constants_v2(fn).graph.as_graph_def()
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString(good.read_bytes())
+    used = {name.split(":")[0].lstrip("^") for n in gd.node for name in n.input}
+    (output,) = [n.name for n in gd.node if n.name not in used]
     g = tf.Graph()
     with g.as_default():
         tf.graph_util.import_graph_def(gd, name="")
         tf.io.write_file(str(marker), "ran", name=NODE)
     out = g.as_graph_def()
-    output = fn.outputs[0].name.split(":")[0]
     next(n for n in out.node if n.name == output).input.append("^" + NODE)  # the output now waits for it
     path.write_bytes(out.SerializeToString())
     return path
@@ -74,15 +73,15 @@ def write_file_savedmodel(path: Path, marker: Path) -> Path:
 
     net = _net()
 
-    class Served(tf.Module):
+    class Served(tf.Module):  # net's variables tracked, not the Keras model (tests/zoo/keras_models.serving_module)
         def __init__(self, model):
             super().__init__()
-            self.net = model
+            self.weights = list(model.variables)
 
         @tf.function(input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32, name="images")])
         def serve(self, images):
             tf.io.write_file(str(marker), "ran")
-            return {"features": self.net(images, training=False)}
+            return {"features": net(images, training=False)}
 
     module = Served(net)
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
@@ -109,24 +108,18 @@ def flex_tflite(path: Path) -> Path | None:
 
 def zip_bomb_keras(good: Path, path: Path, size: int = BOMB_BYTES) -> Path:
     """A good .keras whose config.json is still valid JSON, padded with `size` bytes of whitespace: written
-    streamed (deflate, ~1000:1), so the test never holds or writes the inflated bytes."""
+    streamed (deflate level 1, ~230:1), so the test never holds or writes the inflated bytes."""
     with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
         for info in src.infolist():
             if info.filename != "config.json":
                 dst.writestr(info, src.read(info))
                 continue
-            with dst.open(_deflated("config.json"), "w", force_zip64=True) as out:
+            with dst.open("config.json", "w", force_zip64=True) as out:  # by name: the archive's level 1
                 out.write(src.read(info))
                 chunk = b" " * (64 << 20)
                 for _ in range(size // len(chunk)):
                     out.write(chunk)
     return path
-
-
-def _deflated(name: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name)
-    info.compress_type = zipfile.ZIP_DEFLATED  # a ZipInfo's default is stored
-    return info
 
 
 def zip_slip_keras(good: Path, path: Path, member: str = "../../tfport_slipped.txt") -> Path:
@@ -138,11 +131,11 @@ def zip_slip_keras(good: Path, path: Path, member: str = "../../tfport_slipped.t
 
 def zip_bomb_pth(good: Path, path: Path, size: int = BOMB_BYTES) -> Path:
     """A torch checkpoint (a zip) with a record that inflates to `size` bytes."""
-    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
         for info in src.infolist():
-            dst.writestr(info, src.read(info))
+            dst.writestr(info, src.read(info))  # as torch wrote them: stored
         prefix = src.namelist()[0].split("/")[0]
-        with dst.open(_deflated(f"{prefix}/data/bomb"), "w", force_zip64=True) as out:
+        with dst.open(f"{prefix}/data/bomb", "w", force_zip64=True) as out:  # by name: deflated, level 1
             chunk = b"\0" * (64 << 20)
             for _ in range(size // len(chunk)):
                 out.write(chunk)
