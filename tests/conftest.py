@@ -159,6 +159,22 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
     )
 
 
+def run_main(*args: str) -> subprocess.CompletedProcess:
+    """What `run_cli` gives, from the CLI's own `main(argv)` in this process (what `python -m` calls after its
+    start-up): TF and torch are imported once per test worker, where each `python -m` imports them again (~8 s
+    of CPU here). For tests of what a command does; how a fresh process starts, prints and exits is tested
+    through `run_cli` (tests/test_quiet.py, tests/convert/test_bad_input.py, tests/test_install.py, ...)."""
+    import contextlib
+    import importlib
+    import io
+
+    main = importlib.import_module(f"{args[0]}.cli").main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args[1:]))
+    return subprocess.CompletedProcess([sys.executable, "-m", *args], code, out.getvalue(), err.getvalue())
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int = 2, mentions: str = "") -> str:
     """Exit code, exactly one `error:` line, and no traceback."""
     assert proc.returncode == code, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])

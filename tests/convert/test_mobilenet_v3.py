@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, run_cli, run_main
 
 SIZE = (64, 64)
 CLASSES = 10
@@ -35,7 +35,7 @@ def small(tmp_path_factory):
                            ("keras2_h5",)).values()
     out = d / "port" / "ported.pth"
     out.parent.mkdir()
-    proc = run_cli("convert", "tf2torch", str(src), "-o", str(out))
+    proc = run_main("convert", "tf2torch", str(src), "-o", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return d, src, out, tf_keras.models.load_model(src, compile=False)
 
@@ -142,7 +142,7 @@ def test_the_port_is_the_source_and_torchvision_keys(small):
 def test_parity_check_passes_eval_and_train(small):
     d, _, out, _ = small
     report = d / "parity.json"
-    proc = run_cli("parity", "check", str(out), "--json", str(report))
+    proc = run_main("parity", "check", str(out), "--json", str(report))
     assert proc.returncode == 0, proc.stdout[-3000:]
     rep = json.loads(report.read_text())
     assert rep["modes_passed"] == ["eval", "train"]
@@ -169,7 +169,7 @@ def test_naive_port_fails_naming_padding_momentum_and_input_range(small):
     plain = d / "naive.pth"
     torch.save(torchvision_keys(checkpoint.load_module(out).state_dict()), plain)
     report = d / "naive.json"
-    proc = run_cli("parity", "check", str(plain), "--source", str(src), "--json", str(report))
+    proc = run_main("parity", "check", str(plain), "--source", str(src), "--json", str(report))
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     rep = json.loads(report.read_text())
     assert rep["first_divergent"]["point"] == "features.0:bn"
@@ -235,7 +235,7 @@ def test_mmdnn_refuses_naming_hard_swish(small, tmp_path):
     """MMdnn 0.3.1's IR has no hard-swish: `--via mmdnn` is one line, exit 2, nothing written."""
     _, src, _, _ = small
     out = tmp_path / "p.pth"
-    proc = run_cli("convert", "tf2torch", str(src), "-o", str(out), "--via", "mmdnn")
+    proc = run_main("convert", "tf2torch", str(src), "-o", str(out), "--via", "mmdnn")
     line = assert_one_line_error(proc, 2, "has no HardSwish or HardSigmoid op")
     assert "--via onnx" in line and not list(tmp_path.iterdir())
 
@@ -284,8 +284,8 @@ def test_the_trainer_trains_the_certified_port(small):
     assert (out.parent / (out.name + ".parity.json")).exists(), "run after test_parity_check_passes_eval_and_train"
     data, run = d / "data", d / "run"
     assert run_cli("backbones", "make-data", str(data), "--n", "20", "--size", "64").returncode == 0
-    proc = run_cli("backbones", "train", "--backbone", str(out), "--data", str(data), "--out", str(run),
-                   "--epochs", "2", "--bs", "4", "--bn", "train", "--img-size", "64")
+    proc = run_main("backbones", "train", "--backbone", str(out), "--data", str(data), "--out", str(run),
+                    "--epochs", "2", "--bs", "4", "--bn", "train", "--img-size", "64")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "done" and len(result["epochs"]) == 2
@@ -304,7 +304,7 @@ def large(tmp_path_factory):
     (src,) = write_samples(d, SampleSpec(arch="mobilenet_v3_large", size=SIZE, classes=CLASSES),
                            ("keras2_h5",)).values()
     out = d / "ported.pth"
-    proc = run_cli("convert", "tf2torch", str(src), "-o", str(out))
+    proc = run_main("convert", "tf2torch", str(src), "-o", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return d, src, out
 

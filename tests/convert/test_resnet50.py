@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 
 SIZE = (32, 32)
 
@@ -33,7 +33,7 @@ def resnet(tmp_path_factory):
     (src,) = write_samples(d, spec, ("transfer_h5",)).values()
     out = d / "port" / "ported.pth"
     out.parent.mkdir()
-    proc = run_cli("convert", "tf2torch", str(src), "--via", "both", "-o", str(out))
+    proc = run_main("convert", "tf2torch", str(src), "--via", "both", "-o", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return d, src, out, tf_keras.models.load_model(src, compile=False)
 
@@ -240,7 +240,7 @@ def test_the_port_is_the_source_and_torchvision_keys(resnet):
 def test_parity_check_passes_eval_and_train(resnet):
     d, src, out, _ = resnet
     report = d / "parity.json"
-    proc = run_cli("parity", "check", str(out), "--json", str(report))
+    proc = run_main("parity", "check", str(out), "--json", str(report))
     assert proc.returncode == 0, proc.stdout[-3000:]
     rep = json.loads(report.read_text())
     assert rep["modes_passed"] == ["eval", "train"]
@@ -261,7 +261,7 @@ def test_naive_port_fails_at_layer2_0_naming_the_stride(resnet):
     plain = d / "naive_resnet50.pth"
     torch.save(torchvision_keys(checkpoint.load_module(out).state_dict()), plain)
     report = d / "naive.json"
-    proc = run_cli("parity", "check", str(plain), "--source", str(src), "--json", str(report))
+    proc = run_main("parity", "check", str(plain), "--source", str(src), "--json", str(report))
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     rep = json.loads(report.read_text())
     assert rep["first_divergent"]["point"].startswith("layer2.0")
@@ -323,7 +323,7 @@ def forms(tmp_path_factory):
 
 def _parity(port, tmp_path, *extra: str) -> tuple[int, dict]:
     report = tmp_path / "parity.json"
-    proc = run_cli("parity", "check", str(port), "--json", str(report), *extra)
+    proc = run_main("parity", "check", str(port), "--json", str(report), *extra)
     assert proc.returncode in (0, 1), proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.returncode, json.loads(report.read_text())
 
@@ -476,8 +476,8 @@ def test_the_trainer_trains_the_certified_port(resnet):
     assert (out.parent / (out.name + ".parity.json")).exists(), "run after test_parity_check_passes_eval_and_train"
     data, run = d / "data", d / "run"
     assert run_cli("backbones", "make-data", str(data), "--n", "20", "--size", "32").returncode == 0
-    proc = run_cli("backbones", "train", "--backbone", str(out), "--data", str(data), "--out", str(run),
-                   "--epochs", "2", "--bs", "4", "--bn", "train", "--img-size", "32")
+    proc = run_main("backbones", "train", "--backbone", str(out), "--data", str(data), "--out", str(run),
+                    "--epochs", "2", "--bs", "4", "--bn", "train", "--img-size", "32")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "done" and len(result["epochs"]) == 2

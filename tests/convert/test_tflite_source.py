@@ -294,3 +294,29 @@ def test_other_architecture_is_refused(zoo):
     with pytest.raises(TfportError, match=f"not a {titles}: found 1 CONV_2D, 1 DEPTHWISE_CONV_2D") as e:
         _read(zoo["tiny_cnn.tflite"])
     assert "MobileNet v1-like" in str(e.value)
+
+
+@pytest.mark.exhaustive  # ~40 s: from_keras_model saves the whole Keras model first
+@pytest.mark.parametrize("quantize", [False, True], ids=["float32", "int8"])
+def test_the_writers_route_writes_what_from_keras_model_writes(zoo, quantize):
+    """tests/zoo/tflite_writer.tflite_bytes hands the converter the model's forward, not the Keras model: the
+    same flatbuffer, byte for byte, as TFLiteConverter.from_keras_model, but for the converter's record of the
+    API it was called through (the CONVERSION_METADATA buffer: one byte differs)."""
+    from tests.zoo.tflite_writer import tflite_bytes
+
+    ours = tflite_bytes(zoo.model, quantize=quantize)
+    keras = tflite_bytes(zoo.model, quantize=quantize, keras_route=True)
+    assert ours != keras and _without_conversion_metadata(ours) == _without_conversion_metadata(keras)
+
+
+def _without_conversion_metadata(data: bytes) -> bytes:
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    model = fb.Model.GetRootAs(data, 0)
+    out = bytearray(data)
+    for i in range(model.MetadataLength()):
+        if model.Metadata(i).Name() == b"CONVERSION_METADATA":
+            buf = model.Buffers(model.Metadata(i).Buffer())
+            start = buf._tab.Vector(buf._tab.Offset(4))
+            out[start:start + buf.DataLength()] = bytes(buf.DataLength())
+    return bytes(out)

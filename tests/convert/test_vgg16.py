@@ -18,7 +18,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_main
 
 SIZE = (64, 32)  # H, W: the last map is 2x1x512, where NHWC and NCHW flatten orders differ (at 32x32 it is 1x1)
 
@@ -34,7 +34,7 @@ def vgg(tmp_path_factory):
     keras.save(src)
     out = d / "port" / "ported.pth"
     out.parent.mkdir()
-    proc = run_cli("convert", "tf2torch", str(src), "-o", str(out))
+    proc = run_main("convert", "tf2torch", str(src), "-o", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return d, src, out, keras
 
@@ -160,8 +160,8 @@ def test_naive_port_fails_at_the_first_dense_naming_the_flatten_order(vgg):
     plain = d / "naive_vgg16.pth"
     torch.save(sd, plain)
     report = d / "naive.json"
-    proc = run_cli("parity", "check", str(plain), "--source", str(src), "--json", str(report),
-                   "--against", "tf", "--probes", "2")
+    proc = run_main("parity", "check", str(plain), "--source", str(src), "--json", str(report),
+                    "--against", "tf", "--probes", "2")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     rep = json.loads(report.read_text())
     assert rep["first_divergent"]["point"] == "head.0"
@@ -178,8 +178,8 @@ def test_the_trainer_trains_the_certified_port(vgg):
     assert (out.parent / (out.name + ".parity.json")).exists(), "run after the parity check passes"
     data, run = d / "data", d / "run"
     assert run_cli("backbones", "make-data", str(data), "--n", "20", "--size", "32").returncode == 0
-    proc = run_cli("backbones", "train", "--backbone", str(out), "--data", str(data), "--out", str(run),
-                   "--epochs", "2", "--bs", "4", "--img-size", "32")
+    proc = run_main("backbones", "train", "--backbone", str(out), "--data", str(data), "--out", str(run),
+                    "--epochs", "2", "--bs", "4", "--img-size", "32")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "done" and len(result["epochs"]) == 2
@@ -251,7 +251,7 @@ def mmdnn_port(vgg):
     d, src, _, _ = vgg
     out = d / "mmdnn" / "ported.pth"
     out.parent.mkdir()
-    proc = run_cli("convert", "tf2torch", str(src), "-o", str(out), "--via", "mmdnn")
+    proc = run_main("convert", "tf2torch", str(src), "-o", str(out), "--via", "mmdnn")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return out, proc.stdout
 
@@ -267,8 +267,8 @@ def test_repair_of_mmdnns_emitted_vgg16_is_the_certified_port(vgg, mmdnn_port, t
 
     d, src, port, _ = vgg
     fixed = tmp_path / "fixed.pth"
-    proc = run_cli("convert", "repair", str(mmdnn_port[0].with_suffix(".mmdnn.py")), "--source", str(src),
-                   "-o", str(fixed))
+    proc = run_main("convert", "repair", str(mmdnn_port[0].with_suffix(".mmdnn.py")), "--source", str(src),
+                    "-o", str(fixed))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     repaired, meta = checkpoint.load(fixed)
     direct, _ = checkpoint.load(port)
@@ -276,7 +276,7 @@ def test_repair_of_mmdnns_emitted_vgg16_is_the_certified_port(vgg, mmdnn_port, t
     assert meta["path"] == "repair of ported.mmdnn.py"
     worst = max(float((repaired[k] - direct[k]).abs().max()) for k in direct if direct[k].is_floating_point())
     assert worst <= 1e-6, worst
-    code = run_cli("parity", "check", str(fixed), "--json", str(tmp_path / "p.json")).returncode
+    code = run_main("parity", "check", str(fixed), "--json", str(tmp_path / "p.json")).returncode
     assert code == 0 and json.loads((tmp_path / "p.json").read_text())["modes_passed"] == ["eval"]
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from convert.port import checkpoint
-from tests.conftest import ROOT, assert_one_line_error, run_cli
+from tests.conftest import ROOT, assert_one_line_error, run_cli, run_main
 from tests.zoo.payloads import Payload
 
 CASE = ("keras2_h5", 1.0, (96, 96))
@@ -39,8 +39,8 @@ def both(converted):
 
 def test_canonical_port_passes_with_reports(both, tmp_path):
     src, d = both
-    proc = run_cli("parity", "check", str(d / "ported.pth"), "--json", str(tmp_path / "r.json"),
-                   "--junit", str(tmp_path / "r.xml"), "--html", str(tmp_path / "html"), "--probes", "4")
+    proc = run_main("parity", "check", str(d / "ported.pth"), "--json", str(tmp_path / "r.json"),
+                    "--junit", str(tmp_path / "r.xml"), "--html", str(tmp_path / "html"), "--probes", "4")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("PASSED")
     report = json.loads((tmp_path / "r.json").read_text())
@@ -104,7 +104,7 @@ def _measured_within_the_readme_figures(report: dict) -> None:
 
 def test_mmdnn_emitted_passes_numerics_fails_momentum(both, tmp_path):
     src, d = both
-    proc = run_cli("parity", "check", str(d / "ported.mmdnn.py"), "--source", str(src), "--json",
+    proc = run_main("parity", "check", str(d / "ported.mmdnn.py"), "--source", str(src), "--json",
                    str(tmp_path / "m.json"), "--probes", "4")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
     report = json.loads((tmp_path / "m.json").read_text())
@@ -140,7 +140,7 @@ def test_repair_cannot_fix_wrong_weights(both, tmp_path):
     sd["features.2.conv.1.0.weight"] = sd["features.2.conv.1.0.weight"].transpose(2, 3).contiguous()
     bad = tmp_path / "bad.pth"
     checkpoint.save(bad, sd, meta)
-    proc = run_cli("convert", "repair", str(bad), "-o", str(tmp_path / "fixed.pth"))
+    proc = run_main("convert", "repair", str(bad), "-o", str(tmp_path / "fixed.pth"))
     assert proc.returncode == 1 and not (tmp_path / "fixed.pth").exists()
 
 
@@ -151,8 +151,8 @@ def test_plain_state_dict_fails_on_semantics(both, tmp_path):
     torch.save(sd, tmp_path / "plain.pth")
     stale = tmp_path / "plain.pth.parity.json"
     stale.write_text("{}")  # a certificate left from an earlier run
-    proc = run_cli("parity", "check", str(tmp_path / "plain.pth"), "--source", str(src), "--probes", "4",
-                   "--json", str(tmp_path / "p.json"))
+    proc = run_main("parity", "check", str(tmp_path / "plain.pth"), "--source", str(src), "--probes", "4",
+                    "--json", str(tmp_path / "p.json"))
     assert proc.returncode == 1
     assert not stale.exists()  # README: a failing run removes a stale certificate
     report = json.loads((tmp_path / "p.json").read_text())

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import run_cli
+from tests.conftest import run_main
 
 
 def test_port_of_a_32px_model_passes_parity_at_every_point(samples, tmp_path):
     src = samples.get("keras2_pb", 0.35, (32, 32))
     out = tmp_path / "p32.pth"
-    conv = run_cli("convert", "tf2torch", str(src), "-o", str(out), "--probes", "4")
+    conv = run_main("convert", "tf2torch", str(src), "-o", str(out), "--probes", "4")
     assert conv.returncode == 0, conv.stdout[-2000:] + conv.stderr[-2000:]
-    proc = run_cli("parity", "check", str(out), "--probes", "4", "--json", str(tmp_path / "r.json"))
+    proc = run_main("parity", "check", str(out), "--probes", "4", "--json", str(tmp_path / "r.json"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     tf_eval = {p["point"]: p for p in report["points"] if p["reference"] == "tf" and p["mode"] == "eval"}
