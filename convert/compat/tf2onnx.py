@@ -8,9 +8,7 @@ places tfport reaches inside it.
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 from convert.compat.pinned import Private
 
@@ -66,71 +64,6 @@ def collect_between_optimizers() -> Iterator[None]:
         table.clear()
         table.update(originals)
         gc.unfreeze()
-
-
-class OptimizerFailed(Exception):
-    """One of tf2onnx's optimizer passes raised while passes ran in place (`optimizers_in_place`)."""
-
-
-@contextlib.contextmanager
-def optimizers_in_place() -> Iterator[None]:
-    """tf2onnx's optimizer passes on the graph itself, not each on a deep copy of it.
-
-    By default optimize_graph deep-copies the whole graph (weights included) before each of its 12 passes,
-    twice over, so that a pass that raises can be skipped: a third of tf2onnx's time on MobileNetV2
-    (96 px: ~1 s of 4). Its own switch for that, the TF2ONNX_CATCH_ERRORS variable, is set here (tf2onnx
-    1.17 reads any value as "do not catch"); a pass that raises is then marked `OptimizerFailed` for
-    `optimized` to run the conversion again tf2onnx's default way."""
-    from tf2onnx import constants
-
-    table = OPTIMIZERS.get()
-    originals = dict(table)
-
-    def marked(name: str, factory):
-        def make():
-            opt = factory()
-            optimize = opt.optimize
-
-            def run(graph, iteration):
-                try:
-                    return optimize(graph, iteration)
-                except Exception as e:
-                    raise OptimizerFailed(name) from e
-
-            opt.optimize = run
-            return opt
-        return make
-
-    env = constants.ENV_TF2ONNX_CATCH_ERRORS
-    before = os.environ.get(env)
-    os.environ[env] = "FALSE"
-    for name, factory in originals.items():
-        table[name] = marked(name, factory)
-    try:
-        yield
-    finally:
-        table.clear()
-        table.update(originals)
-        if before is None:
-            os.environ.pop(env, None)
-        else:
-            os.environ[env] = before
-
-
-T = TypeVar("T")
-
-
-def optimized(convert: Callable[[], T]) -> T:
-    """`convert()` (one tf2onnx conversion) with the optimizer passes in place; where a pass fails (the graph
-    it left half-rewritten is dropped), the conversion again as tf2onnx runs it by default: each pass on a
-    copy, a failing one skipped, the dropped copies collected between passes."""
-    try:
-        with optimizers_in_place():
-            return convert()
-    except OptimizerFailed:
-        pass
-    with collect_between_optimizers():
-        return convert()
 
 
 def convert_frozen(frozen, *, name: str, opset: int, input_names: list[str], output_names: list[str]):

@@ -21,14 +21,14 @@ def tf_to_onnx(graph_def, input_name: str, output_name: str, keep_bn: bool = Tru
     import tensorflow as tf
     from tf2onnx import tf_loader
 
-    from convert.compat.tf2onnx import convert_frozen, keep_batchnorm, optimized
+    from convert.compat.tf2onnx import collect_between_optimizers, convert_frozen, keep_batchnorm
 
     ins, outs = [input_name], [output_name]
     with tf.Graph().as_default() as g, tf_loader.tf_session(graph=g):
         tf.import_graph_def(graph_def, name="")
         frozen = tf_loader.tf_optimize(ins, outs, graph_def)
-    with keep_batchnorm() if keep_bn else contextlib.nullcontext():
-        return optimized(lambda: convert_frozen(frozen, name=name, opset=OPSET, input_names=ins, output_names=outs))
+    with keep_batchnorm() if keep_bn else contextlib.nullcontext(), collect_between_optimizers():
+        return convert_frozen(frozen, name=name, opset=OPSET, input_names=ins, output_names=outs)
 
 
 def check_onnx(model) -> None:

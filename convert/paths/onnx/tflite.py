@@ -15,11 +15,11 @@ def tflite_to_onnx(path: str | Path, opset: int | None = None):
     as Clip(0, 6), and NHWC input as one Transpose to NCHW before the first Conv."""
     from tf2onnx.convert import from_tflite
 
-    from convert.compat.tf2onnx import optimized
+    from convert.compat.tf2onnx import collect_between_optimizers
     from convert.paths.onnx.export import OPSET, check_onnx
 
     read_bytes(path, str(path))
-    with quiet_tflite():
-        model, _ = optimized(lambda: from_tflite(str(path), opset=opset or OPSET))
+    with quiet_tflite(), collect_between_optimizers():
+        model, _ = from_tflite(str(path), opset=opset or OPSET)
     check_onnx(model)
     return model
