@@ -71,19 +71,17 @@ def write_file_savedmodel(path: Path, marker: Path) -> Path:
     """A TF-Hub-style SavedModel whose serving function calls tf.io.write_file beside the forward pass."""
     import tensorflow as tf
 
+    from tests.zoo.keras_models import variables_module
+
     net = _net()
 
-    class Served(tf.Module):  # net's variables tracked, not the Keras model (tests/zoo/keras_models.serving_module)
-        def __init__(self, model):
-            super().__init__()
-            self.weights = list(model.variables)
+    @tf.function(input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32, name="images")])
+    def serve(images):
+        tf.io.write_file(str(marker), "ran")
+        return {"features": net(images, training=False)}
 
-        @tf.function(input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32, name="images")])
-        def serve(self, images):
-            tf.io.write_file(str(marker), "ran")
-            return {"features": net(images, training=False)}
-
-    module = Served(net)
+    module = variables_module(net)
+    module.serve = serve
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return path
 

@@ -58,18 +58,16 @@ def tflite_bytes(model, *, quantize: bool = False, seed: int = 0, keras_route: b
     """The converter users run; quantize=True is full-integer int8 (int8 input and output too).
 
     The converter is given the model's inference forward as a concrete function whose variables a plain
-    tf.Module holds: the bytes `from_keras_model` writes (tests/convert/test_tflite_source.py, --exhaustive,
-    compares them), without its first step, saving the whole Keras model as a SavedModel (MobileNetV2 0.35 at
-    96 px: 7 s against 29 s). keras_route=True takes `from_keras_model` itself."""
+    tf.Module holds (tests/zoo/keras_models.variables_module): the bytes `from_keras_model` writes
+    (tests/convert/test_tflite_source.py, --exhaustive, compares them), without its first step, saving the whole
+    Keras model as a SavedModel (MobileNetV2 0.35 at 96 px: 7 s against 29 s). keras_route=True takes
+    `from_keras_model` itself."""
     import tensorflow as tf
 
     if keras_route:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
     else:
-        class Variables(tf.Module):
-            def __init__(self):
-                super().__init__()
-                self.weights = list(model.variables)
+        from tests.zoo.keras_models import variables_module
 
         (inp,) = model.inputs
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=inp.name.split(":")[0])
@@ -79,7 +77,7 @@ def tflite_bytes(model, *, quantize: bool = False, seed: int = 0, keras_route: b
             return {name: model(x, training=False)}
 
         forward = tf.function(run, autograph=False).get_concrete_function(spec)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([forward], Variables())
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([forward], variables_module(model))
     if quantize:
         size = model.input_shape[1]
 
