@@ -58,33 +58,20 @@ def torchvision_references(arch: Architecture, candidate: Candidate, source_meta
     description (padding per conv, BN eps, input affine, head), never from the candidate's metadata: it
     must equal the candidate, so a semantic the candidate gets wrong — declared or not — fails there."""
     sd = candidate.module.state_dict()
-    plain = share_tensors(arch.torchvision(sd, candidate.meta), sd)
+    plain = arch.torchvision(sd, candidate.meta)  # holding the candidate's tensors (parity.arch.layout.loaded)
     # plain torchvision has no input affine and returns logits: it sees what the candidate's backbone sees
     refs = {"torchvision": TorchReference(plain.eval(), [p for p in points if p.suffix != "output"],
                                           lambda x_nchw: backbone_input(candidate, x_nchw))}
     note = None
     declared = arch.with_source_semantics(source_meta)
     try:
-        declared.load_state_dict(sd)
-        share_tensors(declared, sd)
+        # the candidate's own tensors, not copies: a reference in eval mode never writes its weights
+        declared.load_state_dict(sd, assign=True)
         refs["torchvision+declared"] = TorchReference(declared.eval(), points, lambda x_nchw: x_nchw)
     except RuntimeError as e:
         note = ("torchvision with the source's semantics: the candidate's weights do not fit the source's "
                 f"structure ({str(e).splitlines()[-1].strip()[:120]})")
     return refs, note
-
-
-def share_tensors(model, state_dict: dict[str, Any]):
-    """`model` holding `state_dict`'s own tensors wherever it holds equal copies of them (same key, shape,
-    dtype, values): a reference in eval mode never writes its weights, so it needs no copy of the
-    candidate's (ResNet50: 100 MB each). Returns the model."""
-    import torch
-
-    own = model.state_dict()
-    same = {k: v for k, v in state_dict.items()
-            if k in own and own[k].shape == v.shape and own[k].dtype == v.dtype and torch.equal(own[k], v)}
-    model.load_state_dict(same, strict=False, assign=True)
-    return model
 
 
 def backbone_input(candidate: Candidate, x_nchw: np.ndarray) -> np.ndarray:

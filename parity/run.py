@@ -93,8 +93,8 @@ def run(candidate, source, cfg: ParityConfig = ParityConfig(),
     torch.manual_seed(cfg.seed)
     # what the candidate declares, else (MMdnn's .py, an .onnx: nothing declared) what the source is
     arch = architectures.get(candidate.meta.get("arch") or source.spec.arch)
-    # the source's canonical description; its state dict (a copy of the weights) is not kept
-    source_meta = arch.canonical(source.spec, str(source.path)).meta
+    # the source's canonical description, without its weights (never loaded into torch here)
+    source_meta = arch.canonical(source.spec, str(source.path), tensors=False).meta
     # the whole function is compared where the candidate claims to be one (a tfport port, MMdnn's emitted
     # model, an ONNX export); a plain torchvision state dict returns logits whatever the source returns, and
     # is compared up to them

@@ -9,7 +9,7 @@ ones). It must provide what `Architecture` lists; `layout.TorchvisionLayout` ans
 `tf_tensors`, `with_source_semantics`, `backbone_state`, `units` and `convs` the way every torchvision-laid-out
 network does, so an architecture class extends it and overrides only where its network differs:
 
-- `canonical(spec, where)`: the source described in torchvision's layout (convert's canonical mapping);
+- `canonical(spec, where, tensors=True)`: the source described in torchvision's layout (convert's canonical mapping);
   its `meta` feeds the methods below;
 - `points(meta, pool, output)`: every probe point in execution order, named by torchvision's module
   paths with their `:bn` / `:act` / `:out` suffixes, `pool`, the classifier, `output` where asked;

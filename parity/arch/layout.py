@@ -13,13 +13,15 @@ from parity.points import Point
 
 
 def loaded(make: Callable[[], Any], state_dict: dict[str, Any]) -> Any:
-    """The model `make()` builds, holding `state_dict` (strict): built as a skeleton (convert.port.build) and
-    allocated without torchvision's random initialisation, which every key of the state dict overwrites
-    (ResNet50: 0.27 s per model on the CPU, 0.01 s so; parity builds three)."""
+    """The model `make()` builds, holding `state_dict`'s own tensors (strict; `assign`, no copy): built as a
+    skeleton (convert.port.build), without torchvision's random initialisation, which every key of the state
+    dict replaces (ResNet50: 0.27 s per model on the CPU, 0.01 s so; parity builds three). Parity's
+    references never write their weights, and a plain state dict read from a file is the candidate's own, so
+    neither needs a copy (ResNet50: 100 MB and ~0.06 s per model)."""
     with skeleton():
         model = make()
-    model = model.to_empty(device="cpu")
-    model.load_state_dict(state_dict)
+    model = model.to_empty(device="cpu")  # what the state dict does not hold (a non-persistent buffer) is allocated
+    model.load_state_dict(state_dict, assign=True)
     return model
 
 
@@ -43,8 +45,8 @@ def tf_tensors_for(points: list[Point], taps: dict[int, dict[str, str]], pooled:
 class TorchvisionLayout:
     """The defaults of parity.arch.Architecture for a network whose port is a torchvision model."""
 
-    def canonical(self, spec: Any, where: str) -> Canonical:
-        return to_torchvision(spec, where)
+    def canonical(self, spec: Any, where: str, tensors: bool = True) -> Canonical:
+        return to_torchvision(spec, where, tensors)
 
     def tf_tensors(self, points: list[Point], taps: dict[int, dict[str, str]], pooled: str | None) -> dict[str, str]:
         return tf_tensors_for(points, taps, pooled)

@@ -86,6 +86,29 @@ def test_a_pure_shift_after_a_conv_is_its_bias_where_torchvision_convs_have_one(
     assert in_torchvision_order(dataclasses.replace(spec, arch="mobilenet_v2")).layers == layers  # BN it is
 
 
+def test_the_description_without_tensors_is_the_ports(vgg):
+    """parity describes the source without its tensors (to_torchvision(tensors=False): no copy, no fc1
+    permutation): the same metadata as the port's, and NaN weights are still one line naming the layer
+    (the first Dense here, whose columns the description leaves as they are)."""
+    from convert.port.canonical import to_torchvision
+    from convert.runtime.errors import TfportError
+    from convert.sources import load_source
+
+    _, src, _, _ = vgg
+    spec = load_source(src).spec
+    described = to_torchvision(spec, "src", tensors=False)
+    assert described.meta == to_torchvision(spec, "src").meta
+    assert all(t.numel() == 0 for t in described.state_dict.values()) and described.head_state
+    dense = spec.head[0]
+    weight = dense.weight.copy()
+    weight[3, 7] = np.nan
+    bad = dataclasses.replace(spec, layers=[dataclasses.replace(x, weight=weight) if x is dense else x
+                                            for x in spec.layers])
+    for tensors in (True, False):
+        with pytest.raises(TfportError, match="contain NaN or Inf"):
+            to_torchvision(bad, "src", tensors=tensors)
+
+
 def test_the_port_is_the_source_in_torchvision_keys(vgg):
     """Fed the source's input, the port returns the source's output (<= 1e-5 relative, same top-1) and its
     first Dense's output; its backbone loads strict=True into stock torchvision vgg16's features; the first
