@@ -159,6 +159,8 @@ class Run:
     # every repetition's wall time in the order run (Bench.interleaved; one run: its own), so the spread a
     # kept figure was picked from is on record beside it
     samples: tuple[float, ...] = ()
+    # every repetition's CPU seconds, in the same order: whether a slow pair was more work or more waiting
+    cpu_samples: tuple[float, ...] = ()
 
     @property
     def peak_bytes(self) -> int:
@@ -232,6 +234,9 @@ def pair_spread(num: Run | None, den: Run | None) -> str:
     if not pairs:
         return ""
     cpu = f", CPU {num.cpu_seconds:.1f} / {den.cpu_seconds:.1f} s" if num.cpu_seconds and den.cpu_seconds else ""
+    work = sorted(a / b for a, b in zip(num.cpu_samples, den.cpu_samples, strict=False) if a > 0 and b > 0)
+    if len(work) == len(pairs):  # each pair's CPU ratio too: a slow pair that did no more work waited
+        cpu += f" (pairs' CPU {work[0]:.2f}-{work[-1]:.2f}x)"
     return f"pairs {pairs[0]:.2f}-{pairs[-1]:.2f}x, median {statistics.median(pairs):.2f}x{cpu}"
 
 
@@ -467,7 +472,7 @@ class Bench:
             best = failed or min(rs, key=lambda r: r.seconds)
             r = Run(name, best.cmd, best.seconds, max(x.maxrss_bytes for x in rs), best.rc, best.log, best.load1,
                     max(x.tree_peak_bytes for x in rs), max(x.tree_private_bytes for x in rs), best.cpu_seconds,
-                    tuple(x.seconds for x in rs))
+                    tuple(x.seconds for x in rs), tuple(x.cpu_seconds for x in rs))
             self.runs[name] = r
             out.append(r)
         return out

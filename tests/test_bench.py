@@ -5,6 +5,7 @@ Nothing here times anything: timings are the bench's output, never a test's asse
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -268,7 +269,7 @@ def test_interleaved_keeps_the_fastest_time_and_largest_peak(tmp_path, monkeypat
         want, seconds, rss, tree = next(given)
         order.append(name)
         assert name == want, "repetitions interleave: a, b, a, b"
-        return bench.Run(name, tuple(cmd), seconds, rss, 0, tree_peak_bytes=tree)
+        return bench.Run(name, tuple(cmd), seconds, rss, 0, tree_peak_bytes=tree, cpu_seconds=2 * seconds)
 
     monkeypatch.setattr(b, "run", run)
     a, bb = b.interleaved([("a", ["cmd-a"]), ("b", ["cmd-b"])], 2)
@@ -276,6 +277,7 @@ def test_interleaved_keeps_the_fastest_time_and_largest_peak(tmp_path, monkeypat
     assert (a.seconds, a.maxrss_bytes, a.tree_peak_bytes) == (0.05, 100, 9)  # fastest time, largest peaks
     assert (bb.seconds, bb.maxrss_bytes) == (0.2, 70) and b.runs["a"] is a
     assert a.samples == (0.6, 0.05) and bb.samples == (0.2, 0.3)  # every repetition, in the order run
+    assert a.cpu_samples == (1.2, 0.1) and bb.cpu_samples == (0.4, 0.6)  # and its CPU seconds
     monkeypatch.undo()
     (f,) = b.interleaved([("f", [sys.executable, "-c", "raise SystemExit(4)"])], 2)
     assert f.rc == 4 and b.runs["f"].rc == 4  # a failed run stands for the job
@@ -291,6 +293,10 @@ def test_a_ratio_shows_the_spread_of_its_interleaved_pairs():
     assert o.note == "interleaved; pairs 1.00-1.50x, median 1.25x, CPU 12.5 / 10.2 s"
     single = bench.Run("s", ("s",), 9.0, 0, 0, samples=(9.0,))
     assert bench.pair_spread(single, den) == "" and bench.pair_spread(num, None) == ""
+    # with every repetition's CPU seconds on record, each pair's CPU ratio as well
+    num_cpu = dataclasses.replace(num, cpu_samples=(15.0, 12.5, 13.0))
+    den_cpu = dataclasses.replace(den, cpu_samples=(10.0, 12.5, 10.0))
+    assert bench.pair_spread(num_cpu, den_cpu).endswith("CPU 12.5 / 10.2 s (pairs' CPU 1.00-1.50x)")
     given = bench.ratio(bench.TARGET_BY_KEY["parity_overhead"], num, den, num_s=1.0, den_s=2.0)
     assert given.note == ""  # seconds given (the fastest epochs of the trainer): no pairs of runs behind them
 
