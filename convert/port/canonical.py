@@ -113,18 +113,12 @@ class Canonical:
 _NO_TENSOR = torch.empty(0)
 
 
-def _finite(a: np.ndarray) -> bool:
-    """Every value finite, in one pass without a boolean copy: a float32 sum is finite only then (NaN and Inf
-    propagate), except where finite values overflow it, which the exact test settles."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
-
-
 def to_torchvision(spec: ModelSpec, where: str, tensors: bool = True) -> Canonical:
     """Assign the spec's layers to torchvision's slots, inferring the variant (width); keep the source's
     head as it is. `tensors=False`: the description alone (metadata; the state dicts hold empty tensors and
     the weights are neither copied, permuted nor checked): parity describes a source it never loads into
-    torch (ResNet50: 0.09 s and 100 MB; VGG16 with its top: a 400 MB column permutation of fc1).
+    torch (ResNet50: 0.09 s and 100 MB; VGG16 with its top: a 400 MB column permutation of fc1), whose
+    NaN/Inf weights its loader refused already (convert.sources.base._require_finite).
 
     The head goes into torchvision's classifier where it is exactly that (the architecture's pooling —
     global average, VGG16's flatten — then its Dense layers with the classifier's shapes and hidden
@@ -313,12 +307,6 @@ def _assign(spec: ModelSpec, slots: list[Slot], arch: str, variant: dict[str, An
     for key, value in ({**sd, **head_state} if tensors else {}).items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise fail(f"{where}: weights of {key.rsplit('.', 1)[0]} contain NaN or Inf")
-    if not tensors:  # the source's own arrays, as they are
-        for layer in [*spec.backbone, *head_layers]:
-            arrays = ([layer.gamma, layer.beta, layer.mean, layer.var] if isinstance(layer, BNSpec)
-                      else [layer.weight, layer.bias])
-            if not all(_finite(a) for a in arrays if a is not None):
-                raise fail(f"{where}: weights of '{layer.name}' contain NaN or Inf")
     output = ("feature_map" if spec.pool is None else "classifier" if classifier
               else "head" if layers else "pooled")
     head = {"pool": spec.pool,

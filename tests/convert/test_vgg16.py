@@ -86,10 +86,15 @@ def test_a_pure_shift_after_a_conv_is_its_bias_where_torchvision_convs_have_one(
     assert in_torchvision_order(dataclasses.replace(spec, arch="mobilenet_v2")).layers == layers  # BN it is
 
 
-def test_the_description_without_tensors_is_the_ports(vgg):
+def test_the_description_without_tensors_is_the_ports(vgg, tmp_path):
     """parity describes the source without its tensors (to_torchvision(tensors=False): no copy, no fc1
-    permutation): the same metadata as the port's, and NaN weights are still one line naming the layer
-    (the first Dense here, whose columns the description leaves as they are)."""
+    permutation, no finiteness pass): the same metadata as the port's. NaN weights never reach it: the
+    source's loader refuses them in one line naming the layer (here the first Dense, whose columns the
+    description leaves as they are), as the description with tensors does."""
+    import shutil
+
+    import h5py
+
     from convert.port.canonical import to_torchvision
     from convert.runtime.errors import TfportError
     from convert.sources import load_source
@@ -99,14 +104,23 @@ def test_the_description_without_tensors_is_the_ports(vgg):
     described = to_torchvision(spec, "src", tensors=False)
     assert described.meta == to_torchvision(spec, "src").meta
     assert all(t.numel() == 0 for t in described.state_dict.values()) and described.head_state
+
     dense = spec.head[0]
     weight = dense.weight.copy()
     weight[3, 7] = np.nan
     bad = dataclasses.replace(spec, layers=[dataclasses.replace(x, weight=weight) if x is dense else x
                                             for x in spec.layers])
-    for tensors in (True, False):
-        with pytest.raises(TfportError, match="contain NaN or Inf"):
-            to_torchvision(bad, "src", tensors=tensors)
+    with pytest.raises(TfportError, match="contain NaN or Inf"):
+        to_torchvision(bad, "src")
+    nan_file = tmp_path / "nan.h5"
+    shutil.copyfile(src, nan_file)
+    with h5py.File(nan_file, "r+") as f:  # the first Dense ('fc'), as tf_keras saved it: (in, out)
+        kernel = f["model_weights/fc/fc/kernel:0"]
+        data = kernel[...]
+        data[7, 3] = np.nan
+        kernel[...] = data
+    with pytest.raises(TfportError, match=f"layer '{dense.name}' has NaN or Inf in its weight"):
+        load_source(nan_file)
 
 
 def test_the_port_is_the_source_in_torchvision_keys(vgg):
