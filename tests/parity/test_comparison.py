@@ -87,16 +87,28 @@ def test_nothing_added_is_no_agreement():
 
 
 @pytest.mark.parametrize("shape", [(2, 64, 28, 28), (3, 1000), (1, 70001), (0, 5)])
-def test_identical_arrays_take_the_short_path_to_the_same_figures(monkeypatch, shape):
-    """parity's declared-semantics reference equals the candidate bit for bit at every point: its
-    comparison skips Δ's passes and must give exactly the figures the full comparison gives."""
+def test_identical_arrays_take_one_pass_to_the_full_paths_figures(monkeypatch, shape):
+    """parity's declared-semantics reference equals the candidate bit for bit at every point. With the
+    kernel, that pair takes its one pass like any other (no equality pass before it: it only cost time);
+    without it, numpy's short path skips Δ's passes and must give exactly the figures its full path gives."""
     a = np.random.default_rng(3).standard_normal(shape).astype(np.float32) * 1e3
     b = a.copy()
+    if metrics._fused() is not None:
+        def no_equality_pass(c, r):
+            raise AssertionError("an equality pass before the kernel's")
+
+        monkeypatch.setattr(metrics, "_identical", no_equality_pass)
+        one = metrics._Sums.of(a, b)
+        assert (one.max_abs, one.sum_abs, one.dd) == (0, 0, 0) and one.cc == one.rr == one.cr
+        monkeypatch.undo()
+    monkeypatch.setattr(metrics, "_fused", lambda: None)  # numpy's passes (no compiler, TFPORT_NATIVE=0)
     short = metrics._Sums.of(a, b)
     monkeypatch.setattr(metrics, "_identical", lambda c, r: False)
     assert metrics._Sums.of(a, b) == short
     monkeypatch.undo()
     if a.size:
+        if metrics._fused() is not None:
+            assert one.cc == pytest.approx(short.cc, rel=1e-5) and one.max_ref == short.max_ref
         assert short.cc > 0 and short.max_ref == np.abs(a).max() and short.max_abs == 0
         res = compare("p", "ref", "eval", a, b, EVAL_TOL)
         assert res.passed and res.max_abs == 0 and res.cosine == pytest.approx(1.0, abs=1e-12)
@@ -131,8 +143,9 @@ def test_channels_last_beside_tf_is_read_in_memory_order_with_the_same_figures(p
     assert not bad.passed and math.isnan(bad.max_abs) and bad.worst_index == (6, 1, 0, 2)
 
 
-def test_memory_order_reads_identical_channels_last_arrays_on_the_short_path():
-    """The declared reference equals the candidate bit for bit, both channels-last: the short path still."""
+def test_memory_order_reads_identical_channels_last_arrays_on_the_short_path(monkeypatch):
+    """The declared reference equals the candidate bit for bit, both channels-last: numpy's short path still."""
+    monkeypatch.setattr(metrics, "_fused", lambda: None)
     a = np.random.default_rng(4).standard_normal((2, 8, 5, 3)).astype(np.float32)
     cl = a.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
     other = cl.copy(order="K")
