@@ -196,6 +196,48 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "exhaustive: a case the default suite covers by a cheaper sibling")
 
 
+# Test files whose session fixtures build the same expensive values (a conversion, a sample SavedModel) run on
+# one xdist worker: with one file per worker (scripts/test's `--dist loadfile`) two workers each converted and
+# wrote them once (a run's log: 49 s of conversions and 72 s of sample writing done twice). Every other file is
+# a unit of its own, as loadfile has it (its module fixtures built once).
+SHARED_FIXTURES = {
+    # converted(("keras2_h5", 1.0, (96, 96))) (also via both) and the a1 96x96 samples of every form
+    "mobilenet_v2-a1-96": ("convert/test_tf2torch.py", "convert/test_bounds.py", "convert/test_sample.py",
+                           "convert/test_sources.py", "convert/test_mmdnn.py", "parity/test_cli.py",
+                           "parity/test_faults.py", "parity/test_streaming.py", "reliability/test_corpus.py",
+                           "reliability/test_determinism.py", "test_ci_gate.py"),
+    # converted(("keras2_h5", 0.35, (96, 96))) and its sample
+    "mobilenet_v2-a0.35-96": ("convert/test_trust_code.py", "convert/test_safety.py", "convert/test_bug_exit.py",
+                              "parity/test_report.py", "test_quiet.py", "test_end_to_end.py", "test_install.py"),
+    # the zoo's files and ports, and converted(("keras2_pb", 0.35, (96, 96)))
+    "zoo": ("convert/test_zoo.py", "convert/test_tolerance_edges.py", "convert/test_tflite_source.py",
+            "parity/test_tolerance_edges.py", "reliability/test_fuzz.py"),
+}
+_UNIT_OF = {f"tests/{f}": unit for unit, files in SHARED_FIXTURES.items() for f in files}
+
+
+def _unit(nodeid: str) -> str:
+    """The scheduling unit of a test: its SHARED_FIXTURES entry, else its file (loadfile's own unit)."""
+    where = nodeid.split("::")[0]
+    return _UNIT_OF.get(where, where)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under `-p no:xdist`
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, with the files of each SHARED_FIXTURES entry sent to one worker as one unit. (xdist's
+    own `loadgroup` marks do nothing under pytest 9: xdist 3.8 renames `item._nodeid`, which pytest 9 no longer
+    reads.) Other --dist modes: xdist's own scheduler."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return SharedFixtureScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--exhaustive") or os.environ.get("TFPORT_EXHAUSTIVE") == "1":
         return

@@ -95,6 +95,29 @@ def test_scripts_test_runs_the_whole_suite():
     assert last == 'exec "$PY" -m pytest -q --durations=15 -n "$WORKERS" --dist loadfile "$@"'
 
 
+def test_the_files_sharing_session_fixtures_are_one_unit_and_exist_once_each():
+    """tests/conftest.py SHARED_FIXTURES sends files whose session fixtures build the same conversions to one
+    worker: a file renamed or listed twice would silently fall back to a unit of its own."""
+    from tests.conftest import SHARED_FIXTURES, _unit
+
+    files = [f for group in SHARED_FIXTURES.values() for f in group]
+    assert len(files) == len(set(files))
+    assert all((ROOT / "tests" / f).is_file() for f in files), [f for f in files if not (ROOT / "tests" / f).is_file()]
+    assert _unit("tests/test_quiet.py::test_verbose_shows_the_chatter[parity]") == "mobilenet_v2-a0.35-96"
+    assert _unit("tests/parity/test_faults.py::test_x") == _unit("tests/convert/test_tf2torch.py::test_y[a]")
+    assert _unit("tests/test_layout.py::test_z") == "tests/test_layout.py"
+
+
+def test_the_files_grouped_by_their_shared_fixtures_exist_once_each():
+    """tests/conftest.py SHARED_FIXTURES puts files whose session fixtures build the same conversions on one
+    worker: a file renamed or listed twice would silently fall back to a group of its own."""
+    from tests.conftest import SHARED_FIXTURES
+
+    files = [f for group in SHARED_FIXTURES.values() for f in group]
+    assert len(files) == len(set(files))
+    assert all((ROOT / "tests" / f).is_file() for f in files), [f for f in files if not (ROOT / "tests" / f).is_file()]
+
+
 def _lock_lines() -> list[str]:
     return [line for line in (ROOT / "requirements.lock").read_text().splitlines()
             if line.strip() and not line.startswith("#")]

@@ -39,8 +39,10 @@ CASES = [
     ("keras2_pb", 0.35, (128, 192)),
 ]
 IDS = [f"{f}-a{a:g}-{s[0]}x{s[1]}" for f, a, s in CASES]
-# another even size of the same form and width: 96, 224 and 128x192 cover it (scripts/test --exhaustive runs it)
-COVERED_ELSEWHERE = {("slim_pb", 0.35, (160, 160))}
+# covered by a sibling (scripts/test --exhaustive runs them): another even size of the same form and width (96,
+# 224 and 128x192 cover it); keras2_pb at width 1 (the form by widths 0.35 and 1.4, width 1 at 96 by slim_pb
+# and keras2_h5)
+COVERED_ELSEWHERE = {("slim_pb", 0.35, (160, 160)), ("keras2_pb", 1.0, (96, 96))}
 PARAMS = [pytest.param(c, id=i, marks=[pytest.mark.exhaustive] if c in COVERED_ELSEWHERE else [])
           for c, i in zip(CASES, IDS, strict=True)]
 
@@ -103,7 +105,7 @@ def test_checkpoint_is_the_documented_format(converted):
     assert all(set(b) == {"eps", "momentum"} for b in meta["bn"].values())
 
 
-@pytest.mark.parametrize("case", CASES[:6], ids=IDS[:6])
+@pytest.mark.parametrize("case", PARAMS[:6])
 def test_state_dict_loads_into_plain_torchvision(converted, case):
     from torchvision.models import mobilenet_v2
 
@@ -113,7 +115,7 @@ def test_state_dict_loads_into_plain_torchvision(converted, case):
     plain.load_state_dict(sd, strict=True)  # raises on any key or shape difference
 
 
-@pytest.mark.parametrize("case", CASES[:6], ids=IDS[:6])
+@pytest.mark.parametrize("case", PARAMS[:6])
 def test_semantics_recorded(converted, case):
     """TF semantics, not torchvision's: eps 1e-3, momentum 1 - 0.999, asymmetric SAME on stride-2 at even sizes."""
     _, out, _ = converted(case)
