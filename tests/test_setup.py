@@ -108,14 +108,37 @@ def test_the_files_sharing_session_fixtures_are_one_unit_and_exist_once_each():
     assert _unit("tests/test_layout.py::test_z") == "tests/test_layout.py"
 
 
-def test_the_files_grouped_by_their_shared_fixtures_exist_once_each():
-    """tests/conftest.py SHARED_FIXTURES puts files whose session fixtures build the same conversions on one
-    worker: a file renamed or listed twice would silently fall back to a group of its own."""
-    from tests.conftest import SHARED_FIXTURES
+def test_xdist_schedules_the_files_sharing_session_fixtures_as_one_unit():
+    """The scheduler scripts/test's `--dist loadfile` gets (tests/conftest.py) puts the files of a SHARED_FIXTURES
+    entry in one work unit, and every other file in its own, as xdist's loadfile does."""
+    import types
 
-    files = [f for group in SHARED_FIXTURES.values() for f in group]
-    assert len(files) == len(set(files))
-    assert all((ROOT / "tests" / f).is_file() for f in files), [f for f in files if not (ROOT / "tests" / f).is_file()]
+    from tests.conftest import pytest_xdist_make_scheduler
+
+    ids = ["tests/test_quiet.py::a", "tests/test_quiet.py::b", "tests/convert/test_bug_exit.py::c",
+           "tests/test_layout.py::d", "tests/convert/test_zoo.py::e[x]", "tests/reliability/test_fuzz.py::f"]
+    options = {"dist": "loadfile", "tx": ["2*popen"]}
+    config = types.SimpleNamespace(getvalue=options.get, option=types.SimpleNamespace(loadscopereorder=True))
+    sched = pytest_xdist_make_scheduler(config, None)
+
+    class Node:  # what the scheduler calls on a worker
+        def __init__(self, name: str) -> None:
+            self.gateway, self.sent, self.shutting_down = types.SimpleNamespace(id=name), [], False
+
+        def send_runtest_some(self, indices) -> None:
+            self.sent.extend(indices)
+
+        def shutdown(self) -> None:
+            pass
+
+    nodes = [Node("gw0"), Node("gw1")]
+    for node in nodes:
+        sched.add_node(node)
+        sched.add_node_collection(node, ids)
+    sched.schedule()
+    units = {tuple(sorted(work)) for work in sched.workqueue.values()}
+    units |= {tuple(sorted(work)) for assigned in sched.assigned_work.values() for work in assigned.values()}
+    assert units == {(ids[2], ids[0], ids[1]), (ids[3],), (ids[4], ids[5])}, units
 
 
 def _lock_lines() -> list[str]:
