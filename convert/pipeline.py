@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from convert.model.options import DEFAULT_PROBES
-from convert.model.tolerance import CROSS_PATH_TOL, dense_scale, loose_output, pools_single_elements
+from convert.model.tolerance import CROSS_PATH_TOL, class_scores, dense_scale, loose_output, pools_single_elements
 from convert.paths.base import Progress
 from convert.paths.result import PathResult
 from convert.port.provenance import provenance
@@ -81,7 +81,7 @@ def _convert(src, output: Path, vias: list[str], input_size, probes: int, seed: 
             tf_out.future.result()
     result = ConversionResult(source, results)
     if len(results) == 2:
-        result.cross.append(cross_agreement(*(r.outputs for r in results)))
+        result.cross.append(cross_agreement(*(r.outputs for r in results), scores=class_scores(source.spec)))
     if result.ok:
         _write(result, output, torch_half)
     return result
@@ -122,7 +122,7 @@ def verify(spec, port: Mapping[str, np.ndarray], tf_out: Mapping[str, np.ndarray
     from convert.model.agreement import agreement
 
     ew = pools_single_elements(spec)
-    out = [agreement("canonical vs TF: output", port["output"], tf_out["output"], logits=True,
+    out = [agreement("canonical vs TF: output", port["output"], tf_out["output"], logits=class_scores(spec),
                      elementwise=loose_output(spec), scale=dense_scale(spec, tf_out.get("pooled"), output=True))]
     if "pooled" in tf_out and "pooled" in port:
         out.append(agreement("canonical vs TF: pooled features", port["pooled"], tf_out["pooled"], elementwise=ew))
@@ -132,16 +132,16 @@ def verify(spec, port: Mapping[str, np.ndarray], tf_out: Mapping[str, np.ndarray
     return out
 
 
-def cross_agreement(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]):
+def cross_agreement(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], scores: bool = True):
     """`--via both`: the two paths' canonical ports (outputs as `verify` takes them) on the same probes. They
     are the same torchvision model with the same weights, whatever the output kind (a classifier's softmax,
     pooled features, a feature map): held to CROSS_PATH_TOL on every kind, not to a feature map's looser
-    tolerance against TF."""
+    tolerance against TF. `scores`: the output ranks classes (top-1 reported)."""
     import dataclasses
 
     from convert.model.agreement import agreement
 
-    measured = agreement("canonical via onnx vs via mmdnn: output", a["output"], b["output"], logits=True)
+    measured = agreement("canonical via onnx vs via mmdnn: output", a["output"], b["output"], logits=scores)
     return dataclasses.replace(measured, tol=CROSS_PATH_TOL)
 
 

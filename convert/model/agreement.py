@@ -14,14 +14,20 @@ class Agreement:
     what: str
     max_abs: float
     rel: float  # max |port - ref| / max |ref|
-    top1_agree: float | None = None  # fraction of probes with the same argmax (logits only)
+    top1_agree: float | None = None  # fraction of probes with the same argmax (class scores only): reported
     tol: float | None = None  # its own tolerance where the caller's does not fit (feature maps)
     # False: measured and reported, but the port does not stand or fall by it (MMdnn's own emitted model where
     # its known flatten bug applies; the canonical port from its IR is held to the tolerance regardless)
     gating: bool = True
 
     def ok(self, tol: float) -> bool:
-        return self.rel <= (self.tol or tol) and (self.top1_agree is None or self.top1_agree == 1.0)
+        """Within the tolerance. Top-1 is reported, not gated: where the port's argmax differs from the
+        reference's, the reference's lead over the port's choice is at most 2 max |Δ| (ref[a] - ref[b] =
+        (ref[a] - port[a]) + (port[a] - port[b]) + (port[b] - ref[b]), the middle term <= 0), so within the
+        tolerance a changed top-1 is a tie the tolerance cannot decide. Gating on it refused a correct port
+        by chance (stop 39's CI: a feature extractor's pooled features at rel 3.05e-6, whose argmax, over
+        features rather than classes, had changed)."""
+        return self.rel <= (self.tol or tol)
 
 
 # An unpooled feature map — or its maximum (global max pooling) — keeps every element's float32 error,

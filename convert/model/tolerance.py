@@ -18,6 +18,12 @@ def pools_single_elements(spec) -> bool:
     return spec.pool in ("max", "flatten") or (spec.pool is not None and -(-h // 32) * -(-w // 32) == 1)
 
 
+def class_scores(spec) -> bool:
+    """The output is a Dense head's (class scores; a regression's values), whose top-1 agreement is reported;
+    pooled features and feature maps have no classes to rank (convert.model.agreement)."""
+    return bool(spec.head)
+
+
 def loose_output(spec) -> bool:
     """Where the output's error relative to its own maximum is not the backbone's: a head of the source's own
     (several Dense layers) sums with cancellation, so the error grows by the head's gain; a softmax/sigmoid

@@ -52,7 +52,7 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
     from convert.arch import in_torchvision_order
     from convert.model.agreement import agreement
     from convert.model.semantics import with_source_semantics
-    from convert.model.tolerance import REL_TOL, dense_scale, loose_output
+    from convert.model.tolerance import REL_TOL, class_scores, dense_scale, loose_output
     from convert.paths.mmdnn.run import BACKBONE_INPUT, read_mmdnn_ir, run_mmdnn
     from convert.paths.worker import CanonicalRef, canonical_outputs, emitted
     from convert.runtime.bounds import stage
@@ -80,7 +80,7 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
         meta, outputs = mapped()
     result = PathResult("mmdnn", CanonicalRef("mmdnn", meta), artifacts=artifacts, outputs=outputs)
     scale = dense_scale(source.spec, ref.get("pooled"))
-    own = [agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=True,
+    own = [agreement("MMdnn emitted model vs TF: output", out, ref["output"], logits=class_scores(source.spec),
                      elementwise=loose_output(source.spec),
                      scale=dense_scale(source.spec, ref.get("pooled"), output=True))]
     if "logits" in ref and len(source.spec.head) == 1:  # the logits are its last Linear's output only then

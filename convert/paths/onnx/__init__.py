@@ -24,7 +24,7 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
     from convert.arch import in_torchvision_order
     from convert.model.agreement import agreement
     from convert.model.semantics import with_source_semantics
-    from convert.model.tolerance import dense_scale, loose_output
+    from convert.model.tolerance import class_scores, dense_scale, loose_output
     from convert.paths.onnx.export import check_onnx, tf_to_onnx
     from convert.paths.worker import CanonicalRef, canonical_outputs
     from convert.readers.onnx import read_onnx
@@ -55,8 +55,8 @@ def convert_path(source, x: np.ndarray, ref: Mapping[str, np.ndarray], progress:
     with stage("torch side"):
         meta, outputs = pending()
     result = PathResult("onnx", CanonicalRef("onnx", meta), artifacts={".onnx": data}, outputs=outputs)
-    result.agreements.append(agreement("ONNX Runtime vs TF: output", out, ref["output"], logits=True,
-                                       elementwise=loose_output(source.spec),
+    result.agreements.append(agreement("ONNX Runtime vs TF: output", out, ref["output"],
+                                       logits=class_scores(source.spec), elementwise=loose_output(source.spec),
                                        scale=dense_scale(source.spec, ref.get("pooled"), output=True)))
     result.seconds = time.perf_counter() - t0
     if meta["bn_folded"]:
