@@ -194,3 +194,35 @@ def test_train_losses_do_not_depend_on_the_backbone_bn_momentum(argv, tmp_path):
     assert [b for e in runs["0"] for b in e["batch_losses"]] == [b for e in runs["0.1"] for b in e["batch_losses"]]
     assert [e["valid_loss"] for e in runs["0"]] != [e["valid_loss"] for e in runs["0.1"]]
 
+
+
+def test_head_only_training_runs_on_one_thread_and_gives_the_count_back(argv, tmp_path):
+    """Features cached, the head trains alone: its small batches run on one thread (backbones.trainer
+    HEAD_ONE_THREAD_WORK: waking a second thread per op cost more than it shared), the count given back after the
+    epochs; a batch past the bound keeps every thread."""
+    from backbones.trainer import HEAD_ONE_THREAD_WORK, head_threads
+
+    seen: list[int] = []
+
+    def hook(module, _inputs, _output):
+        if isinstance(module, torch.nn.Linear) and torch.is_grad_enabled():  # a training step's forward
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        assert main(argv(tmp_path / "run")) == 0
+        after = torch.get_num_threads()
+        head = torch.nn.Linear(1000, 1000)  # 1 001 000 parameters
+        with head_threads(head, int(HEAD_ONE_THREAD_WORK // 1_001_000) + 1):
+            large = torch.get_num_threads()
+        with head_threads(head, 8):
+            small = torch.get_num_threads()
+        restored = torch.get_num_threads()
+    finally:
+        handle.remove()
+        torch.set_num_threads(before)
+    assert _result(tmp_path / "run")["cached"] is True
+    assert seen and set(seen) == {1} and after == 2
+    assert (large, small, restored) == (2, 1, 2)
