@@ -263,9 +263,11 @@ def top64(tmp_path_factory):
 @pytest.mark.exhaustive
 @pytest.mark.parametrize("form", ["keras2_h5", "keras3", "savedmodel", "keras2_pb", "tflite"])
 def test_every_form_converts(top64, form):
-    """Every form users hold (TFLite's written by the converter users run): head.0 is fc1, columns permuted."""
+    """Every form users hold (TFLite's written by the converter users run): head.0 is fc1, columns permuted;
+    `parity check` certifies each port in eval mode (no BatchNorm)."""
     import tensorflow as tf
 
+    import parity
     from convert import pipeline
     from convert.sample import write_samples
 
@@ -280,6 +282,8 @@ def test_every_form_converts(top64, form):
     meta = result.paths[0].canonical.meta
     assert meta["arch"] == "vgg16" and len(meta["head"]["layers"]) == 3
     assert meta["flatten"] == {"order": "NCHW", "source_order": "NHWC", "shape": [512, 2, 1], "dense": "head.0"}
+    report = parity.check(str(d / f"{form}.pth"))
+    assert report and report.modes_passed == ["eval"], report.summary()
 
 
 @pytest.fixture(scope="module")
