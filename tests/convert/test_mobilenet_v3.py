@@ -361,13 +361,17 @@ def test_large_keras3_with_kerass_top_converts(tmp_path):
 @pytest.mark.exhaustive
 @pytest.mark.parametrize(("arch", "form"), FORMS, ids=[f"{a.rsplit('_', 1)[1]}-{f}" for a, f in FORMS])
 def test_every_form_converts(tmp_path, arch, form):
+    """Each form's port, Keras 3's decomposed BN fused back, certified by parity in eval and train mode."""
+    import parity
     from convert import pipeline
     from convert.sample import SampleSpec, write_samples
 
     (src,) = write_samples(tmp_path, SampleSpec(arch=arch, size=SIZE, classes=CLASSES), (form,)).values()
     result = pipeline.convert(src, tmp_path / "p.pth", via="onnx")
     assert result.ok and result.paths[0].canonical.meta["arch"] == arch
-    assert not result.paths[0].canonical.meta["bn_folded"]  # Keras 3's decomposed BN fused back
+    assert not result.paths[0].canonical.meta["bn_folded"]
+    report = parity.check(str(tmp_path / "p.pth"))
+    assert report and report.modes_passed == ["eval", "train"], report.summary()
 
 
 @pytest.mark.exhaustive
@@ -385,9 +389,11 @@ def test_alpha_0_75_is_refused_naming_the_variant(tmp_path):
 @pytest.mark.parametrize("arch", SIZES, ids=SIZES)
 def test_tflite_float32_converts(tmp_path, arch):
     """The TFLite converter's file of the sample (BN folded, HARD_SWISH ops, the squeeze-excitation's + 3
-    folded into its second conv's bias, Rescaling as MUL/ADD): converted, input affine and classifier kept."""
+    folded into its second conv's bias, Rescaling as MUL/ADD): converted, input affine and classifier kept;
+    parity certifies eval mode (the converter folded BN: no statistics to compare train mode with)."""
     import tensorflow as tf
 
+    import parity
     from convert import pipeline
     from convert.sample import SampleSpec, keras2_model
 
@@ -399,6 +405,8 @@ def test_tflite_float32_converts(tmp_path, arch):
     meta = result.paths[0].canonical.meta
     assert meta["arch"] == arch and meta["num_classes"] == CLASSES and meta["bn_folded"]
     assert meta["input_range"] == [0.0, 255.0] and np.allclose(meta["preprocess"]["scale"], 1 / 127.5)
+    report = parity.check(str(tmp_path / "p.pth"))
+    assert report and report.modes_passed == ["eval"], report.summary()
 
 
 @pytest.mark.exhaustive
