@@ -413,7 +413,9 @@ def test_tflite_float32_converts(tmp_path, arch):
 @pytest.mark.parametrize("top", [True, False], ids=["top", "no_top"])
 def test_keras_weights_file_converts(tmp_path, top):
     """A legacy-HDF5 weights file as Keras Applications' `weights_mobilenet_v3_small_224_1.0_float[_no_top_v2].h5`
-    are laid out (tf_keras save_weights of the sample): recognised from its layers, rebuilt, converted."""
+    are laid out (tf_keras save_weights of the sample): recognised from its layers, rebuilt, converted, certified
+    by parity against the rebuilt model in eval and train mode."""
+    import parity
     from convert import pipeline
     from convert.sample import SampleSpec, keras2_model
 
@@ -430,6 +432,8 @@ def test_keras_weights_file_converts(tmp_path, top):
     assert result.ok and result.source.form == "keras_weights_h5"
     meta = result.paths[0].canonical.meta
     assert meta["arch"] == "mobilenet_v3_small" and meta["num_classes"] == (CLASSES if top else 0)
+    report = parity.check(str(tmp_path / "p.pth"))
+    assert report and report.modes_passed == ["eval", "train"], report.summary()
 
 
 def test_keras3_weight_names_are_recognised():
@@ -454,10 +458,11 @@ def test_keras3_weight_names_are_recognised():
 @pytest.mark.exhaustive
 def test_keras3_weights_file_converts(tmp_path):
     """Keras 3 `save_weights` of the Small sample (its top, 10 classes): rebuilt with tf_keras (names matched
-    by `layer_key`), converted, the port returning the Keras 3 model's output."""
+    by `layer_key`), converted, the port returning the Keras 3 model's output; parity certifies eval + train."""
     import keras
     import torch
 
+    import parity
     from convert import pipeline
     from convert.model.probe import probe_inputs
     from convert.port import checkpoint
@@ -477,6 +482,8 @@ def test_keras3_weights_file_converts(tmp_path):
     with torch.no_grad():
         got = port(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     assert np.abs(got - ref).max() / np.abs(ref).max() <= 1e-5
+    report = parity.check(str(out))
+    assert report and report.modes_passed == ["eval", "train"], report.summary()
 
 
 @pytest.mark.exhaustive

@@ -373,9 +373,10 @@ def test_the_224_top_is_torchvision_classifier_and_the_naive_port_fails_at_class
 @pytest.mark.exhaustive
 def test_a_keras_applications_weights_file_converts(tmp_path):
     """What `~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5` is (tf_keras save_weights, the
-    legacy layout): recognised by its layers' names, rebuilt at --input-size, converted."""
+    legacy layout): recognised by its layers' names, rebuilt at --input-size, converted, certified in eval mode."""
     import tf_keras
 
+    import parity
     from convert import pipeline
 
     tf_keras.utils.set_random_seed(2)
@@ -384,3 +385,5 @@ def test_a_keras_applications_weights_file_converts(tmp_path):
     result = pipeline.convert(tmp_path / "vgg16_notop.h5", tmp_path / "w.pth", input_size=(32, 32))
     assert result.ok and result.paths[0].canonical.meta["arch"] == "vgg16"
     assert "VGG16 without its classifier" in result.source.notes[0]
+    report = parity.check(str(tmp_path / "w.pth"))
+    assert report and report.modes_passed == ["eval"], report.summary()
